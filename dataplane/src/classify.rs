@@ -1,0 +1,799 @@
+//! The packet decisions of one node, apart from any packet I/O.
+//!
+//! [`Classifier::from_wire`] decides what happens to a frame received on the
+//! wire port: up to the kernel, answered in place (ARP and neighbour
+//! solicitations for a VIP), or dropped with a reason.
+//! [`Classifier::from_kernel`] decides what happens to a frame the kernel
+//! sends through the exception port. Both read and rewrite the frame
+//! through [`PacketBuf`], which a DPDK mbuf and a plain test buffer
+//! implement, and return a [`Counter`] that names the outcome.
+
+use crate::counters::Counter;
+use crate::flow::{FlowKey, FlowState, FlowTable, Touch};
+use crate::hash::{ConnectionValue, Toeplitz, SYMMETRIC_KEY};
+use crate::ownership::{BucketState, OwnershipView};
+use crate::packet::{self, arp, proto, tcp_flags, Addr, Frame, Ip, Mac, Payload, L4};
+
+/// A frame buffer the classifier can read and rewrite.
+pub trait PacketBuf {
+    /// The frame's bytes (the first segment's, for a chained mbuf).
+    fn bytes(&self) -> &[u8];
+    /// The frame's bytes, writable.
+    fn bytes_mut(&mut self) -> &mut [u8];
+    /// Grows or shrinks the frame to `len` bytes; false when the buffer
+    /// cannot hold that many.
+    fn set_len(&mut self, len: usize) -> bool;
+}
+
+/// Where a frame goes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Action {
+    /// Up to the host kernel through the exception port.
+    ToKernel,
+    /// Out of the wire port (an in-place reply, or the kernel's traffic).
+    ToWire,
+    /// Freed.
+    Drop,
+}
+
+/// A virtual IP served by the cluster.
+#[derive(Clone, Debug)]
+pub struct Vip {
+    /// The address.
+    pub addr: Addr,
+    tcp_ports: PortSet,
+    udp_ports: PortSet,
+}
+
+/// A set of ports as a 65,536-bit bitmap (8 KiB): one load per lookup.
+#[derive(Clone)]
+struct PortSet(Box<[u64; 1024]>);
+
+impl core::fmt::Debug for PortSet {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let n: u32 = self.0.iter().map(|w| w.count_ones()).sum();
+        write!(f, "PortSet({n} ports)")
+    }
+}
+
+impl PortSet {
+    fn new(ports: &[u16]) -> Self {
+        let mut bits = Box::new([0u64; 1024]);
+        for &p in ports {
+            bits[usize::from(p >> 6)] |= 1 << (p & 63);
+        }
+        PortSet(bits)
+    }
+
+    #[inline]
+    fn contains(&self, port: u16) -> bool {
+        self.0[usize::from(port >> 6)] & (1 << (port & 63)) != 0
+    }
+}
+
+impl Vip {
+    /// A VIP serving `tcp_ports` and `udp_ports`.
+    pub fn new(addr: Addr, tcp_ports: &[u16], udp_ports: &[u16]) -> Self {
+        Vip {
+            addr,
+            tcp_ports: PortSet::new(tcp_ports),
+            udp_ports: PortSet::new(udp_ports),
+        }
+    }
+}
+
+/// The addresses a node's classifier works with.
+#[derive(Clone, Debug)]
+pub struct NodeAddresses {
+    /// The MAC of the node's wire port: the source of everything it sends.
+    pub node_mac: Mac,
+    /// The MAC of the kernel's side of the exception port.
+    pub kernel_mac: Mac,
+    /// The MAC the VIPs resolve to (never used as a source).
+    pub cluster_mac: Mac,
+    /// The VIPs.
+    pub vips: Vec<Vip>,
+}
+
+/// The state a worker passes in with each frame.
+pub struct Context<'a> {
+    /// This node's rights on each bucket.
+    pub view: &'a OwnershipView,
+    /// This worker's flow table.
+    pub flows: &'a mut FlowTable,
+    /// Now, in milliseconds (wrapping).
+    pub now_ms: u32,
+    /// The NIC's RSS hash of the frame, when the port computed one with the
+    /// cluster's key and fields.
+    pub rss: Option<u32>,
+}
+
+/// A node's packet decisions. See the module documentation.
+pub struct Classifier {
+    addrs: NodeAddresses,
+    toeplitz: Toeplitz,
+}
+
+impl Classifier {
+    /// A classifier for a node with these addresses.
+    pub fn new(addrs: NodeAddresses) -> Self {
+        Classifier {
+            addrs,
+            toeplitz: Toeplitz::new(&SYMMETRIC_KEY),
+        }
+    }
+
+    /// The node's addresses.
+    pub fn addresses(&self) -> &NodeAddresses {
+        &self.addrs
+    }
+
+    /// The connection value of client → VIP, as every node computes it.
+    #[inline]
+    pub fn connection_value(&self, client: Addr, vip: Addr, client_port: u16, vip_port: u16) -> ConnectionValue {
+        self.toeplitz.tuple(client, vip, client_port, vip_port)
+    }
+
+    #[inline]
+    fn vip(&self, addr: Addr) -> Option<&Vip> {
+        self.addrs.vips.iter().find(|v| v.addr == addr)
+    }
+
+    /// Decides a frame received on the wire port. The frame may be
+    /// rewritten: destination MAC of frames going up, or a whole reply.
+    pub fn from_wire<B: PacketBuf>(&self, buf: &mut B, cx: &mut Context<'_>) -> Counter {
+        let frame = match packet::parse(buf.bytes()) {
+            Ok(f) => f,
+            Err(e) => return Counter::malformed(e),
+        };
+        if frame.src == self.addrs.node_mac || frame.src == self.addrs.cluster_mac || frame.src.is_group() {
+            return Counter::DropSpoofedSource;
+        }
+        let for_cluster = frame.dst == self.addrs.cluster_mac;
+        let for_node = frame.dst == self.addrs.node_mac;
+        if !for_cluster && !for_node && !frame.dst.is_group() {
+            return Counter::DropNotForUs;
+        }
+        match frame.payload {
+            Payload::Arp(a) => self.wire_arp(buf, &frame, &a),
+            Payload::Ipv4(ip) | Payload::Ipv6(ip) => match self.vip(ip.dst) {
+                Some(vip) => self.wire_vip(buf, &frame, &ip, vip, cx),
+                None if ip.l4 == (L4::Icmp { kind: 135, code: 0 }) => self.wire_ndp_solicit(buf, &frame, &ip),
+                None if for_cluster => Counter::DropClusterMacNotVip,
+                None => self.up(buf, &frame, Counter::KernelLocal),
+            },
+            Payload::Other(_) if for_cluster => Counter::DropClusterMacNotVip,
+            Payload::Other(_) => self.up(buf, &frame, Counter::KernelLocal),
+        }
+    }
+
+    /// Sends a frame up: unicast frames get the kernel's MAC as destination.
+    #[inline]
+    fn up<B: PacketBuf>(&self, buf: &mut B, frame: &Frame, outcome: Counter) -> Counter {
+        if !frame.dst.is_group() && frame.dst != self.addrs.kernel_mac {
+            buf.bytes_mut()[0..6].copy_from_slice(&self.addrs.kernel_mac.0);
+        }
+        outcome
+    }
+
+    fn wire_arp<B: PacketBuf>(&self, buf: &mut B, frame: &Frame, a: &packet::Arp) -> Counter {
+        let spa = Addr::V4(a.spa);
+        if self.vip(spa).is_some() {
+            // Someone speaks for a VIP. Our own replies (sender = cluster
+            // MAC) may come back flooded; anything else is a conflict.
+            return if a.sha == self.addrs.cluster_mac {
+                Counter::DropArpVipPeer
+            } else {
+                Counter::DropArpVipConflict
+            };
+        }
+        if self.vip(Addr::V4(a.tpa)).is_some() {
+            if a.oper != arp::REQUEST {
+                return Counter::DropArpVipConflict;
+            }
+            if a.sha != frame.src || a.sha.is_group() {
+                return Counter::DropArpBad;
+            }
+            // Answer in place: sender = VIP at the cluster MAC, from the
+            // node's own MAC.
+            let l3 = usize::from(frame.l3_offset);
+            let b = buf.bytes_mut();
+            b[0..6].copy_from_slice(&frame.src.0);
+            b[6..12].copy_from_slice(&self.addrs.node_mac.0);
+            let ab = &mut b[l3..l3 + arp::LEN];
+            ab[6..8].copy_from_slice(&arp::REPLY.to_be_bytes());
+            ab[18..24].copy_from_slice(&a.sha.0);
+            ab[24..28].copy_from_slice(&a.spa);
+            ab[8..14].copy_from_slice(&self.addrs.cluster_mac.0);
+            ab[14..18].copy_from_slice(&a.tpa);
+            return Counter::ReplyArp;
+        }
+        self.up(buf, frame, Counter::KernelLocal)
+    }
+
+    /// A neighbour solicitation not addressed to a VIP's own address: it
+    /// may still ask for a VIP (solicited-node multicast destination).
+    fn wire_ndp_solicit<B: PacketBuf>(&self, buf: &mut B, frame: &Frame, ip: &Ip) -> Counter {
+        let l4 = usize::from(ip.l4_offset);
+        let end = usize::from(ip.end);
+        if end - l4 < 24 {
+            return Counter::DropNdpBad;
+        }
+        let mut target = [0u8; 16];
+        target.copy_from_slice(&buf.bytes()[l4 + 8..l4 + 24]);
+        match self.vip(Addr::V6(target)) {
+            Some(_) => self.answer_solicit(buf, frame, ip, target),
+            None => self.up(buf, frame, Counter::KernelLocal),
+        }
+    }
+
+    /// Answers a neighbour solicitation for the VIP `target` in place with
+    /// an advertisement of the cluster MAC.
+    fn answer_solicit<B: PacketBuf>(&self, buf: &mut B, frame: &Frame, ip: &Ip, target: [u8; 16]) -> Counter {
+        let l3 = usize::from(frame.l3_offset);
+        let l4 = usize::from(ip.l4_offset);
+        let end = usize::from(ip.end);
+        let Addr::V6(src) = ip.src else {
+            return Counter::DropNdpBad;
+        };
+        // RFC 4861 7.1.1: hop limit 255, code 0, at least 24 bytes, a valid
+        // checksum, no extension headers in what we answer.
+        if ip.hop_limit != 255 || l4 != l3 + 40 || end - l4 < 24 || icmpv6_checksum(buf.bytes(), l3, l4, end) != 0 {
+            return Counter::DropNdpBad;
+        }
+        let dad = src == [0u8; 16];
+        let (dst_ip, dst_mac) = if dad {
+            let mut all_nodes = [0u8; 16];
+            all_nodes[0] = 0xff;
+            all_nodes[1] = 0x02;
+            all_nodes[15] = 1;
+            (all_nodes, Mac([0x33, 0x33, 0, 0, 0, 1]))
+        } else {
+            (src, frame.src)
+        };
+        let new_end = l4 + 32;
+        if !buf.set_len(new_end) {
+            return Counter::DropNdpBad;
+        }
+        let b = buf.bytes_mut();
+        b[0..6].copy_from_slice(&dst_mac.0);
+        b[6..12].copy_from_slice(&self.addrs.node_mac.0);
+        let h = &mut b[l3..l3 + 40];
+        h[4..6].copy_from_slice(&32u16.to_be_bytes());
+        h[6] = proto::ICMPV6;
+        h[7] = 255;
+        h[8..24].copy_from_slice(&target);
+        h[24..40].copy_from_slice(&dst_ip);
+        let m = &mut b[l4..new_end];
+        m[0] = 136; // neighbour advertisement
+        m[1] = 0;
+        m[2] = 0;
+        m[3] = 0;
+        // Solicited (unless answering DAD) and override.
+        m[4] = if dad { 0x20 } else { 0x60 };
+        m[5..8].fill(0);
+        m[8..24].copy_from_slice(&target);
+        m[24] = 2; // target link-layer address option
+        m[25] = 1;
+        m[26..32].copy_from_slice(&self.addrs.cluster_mac.0);
+        let sum = icmpv6_checksum(b, l3, l4, new_end);
+        b[l4 + 2..l4 + 4].copy_from_slice(&sum.to_be_bytes());
+        Counter::ReplyNdp
+    }
+
+    fn wire_vip<B: PacketBuf>(&self, buf: &mut B, frame: &Frame, ip: &Ip, vip: &Vip, cx: &mut Context<'_>) -> Counter {
+        if ip.fragment {
+            // Later fragments carry no ports, so no node could place them
+            // consistently: fragments to a VIP are dropped and counted.
+            return Counter::DropVipFragment;
+        }
+        match ip.l4 {
+            L4::Tcp {
+                src_port,
+                dst_port,
+                flags,
+            } => {
+                if !vip.tcp_ports.contains(dst_port) {
+                    return Counter::DropVipPortNotServed;
+                }
+                let outcome = self.vip_tcp(ip, src_port, dst_port, flags, cx);
+                if outcome.action() == Action::ToKernel {
+                    self.up(buf, frame, outcome)
+                } else {
+                    outcome
+                }
+            }
+            L4::Udp { src_port, dst_port } => {
+                if !vip.udp_ports.contains(dst_port) {
+                    return Counter::DropVipPortNotServed;
+                }
+                let value = cx
+                    .rss
+                    .map(ConnectionValue)
+                    .unwrap_or_else(|| self.toeplitz.tuple(ip.src, ip.dst, src_port, dst_port));
+                match cx.view.state(value.bucket(cx.view.mask())) {
+                    BucketState::Foreign => Counter::DropUdpNotOwner,
+                    _ => self.up(buf, frame, Counter::KernelVipUdp),
+                }
+            }
+            L4::Icmp { kind, code } => self.wire_vip_icmp(buf, frame, ip, kind, code, cx),
+            L4::Fragment => Counter::DropVipFragment,
+            L4::Other(_) => Counter::DropVipProtocol,
+        }
+    }
+
+    /// The accept rules for TCP to a VIP (see DESIGN.md).
+    #[inline]
+    fn vip_tcp(&self, ip: &Ip, src_port: u16, dst_port: u16, flags: u8, cx: &mut Context<'_>) -> Counter {
+        use tcp_flags::{ACK, FIN, RST, SYN};
+        let syn = flags & SYN != 0;
+        if syn && flags & (FIN | RST) != 0 {
+            return Counter::DropTcpBadFlags;
+        }
+        let value = cx
+            .rss
+            .map(ConnectionValue)
+            .unwrap_or_else(|| self.toeplitz.tuple(ip.src, ip.dst, src_port, dst_port));
+        let state = cx.view.state(value.bucket(cx.view.mask()));
+        let key = FlowKey::new(ip.src, src_port, ip.dst, dst_port);
+        if syn && flags & ACK == 0 {
+            // A SYN is accepted only where this node holds the claim, even
+            // for a flow it knows: a retransmitted SYN in a bucket it has
+            // released belongs to the new owner now.
+            if state == BucketState::Foreign {
+                cx.flows.remove(&key, cx.now_ms);
+                return Counter::DropSynNotOwner;
+            }
+            return if cx.flows.insert(key, FlowState::HalfOpen, cx.now_ms) {
+                Counter::KernelVipSyn
+            } else {
+                Counter::KernelVipSynUntracked
+            };
+        }
+        match cx.flows.touch(&key, flags, cx.now_ms) {
+            Touch::Known(_) => Counter::KernelVipFlow,
+            Touch::Unknown => match state {
+                BucketState::Settled => {
+                    // A connection we do not know in a bucket we have held
+                    // for longer than the drain period: a SYN-cookie
+                    // connection or an evicted entry. Track it from now on.
+                    if flags & (RST | FIN) == 0 {
+                        cx.flows.insert(key, FlowState::Established, cx.now_ms);
+                    }
+                    Counter::KernelVipAdopted
+                }
+                BucketState::Claimed => Counter::DropRecentBucket,
+                BucketState::Foreign => Counter::DropNotOwner,
+            },
+        }
+    }
+
+    fn wire_vip_icmp<B: PacketBuf>(
+        &self,
+        buf: &mut B,
+        frame: &Frame,
+        ip: &Ip,
+        kind: u8,
+        code: u8,
+        cx: &mut Context<'_>,
+    ) -> Counter {
+        let v6 = matches!(ip.src, Addr::V6(_));
+        let echo = if v6 { kind == 128 } else { kind == 8 };
+        let error = if v6 { (1..=4).contains(&kind) } else { matches!(kind, 3 | 11 | 12) };
+        if v6 && kind == 135 && code == 0 {
+            let Addr::V6(target) = ip.dst else {
+                return Counter::DropNdpBad;
+            };
+            return self.answer_solicit(buf, frame, ip, target);
+        }
+        let state = if echo {
+            let value = self.toeplitz.addresses(ip.src, ip.dst);
+            cx.view.state(value.bucket(cx.view.mask()))
+        } else if error {
+            // An error about a packet the VIP sent: it quotes that packet,
+            // VIP → client. Place it by the quoted connection.
+            match self.quoted_flow(buf.bytes(), ip) {
+                Some((client, client_port, vip_port)) => {
+                    let key = FlowKey::new(client, client_port, ip.dst, vip_port);
+                    if cx.flows.get(&key, cx.now_ms).is_some() {
+                        return self.up(buf, frame, Counter::KernelVipIcmp);
+                    }
+                    let value = self.toeplitz.tuple(client, ip.dst, client_port, vip_port);
+                    cx.view.state(value.bucket(cx.view.mask()))
+                }
+                None => return Counter::DropIcmpBad,
+            }
+        } else {
+            return Counter::DropVipProtocol;
+        };
+        match state {
+            BucketState::Foreign => Counter::DropIcmpNotOwner,
+            _ => self.up(buf, frame, Counter::KernelVipIcmp),
+        }
+    }
+
+    /// The (client, client port, VIP port) quoted in an ICMP error.
+    fn quoted_flow(&self, b: &[u8], ip: &Ip) -> Option<(Addr, u16, u16)> {
+        let inner = usize::from(ip.l4_offset) + 8;
+        let end = usize::from(ip.end);
+        let q = b.get(inner..end)?;
+        let (src, dst, ports_at) = match ip.src {
+            Addr::V4(_) => {
+                let ihl = usize::from(*q.first()? & 0x0f) * 4;
+                if q.len() < ihl + 4 || ihl < 20 || q[9] != proto::TCP && q[9] != proto::UDP {
+                    return None;
+                }
+                (
+                    Addr::V4([q[12], q[13], q[14], q[15]]),
+                    Addr::V4([q[16], q[17], q[18], q[19]]),
+                    ihl,
+                )
+            }
+            Addr::V6(_) => {
+                if q.len() < 44 || q[6] != proto::TCP && q[6] != proto::UDP {
+                    return None;
+                }
+                let mut s = [0u8; 16];
+                s.copy_from_slice(&q[8..24]);
+                let mut d = [0u8; 16];
+                d.copy_from_slice(&q[24..40]);
+                (Addr::V6(s), Addr::V6(d), 40)
+            }
+        };
+        // The quoted packet went VIP → client.
+        if src != ip.dst {
+            return None;
+        }
+        let vip_port = u16::from_be_bytes([q[ports_at], q[ports_at + 1]]);
+        let client_port = u16::from_be_bytes([q[ports_at + 2], q[ports_at + 3]]);
+        Some((dst, client_port, vip_port))
+    }
+
+    /// Decides a frame the kernel sent through the exception port: out to
+    /// the wire from the node's own MAC, unless it would announce a VIP.
+    pub fn from_kernel<B: PacketBuf>(&self, buf: &mut B) -> Counter {
+        let frame = match packet::parse(buf.bytes()) {
+            Ok(f) => f,
+            // The kernel's own frames are not input to distrust, but what we
+            // cannot parse we cannot check either.
+            Err(e) => return Counter::kernel_malformed(e),
+        };
+        let l3 = usize::from(frame.l3_offset);
+        match frame.payload {
+            Payload::Arp(a) => {
+                if self.vip(Addr::V4(a.spa)).is_some() {
+                    return Counter::DropKernelVipAdvert;
+                }
+                if a.sha == self.addrs.kernel_mac && self.addrs.kernel_mac != self.addrs.node_mac {
+                    buf.bytes_mut()[l3 + 8..l3 + 14].copy_from_slice(&self.addrs.node_mac.0);
+                }
+            }
+            Payload::Ipv6(ip) => {
+                if let L4::Icmp { kind: 133..=137, .. } = ip.l4 {
+                    if self.vip(ip.src).is_some() {
+                        return Counter::DropKernelVipAdvert;
+                    }
+                    let l4 = usize::from(ip.l4_offset);
+                    if ip.l4 == (L4::Icmp { kind: 136, code: 0 }) && usize::from(ip.end) >= l4 + 24 {
+                        let mut target = [0u8; 16];
+                        target.copy_from_slice(&buf.bytes()[l4 + 8..l4 + 24]);
+                        if self.vip(Addr::V6(target)).is_some() {
+                            return Counter::DropKernelVipAdvert;
+                        }
+                    }
+                    if self.addrs.kernel_mac != self.addrs.node_mac {
+                        self.rewrite_ndp_options(buf, l3, &ip);
+                    }
+                }
+            }
+            _ => {}
+        }
+        buf.bytes_mut()[6..12].copy_from_slice(&self.addrs.node_mac.0);
+        Counter::WireFromKernel
+    }
+
+    /// Replaces the kernel's MAC by the node's in NDP link-layer address
+    /// options, and fixes the checksum.
+    fn rewrite_ndp_options<B: PacketBuf>(&self, buf: &mut B, l3: usize, ip: &Ip) {
+        let l4 = usize::from(ip.l4_offset);
+        let end = usize::from(ip.end);
+        let first_option = match ip.l4 {
+            L4::Icmp { kind: 133, .. } => 8,
+            L4::Icmp { kind: 134, .. } => 16,
+            L4::Icmp { kind: 135 | 136, .. } => 24,
+            L4::Icmp { kind: 137, .. } => 40,
+            _ => return,
+        };
+        let b = buf.bytes_mut();
+        let mut at = l4 + first_option;
+        let mut changed = false;
+        while at + 8 <= end {
+            let len = usize::from(b[at + 1]) * 8;
+            if len == 0 || at + len > end {
+                break;
+            }
+            if (b[at] == 1 || b[at] == 2) && b[at + 2..at + 8] == self.addrs.kernel_mac.0 {
+                b[at + 2..at + 8].copy_from_slice(&self.addrs.node_mac.0);
+                changed = true;
+            }
+            at += len;
+        }
+        if changed {
+            b[l4 + 2..l4 + 4].fill(0);
+            let sum = icmpv6_checksum(b, l3, l4, end);
+            b[l4 + 2..l4 + 4].copy_from_slice(&sum.to_be_bytes());
+        }
+    }
+}
+
+/// The ICMPv6 checksum over the IPv6 pseudo-header and `b[l4..end]`: zero
+/// when a received message verifies; the value to store when the checksum
+/// field is zero.
+fn icmpv6_checksum(b: &[u8], l3: usize, l4: usize, end: usize) -> u16 {
+    let mut acc = packet::ones_sum(0, &b[l3 + 8..l3 + 40]);
+    let len = (end - l4) as u32;
+    acc = packet::ones_sum(acc, &len.to_be_bytes());
+    acc = packet::ones_sum(acc, &[0, 0, 0, proto::ICMPV6]);
+    acc = packet::ones_sum(acc, &b[l4..end]);
+    !(acc as u16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::FlowTimeouts;
+    use crate::synth::*;
+
+    fn classifier() -> Classifier {
+        Classifier::new(NodeAddresses {
+            node_mac: NODE_MAC,
+            kernel_mac: KERNEL_MAC,
+            cluster_mac: CLUSTER_MAC,
+            vips: vec![
+                Vip::new(Addr::V4(V4_VIP), &[80], &[53]),
+                Vip::new(Addr::V6(V6_VIP), &[80], &[53]),
+            ],
+        })
+    }
+
+    struct Node {
+        c: Classifier,
+        view: OwnershipView,
+        flows: FlowTable,
+        now: u32,
+    }
+
+    impl Node {
+        fn new(state: BucketState) -> Self {
+            let mut view = OwnershipView::new(64, 1);
+            for b in 0..64 {
+                view.set(crate::hash::Bucket(b), state);
+            }
+            Node {
+                c: classifier(),
+                view,
+                flows: FlowTable::new(1024, FlowTimeouts::default()),
+                now: 1000,
+            }
+        }
+
+        fn wire(&mut self, frame: &[u8]) -> (Counter, TestBuf) {
+            let mut buf = TestBuf::new(frame);
+            let mut cx = Context {
+                view: &self.view,
+                flows: &mut self.flows,
+                now_ms: self.now,
+                rss: None,
+            };
+            let outcome = self.c.from_wire(&mut buf, &mut cx);
+            (outcome, buf)
+        }
+    }
+
+    #[test]
+    fn answers_arp_for_the_vip_with_the_cluster_mac_from_the_node_mac() {
+        let mut n = Node::new(BucketState::Settled);
+        let (outcome, buf) = n.wire(&arp_request(CLIENT_MAC, CLIENT_V4, V4_VIP));
+        assert_eq!(outcome, Counter::ReplyArp);
+        assert_eq!(outcome.action(), Action::ToWire);
+        let f = packet::parse(buf.bytes()).unwrap();
+        assert_eq!(f.dst, CLIENT_MAC);
+        assert_eq!(f.src, NODE_MAC, "never the cluster MAC as source");
+        match f.payload {
+            Payload::Arp(a) => {
+                assert_eq!(a.oper, arp::REPLY);
+                assert_eq!(a.sha, CLUSTER_MAC);
+                assert_eq!(a.spa, V4_VIP);
+                assert_eq!(a.tha, CLIENT_MAC);
+                assert_eq!(a.tpa, CLIENT_V4);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Even a node that owns nothing answers: ARP is for the cluster.
+        let mut n = Node::new(BucketState::Foreign);
+        assert_eq!(n.wire(&arp_request(CLIENT_MAC, CLIENT_V4, V4_VIP)).0, Counter::ReplyArp);
+    }
+
+    #[test]
+    fn arp_claiming_the_vip_is_dropped_and_other_arp_goes_up() {
+        let mut n = Node::new(BucketState::Settled);
+        let mut spoof = arp_request(CLIENT_MAC, V4_VIP, [192, 0, 2, 1]);
+        assert_eq!(n.wire(&spoof).0, Counter::DropArpVipConflict);
+        // Our own cluster's reply seen again.
+        spoof[6..12].copy_from_slice(&[2, 9, 9, 9, 9, 9]);
+        spoof[14 + 8..14 + 14].copy_from_slice(&CLUSTER_MAC.0);
+        assert_eq!(n.wire(&spoof).0, Counter::DropArpVipPeer);
+        let (outcome, buf) = n.wire(&arp_request(CLIENT_MAC, CLIENT_V4, [192, 0, 2, 21]));
+        assert_eq!(outcome, Counter::KernelLocal);
+        assert_eq!(buf.bytes(), &arp_request(CLIENT_MAC, CLIENT_V4, [192, 0, 2, 21])[..], "broadcast goes up unchanged");
+    }
+
+    #[test]
+    fn answers_neighbour_solicitation_for_the_vip() {
+        let mut n = Node::new(BucketState::Foreign);
+        let ns = neighbour_solicit(CLIENT_MAC, V6_CLIENT, V6_VIP, true);
+        let (outcome, buf) = n.wire(&ns);
+        assert_eq!(outcome, Counter::ReplyNdp);
+        let b = buf.bytes();
+        let f = packet::parse(b).unwrap();
+        assert_eq!(f.dst, CLIENT_MAC);
+        assert_eq!(f.src, NODE_MAC);
+        let Payload::Ipv6(ip) = f.payload else { panic!() };
+        assert_eq!(ip.src, Addr::V6(V6_VIP));
+        assert_eq!(ip.dst, Addr::V6(V6_CLIENT));
+        assert_eq!(ip.hop_limit, 255);
+        assert_eq!(ip.l4, L4::Icmp { kind: 136, code: 0 });
+        let l4 = usize::from(ip.l4_offset);
+        assert_eq!(icmpv6_checksum(b, 14, l4, usize::from(ip.end)), 0, "checksum verifies");
+        assert_eq!(&b[l4 + 8..l4 + 24], &V6_VIP);
+        assert_eq!(&b[l4 + 24..l4 + 26], &[2, 1]);
+        assert_eq!(&b[l4 + 26..l4 + 32], &CLUSTER_MAC.0);
+        // Without the source link-layer option (shorter) it is answered too.
+        let ns = neighbour_solicit(CLIENT_MAC, V6_CLIENT, V6_VIP, false);
+        assert_eq!(n.wire(&ns).0, Counter::ReplyNdp);
+        // A corrupted checksum or hop limit is not answered.
+        let mut bad = neighbour_solicit(CLIENT_MAC, V6_CLIENT, V6_VIP, true);
+        bad[14 + 40 + 2] ^= 1;
+        assert_eq!(n.wire(&bad).0, Counter::DropNdpBad);
+        let mut bad = neighbour_solicit(CLIENT_MAC, V6_CLIENT, V6_VIP, true);
+        bad[14 + 7] = 64;
+        assert_eq!(n.wire(&bad).0, Counter::DropNdpBad);
+    }
+
+    #[test]
+    fn syn_accepted_only_where_the_node_holds_the_claim() {
+        let syn = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::SYN);
+        let mut owner = Node::new(BucketState::Claimed);
+        let (outcome, buf) = owner.wire(&syn);
+        assert_eq!(outcome, Counter::KernelVipSyn);
+        assert_eq!(&buf.bytes()[0..6], &KERNEL_MAC.0, "VIP frames reach the kernel's MAC");
+        assert_eq!(owner.flows.len(), 1);
+        let mut other = Node::new(BucketState::Foreign);
+        assert_eq!(other.wire(&syn).0, Counter::DropSynNotOwner);
+        assert!(other.flows.is_empty());
+    }
+
+    #[test]
+    fn non_syn_rules_protect_the_previous_owner() {
+        let ack = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::ACK);
+        // Recently acquired: an unknown ACK may be the old owner's: drop.
+        assert_eq!(Node::new(BucketState::Claimed).wire(&ack).0, Counter::DropRecentBucket);
+        assert_eq!(Node::new(BucketState::Foreign).wire(&ack).0, Counter::DropNotOwner);
+        // Settled: adopted (SYN cookies, evicted entries) and tracked.
+        let mut settled = Node::new(BucketState::Settled);
+        assert_eq!(settled.wire(&ack).0, Counter::KernelVipAdopted);
+        assert_eq!(settled.wire(&ack).0, Counter::KernelVipFlow);
+    }
+
+    #[test]
+    fn known_flows_survive_losing_the_bucket_and_syns_do_not() {
+        let syn = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::SYN);
+        let ack = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::ACK);
+        let mut n = Node::new(BucketState::Claimed);
+        assert_eq!(n.wire(&syn).0, Counter::KernelVipSyn);
+        assert_eq!(n.wire(&ack).0, Counter::KernelVipFlow);
+        // The bucket is released.
+        n.view = OwnershipView::new(64, 2);
+        assert_eq!(n.wire(&ack).0, Counter::KernelVipFlow, "established flow kept");
+        // A SYN for the same tuple is the new owner's, and our stale entry
+        // must not capture the new connection's packets.
+        assert_eq!(n.wire(&syn).0, Counter::DropSynNotOwner);
+        assert_eq!(n.wire(&ack).0, Counter::DropNotOwner);
+    }
+
+    #[test]
+    fn odd_flags_ports_fragments_and_protocols_are_dropped_by_reason() {
+        let mut n = Node::new(BucketState::Settled);
+        let synfin = tcp4_to(CLUSTER_MAC, CLIENT_V4, 1, V4_VIP, 80, tcp_flags::SYN | tcp_flags::FIN);
+        assert_eq!(n.wire(&synfin).0, Counter::DropTcpBadFlags);
+        let port = tcp4_to(CLUSTER_MAC, CLIENT_V4, 1, V4_VIP, 81, tcp_flags::SYN);
+        assert_eq!(n.wire(&port).0, Counter::DropVipPortNotServed);
+        let mut frag = tcp4_to(CLUSTER_MAC, CLIENT_V4, 1, V4_VIP, 80, tcp_flags::SYN);
+        set_ipv4_more_fragments(&mut frag);
+        assert_eq!(n.wire(&frag).0, Counter::DropVipFragment);
+        let mut other = tcp4_to(CLUSTER_MAC, CLIENT_V4, 1, [192, 0, 2, 99], 80, tcp_flags::SYN);
+        assert_eq!(n.wire(&other).0, Counter::DropClusterMacNotVip);
+        other[0..6].copy_from_slice(&[2, 7, 7, 7, 7, 7]);
+        assert_eq!(n.wire(&other).0, Counter::DropNotForUs);
+        let mut spoofed = tcp4_to(CLUSTER_MAC, CLIENT_V4, 1, V4_VIP, 80, tcp_flags::SYN);
+        spoofed[6..12].copy_from_slice(&CLUSTER_MAC.0);
+        assert_eq!(n.wire(&spoofed).0, Counter::DropSpoofedSource);
+    }
+
+    #[test]
+    fn udp_and_icmp_go_to_the_bucket_owner() {
+        let dns = udp4_to(CLUSTER_MAC, CLIENT_V4, 5353, V4_VIP, 53);
+        assert_eq!(Node::new(BucketState::Claimed).wire(&dns).0, Counter::KernelVipUdp);
+        assert_eq!(Node::new(BucketState::Foreign).wire(&dns).0, Counter::DropUdpNotOwner);
+        let ping = icmp4_echo_to(CLUSTER_MAC, CLIENT_V4, V4_VIP);
+        assert_eq!(Node::new(BucketState::Settled).wire(&ping).0, Counter::KernelVipIcmp);
+        assert_eq!(Node::new(BucketState::Foreign).wire(&ping).0, Counter::DropIcmpNotOwner);
+    }
+
+    #[test]
+    fn ipv6_connections_follow_the_same_rules() {
+        let syn = tcp6_to(CLUSTER_MAC, V6_CLIENT, 40000, V6_VIP, 80, tcp_flags::SYN);
+        assert_eq!(Node::new(BucketState::Claimed).wire(&syn).0, Counter::KernelVipSyn);
+        assert_eq!(Node::new(BucketState::Foreign).wire(&syn).0, Counter::DropSynNotOwner);
+    }
+
+    #[test]
+    fn exactly_one_of_several_nodes_accepts_each_syn() {
+        // Three nodes splitting 64 buckets; every SYN lands on exactly one.
+        let mut nodes: Vec<Node> = (0..3).map(|_| Node::new(BucketState::Foreign)).collect();
+        for b in 0..64u32 {
+            nodes[(b % 3) as usize].view.set(crate::hash::Bucket(b), BucketState::Settled);
+        }
+        let mut per_node = [0usize; 3];
+        for port in 1000..4000u16 {
+            let syn = tcp4_to(CLUSTER_MAC, CLIENT_V4, port, V4_VIP, 80, tcp_flags::SYN);
+            let accepted: Vec<usize> = (0..3)
+                .filter(|&i| nodes[i].wire(&syn).0.action() == Action::ToKernel)
+                .collect();
+            assert_eq!(accepted.len(), 1, "port {port}: {accepted:?}");
+            per_node[accepted[0]] += 1;
+        }
+        assert!(per_node.iter().all(|&n| n > 800), "{per_node:?}");
+    }
+
+    #[test]
+    fn kernel_frames_leave_from_the_node_mac_and_never_announce_a_vip() {
+        let c = classifier();
+        let mut from_kernel = tcp4_to(CLIENT_MAC, V4_VIP, 80, CLIENT_V4, 40000, tcp_flags::SYN | tcp_flags::ACK);
+        from_kernel[6..12].copy_from_slice(&KERNEL_MAC.0);
+        let mut buf = TestBuf::new(&from_kernel);
+        assert_eq!(c.from_kernel(&mut buf), Counter::WireFromKernel);
+        assert_eq!(&buf.bytes()[6..12], &NODE_MAC.0);
+        let mut garp = arp_request(KERNEL_MAC, V4_VIP, V4_VIP);
+        garp[6..12].copy_from_slice(&KERNEL_MAC.0);
+        assert_eq!(c.from_kernel(&mut TestBuf::new(&garp)), Counter::DropKernelVipAdvert);
+        // The kernel's ARP request carries the node MAC as sender.
+        let req = arp_request(KERNEL_MAC, [192, 0, 2, 21], CLIENT_V4);
+        let mut buf = TestBuf::new(&req);
+        assert_eq!(c.from_kernel(&mut buf), Counter::WireFromKernel);
+        assert_eq!(&buf.bytes()[14 + 8..14 + 14], &NODE_MAC.0);
+        // Its neighbour solicitations carry the node MAC, checksum fixed.
+        let ns = neighbour_solicit(KERNEL_MAC, [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x21], V6_CLIENT, true);
+        let mut buf = TestBuf::new(&ns);
+        assert_eq!(c.from_kernel(&mut buf), Counter::WireFromKernel);
+        let b = buf.bytes();
+        assert_eq!(&b[14 + 40 + 26..14 + 40 + 32], &NODE_MAC.0);
+        assert_eq!(icmpv6_checksum(b, 14, 54, b.len()), 0);
+        // A neighbour advertisement for a VIP is never sent.
+        let mut na = neighbour_solicit(KERNEL_MAC, V6_VIP, V6_CLIENT, true);
+        na[14 + 40] = 136;
+        assert_eq!(c.from_kernel(&mut TestBuf::new(&na)), Counter::DropKernelVipAdvert);
+    }
+
+    #[test]
+    fn icmp_errors_follow_the_quoted_connection() {
+        let mut n = Node::new(BucketState::Claimed);
+        let syn = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::SYN);
+        assert_eq!(n.wire(&syn).0, Counter::KernelVipSyn);
+        n.view = OwnershipView::new(64, 2);
+        let err = icmp4_frag_needed_to(CLUSTER_MAC, [192, 0, 2, 1], V4_VIP, 80, CLIENT_V4, 40000);
+        assert_eq!(n.wire(&err).0, Counter::KernelVipIcmp, "known flow");
+        let err = icmp4_frag_needed_to(CLUSTER_MAC, [192, 0, 2, 1], V4_VIP, 80, CLIENT_V4, 40001);
+        assert_eq!(n.wire(&err).0, Counter::DropIcmpNotOwner);
+    }
+}

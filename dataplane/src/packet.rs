@@ -1,0 +1,685 @@
+//! Zero-copy parsing of the frames a node sees: Ethernet (with up to two
+//! VLAN tags), ARP, IPv4, IPv6 (with its extension-header chain), TCP, UDP,
+//! ICMP and ICMPv6.
+//!
+//! [`parse`] checks every length up front and returns a small [`Frame`]
+//! summary of offsets and header fields; after it succeeded, nothing that
+//! reads the frame through the summary can index out of bounds. Errors are a
+//! plain `Copy` enum, counted by the caller, never allocated.
+
+use core::fmt;
+
+/// A MAC address.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Mac(pub [u8; 6]);
+
+impl Mac {
+    /// ff:ff:ff:ff:ff:ff
+    pub const BROADCAST: Mac = Mac([0xff; 6]);
+
+    /// Group (multicast or broadcast) address: the I/G bit is set.
+    pub fn is_group(&self) -> bool {
+        self.0[0] & 1 == 1
+    }
+
+    /// Parses `aa:bb:cc:dd:ee:ff`.
+    pub fn parse(text: &str) -> Option<Mac> {
+        let mut out = [0u8; 6];
+        let mut parts = text.split(':');
+        for byte in out.iter_mut() {
+            let part = parts.next()?;
+            if part.len() != 2 {
+                return None;
+            }
+            *byte = u8::from_str_radix(part, 16).ok()?;
+        }
+        if parts.next().is_some() {
+            return None;
+        }
+        Some(Mac(out))
+    }
+}
+
+impl fmt::Display for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
+    }
+}
+
+impl fmt::Debug for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// An IP address as it sits on the wire. IPv4 addresses keep their four
+/// bytes; comparisons never mix families.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Addr {
+    /// IPv4
+    V4([u8; 4]),
+    /// IPv6
+    V6([u8; 16]),
+}
+
+impl Addr {
+    /// The address's bytes (4 or 16).
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Addr::V4(a) => a,
+            Addr::V6(a) => a,
+        }
+    }
+}
+
+impl From<std::net::IpAddr> for Addr {
+    fn from(ip: std::net::IpAddr) -> Self {
+        match ip {
+            std::net::IpAddr::V4(a) => Addr::V4(a.octets()),
+            std::net::IpAddr::V6(a) => Addr::V6(a.octets()),
+        }
+    }
+}
+
+impl fmt::Display for Addr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Addr::V4(a) => std::net::Ipv4Addr::from(a).fmt(f),
+            Addr::V6(a) => std::net::Ipv6Addr::from(a).fmt(f),
+        }
+    }
+}
+
+/// Why a frame could not be parsed. Each variant is a drop counter.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub enum ParseError {
+    /// Shorter than an Ethernet header, or than the header a field announced.
+    Truncated,
+    /// More than two VLAN tags.
+    TooManyVlans,
+    /// An ARP packet that is not Ethernet/IPv4.
+    BadArp,
+    /// IPv4 version, header length or total length is wrong.
+    BadIpv4Header,
+    /// IPv4 header checksum does not verify.
+    BadIpv4Checksum,
+    /// IPv6 version or payload length is wrong.
+    BadIpv6Header,
+    /// An IPv6 extension header chain that is malformed or too long.
+    BadIpv6Extension,
+    /// TCP data offset is wrong or the header does not fit.
+    BadTcpHeader,
+    /// UDP length is wrong.
+    BadUdpHeader,
+}
+
+impl ParseError {
+    /// Every variant, in counter order.
+    pub const ALL: [ParseError; 9] = [
+        ParseError::Truncated,
+        ParseError::TooManyVlans,
+        ParseError::BadArp,
+        ParseError::BadIpv4Header,
+        ParseError::BadIpv4Checksum,
+        ParseError::BadIpv6Header,
+        ParseError::BadIpv6Extension,
+        ParseError::BadTcpHeader,
+        ParseError::BadUdpHeader,
+    ];
+
+    /// A short snake_case name for counters and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            ParseError::Truncated => "truncated",
+            ParseError::TooManyVlans => "too_many_vlans",
+            ParseError::BadArp => "bad_arp",
+            ParseError::BadIpv4Header => "bad_ipv4_header",
+            ParseError::BadIpv4Checksum => "bad_ipv4_checksum",
+            ParseError::BadIpv6Header => "bad_ipv6_header",
+            ParseError::BadIpv6Extension => "bad_ipv6_extension",
+            ParseError::BadTcpHeader => "bad_tcp_header",
+            ParseError::BadUdpHeader => "bad_udp_header",
+        }
+    }
+}
+
+/// EtherTypes we look at.
+pub mod ethertype {
+    /// IPv4
+    pub const IPV4: u16 = 0x0800;
+    /// ARP
+    pub const ARP: u16 = 0x0806;
+    /// IPv6
+    pub const IPV6: u16 = 0x86dd;
+    /// 802.1Q VLAN tag
+    pub const VLAN: u16 = 0x8100;
+    /// 802.1ad service tag
+    pub const QINQ: u16 = 0x88a8;
+}
+
+/// IP protocol numbers we look at.
+pub mod proto {
+    /// ICMP
+    pub const ICMP: u8 = 1;
+    /// TCP
+    pub const TCP: u8 = 6;
+    /// UDP
+    pub const UDP: u8 = 17;
+    /// ICMPv6
+    pub const ICMPV6: u8 = 58;
+}
+
+/// TCP flag bits.
+pub mod tcp_flags {
+    /// FIN
+    pub const FIN: u8 = 0x01;
+    /// SYN
+    pub const SYN: u8 = 0x02;
+    /// RST
+    pub const RST: u8 = 0x04;
+    /// ACK
+    pub const ACK: u8 = 0x10;
+}
+
+/// Byte offsets of Ethernet fields.
+mod eth {
+    use core::ops::Range;
+    pub const DST: Range<usize> = 0..6;
+    pub const SRC: Range<usize> = 6..12;
+    pub const TYPE: usize = 12;
+    pub const HEADER_LEN: usize = 14;
+}
+
+/// Byte offsets of ARP fields, from the start of the ARP header.
+pub mod arp {
+    use core::ops::Range;
+    /// Length of an Ethernet/IPv4 ARP packet.
+    pub const LEN: usize = 28;
+    pub(crate) const HTYPE: usize = 0;
+    pub(crate) const PTYPE: usize = 2;
+    pub(crate) const HLEN: usize = 4;
+    pub(crate) const PLEN: usize = 5;
+    pub(crate) const OPER: usize = 6;
+    pub(crate) const SHA: Range<usize> = 8..14;
+    pub(crate) const SPA: Range<usize> = 14..18;
+    pub(crate) const THA: Range<usize> = 18..24;
+    pub(crate) const TPA: Range<usize> = 24..28;
+    /// ARP request
+    pub const REQUEST: u16 = 1;
+    /// ARP reply
+    pub const REPLY: u16 = 2;
+}
+
+/// The fields of an Ethernet/IPv4 ARP packet.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Arp {
+    /// Operation (1 request, 2 reply).
+    pub oper: u16,
+    /// Sender hardware address.
+    pub sha: Mac,
+    /// Sender protocol address.
+    pub spa: [u8; 4],
+    /// Target hardware address.
+    pub tha: Mac,
+    /// Target protocol address.
+    pub tpa: [u8; 4],
+}
+
+/// Layer 4 of an IP packet, as far as we need it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum L4 {
+    /// TCP with ports and flags.
+    Tcp {
+        /// Source port
+        src_port: u16,
+        /// Destination port
+        dst_port: u16,
+        /// Flag byte (FIN, SYN, RST, PSH, ACK, URG, ECE, CWR)
+        flags: u8,
+    },
+    /// UDP with ports.
+    Udp {
+        /// Source port
+        src_port: u16,
+        /// Destination port
+        dst_port: u16,
+    },
+    /// ICMP or ICMPv6 with type and code.
+    Icmp {
+        /// ICMP type
+        kind: u8,
+        /// ICMP code
+        code: u8,
+    },
+    /// A fragment that is not the first one: no layer 4 header in it.
+    Fragment,
+    /// Another protocol, or a first fragment too short for its L4 header.
+    Other(u8),
+}
+
+/// An IP packet's header fields.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Ip {
+    /// Source address
+    pub src: Addr,
+    /// Destination address
+    pub dst: Addr,
+    /// Offset of the L4 header in the frame
+    pub l4_offset: u16,
+    /// Offset one past the IP packet's last byte in the frame (the frame may
+    /// carry Ethernet padding after it)
+    pub end: u16,
+    /// Final protocol number (after IPv6 extension headers)
+    pub proto: u8,
+    /// This packet is a fragment (first or later)
+    pub fragment: bool,
+    /// IPv4 TTL or IPv6 hop limit
+    pub hop_limit: u8,
+    /// Layer 4
+    pub l4: L4,
+}
+
+/// What the frame carries above Ethernet.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Payload {
+    /// Ethernet/IPv4 ARP
+    Arp(Arp),
+    /// IPv4
+    Ipv4(Ip),
+    /// IPv6
+    Ipv6(Ip),
+    /// Any other EtherType
+    Other(u16),
+}
+
+/// The summary of a parsed frame. Offsets index the frame it came from.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Frame {
+    /// Destination MAC
+    pub dst: Mac,
+    /// Source MAC
+    pub src: Mac,
+    /// Offset of the layer 3 header (after VLAN tags)
+    pub l3_offset: u16,
+    /// Number of VLAN tags seen (0 to 2)
+    pub vlans: u8,
+    /// Above Ethernet
+    pub payload: Payload,
+}
+
+#[inline]
+fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+#[inline]
+fn mac_at(b: &[u8], r: core::ops::Range<usize>) -> Mac {
+    let mut m = [0u8; 6];
+    m.copy_from_slice(&b[r]);
+    Mac(m)
+}
+
+/// Ones'-complement sum of `data` as big-endian 16-bit words, folded to 16
+/// bits, not inverted. An odd last byte is padded with zero.
+pub fn ones_sum(mut acc: u32, data: &[u8]) -> u32 {
+    let mut chunks = data.chunks_exact(2);
+    for c in &mut chunks {
+        acc += u32::from(u16::from_be_bytes([c[0], c[1]]));
+    }
+    if let [last] = chunks.remainder() {
+        acc += u32::from(*last) << 8;
+    }
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    acc
+}
+
+/// The Internet checksum of `data` (RFC 1071), ready to store.
+pub fn checksum(data: &[u8]) -> u16 {
+    !(ones_sum(0, data) as u16)
+}
+
+/// Parses a frame. See the module documentation.
+pub fn parse(frame: &[u8]) -> Result<Frame, ParseError> {
+    if frame.len() < eth::HEADER_LEN {
+        return Err(ParseError::Truncated);
+    }
+    let dst = mac_at(frame, eth::DST);
+    let src = mac_at(frame, eth::SRC);
+    let mut ether_type = be16(frame, eth::TYPE);
+    let mut off = eth::HEADER_LEN;
+    let mut vlans = 0u8;
+    while ether_type == ethertype::VLAN || ether_type == ethertype::QINQ {
+        if vlans == 2 {
+            return Err(ParseError::TooManyVlans);
+        }
+        if frame.len() < off + 4 {
+            return Err(ParseError::Truncated);
+        }
+        ether_type = be16(frame, off + 2);
+        off += 4;
+        vlans += 1;
+    }
+    let payload = match ether_type {
+        ethertype::ARP => Payload::Arp(parse_arp(&frame[off..])?),
+        ethertype::IPV4 => Payload::Ipv4(parse_ipv4(frame, off)?),
+        ethertype::IPV6 => Payload::Ipv6(parse_ipv6(frame, off)?),
+        other => Payload::Other(other),
+    };
+    Ok(Frame {
+        dst,
+        src,
+        l3_offset: off as u16,
+        vlans,
+        payload,
+    })
+}
+
+fn parse_arp(b: &[u8]) -> Result<Arp, ParseError> {
+    if b.len() < arp::LEN {
+        return Err(ParseError::Truncated);
+    }
+    if be16(b, arp::HTYPE) != 1
+        || be16(b, arp::PTYPE) != ethertype::IPV4
+        || b[arp::HLEN] != 6
+        || b[arp::PLEN] != 4
+    {
+        return Err(ParseError::BadArp);
+    }
+    let mut spa = [0u8; 4];
+    spa.copy_from_slice(&b[arp::SPA]);
+    let mut tpa = [0u8; 4];
+    tpa.copy_from_slice(&b[arp::TPA]);
+    Ok(Arp {
+        oper: be16(b, arp::OPER),
+        sha: mac_at(b, arp::SHA),
+        spa,
+        tha: mac_at(b, arp::THA),
+        tpa,
+    })
+}
+
+fn parse_ipv4(frame: &[u8], off: usize) -> Result<Ip, ParseError> {
+    let b = &frame[off..];
+    if b.len() < 20 {
+        return Err(ParseError::Truncated);
+    }
+    if b[0] >> 4 != 4 {
+        return Err(ParseError::BadIpv4Header);
+    }
+    let ihl = usize::from(b[0] & 0x0f) * 4;
+    let total = usize::from(be16(b, 2));
+    if ihl < 20 || total < ihl {
+        return Err(ParseError::BadIpv4Header);
+    }
+    if total > b.len() {
+        return Err(ParseError::Truncated);
+    }
+    if checksum(&b[..ihl]) != 0 {
+        return Err(ParseError::BadIpv4Checksum);
+    }
+    let frag = be16(b, 6);
+    let more_fragments = frag & 0x2000 != 0;
+    let frag_offset = frag & 0x1fff;
+    let proto = b[9];
+    let src = Addr::V4([b[12], b[13], b[14], b[15]]);
+    let dst = Addr::V4([b[16], b[17], b[18], b[19]]);
+    let l4_offset = off + ihl;
+    let end = off + total;
+    let l4 = if frag_offset != 0 {
+        L4::Fragment
+    } else {
+        parse_l4(frame, l4_offset, end, proto)?
+    };
+    Ok(Ip {
+        src,
+        dst,
+        l4_offset: l4_offset as u16,
+        end: end as u16,
+        proto,
+        fragment: more_fragments || frag_offset != 0,
+        hop_limit: b[8],
+        l4,
+    })
+}
+
+/// The longest IPv6 extension-header chain we walk before giving up.
+const MAX_IPV6_EXTENSIONS: usize = 8;
+
+fn parse_ipv6(frame: &[u8], off: usize) -> Result<Ip, ParseError> {
+    let b = &frame[off..];
+    if b.len() < 40 {
+        return Err(ParseError::Truncated);
+    }
+    if b[0] >> 4 != 6 {
+        return Err(ParseError::BadIpv6Header);
+    }
+    let payload_len = usize::from(be16(b, 4));
+    if 40 + payload_len > b.len() {
+        return Err(ParseError::Truncated);
+    }
+    let mut src = [0u8; 16];
+    src.copy_from_slice(&b[8..24]);
+    let mut dst = [0u8; 16];
+    dst.copy_from_slice(&b[24..40]);
+    let end = off + 40 + payload_len;
+    let mut next = b[6];
+    let mut at = off + 40;
+    let mut fragment = false;
+    let mut later_fragment = false;
+    let mut walked = 0;
+    loop {
+        let ext_len = match next {
+            // Hop-by-hop, routing, destination options.
+            0 | 43 | 60 => {
+                if at + 2 > end {
+                    return Err(ParseError::BadIpv6Extension);
+                }
+                (usize::from(frame[at + 1]) + 1) * 8
+            }
+            // Fragment header.
+            44 => {
+                if at + 8 > end {
+                    return Err(ParseError::BadIpv6Extension);
+                }
+                fragment = true;
+                let offset_flags = be16(frame, at + 2);
+                if offset_flags >> 3 != 0 {
+                    later_fragment = true;
+                }
+                8
+            }
+            // Authentication header.
+            51 => {
+                if at + 2 > end {
+                    return Err(ParseError::BadIpv6Extension);
+                }
+                (usize::from(frame[at + 1]) + 2) * 4
+            }
+            _ => break,
+        };
+        walked += 1;
+        if walked > MAX_IPV6_EXTENSIONS || at + ext_len > end {
+            return Err(ParseError::BadIpv6Extension);
+        }
+        next = frame[at];
+        at += ext_len;
+        if later_fragment {
+            break;
+        }
+    }
+    let l4 = if later_fragment {
+        L4::Fragment
+    } else {
+        parse_l4(frame, at, end, next)?
+    };
+    Ok(Ip {
+        src: Addr::V6(src),
+        dst: Addr::V6(dst),
+        l4_offset: at as u16,
+        end: end as u16,
+        proto: next,
+        fragment,
+        hop_limit: b[7],
+        l4,
+    })
+}
+
+fn parse_l4(frame: &[u8], at: usize, end: usize, proto: u8) -> Result<L4, ParseError> {
+    let avail = end - at;
+    Ok(match proto {
+        proto::TCP => {
+            if avail < 20 {
+                return Err(ParseError::BadTcpHeader);
+            }
+            let data_offset = usize::from(frame[at + 12] >> 4) * 4;
+            if data_offset < 20 || data_offset > avail {
+                return Err(ParseError::BadTcpHeader);
+            }
+            L4::Tcp {
+                src_port: be16(frame, at),
+                dst_port: be16(frame, at + 2),
+                flags: frame[at + 13],
+            }
+        }
+        proto::UDP => {
+            if avail < 8 {
+                return Err(ParseError::BadUdpHeader);
+            }
+            let len = usize::from(be16(frame, at + 4));
+            if len < 8 || len > avail {
+                return Err(ParseError::BadUdpHeader);
+            }
+            L4::Udp {
+                src_port: be16(frame, at),
+                dst_port: be16(frame, at + 2),
+            }
+        }
+        proto::ICMP | proto::ICMPV6 if avail >= 4 => L4::Icmp {
+            kind: frame[at],
+            code: frame[at + 1],
+        },
+        other => L4::Other(other),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::*;
+
+    #[test]
+    fn parses_tcp_syn_over_ipv4() {
+        let f = tcp4([192, 0, 2, 10], 40000, [192, 0, 2, 100], 80, tcp_flags::SYN, b"");
+        let p = parse(&f).unwrap();
+        assert_eq!(p.l3_offset, 14);
+        match p.payload {
+            Payload::Ipv4(ip) => {
+                assert_eq!(ip.src, Addr::V4([192, 0, 2, 10]));
+                assert_eq!(ip.dst, Addr::V4([192, 0, 2, 100]));
+                assert_eq!(
+                    ip.l4,
+                    L4::Tcp {
+                        src_port: 40000,
+                        dst_port: 80,
+                        flags: tcp_flags::SYN
+                    }
+                );
+                assert!(!ip.fragment);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_truncation_of_a_valid_frame_is_an_error_not_a_panic() {
+        let frames = [
+            tcp4([1, 2, 3, 4], 1, [5, 6, 7, 8], 80, tcp_flags::ACK, b"hello"),
+            tcp6(V6_CLIENT, 1, V6_VIP, 80, tcp_flags::SYN, b""),
+            udp4([1, 2, 3, 4], 53, [5, 6, 7, 8], 53, b"q"),
+            arp_request(CLIENT_MAC, [192, 0, 2, 10], [192, 0, 2, 100]),
+        ];
+        for f in frames {
+            assert!(parse(&f).is_ok());
+            for cut in 0..f.len() {
+                // Shorter frames either fail cleanly or (Ethernet padding)
+                // parse; they never panic.
+                let _ = parse(&f[..cut]);
+            }
+            assert!(parse(&f[..13]).is_err());
+        }
+    }
+
+    #[test]
+    fn rejects_bad_ipv4_checksum_and_header_length() {
+        let mut f = tcp4([1, 2, 3, 4], 1, [5, 6, 7, 8], 80, tcp_flags::SYN, b"");
+        f[14 + 10] ^= 0xff;
+        assert_eq!(parse(&f), Err(ParseError::BadIpv4Checksum));
+        let mut f = tcp4([1, 2, 3, 4], 1, [5, 6, 7, 8], 80, tcp_flags::SYN, b"");
+        f[14] = 0x44; // IHL 16 bytes
+        assert_eq!(parse(&f), Err(ParseError::BadIpv4Header));
+        let mut f = tcp4([1, 2, 3, 4], 1, [5, 6, 7, 8], 80, tcp_flags::SYN, b"");
+        f[14 + 12 + 20] = 0x20; // TCP data offset 8 bytes
+        assert_eq!(parse(&f), Err(ParseError::BadTcpHeader));
+    }
+
+    #[test]
+    fn walks_ipv6_extension_headers_and_marks_fragments() {
+        // Hop-by-hop (8 bytes) then TCP.
+        let f = tcp6_with_ext(&[(0, 8)], tcp_flags::SYN);
+        match parse(&f).unwrap().payload {
+            Payload::Ipv6(ip) => {
+                assert_eq!(ip.proto, proto::TCP);
+                assert_eq!(ip.l4_offset, 14 + 40 + 8);
+                assert!(matches!(ip.l4, L4::Tcp { dst_port: 80, .. }));
+            }
+            other => panic!("{other:?}"),
+        }
+        // A later fragment has no ports.
+        let f = ipv6_fragment(1);
+        match parse(&f).unwrap().payload {
+            Payload::Ipv6(ip) => {
+                assert!(ip.fragment);
+                assert_eq!(ip.l4, L4::Fragment);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Nine hop-by-hop headers are too many.
+        let chain: Vec<(u8, usize)> = (0..9).map(|_| (60, 8)).collect();
+        assert_eq!(
+            parse(&tcp6_with_ext(&chain, tcp_flags::SYN)),
+            Err(ParseError::BadIpv6Extension)
+        );
+    }
+
+    #[test]
+    fn vlan_tags_are_skipped_up_to_two() {
+        let inner = tcp4([1, 2, 3, 4], 1, [5, 6, 7, 8], 80, tcp_flags::SYN, b"");
+        let one = add_vlan(&inner, 10);
+        assert_eq!(parse(&one).unwrap().l3_offset, 18);
+        let two = add_vlan(&one, 20);
+        assert_eq!(parse(&two).unwrap().vlans, 2);
+        assert_eq!(
+            parse(&add_vlan(&two, 30)),
+            Err(ParseError::TooManyVlans)
+        );
+    }
+
+    #[test]
+    fn mac_parse_round_trips() {
+        let m = Mac::parse("02:00:5e:00:01:64").unwrap();
+        assert_eq!(m.to_string(), "02:00:5e:00:01:64");
+        assert!(Mac::parse("02:00:5e:00:01").is_none());
+        assert!(Mac::parse("02:00:5e:00:01:64:00").is_none());
+        assert!(Mac::parse("zz:00:5e:00:01:64").is_none());
+        assert!(Mac::BROADCAST.is_group());
+        assert!(!m.is_group());
+    }
+}
