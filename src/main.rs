@@ -1,1 +1,123 @@
-fn main(){}
+//! `synshare`: load balancing with no load balancer.
+//!
+//! Commands: `node`, `check-config`, `status`, `version`. `--help` on each.
+
+#![deny(unsafe_code)]
+
+mod config;
+mod node;
+mod status;
+
+use config::NodeConfig;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+synshare: every server of a cluster sees every packet for a shared virtual IP,
+and accepts the connections whose hash falls in its own share.
+
+Usage:
+  synshare node --config FILE.ron      run a node (DPDK dataplane + control core)
+  synshare check-config FILE.ron       validate a node configuration and exit
+  synshare status (--config FILE.ron | --socket PATH) [--json]
+                                       show a running node's shares and counters
+  synshare version                     print versions
+  synshare COMMAND --help              help on a command
+";
+
+fn help(cmd: &str) -> &'static str {
+    match cmd {
+        "node" => "synshare node --config FILE.ron\n\nRuns one node until SIGINT or SIGTERM. The configuration names EAL's\nlcores and memory, the wire port (a PCI address or a DPDK vdev), the TAP\nexception port, the VIPs, the cluster MAC and the members' weights.\nSee configs/ for commented examples.\n",
+        "check-config" => "synshare check-config FILE.ron\n\nParses and validates a node configuration without starting anything.\nExit 0 when valid; otherwise prints file:line:column, the field and the\nproblem, and exits 1.\n",
+        "status" => "synshare status (--config FILE.ron | --socket PATH) [--json]\n\nAsks a running node, over its local Unix socket, for its members and\nshares, table epoch, port and worker counters and flow-table fill.\n",
+        _ => USAGE,
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SYNSHARE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+/// Finds `--name VALUE` in `args`.
+fn flag(args: &[String], name: &str) -> Option<String> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+}
+
+fn load(path: &str) -> Result<NodeConfig, String> {
+    NodeConfig::load(&PathBuf::from(path)).map_err(|e| e.to_string())
+}
+
+fn run(args: &[String]) -> Result<(), String> {
+    let Some(cmd) = args.first() else {
+        return Err(USAGE.to_owned());
+    };
+    let rest = &args[1..];
+    if rest.iter().any(|a| a == "--help" || a == "-h") {
+        print!("{}", help(cmd));
+        return Ok(());
+    }
+    match cmd.as_str() {
+        "node" => {
+            let path = flag(rest, "--config").ok_or("synshare node: --config FILE is required")?;
+            let config = load(&path)?;
+            init_logging();
+            node::run(config, &PathBuf::from(path))
+        }
+        "check-config" => {
+            let path = rest.first().ok_or("synshare check-config: name the file")?;
+            let c = load(path)?;
+            println!(
+                "{path}: valid: node {} (id {}), {} VIP(s), {} member(s), {} buckets, layout {:?}",
+                c.name,
+                c.id,
+                c.vips.len(),
+                c.sharing.members.len(),
+                c.sharing.buckets,
+                c.sharing.layout
+            );
+            Ok(())
+        }
+        "status" => {
+            let socket = match (flag(rest, "--socket"), flag(rest, "--config")) {
+                (Some(s), _) => PathBuf::from(s),
+                (None, Some(c)) => node::socket_path(&load(&c)?),
+                (None, None) => return Err("synshare status: --config FILE or --socket PATH".into()),
+            };
+            let s = status::query(&socket)?;
+            if rest.iter().any(|a| a == "--json") {
+                println!("{}", serde_json::to_string_pretty(&s).map_err(|e| e.to_string())?);
+            } else {
+                print!("{}", status::summary(&s));
+            }
+            Ok(())
+        }
+        "version" | "--version" | "-V" => {
+            println!(
+                "synshare {} ({}), built against DPDK {}, running {}",
+                env!("CARGO_PKG_VERSION"),
+                env!("SYNSHARE_GIT"),
+                env!("SYNSHARE_DPDK_BUILT"),
+                synshare_dataplane::dpdk::version()
+            );
+            Ok(())
+        }
+        "help" | "--help" | "-h" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => Err(format!("unknown command {other:?}\n\n{USAGE}")),
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,9 @@
-//! placeholder
+//! synshare's control plane: who owns which bucket.
+//!
+//! [`layout`] computes bucket tables from members and weights, identically
+//! on every node.
+
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod layout;

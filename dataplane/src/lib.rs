@@ -16,3 +16,5 @@ pub mod ownership;
 pub mod packet;
 pub mod publish;
 pub mod synth;
+pub mod dpdk;
+pub mod worker;

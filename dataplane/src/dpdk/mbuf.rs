@@ -1,0 +1,322 @@
+//! Mempools, mbufs and bursts.
+//!
+//! Every mbuf pointer has exactly one owner: an [`Mbuf`], a [`Burst`] slot
+//! or a [`TxBatch`] slot. Moving an mbuf between them moves ownership, and
+//! whatever an owner still holds when it is dropped is freed once. A double
+//! free or a leak would need unsafe code outside this module.
+
+use super::DpdkError;
+use crate::classify::PacketBuf;
+use dpdk_sys::{rte_mbuf, rte_mempool};
+use std::ffi::CString;
+use std::ptr::NonNull;
+
+/// Packets per burst.
+pub const BURST: usize = 32;
+
+/// A pool of packet buffers.
+pub struct Mempool {
+    raw: NonNull<rte_mempool>,
+}
+
+// SAFETY: a DPDK mempool is designed for concurrent use from many lcores
+// (per-lcore caches, lock-free ring); the pointer stays valid until Drop.
+unsafe impl Send for Mempool {}
+// SAFETY: as above; all operations through &Mempool are thread-safe.
+unsafe impl Sync for Mempool {}
+
+impl Mempool {
+    /// Creates a pool of `count` mbufs with `data_room` bytes each, with a
+    /// per-lcore cache of `cache` and the memory of `socket`.
+    pub fn new(name: &str, count: u32, cache: u32, data_room: u16, socket: i32) -> Result<Mempool, DpdkError> {
+        let c = CString::new(name).map_err(|_| DpdkError::new("mempool name contains NUL", 22))?;
+        // SAFETY: c is valid for the call; EAL is initialised (callers get
+        // here only after Eal::init).
+        let raw = unsafe { dpdk_sys::rte_pktmbuf_pool_create(c.as_ptr(), count, cache, 0, data_room, socket) };
+        NonNull::new(raw)
+            .map(|raw| Mempool { raw })
+            .ok_or_else(|| DpdkError::last(format!("rte_pktmbuf_pool_create({name}, {count} mbufs)")))
+    }
+
+    pub(crate) fn as_ptr(&self) -> *mut rte_mempool {
+        self.raw.as_ptr()
+    }
+
+    /// Takes one mbuf from the pool.
+    pub fn alloc(&self) -> Option<Mbuf> {
+        // SAFETY: the pool is valid; the returned mbuf (if any) is ours.
+        let m = unsafe { dpdk_sys::ss_pktmbuf_alloc(self.raw.as_ptr()) };
+        NonNull::new(m).map(|raw| Mbuf { raw })
+    }
+
+    /// Mbufs currently in the pool (not in use).
+    pub fn available(&self) -> u32 {
+        // SAFETY: reads the pool's counters.
+        unsafe { dpdk_sys::rte_mempool_avail_count(self.raw.as_ptr()) }
+    }
+}
+
+impl Drop for Mempool {
+    fn drop(&mut self) {
+        // SAFETY: the pool is ours; ports using it are stopped before (the
+        // node drops them first).
+        unsafe { dpdk_sys::rte_mempool_free(self.raw.as_ptr()) }
+    }
+}
+
+/// One packet buffer (single segment as far as we read or write it).
+pub struct Mbuf {
+    raw: NonNull<rte_mbuf>,
+}
+
+// SAFETY: an mbuf is owned memory from a thread-safe pool; moving its sole
+// owner to another thread is fine.
+unsafe impl Send for Mbuf {}
+
+impl Mbuf {
+    /// Gives up ownership, for a TX burst.
+    fn into_raw(self) -> *mut rte_mbuf {
+        let p = self.raw.as_ptr();
+        std::mem::forget(self);
+        p
+    }
+
+    /// Number of segments.
+    pub fn segments(&self) -> u16 {
+        // SAFETY: reads a field of a valid mbuf we own.
+        unsafe { dpdk_sys::ss_pktmbuf_nb_segs(self.raw.as_ptr()) }
+    }
+
+    /// Length of the whole packet over all segments.
+    pub fn pkt_len(&self) -> u32 {
+        // SAFETY: reads a field of a valid mbuf we own.
+        unsafe { dpdk_sys::ss_pktmbuf_pkt_len(self.raw.as_ptr()) }
+    }
+
+    /// The NIC's RSS hash, when the port delivered one.
+    #[inline]
+    pub fn rss(&self) -> Option<u32> {
+        let mut valid = 0;
+        // SAFETY: reads fields of a valid mbuf we own; `valid` outlives the
+        // call.
+        let h = unsafe { dpdk_sys::ss_pktmbuf_rss(self.raw.as_ptr(), &mut valid) };
+        (valid != 0).then_some(h)
+    }
+
+    /// Copies `frame` into a fresh mbuf from `pool`.
+    pub fn from_bytes(pool: &Mempool, frame: &[u8]) -> Option<Mbuf> {
+        let mut m = pool.alloc()?;
+        if !m.set_len(frame.len()) {
+            return None;
+        }
+        m.bytes_mut().copy_from_slice(frame);
+        Some(m)
+    }
+
+    /// Prefetches the start of the packet data.
+    #[inline]
+    pub fn prefetch(&self) {
+        // SAFETY: a prefetch hint on the data pointer of a valid mbuf; it
+        // never faults.
+        unsafe {
+            let data = dpdk_sys::ss_pktmbuf_data(self.raw.as_ptr());
+            dpdk_sys::ss_prefetch0(data.cast());
+        }
+    }
+}
+
+impl PacketBuf for Mbuf {
+    #[inline]
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: the first segment's data is `data_len` initialised bytes
+        // at the mtod pointer, owned by this mbuf for the borrow's life.
+        unsafe {
+            let m = self.raw.as_ptr();
+            std::slice::from_raw_parts(dpdk_sys::ss_pktmbuf_data(m), usize::from(dpdk_sys::ss_pktmbuf_data_len(m)))
+        }
+    }
+
+    #[inline]
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `bytes`, and &mut self makes the borrow exclusive.
+        unsafe {
+            let m = self.raw.as_ptr();
+            std::slice::from_raw_parts_mut(dpdk_sys::ss_pktmbuf_data(m), usize::from(dpdk_sys::ss_pktmbuf_data_len(m)))
+        }
+    }
+
+    fn set_len(&mut self, len: usize) -> bool {
+        let m = self.raw.as_ptr();
+        if self.segments() != 1 {
+            return false;
+        }
+        // SAFETY: single-segment mbuf we own; append/trim check the room
+        // and keep data_len and pkt_len consistent.
+        unsafe {
+            let cur = usize::from(dpdk_sys::ss_pktmbuf_data_len(m));
+            if len > cur {
+                let Ok(extra) = u16::try_from(len - cur) else { return false };
+                !dpdk_sys::ss_pktmbuf_append(m, extra).is_null()
+            } else {
+                let Ok(less) = u16::try_from(cur - len) else { return false };
+                dpdk_sys::ss_pktmbuf_trim(m, less) == 0
+            }
+        }
+    }
+}
+
+impl Drop for Mbuf {
+    fn drop(&mut self) {
+        // SAFETY: we are the sole owner; the mbuf goes back to its pool once.
+        unsafe { dpdk_sys::ss_pktmbuf_free(self.raw.as_ptr()) }
+    }
+}
+
+/// Up to [`BURST`] received mbufs, owned.
+pub struct Burst {
+    pkts: [*mut rte_mbuf; BURST],
+    len: usize,
+    next: usize,
+}
+
+impl Default for Burst {
+    fn default() -> Self {
+        Burst {
+            pkts: [std::ptr::null_mut(); BURST],
+            len: 0,
+            next: 0,
+        }
+    }
+}
+
+impl Burst {
+    /// Packets received and not yet taken.
+    pub fn len(&self) -> usize {
+        self.len - self.next
+    }
+
+    /// True when nothing is left to take.
+    pub fn is_empty(&self) -> bool {
+        self.len == self.next
+    }
+
+    /// Frees what is left and prepares for the next burst; returns the raw
+    /// array for the rx call.
+    pub(crate) fn refill(&mut self) -> *mut *mut rte_mbuf {
+        self.free_rest();
+        self.len = 0;
+        self.next = 0;
+        self.pkts.as_mut_ptr()
+    }
+
+    pub(crate) fn set_received(&mut self, n: usize) {
+        self.len = n.min(BURST);
+    }
+
+    /// Takes the next mbuf.
+    #[inline]
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Option<Mbuf> {
+        if self.next == self.len {
+            return None;
+        }
+        let p = self.pkts[self.next];
+        self.next += 1;
+        NonNull::new(p).map(|raw| Mbuf { raw })
+    }
+
+    /// Prefetches the data of the mbuf `ahead` positions after the next.
+    #[inline]
+    pub fn prefetch(&self, ahead: usize) {
+        let i = self.next + ahead;
+        if i < self.len {
+            // SAFETY: a prefetch hint on the data pointer of an mbuf we own;
+            // it never faults.
+            unsafe {
+                let data = dpdk_sys::ss_pktmbuf_data(self.pkts[i]);
+                dpdk_sys::ss_prefetch0(data.cast());
+            }
+        }
+    }
+
+    fn free_rest(&mut self) {
+        for &p in &self.pkts[self.next..self.len] {
+            // SAFETY: slots next..len hold mbufs this burst still owns.
+            unsafe { dpdk_sys::ss_pktmbuf_free(p) }
+        }
+        self.next = self.len;
+    }
+}
+
+impl Drop for Burst {
+    fn drop(&mut self) {
+        self.free_rest();
+    }
+}
+
+/// Mbufs waiting to be sent on one TX queue, owned until sent.
+pub struct TxBatch {
+    pkts: [*mut rte_mbuf; BURST],
+    len: usize,
+}
+
+impl Default for TxBatch {
+    fn default() -> Self {
+        TxBatch {
+            pkts: [std::ptr::null_mut(); BURST],
+            len: 0,
+        }
+    }
+}
+
+impl TxBatch {
+    /// Adds `m`; gives it back when the batch is full (flush first).
+    #[inline]
+    pub fn push(&mut self, m: Mbuf) -> Result<(), Mbuf> {
+        if self.len == BURST {
+            return Err(m);
+        }
+        self.pkts[self.len] = m.into_raw();
+        self.len += 1;
+        Ok(())
+    }
+
+    /// Packets waiting.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// True when the batch holds a full burst.
+    pub fn is_full(&self) -> bool {
+        self.len == BURST
+    }
+
+    pub(crate) fn raw(&mut self) -> (*mut *mut rte_mbuf, u16) {
+        (self.pkts.as_mut_ptr(), self.len as u16)
+    }
+
+    /// After a TX call that took `sent` packets: frees the rest (they
+    /// could not be queued) and returns how many were freed.
+    pub(crate) fn sent(&mut self, sent: usize) -> usize {
+        let sent = sent.min(self.len);
+        for &p in &self.pkts[sent..self.len] {
+            // SAFETY: slots sent..len were not taken by the driver; the batch
+            // still owns them.
+            unsafe { dpdk_sys::ss_pktmbuf_free(p) }
+        }
+        let dropped = self.len - sent;
+        self.len = 0;
+        dropped
+    }
+}
+
+impl Drop for TxBatch {
+    fn drop(&mut self) {
+        self.sent(0);
+    }
+}

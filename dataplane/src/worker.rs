@@ -1,0 +1,185 @@
+//! The poll-mode loop of one worker lcore: wire → decisions → kernel, and
+//! kernel → wire, in bursts, with no lock and no allocation per packet.
+
+use crate::classify::{Action, Classifier, Context};
+use crate::counters::{Counter, Counts, WorkerStats};
+use crate::dpdk::{self, Burst, Mbuf, RxQueue, TxBatch, TxQueue};
+use crate::flow::FlowTable;
+use crate::publish::Subscriber;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How a worker idles and keeps house.
+#[derive(Clone, Debug)]
+pub struct WorkerTuning {
+    /// Empty polls in a row before the worker starts sleeping.
+    pub idle_polls: u32,
+    /// Sleep after that many empty polls, in microseconds (0: never sleep).
+    pub idle_sleep_us: u32,
+    /// Flow-table groups swept per millisecond.
+    pub sweep_groups: usize,
+    /// How often counters are published, in milliseconds.
+    pub stats_interval_ms: u32,
+}
+
+impl Default for WorkerTuning {
+    fn default() -> Self {
+        WorkerTuning {
+            idle_polls: 256,
+            idle_sleep_us: 100,
+            sweep_groups: 64,
+            stats_interval_ms: 10,
+        }
+    }
+}
+
+/// Everything one worker owns.
+pub struct Worker {
+    /// Index of the worker (and of its queues).
+    pub index: u16,
+    /// The node's decisions (shared, read-only).
+    pub classifier: Arc<Classifier>,
+    /// This worker's ownership view.
+    pub view: Subscriber,
+    /// This worker's flow table.
+    pub flows: FlowTable,
+    /// Wire RX queue.
+    pub wire_rx: RxQueue,
+    /// Wire TX queue.
+    pub wire_tx: TxQueue,
+    /// Exception port RX queue (frames from the kernel).
+    pub kernel_rx: RxQueue,
+    /// Exception port TX queue (frames to the kernel).
+    pub kernel_tx: TxQueue,
+    /// Use the NIC's RSS hash as the connection value.
+    pub use_rss: bool,
+    /// Where the worker publishes its counters.
+    pub stats: Arc<WorkerStats>,
+    /// Set to stop the loop.
+    pub stop: Arc<AtomicBool>,
+    /// Idle and housekeeping settings.
+    pub tuning: WorkerTuning,
+}
+
+/// Sends what a batch holds and counts what the queue refused.
+#[inline]
+fn flush(queue: &mut TxQueue, batch: &mut TxBatch, counts: &mut Counts, full: Counter) {
+    let dropped = queue.send(batch);
+    if dropped > 0 {
+        counts.add_n(full, dropped as u64);
+    }
+}
+
+/// Queues `m`, flushing first when the batch is full.
+#[inline]
+fn enqueue(queue: &mut TxQueue, batch: &mut TxBatch, m: Mbuf, counts: &mut Counts, full: Counter) {
+    if let Err(m) = batch.push(m) {
+        flush(queue, batch, counts, full);
+        if batch.push(m).is_err() {
+            counts.add(full);
+        }
+    }
+}
+
+impl Worker {
+    /// Runs until `stop` is set. Returns 0.
+    pub fn run(mut self) -> i32 {
+        let hz = dpdk::tsc_hz().max(1_000);
+        let per_ms = hz / 1_000;
+        let mut counts = Counts::default();
+        let mut wire_burst = Burst::default();
+        let mut kernel_burst = Burst::default();
+        let mut to_kernel = TxBatch::default();
+        let mut to_wire = TxBatch::default();
+        let mut idle = 0u32;
+        let mut idle_total = 0u64;
+        let mut wire_rx_total = 0u64;
+        let mut kernel_rx_total = 0u64;
+        let mut last_ms = 0u32;
+        let mut last_stats_ms = 0u32;
+        self.stats.flow_capacity.store(self.flows.capacity() as u64, Ordering::Relaxed);
+
+        while !self.stop.load(Ordering::Relaxed) {
+            let now_ms = (dpdk::tsc() / per_ms) as u32;
+            // One snapshot of the ownership view per burst.
+            let view = self.view.refresh();
+
+            let n = self.wire_rx.receive(&mut wire_burst);
+            wire_rx_total += n as u64;
+            let mut cx = Context {
+                view,
+                flows: &mut self.flows,
+                now_ms,
+                rss: None,
+            };
+            for _ in 0..n {
+                wire_burst.prefetch(3);
+                let Some(mut m) = wire_burst.next() else { break };
+                if m.segments() != 1 {
+                    counts.add(Counter::DropMultiSegment);
+                    continue;
+                }
+                cx.rss = if self.use_rss { m.rss() } else { None };
+                let outcome = self.classifier.from_wire(&mut m, &mut cx);
+                counts.add(outcome);
+                match outcome.action() {
+                    Action::ToKernel => enqueue(&mut self.kernel_tx, &mut to_kernel, m, &mut counts, Counter::DropKernelTxFull),
+                    Action::ToWire => enqueue(&mut self.wire_tx, &mut to_wire, m, &mut counts, Counter::DropWireTxFull),
+                    Action::Drop => drop(m),
+                }
+            }
+
+            let k = self.kernel_rx.receive(&mut kernel_burst);
+            kernel_rx_total += k as u64;
+            for _ in 0..k {
+                kernel_burst.prefetch(3);
+                let Some(mut m) = kernel_burst.next() else { break };
+                let outcome = self.classifier.from_kernel(&mut m);
+                counts.add(outcome);
+                match outcome.action() {
+                    Action::ToWire => enqueue(&mut self.wire_tx, &mut to_wire, m, &mut counts, Counter::DropWireTxFull),
+                    _ => drop(m),
+                }
+            }
+
+            flush(&mut self.kernel_tx, &mut to_kernel, &mut counts, Counter::DropKernelTxFull);
+            flush(&mut self.wire_tx, &mut to_wire, &mut counts, Counter::DropWireTxFull);
+
+            if now_ms != last_ms {
+                last_ms = now_ms;
+                self.flows.sweep(now_ms, self.tuning.sweep_groups);
+                if now_ms.wrapping_sub(last_stats_ms) >= self.tuning.stats_interval_ms {
+                    last_stats_ms = now_ms;
+                    self.publish_stats(&counts, wire_rx_total, kernel_rx_total, idle_total);
+                }
+            }
+
+            if n + k == 0 {
+                idle += 1;
+                idle_total += 1;
+                if self.tuning.idle_sleep_us > 0 && idle >= self.tuning.idle_polls {
+                    // Off the packet path: nothing arrived for a while.
+                    std::thread::sleep(Duration::from_micros(u64::from(self.tuning.idle_sleep_us)));
+                }
+            } else {
+                idle = 0;
+            }
+        }
+        self.publish_stats(&counts, wire_rx_total, kernel_rx_total, idle_total);
+        0
+    }
+
+    fn publish_stats(&self, counts: &Counts, wire_rx: u64, kernel_rx: u64, idle: u64) {
+        let s = &self.stats;
+        s.store(counts);
+        s.wire_rx.store(wire_rx, Ordering::Relaxed);
+        s.kernel_rx.store(kernel_rx, Ordering::Relaxed);
+        s.flows.store(self.flows.len() as u64, Ordering::Relaxed);
+        let fs = self.flows.stats();
+        s.flow_insert_failed.store(fs.insert_failed, Ordering::Relaxed);
+        s.flow_evicted.store(fs.evicted, Ordering::Relaxed);
+        s.view_epoch.store(self.view.view().epoch(), Ordering::Relaxed);
+        s.idle_polls.store(idle, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,288 @@
+//! `synshare node`: one server's dataplane and control core.
+//!
+//! Start-up: EAL, the mbuf pool, the wire port (promiscuous: the switch
+//! floods the cluster MAC), the exception TAP created with the wire port's
+//! MAC, the bucket table, then one worker per worker lcore. The main lcore
+//! stays as the control core: it publishes tables, answers the status
+//! socket and stops everything on SIGINT/SIGTERM.
+
+use crate::config::{Hugepages, NodeConfig};
+use crate::status::{self, NodeStatus};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use synshare_control::layout::{MemberId, Table, Weighted};
+use synshare_dataplane::classify::{Classifier, NodeAddresses, Vip};
+use synshare_dataplane::counters::WorkerStats;
+use synshare_dataplane::dpdk::{self, Eal, Mempool, Port, PortConfig};
+use synshare_dataplane::flow::{FlowTable, FlowTimeouts};
+use synshare_dataplane::hash::{Bucket, SYMMETRIC_KEY};
+use synshare_dataplane::ownership::{BucketState, OwnershipView};
+use synshare_dataplane::packet::Addr;
+use synshare_dataplane::publish::Publisher;
+use synshare_dataplane::worker::{Worker, WorkerTuning};
+use tracing::{info, warn};
+
+const HUGEPAGE_DIR: &str = "/sys/kernel/mm/hugepages/hugepages-2048kB";
+
+/// True when enough free 2 MiB hugepages and a hugetlbfs mount exist.
+fn hugepages_available(memory_mb: u32) -> bool {
+    let free: u64 = std::fs::read_to_string(format!("{HUGEPAGE_DIR}/free_hugepages"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    let mounted = std::fs::read_to_string("/proc/mounts")
+        .map(|m| m.lines().any(|l| l.split_whitespace().nth(2) == Some("hugetlbfs")))
+        .unwrap_or(false);
+    mounted && free * 2 >= u64::from(memory_mb)
+}
+
+/// Whether `device` names a virtual device (as opposed to a PCI address).
+fn is_vdev(device: &str) -> bool {
+    device.starts_with("net_")
+}
+
+/// The DPDK port name of the wire device.
+fn wire_port_name(device: &str) -> String {
+    let first = device.split(',').next().unwrap_or(device);
+    if is_vdev(device) || first.matches(':').count() >= 2 {
+        first.to_owned()
+    } else {
+        format!("0000:{first}")
+    }
+}
+
+/// EAL's arguments for this node, and whether it runs on hugepages.
+pub fn eal_args(c: &NodeConfig) -> (Vec<String>, bool) {
+    let mut args: Vec<String> = vec!["-l".into(), c.eal.lcores.clone(), "--file-prefix".into(), c.eal.file_prefix.clone()];
+    let huge = match c.eal.hugepages {
+        Hugepages::On => true,
+        Hugepages::Off => false,
+        Hugepages::Auto => hugepages_available(c.eal.memory_mb),
+    };
+    if let Some(main) = c.eal.main_lcore {
+        args.extend(["--main-lcore".into(), main.to_string()]);
+    }
+    if huge {
+        args.extend(["--in-memory".into(), "-m".into(), c.eal.memory_mb.to_string()]);
+    } else {
+        args.extend(["--no-huge".into(), "-m".into(), c.eal.memory_mb.to_string()]);
+    }
+    if is_vdev(&c.wire.device) {
+        args.extend(["--no-pci".into(), "--vdev".into(), c.wire.device.clone()]);
+    } else {
+        args.extend(["-a".into(), c.wire.device.clone()]);
+    }
+    args.extend(c.eal.extra_args.iter().cloned());
+    (args, huge)
+}
+
+/// The table of the configured members with their configured weights.
+pub fn static_table(c: &NodeConfig) -> Table {
+    let members: Vec<Weighted> = c
+        .sharing
+        .members
+        .iter()
+        .map(|m| Weighted {
+            id: MemberId(m.id),
+            weight: m.weight,
+        })
+        .collect();
+    Table::build(c.sharing.layout, &members, c.sharing.buckets)
+}
+
+/// This node's view of `table`: its own buckets settled, the rest foreign.
+/// (Static shares: the node has owned its buckets since it was configured.)
+pub fn static_view(table: &Table, me: MemberId, epoch: u64) -> OwnershipView {
+    let mut view = OwnershipView::new(table.len() as u32, epoch);
+    for (b, owner) in table.owners().iter().enumerate() {
+        if *owner == Some(me) {
+            view.set(Bucket(b as u32), BucketState::Settled);
+        }
+    }
+    view
+}
+
+/// The status socket's path for `c`.
+pub fn socket_path(c: &NodeConfig) -> PathBuf {
+    c.status_socket
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("/run/synshare/{}.sock", c.name)))
+}
+
+/// Runs the node until SIGINT or SIGTERM.
+pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(|e| format!("cannot handle signal {sig}: {e}"))?;
+    }
+
+    let (args, huge) = eal_args(&c);
+    info!(node = %c.name, config = %config_path.display(), eal = ?args, hugepages = huge, "starting");
+    // Locals drop in reverse order: ports, then the pool, then EAL.
+    let eal = Eal::init(&args).map_err(|e| format!("EAL: {e}"))?;
+    let workers_lcores = eal.worker_lcores();
+    if workers_lcores.len() < usize::from(c.workers) {
+        return Err(format!(
+            "eal.lcores {:?} gives {} worker lcore(s), {} workers configured",
+            c.eal.lcores,
+            workers_lcores.len(),
+            c.workers
+        ));
+    }
+    let queues = c.workers;
+    let mbufs = (u32::from(queues) * (u32::from(c.wire.rx_desc) + u32::from(c.wire.tx_desc)) * 2 + 4096).next_power_of_two() - 1;
+    let pool = Arc::new(Mempool::new("ss_mbufs", mbufs, 256, 2048 + 128, 0).map_err(|e| e.to_string())?);
+
+    let wire_name = wire_port_name(&c.wire.device);
+    let wire_id = Port::find(&wire_name).map_err(|e| format!("wire port: {e}"))?;
+    let wire = Port::start(
+        wire_id,
+        &wire_name,
+        &PortConfig {
+            rx_queues: queues,
+            tx_queues: queues,
+            rx_desc: c.wire.rx_desc,
+            tx_desc: c.wire.tx_desc,
+            rss_key: c.wire.rss.then_some(SYMMETRIC_KEY),
+            promiscuous: true,
+        },
+        Arc::clone(&pool),
+    )
+    .map_err(|e| format!("wire port: {e}"))?;
+    let node_mac = wire.mac().map_err(|e| e.to_string())?;
+    let kernel_mac = c.exception.mac.unwrap_or(node_mac);
+
+    let tap_name = "net_tap0";
+    eal.probe(&format!("{tap_name},iface={},mac={kernel_mac}", c.exception.iface))
+        .map_err(|e| format!("exception port: {e}"))?;
+    let tap_id = Port::find(tap_name).map_err(|e| format!("exception port: {e}"))?;
+    let tap = Port::start(
+        tap_id,
+        tap_name,
+        &PortConfig {
+            rx_queues: queues,
+            tx_queues: queues,
+            rx_desc: 512,
+            tx_desc: 512,
+            rss_key: None,
+            promiscuous: false,
+        },
+        Arc::clone(&pool),
+    )
+    .map_err(|e| format!("exception port: {e}"))?;
+    info!(
+        wire = %wire_name, driver = %wire.driver(), mac = %node_mac, rss = wire.rss_hash(),
+        tap = %c.exception.iface, kernel_mac = %kernel_mac, "ports up"
+    );
+
+    let classifier = Arc::new(Classifier::new(NodeAddresses {
+        node_mac,
+        kernel_mac,
+        cluster_mac: c.cluster_mac,
+        vips: c
+            .vips
+            .iter()
+            .map(|v| Vip::new(Addr::from(v.addr), &v.tcp_ports, &v.udp_ports))
+            .collect(),
+    }));
+    let me = MemberId(c.id);
+    let table = static_table(&c);
+    let epoch = 1;
+    let view = static_view(&table, me, epoch);
+    info!(
+        layout = ?c.sharing.layout, buckets = table.len(), drain_ms = c.sharing.drain_ms, owned = view.count(BucketState::Settled),
+        members = c.sharing.members.len(), "bucket table built"
+    );
+    let (publisher, subscribers) = Publisher::new(usize::from(c.workers), &view);
+
+    let worker_stop = Arc::new(AtomicBool::new(false));
+    let timeouts = FlowTimeouts {
+        half_open_ms: c.flow_table.half_open_ms,
+        established_ms: c.flow_table.established_s.saturating_mul(1000),
+        closing_ms: c.flow_table.closing_ms,
+    };
+    let tuning = WorkerTuning {
+        idle_polls: c.idle.empty_polls,
+        idle_sleep_us: c.idle.sleep_us,
+        ..WorkerTuning::default()
+    };
+    let mut stats = Vec::new();
+    for (i, sub) in subscribers.into_iter().enumerate() {
+        let q = i as u16;
+        let s = Arc::new(WorkerStats::default());
+        stats.push(Arc::clone(&s));
+        let worker = Worker {
+            index: q,
+            classifier: Arc::clone(&classifier),
+            view: sub,
+            flows: FlowTable::new(c.flow_table.capacity as usize, timeouts),
+            wire_rx: wire.rx_queue(q),
+            wire_tx: wire.tx_queue(q),
+            kernel_rx: tap.rx_queue(q),
+            kernel_tx: tap.tx_queue(q),
+            use_rss: wire.rss_hash(),
+            stats: s,
+            stop: Arc::clone(&worker_stop),
+            tuning: tuning.clone(),
+        };
+        dpdk::launch(workers_lcores[i], move || worker.run()).map_err(|e| e.to_string())?;
+    }
+
+    let socket = socket_path(&c);
+    let listener = status::listen(&socket).map_err(|e| format!("status socket {}: {e}", socket.display()))?;
+    let started = Instant::now();
+    let snapshot = |publisher_epoch: u64| NodeStatus {
+        name: c.name.clone(),
+        id: c.id,
+        dpdk: dpdk::version(),
+        hugepages: huge,
+        uptime_s: started.elapsed().as_secs_f64(),
+        epoch: publisher_epoch,
+        layout: format!("{:?}", c.sharing.layout).to_lowercase(),
+        buckets: table.len() as u32,
+        members: status::members(&c, &table),
+        node_mac: node_mac.to_string(),
+        cluster_mac: c.cluster_mac.to_string(),
+        wire: status::port(&wire),
+        exception: status::port(&tap),
+        workers: stats.iter().enumerate().map(|(i, s)| status::worker(i, s)).collect(),
+    };
+    info!(socket = %socket.display(), "serving");
+    println!("synshare node {} up: wire {} ({}), tap {} ({}), status {}", c.name, wire_name, node_mac, c.exception.iface, kernel_mac, socket.display());
+
+    while !stop.load(Ordering::Relaxed) {
+        status::serve(&listener, || snapshot(epoch));
+        publisher.collect();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    info!("stopping");
+    worker_stop.store(true, Ordering::Relaxed);
+    dpdk::wait_all();
+    let last = snapshot(epoch);
+    println!("{}", status::summary(&last));
+    let _ = std::fs::remove_file(&socket);
+    drop(publisher);
+    drop(tap);
+    drop(wire);
+    drop(pool);
+    drop(eal);
+    if last.wire.rx_nombuf > 0 {
+        warn!(rx_nombuf = last.wire.rx_nombuf, "the mbuf pool ran dry at times");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_port_names() {
+        assert_eq!(wire_port_name("net_af_packet0,iface=x"), "net_af_packet0");
+        assert_eq!(wire_port_name("0000:3b:00.0"), "0000:3b:00.0");
+        assert_eq!(wire_port_name("3b:00.0"), "0000:3b:00.0");
+    }
+}

@@ -1,0 +1,248 @@
+//! The node's status: what it is, what it owns, what it counted; served as
+//! JSON on a local Unix socket and printed by `synshare status`.
+
+use crate::config::NodeConfig;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::time::Duration;
+use synshare_control::layout::{MemberId, Table};
+use synshare_dataplane::counters::{Counter, Counts, WorkerStats};
+use synshare_dataplane::dpdk::Port;
+use std::sync::atomic::Ordering;
+
+/// A port's driver counters.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct PortStatus {
+    /// DPDK port name.
+    pub name: String,
+    /// Driver.
+    pub driver: String,
+    /// Packets received.
+    pub ipackets: u64,
+    /// Packets sent.
+    pub opackets: u64,
+    /// Bytes received.
+    pub ibytes: u64,
+    /// Bytes sent.
+    pub obytes: u64,
+    /// Dropped by the port (RX ring full).
+    pub imissed: u64,
+    /// RX errors.
+    pub ierrors: u64,
+    /// TX errors.
+    pub oerrors: u64,
+    /// RX mbuf allocation failures.
+    pub rx_nombuf: u64,
+}
+
+/// One worker's figures.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct WorkerStatus {
+    /// Worker index.
+    pub index: usize,
+    /// Frames from the wire.
+    pub wire_rx: u64,
+    /// Frames from the kernel.
+    pub kernel_rx: u64,
+    /// Flow-table entries.
+    pub flows: u64,
+    /// Flow-table capacity.
+    pub flow_capacity: u64,
+    /// Flows not recorded (group full of established flows).
+    pub flow_insert_failed: u64,
+    /// Half-open entries evicted under pressure.
+    pub flow_evicted: u64,
+    /// Epoch of the ownership view in use.
+    pub view_epoch: u64,
+    /// Outcome counters (non-zero ones).
+    pub counters: BTreeMap<String, u64>,
+}
+
+/// A member as this node sees it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct MemberStatus {
+    /// Member id.
+    pub id: u32,
+    /// Weight used for the table.
+    pub weight: f64,
+    /// Buckets it owns.
+    pub buckets: u32,
+    /// Its share of the buckets, in percent.
+    pub share_pct: f64,
+}
+
+/// Everything `synshare status` shows.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct NodeStatus {
+    /// Node name.
+    pub name: String,
+    /// Member id.
+    pub id: u32,
+    /// DPDK version.
+    pub dpdk: String,
+    /// Running on hugepages.
+    pub hugepages: bool,
+    /// Seconds since start.
+    pub uptime_s: f64,
+    /// Table epoch.
+    pub epoch: u64,
+    /// Table layout.
+    pub layout: String,
+    /// Buckets in the table.
+    pub buckets: u32,
+    /// Members and shares.
+    pub members: Vec<MemberStatus>,
+    /// The node's own MAC.
+    pub node_mac: String,
+    /// The cluster MAC.
+    pub cluster_mac: String,
+    /// The wire port.
+    pub wire: PortStatus,
+    /// The exception port.
+    pub exception: PortStatus,
+    /// Workers.
+    pub workers: Vec<WorkerStatus>,
+}
+
+impl NodeStatus {
+    /// Counters summed over workers.
+    pub fn totals(&self) -> BTreeMap<String, u64> {
+        let mut t = BTreeMap::new();
+        for w in &self.workers {
+            for (k, v) in &w.counters {
+                *t.entry(k.clone()).or_insert(0) += v;
+            }
+        }
+        t
+    }
+}
+
+/// A port's status now.
+pub fn port(p: &Port) -> PortStatus {
+    let s = p.stats().unwrap_or_default();
+    PortStatus {
+        name: p.name().to_owned(),
+        driver: p.driver(),
+        ipackets: s.ipackets,
+        opackets: s.opackets,
+        ibytes: s.ibytes,
+        obytes: s.obytes,
+        imissed: s.imissed,
+        ierrors: s.ierrors,
+        oerrors: s.oerrors,
+        rx_nombuf: s.rx_nombuf,
+    }
+}
+
+/// A worker's status from what it last published.
+pub fn worker(index: usize, s: &WorkerStats) -> WorkerStatus {
+    let counts: Counts = s.load();
+    WorkerStatus {
+        index,
+        wire_rx: s.wire_rx.load(Ordering::Relaxed),
+        kernel_rx: s.kernel_rx.load(Ordering::Relaxed),
+        flows: s.flows.load(Ordering::Relaxed),
+        flow_capacity: s.flow_capacity.load(Ordering::Relaxed),
+        flow_insert_failed: s.flow_insert_failed.load(Ordering::Relaxed),
+        flow_evicted: s.flow_evicted.load(Ordering::Relaxed),
+        view_epoch: s.view_epoch.load(Ordering::Relaxed),
+        counters: Counter::ALL
+            .iter()
+            .filter(|c| counts.get(**c) > 0)
+            .map(|c| (c.name().to_owned(), counts.get(*c)))
+            .collect(),
+    }
+}
+
+/// The members of `c` with their shares of `table`.
+pub fn members(c: &NodeConfig, table: &Table) -> Vec<MemberStatus> {
+    c.sharing
+        .members
+        .iter()
+        .map(|m| {
+            let n = table.count(MemberId(m.id)) as u32;
+            MemberStatus {
+                id: m.id,
+                weight: m.weight,
+                buckets: n,
+                share_pct: 100.0 * f64::from(n) / table.len().max(1) as f64,
+            }
+        })
+        .collect()
+}
+
+/// A human-readable summary.
+pub fn summary(s: &NodeStatus) -> String {
+    let mut out = format!(
+        "node {} (id {}) up {:.0}s, {}, hugepages {}, table epoch {} ({} buckets, {})\n",
+        s.name, s.id, s.uptime_s, s.dpdk, s.hugepages, s.epoch, s.buckets, s.layout
+    );
+    for m in &s.members {
+        out += &format!(
+            "  member {:>3} weight {:>6.2} buckets {:>6} share {:>5.1}%{}\n",
+            m.id,
+            m.weight,
+            m.buckets,
+            m.share_pct,
+            if m.id == s.id { "  (this node)" } else { "" }
+        );
+    }
+    for p in [&s.wire, &s.exception] {
+        out += &format!(
+            "  port {:<16} {:<12} rx {:>10} tx {:>10} missed {} errors {}/{} nombuf {}\n",
+            p.name, p.driver, p.ipackets, p.opackets, p.imissed, p.ierrors, p.oerrors, p.rx_nombuf
+        );
+    }
+    let flows: u64 = s.workers.iter().map(|w| w.flows).sum();
+    let cap: u64 = s.workers.iter().map(|w| w.flow_capacity).sum();
+    out += &format!("  flows {flows} of {cap}\n");
+    for (k, v) in s.totals() {
+        out += &format!("  {k:<28} {v}\n");
+    }
+    out
+}
+
+/// Binds the status socket (replacing a stale one), non-blocking.
+pub fn listen(path: &Path) -> std::io::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    if UnixStream::connect(path).is_ok() {
+        return Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "another node answers on this socket"));
+    }
+    let _ = std::fs::remove_file(path);
+    let l = UnixListener::bind(path)?;
+    l.set_nonblocking(true)?;
+    Ok(l)
+}
+
+/// Answers every waiting client: one request line, one JSON reply.
+pub fn serve(listener: &UnixListener, status: impl Fn() -> NodeStatus) {
+    while let Ok((mut stream, _)) = listener.accept() {
+        let _ = stream.set_nonblocking(false);
+        let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+        let _ = stream.set_write_timeout(Some(Duration::from_millis(500)));
+        let mut req = [0u8; 64];
+        let n = stream.read(&mut req).unwrap_or(0);
+        let request = String::from_utf8_lossy(&req[..n]);
+        let reply = match request.trim() {
+            "status" | "" => serde_json::to_string(&status()).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")),
+            other => format!("{{\"error\":\"unknown request {:?}\"}}", other.chars().take(32).collect::<String>()),
+        };
+        let _ = stream.write_all(reply.as_bytes());
+    }
+}
+
+/// Asks the node at `path` for its status.
+pub fn query(path: &Path) -> Result<NodeStatus, String> {
+    let mut s = UnixStream::connect(path).map_err(|e| format!("cannot reach node at {}: {e}", path.display()))?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    s.write_all(b"status\n").map_err(|e| e.to_string())?;
+    s.shutdown(std::net::Shutdown::Write).ok();
+    let mut text = String::new();
+    s.read_to_string(&mut text).map_err(|e| e.to_string())?;
+    serde_json::from_str(&text).map_err(|e| format!("bad reply from {}: {e}", path.display()))
+}
