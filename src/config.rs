@@ -338,28 +338,55 @@ impl NodeConfig {
     /// Checks what the types cannot: returns the field and the problem.
     fn validate(&self) -> Result<(), (String, String)> {
         let bad = |f: &str, m: String| Err((f.to_owned(), m));
-        if self.name.is_empty() || self.name.len() > 32 || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return bad("name", format!("{:?}: 1 to 32 characters of letters, digits, '-' or '_'", self.name));
+        if self.name.is_empty()
+            || self.name.len() > 32
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return bad(
+                "name",
+                format!("{:?}: 1 to 32 characters of letters, digits, '-' or '_'", self.name),
+            );
         }
         if self.eal.lcores.trim().is_empty() {
-            return bad("eal.lcores", "empty: name the control lcore and at least one worker lcore, e.g. \"0,1\"".into());
+            return bad(
+                "eal.lcores",
+                "empty: name the control lcore and at least one worker lcore, e.g. \"0,1\"".into(),
+            );
         }
         if self.eal.file_prefix.is_empty() || self.eal.file_prefix.contains('/') {
-            return bad("eal.file_prefix", format!("{:?} must be a non-empty name without '/'", self.eal.file_prefix));
+            return bad(
+                "eal.file_prefix",
+                format!("{:?} must be a non-empty name without '/'", self.eal.file_prefix),
+            );
         }
         if self.eal.memory_mb < 64 {
-            return bad("eal.memory_mb", format!("{} MiB is too little; at least 64", self.eal.memory_mb));
+            return bad(
+                "eal.memory_mb",
+                format!("{} MiB is too little; at least 64", self.eal.memory_mb),
+            );
         }
         if self.wire.device.trim().is_empty() || self.wire.device.contains(char::is_whitespace) {
-            return bad("wire.device", format!("{:?}: a PCI address or vdev arguments without spaces", self.wire.device));
+            return bad(
+                "wire.device",
+                format!("{:?}: a PCI address or vdev arguments without spaces", self.wire.device),
+            );
         }
         for (f, d) in [("wire.rx_desc", self.wire.rx_desc), ("wire.tx_desc", self.wire.tx_desc)] {
             if !(64..=8192).contains(&d) || !d.is_power_of_two() {
                 return bad(f, format!("{d}: a power of two from 64 to 8192"));
             }
         }
-        if self.exception.iface.is_empty() || self.exception.iface.len() > 15 || self.exception.iface.contains([',', '/', ' ']) {
-            return bad("exception.iface", format!("{:?}: an interface name of 1 to 15 characters", self.exception.iface));
+        if self.exception.iface.is_empty()
+            || self.exception.iface.len() > 15
+            || self.exception.iface.contains([',', '/', ' '])
+        {
+            return bad(
+                "exception.iface",
+                format!("{:?}: an interface name of 1 to 15 characters", self.exception.iface),
+            );
         }
         if let Some(m) = self.exception.mac {
             if m.is_group() {
@@ -380,7 +407,10 @@ impl NodeConfig {
                 return bad(&format!("vips[{i}].addr"), format!("{} is listed twice", v.addr));
             }
             if v.tcp_ports.is_empty() && v.udp_ports.is_empty() {
-                return bad(&format!("vips[{i}]"), "serves no port: list tcp_ports or udp_ports".into());
+                return bad(
+                    &format!("vips[{i}]"),
+                    "serves no port: list tcp_ports or udp_ports".into(),
+                );
             }
             if v.tcp_ports.contains(&0) || v.udp_ports.contains(&0) {
                 return bad(&format!("vips[{i}]"), "port 0 cannot be served".into());
@@ -391,24 +421,39 @@ impl NodeConfig {
         }
         let ft = &self.flow_table;
         if !(1024..=(1 << 28)).contains(&ft.capacity) {
-            return bad("flow_table.capacity", format!("{}: from 1024 to 268435456", ft.capacity));
+            return bad(
+                "flow_table.capacity",
+                format!("{}: from 1024 to 268435456", ft.capacity),
+            );
         }
         if ft.half_open_ms == 0 || ft.closing_ms == 0 || ft.established_s == 0 || ft.established_s > 86_400 {
-            return bad("flow_table", "timeouts must be positive, established_s at most 86400".into());
+            return bad(
+                "flow_table",
+                "timeouts must be positive, established_s at most 86400".into(),
+            );
         }
         let s = &self.sharing;
         if !s.buckets.is_power_of_two() || !(16..=(1 << 20)).contains(&s.buckets) {
-            return bad("sharing.buckets", format!("{}: a power of two from 16 to 1048576", s.buckets));
+            return bad(
+                "sharing.buckets",
+                format!("{}: a power of two from 16 to 1048576", s.buckets),
+            );
         }
         if s.members.is_empty() {
             return bad("sharing.members", "empty: list every member, this node included".into());
         }
         for (i, m) in s.members.iter().enumerate() {
             if !m.weight.is_finite() || m.weight < 0.0 {
-                return bad(&format!("sharing.members[{i}].weight"), format!("{}: a finite weight >= 0", m.weight));
+                return bad(
+                    &format!("sharing.members[{i}].weight"),
+                    format!("{}: a finite weight >= 0", m.weight),
+                );
             }
             if s.members[..i].iter().any(|o| o.id == m.id) {
-                return bad(&format!("sharing.members[{i}].id"), format!("member {} is listed twice", m.id));
+                return bad(
+                    &format!("sharing.members[{i}].id"),
+                    format!("member {} is listed twice", m.id),
+                );
             }
         }
         if !s.members.iter().any(|m| m.id == self.id) {
@@ -454,13 +499,21 @@ mod tests {
             ("\"02:5e:00:00:01:00\"", "\"02:5e:00:00:01\"", "cluster_mac"),
             ("id: 1,", "id: -1,", "id"),
             ("file_prefix: \"ss-node1\"", "file_prefix: \"a/b\"", "eal.file_prefix"),
-            ("(id: 2, weight: 2.0)", "(id: 2, weight: -2.0)", "sharing.members[1].weight"),
+            (
+                "(id: 2, weight: 2.0)",
+                "(id: 2, weight: -2.0)",
+                "sharing.members[1].weight",
+            ),
             ("(id: 2, weight: 2.0)", "(id: 1, weight: 2.0)", "sharing.members[1].id"),
             ("\"192.0.2.100\"", "\"192.0.2.300\"", "vips[0].addr"),
             ("sharing: (", "sharing: (buckets: 1000, ", "sharing.buckets"),
             ("sharing: (", "sharing: (layout: diagonal, ", "sharing.layout"),
             ("wire: (device", "wire: (rx_desc: 100, device", "wire.rx_desc"),
-            ("exception: (iface: \"ss-tap\")", "exception: (iface: \"ss-tap\", colour: 1)", "exception"),
+            (
+                "exception: (iface: \"ss-tap\")",
+                "exception: (iface: \"ss-tap\", colour: 1)",
+                "exception",
+            ),
             ("id: 1,", "id: 9,", "id"),
         ];
         for (from, to, field) in cases {

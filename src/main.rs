@@ -37,12 +37,18 @@ fn help(cmd: &str) -> &'static str {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SYNSHARE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 /// Finds `--name VALUE` in `args`.
 fn flag(args: &[String], name: &str) -> Option<String> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
 }
 
 fn load(path: &str) -> Result<NodeConfig, String> {

@@ -55,7 +55,12 @@ fn wire_port_name(device: &str) -> String {
 
 /// EAL's arguments for this node, and whether it runs on hugepages.
 pub fn eal_args(c: &NodeConfig) -> (Vec<String>, bool) {
-    let mut args: Vec<String> = vec!["-l".into(), c.eal.lcores.clone(), "--file-prefix".into(), c.eal.file_prefix.clone()];
+    let mut args: Vec<String> = vec![
+        "-l".into(),
+        c.eal.lcores.clone(),
+        "--file-prefix".into(),
+        c.eal.file_prefix.clone(),
+    ];
     let huge = match c.eal.hugepages {
         Hugepages::On => true,
         Hugepages::Off => false,
@@ -132,7 +137,9 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
         ));
     }
     let queues = c.workers;
-    let mbufs = (u32::from(queues) * (u32::from(c.wire.rx_desc) + u32::from(c.wire.tx_desc)) * 2 + 4096).next_power_of_two() - 1;
+    let mbufs = (u32::from(queues) * (u32::from(c.wire.rx_desc) + u32::from(c.wire.tx_desc)) * 2 + 4096)
+        .next_power_of_two()
+        - 1;
     let pool = Arc::new(Mempool::new("ss_mbufs", mbufs, 256, 2048 + 128, 0).map_err(|e| e.to_string())?);
 
     let wire_name = wire_port_name(&c.wire.device);
@@ -250,7 +257,15 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
         workers: stats.iter().enumerate().map(|(i, s)| status::worker(i, s)).collect(),
     };
     info!(socket = %socket.display(), "serving");
-    println!("synshare node {} up: wire {} ({}), tap {} ({}), status {}", c.name, wire_name, node_mac, c.exception.iface, kernel_mac, socket.display());
+    println!(
+        "synshare node {} up: wire {} ({}), tap {} ({}), status {}",
+        c.name,
+        wire_name,
+        node_mac,
+        c.exception.iface,
+        kernel_mac,
+        socket.display()
+    );
 
     while !stop.load(Ordering::Relaxed) {
         status::serve(&listener, || snapshot(epoch));

@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use synshare_control::layout::{MemberId, Table};
 use synshare_dataplane::counters::{Counter, Counts, WorkerStats};
 use synshare_dataplane::dpdk::Port;
-use std::sync::atomic::Ordering;
 
 /// A port's driver counters.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -211,7 +211,10 @@ pub fn listen(path: &Path) -> std::io::Result<UnixListener> {
         std::fs::create_dir_all(dir)?;
     }
     if UnixStream::connect(path).is_ok() {
-        return Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "another node answers on this socket"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            "another node answers on this socket",
+        ));
     }
     let _ = std::fs::remove_file(path);
     let l = UnixListener::bind(path)?;
@@ -230,7 +233,10 @@ pub fn serve(listener: &UnixListener, status: impl Fn() -> NodeStatus) {
         let request = String::from_utf8_lossy(&req[..n]);
         let reply = match request.trim() {
             "status" | "" => serde_json::to_string(&status()).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")),
-            other => format!("{{\"error\":\"unknown request {:?}\"}}", other.chars().take(32).collect::<String>()),
+            other => format!(
+                "{{\"error\":\"unknown request {:?}\"}}",
+                other.chars().take(32).collect::<String>()
+            ),
         };
         let _ = stream.write_all(reply.as_bytes());
     }

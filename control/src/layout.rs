@@ -62,7 +62,11 @@ impl Table {
             .iter()
             .map(|m| Weighted {
                 id: m.id,
-                weight: if m.weight.is_finite() && m.weight > 0.0 { m.weight } else { 0.0 },
+                weight: if m.weight.is_finite() && m.weight > 0.0 {
+                    m.weight
+                } else {
+                    0.0
+                },
             })
             .collect();
         ms.sort_by_key(|m| m.id);
@@ -201,7 +205,12 @@ mod tests {
     use super::*;
 
     fn w(list: &[(u32, f64)]) -> Vec<Weighted> {
-        list.iter().map(|&(id, weight)| Weighted { id: MemberId(id), weight }).collect()
+        list.iter()
+            .map(|&(id, weight)| Weighted {
+                id: MemberId(id),
+                weight,
+            })
+            .collect()
     }
 
     /// A small deterministic PRNG for property tests.
@@ -271,7 +280,10 @@ mod tests {
         for _ in 0..20 {
             let n = 2 + rng.below(10) as u32;
             let ms: Vec<Weighted> = (0..n)
-                .map(|i| Weighted { id: MemberId(i + 1), weight: 1.0 + rng.below(100) as f64 })
+                .map(|i| Weighted {
+                    id: MemberId(i + 1),
+                    weight: 1.0 + rng.below(100) as f64,
+                })
                 .collect();
             let gone = MemberId(1 + rng.below(u64::from(n)) as u32);
             let rest: Vec<Weighted> = ms.iter().copied().filter(|m| m.id != gone).collect();
@@ -296,7 +308,10 @@ mod tests {
         for _ in 0..30 {
             let n = 2 + rng.below(8) as u32;
             let ms: Vec<Weighted> = (0..n)
-                .map(|i| Weighted { id: MemberId(i + 1), weight: 10.0 + rng.below(90) as f64 })
+                .map(|i| Weighted {
+                    id: MemberId(i + 1),
+                    weight: 10.0 + rng.below(90) as f64,
+                })
                 .collect();
             let mut changed = ms.clone();
             let k = rng.below(u64::from(n)) as usize;

@@ -379,7 +379,11 @@ impl Classifier {
     ) -> Counter {
         let v6 = matches!(ip.src, Addr::V6(_));
         let echo = if v6 { kind == 128 } else { kind == 8 };
-        let error = if v6 { (1..=4).contains(&kind) } else { matches!(kind, 3 | 11 | 12) };
+        let error = if v6 {
+            (1..=4).contains(&kind)
+        } else {
+            matches!(kind, 3 | 11 | 12)
+        };
         if v6 && kind == 135 && code == 0 {
             let Addr::V6(target) = ip.dst else {
                 return Counter::DropNdpBad;
@@ -625,7 +629,11 @@ mod tests {
         assert_eq!(n.wire(&spoof).0, Counter::DropArpVipPeer);
         let (outcome, buf) = n.wire(&arp_request(CLIENT_MAC, CLIENT_V4, [192, 0, 2, 21]));
         assert_eq!(outcome, Counter::KernelLocal);
-        assert_eq!(buf.bytes(), &arp_request(CLIENT_MAC, CLIENT_V4, [192, 0, 2, 21])[..], "broadcast goes up unchanged");
+        assert_eq!(
+            buf.bytes(),
+            &arp_request(CLIENT_MAC, CLIENT_V4, [192, 0, 2, 21])[..],
+            "broadcast goes up unchanged"
+        );
     }
 
     #[test]
@@ -742,7 +750,9 @@ mod tests {
         // Three nodes splitting 64 buckets; every SYN lands on exactly one.
         let mut nodes: Vec<Node> = (0..3).map(|_| Node::new(BucketState::Foreign)).collect();
         for b in 0..64u32 {
-            nodes[(b % 3) as usize].view.set(crate::hash::Bucket(b), BucketState::Settled);
+            nodes[(b % 3) as usize]
+                .view
+                .set(crate::hash::Bucket(b), BucketState::Settled);
         }
         let mut per_node = [0usize; 3];
         for port in 1000..4000u16 {
@@ -759,7 +769,14 @@ mod tests {
     #[test]
     fn kernel_frames_leave_from_the_node_mac_and_never_announce_a_vip() {
         let c = classifier();
-        let mut from_kernel = tcp4_to(CLIENT_MAC, V4_VIP, 80, CLIENT_V4, 40000, tcp_flags::SYN | tcp_flags::ACK);
+        let mut from_kernel = tcp4_to(
+            CLIENT_MAC,
+            V4_VIP,
+            80,
+            CLIENT_V4,
+            40000,
+            tcp_flags::SYN | tcp_flags::ACK,
+        );
         from_kernel[6..12].copy_from_slice(&KERNEL_MAC.0);
         let mut buf = TestBuf::new(&from_kernel);
         assert_eq!(c.from_kernel(&mut buf), Counter::WireFromKernel);
@@ -773,7 +790,12 @@ mod tests {
         assert_eq!(c.from_kernel(&mut buf), Counter::WireFromKernel);
         assert_eq!(&buf.bytes()[14 + 8..14 + 14], &NODE_MAC.0);
         // Its neighbour solicitations carry the node MAC, checksum fixed.
-        let ns = neighbour_solicit(KERNEL_MAC, [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x21], V6_CLIENT, true);
+        let ns = neighbour_solicit(
+            KERNEL_MAC,
+            [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x21],
+            V6_CLIENT,
+            true,
+        );
         let mut buf = TestBuf::new(&ns);
         assert_eq!(c.from_kernel(&mut buf), Counter::WireFromKernel);
         let b = buf.bytes();

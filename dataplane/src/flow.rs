@@ -223,18 +223,14 @@ impl FlowTable {
     #[inline]
     fn find(&self, g: usize, tag: u32, key: &FlowKey, now: u32) -> Option<usize> {
         let group = &self.groups[g];
-        (0..WAYS).find(|&i| {
-            group.tags[i] == tag
-                && group.entries[i].key == *key
-                && !self.expired(&group.entries[i], now)
-        })
+        (0..WAYS)
+            .find(|&i| group.tags[i] == tag && group.entries[i].key == *key && !self.expired(&group.entries[i], now))
     }
 
     /// Looks `key` up without changing anything.
     pub fn get(&self, key: &FlowKey, now: u32) -> Option<FlowState> {
         let (g, tag) = self.locate(key);
-        self.find(g, tag, key, now)
-            .map(|i| self.groups[g].entries[i].state)
+        self.find(g, tag, key, now).map(|i| self.groups[g].entries[i].state)
     }
 
     /// Records a packet of a known flow with TCP `flags`: refreshes it and
@@ -379,7 +375,12 @@ mod tests {
 
     fn key(n: u32) -> FlowKey {
         let b = n.to_be_bytes();
-        FlowKey::new(Addr::V4([10, b[1], b[2], b[3]]), (n >> 8) as u16, Addr::V4([192, 0, 2, 100]), 80)
+        FlowKey::new(
+            Addr::V4([10, b[1], b[2], b[3]]),
+            (n >> 8) as u16,
+            Addr::V4([192, 0, 2, 100]),
+            80,
+        )
     }
 
     fn timeouts() -> FlowTimeouts {
@@ -415,7 +416,15 @@ mod tests {
     fn half_open_expire_fast_and_established_stay() {
         let mut t = FlowTable::new(1024, timeouts());
         for n in 0..100 {
-            t.insert(key(n), if n % 2 == 0 { FlowState::HalfOpen } else { FlowState::Established }, 0);
+            t.insert(
+                key(n),
+                if n % 2 == 0 {
+                    FlowState::HalfOpen
+                } else {
+                    FlowState::Established
+                },
+                0,
+            );
         }
         assert_eq!(t.len(), 100);
         let freed = t.sweep(150, usize::MAX);

@@ -10,11 +10,11 @@
 
 pub mod classify;
 pub mod counters;
+pub mod dpdk;
 pub mod flow;
 pub mod hash;
 pub mod ownership;
 pub mod packet;
 pub mod publish;
 pub mod synth;
-pub mod dpdk;
 pub mod worker;

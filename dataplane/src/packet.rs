@@ -386,11 +386,7 @@ fn parse_arp(b: &[u8]) -> Result<Arp, ParseError> {
     if b.len() < arp::LEN {
         return Err(ParseError::Truncated);
     }
-    if be16(b, arp::HTYPE) != 1
-        || be16(b, arp::PTYPE) != ethertype::IPV4
-        || b[arp::HLEN] != 6
-        || b[arp::PLEN] != 4
-    {
+    if be16(b, arp::HTYPE) != 1 || be16(b, arp::PTYPE) != ethertype::IPV4 || b[arp::HLEN] != 6 || b[arp::PLEN] != 4 {
         return Err(ParseError::BadArp);
     }
     let mut spa = [0u8; 4];
@@ -666,10 +662,7 @@ mod tests {
         assert_eq!(parse(&one).unwrap().l3_offset, 18);
         let two = add_vlan(&one, 20);
         assert_eq!(parse(&two).unwrap().vlans, 2);
-        assert_eq!(
-            parse(&add_vlan(&two, 30)),
-            Err(ParseError::TooManyVlans)
-        );
+        assert_eq!(parse(&add_vlan(&two, 30)), Err(ParseError::TooManyVlans));
     }
 
     #[test]

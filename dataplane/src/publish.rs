@@ -118,7 +118,15 @@ mod tests {
         let mut v2 = OwnershipView::new(16, 2);
         v2.set(Bucket(3), BucketState::Claimed);
         let v3 = OwnershipView::from_states(
-            (0..16).map(|b| if b == 3 { BucketState::Settled } else { BucketState::Foreign }).collect(),
+            (0..16)
+                .map(|b| {
+                    if b == 3 {
+                        BucketState::Settled
+                    } else {
+                        BucketState::Foreign
+                    }
+                })
+                .collect(),
             3,
         )
         .expect("16 is a power of two");

@@ -106,7 +106,15 @@ fn ipv4(dst_mac: Mac, src: [u8; 4], dst: [u8; 4], protocol: u8, mut l4: Vec<u8>,
     pad(f)
 }
 
-fn ipv6(dst_mac: Mac, src: [u8; 16], dst: [u8; 16], next: u8, hop_limit: u8, mut l4: Vec<u8>, csum_at: Option<usize>) -> Vec<u8> {
+fn ipv6(
+    dst_mac: Mac,
+    src: [u8; 16],
+    dst: [u8; 16],
+    next: u8,
+    hop_limit: u8,
+    mut l4: Vec<u8>,
+    csum_at: Option<usize>,
+) -> Vec<u8> {
     if let Some(at) = csum_at {
         let sum = l4_checksum(&src, &dst, next, &l4);
         l4[at..at + 2].copy_from_slice(&sum.to_be_bytes());
@@ -158,42 +166,117 @@ fn udp_datagram(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
 
 /// A TCP/IPv4 segment to the cluster MAC.
 pub fn tcp4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
-    ipv4(CLUSTER_MAC, src, dst, proto::TCP, tcp_segment(sport, dport, flags, payload), Some(16))
+    ipv4(
+        CLUSTER_MAC,
+        src,
+        dst,
+        proto::TCP,
+        tcp_segment(sport, dport, flags, payload),
+        Some(16),
+    )
 }
 
 /// A TCP/IPv4 segment without payload to `dst_mac`.
 pub fn tcp4_to(dst_mac: Mac, src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: u8) -> Vec<u8> {
-    ipv4(dst_mac, src, dst, proto::TCP, tcp_segment(sport, dport, flags, b""), Some(16))
+    ipv4(
+        dst_mac,
+        src,
+        dst,
+        proto::TCP,
+        tcp_segment(sport, dport, flags, b""),
+        Some(16),
+    )
 }
 
 /// A TCP/IPv4 segment with `payload` to `dst_mac`.
-pub fn tcp4_payload_to(dst_mac: Mac, src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
-    ipv4(dst_mac, src, dst, proto::TCP, tcp_segment(sport, dport, flags, payload), Some(16))
+pub fn tcp4_payload_to(
+    dst_mac: Mac,
+    src: [u8; 4],
+    sport: u16,
+    dst: [u8; 4],
+    dport: u16,
+    flags: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    ipv4(
+        dst_mac,
+        src,
+        dst,
+        proto::TCP,
+        tcp_segment(sport, dport, flags, payload),
+        Some(16),
+    )
 }
 
 /// A TCP/IPv6 segment to the cluster MAC.
 pub fn tcp6(src: [u8; 16], sport: u16, dst: [u8; 16], dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
-    ipv6(CLUSTER_MAC, src, dst, proto::TCP, 64, tcp_segment(sport, dport, flags, payload), Some(16))
+    ipv6(
+        CLUSTER_MAC,
+        src,
+        dst,
+        proto::TCP,
+        64,
+        tcp_segment(sport, dport, flags, payload),
+        Some(16),
+    )
 }
 
 /// A TCP/IPv6 segment without payload to `dst_mac`.
 pub fn tcp6_to(dst_mac: Mac, src: [u8; 16], sport: u16, dst: [u8; 16], dport: u16, flags: u8) -> Vec<u8> {
-    ipv6(dst_mac, src, dst, proto::TCP, 64, tcp_segment(sport, dport, flags, b""), Some(16))
+    ipv6(
+        dst_mac,
+        src,
+        dst,
+        proto::TCP,
+        64,
+        tcp_segment(sport, dport, flags, b""),
+        Some(16),
+    )
 }
 
 /// A TCP/IPv6 segment with `payload` to `dst_mac`.
-pub fn tcp6_payload_to(dst_mac: Mac, src: [u8; 16], sport: u16, dst: [u8; 16], dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
-    ipv6(dst_mac, src, dst, proto::TCP, 64, tcp_segment(sport, dport, flags, payload), Some(16))
+pub fn tcp6_payload_to(
+    dst_mac: Mac,
+    src: [u8; 16],
+    sport: u16,
+    dst: [u8; 16],
+    dport: u16,
+    flags: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    ipv6(
+        dst_mac,
+        src,
+        dst,
+        proto::TCP,
+        64,
+        tcp_segment(sport, dport, flags, payload),
+        Some(16),
+    )
 }
 
 /// A UDP/IPv4 datagram to the cluster MAC.
 pub fn udp4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: &[u8]) -> Vec<u8> {
-    ipv4(CLUSTER_MAC, src, dst, proto::UDP, udp_datagram(sport, dport, payload), Some(6))
+    ipv4(
+        CLUSTER_MAC,
+        src,
+        dst,
+        proto::UDP,
+        udp_datagram(sport, dport, payload),
+        Some(6),
+    )
 }
 
 /// A UDP/IPv4 datagram with a small payload to `dst_mac`.
 pub fn udp4_to(dst_mac: Mac, src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Vec<u8> {
-    ipv4(dst_mac, src, dst, proto::UDP, udp_datagram(sport, dport, b"query"), Some(6))
+    ipv4(
+        dst_mac,
+        src,
+        dst,
+        proto::UDP,
+        udp_datagram(sport, dport, b"query"),
+        Some(6),
+    )
 }
 
 /// An ICMP echo request to `dst_mac`.
@@ -207,7 +290,14 @@ pub fn icmp4_echo_to(dst_mac: Mac, src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
 
 /// An ICMP "fragmentation needed" from `router` about a TCP segment the VIP
 /// sent from `vip:vport` to `client:cport`.
-pub fn icmp4_frag_needed_to(dst_mac: Mac, router: [u8; 4], vip: [u8; 4], vport: u16, client: [u8; 4], cport: u16) -> Vec<u8> {
+pub fn icmp4_frag_needed_to(
+    dst_mac: Mac,
+    router: [u8; 4],
+    vip: [u8; 4],
+    vport: u16,
+    client: [u8; 4],
+    cport: u16,
+) -> Vec<u8> {
     let quoted = tcp4_to(CLIENT_MAC, vip, vport, client, cport, 0x10);
     let mut m = vec![3, 4, 0, 0, 0, 0, 0x05, 0xdc];
     m.extend_from_slice(&quoted[14..14 + 28]);

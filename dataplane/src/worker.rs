@@ -98,7 +98,9 @@ impl Worker {
         let mut kernel_rx_total = 0u64;
         let mut last_ms = 0u32;
         let mut last_stats_ms = 0u32;
-        self.stats.flow_capacity.store(self.flows.capacity() as u64, Ordering::Relaxed);
+        self.stats
+            .flow_capacity
+            .store(self.flows.capacity() as u64, Ordering::Relaxed);
 
         while !self.stop.load(Ordering::Relaxed) {
             let now_ms = (dpdk::tsc() / per_ms) as u32;
@@ -124,7 +126,13 @@ impl Worker {
                 let outcome = self.classifier.from_wire(&mut m, &mut cx);
                 counts.add(outcome);
                 match outcome.action() {
-                    Action::ToKernel => enqueue(&mut self.kernel_tx, &mut to_kernel, m, &mut counts, Counter::DropKernelTxFull),
+                    Action::ToKernel => enqueue(
+                        &mut self.kernel_tx,
+                        &mut to_kernel,
+                        m,
+                        &mut counts,
+                        Counter::DropKernelTxFull,
+                    ),
                     Action::ToWire => enqueue(&mut self.wire_tx, &mut to_wire, m, &mut counts, Counter::DropWireTxFull),
                     Action::Drop => drop(m),
                 }
@@ -143,7 +151,12 @@ impl Worker {
                 }
             }
 
-            flush(&mut self.kernel_tx, &mut to_kernel, &mut counts, Counter::DropKernelTxFull);
+            flush(
+                &mut self.kernel_tx,
+                &mut to_kernel,
+                &mut counts,
+                Counter::DropKernelTxFull,
+            );
             flush(&mut self.wire_tx, &mut to_wire, &mut counts, Counter::DropWireTxFull);
 
             if now_ms != last_ms {

@@ -16,7 +16,10 @@ impl Eal {
     /// Initialises EAL with `args` (without the program name).
     pub fn init<S: AsRef<str>>(args: &[S]) -> Result<Eal, DpdkError> {
         if INITIALISED.swap(true, Ordering::SeqCst) {
-            return Err(DpdkError::new("rte_eal_init (already initialised in this process)", libc_ealready()));
+            return Err(DpdkError::new(
+                "rte_eal_init (already initialised in this process)",
+                libc_ealready(),
+            ));
         }
         let mut owned = Vec::with_capacity(args.len() + 1);
         owned.push(CString::new("synshare").expect("no NUL"));
@@ -25,7 +28,10 @@ impl Eal {
                 Ok(c) => owned.push(c),
                 Err(_) => {
                     INITIALISED.store(false, Ordering::SeqCst);
-                    return Err(DpdkError::new(format!("EAL argument {:?} contains NUL", a.as_ref()), 22));
+                    return Err(DpdkError::new(
+                        format!("EAL argument {:?} contains NUL", a.as_ref()),
+                        22,
+                    ));
                 }
             }
         }

@@ -14,7 +14,7 @@ extern "C" fn trampoline(arg: *mut c_void) -> c_int {
     // call; we take it back once.
     let job: Box<Job> = unsafe { Box::from_raw(arg.cast::<Job>()) };
     // A panic must not unwind into C.
-    catch_unwind(AssertUnwindSafe(move || job())).unwrap_or(-1)
+    catch_unwind(AssertUnwindSafe(job)).unwrap_or(-1)
 }
 
 /// Runs `job` on worker lcore `lcore`. The lcore must be idle.

@@ -132,7 +132,10 @@ impl PacketBuf for Mbuf {
         // at the mtod pointer, owned by this mbuf for the borrow's life.
         unsafe {
             let m = self.raw.as_ptr();
-            std::slice::from_raw_parts(dpdk_sys::ss_pktmbuf_data(m), usize::from(dpdk_sys::ss_pktmbuf_data_len(m)))
+            std::slice::from_raw_parts(
+                dpdk_sys::ss_pktmbuf_data(m),
+                usize::from(dpdk_sys::ss_pktmbuf_data_len(m)),
+            )
         }
     }
 
@@ -141,7 +144,10 @@ impl PacketBuf for Mbuf {
         // SAFETY: as in `bytes`, and &mut self makes the borrow exclusive.
         unsafe {
             let m = self.raw.as_ptr();
-            std::slice::from_raw_parts_mut(dpdk_sys::ss_pktmbuf_data(m), usize::from(dpdk_sys::ss_pktmbuf_data_len(m)))
+            std::slice::from_raw_parts_mut(
+                dpdk_sys::ss_pktmbuf_data(m),
+                usize::from(dpdk_sys::ss_pktmbuf_data_len(m)),
+            )
         }
     }
 
@@ -155,10 +161,14 @@ impl PacketBuf for Mbuf {
         unsafe {
             let cur = usize::from(dpdk_sys::ss_pktmbuf_data_len(m));
             if len > cur {
-                let Ok(extra) = u16::try_from(len - cur) else { return false };
+                let Ok(extra) = u16::try_from(len - cur) else {
+                    return false;
+                };
                 !dpdk_sys::ss_pktmbuf_append(m, extra).is_null()
             } else {
-                let Ok(less) = u16::try_from(cur - len) else { return false };
+                let Ok(less) = u16::try_from(cur - len) else {
+                    return false;
+                };
                 dpdk_sys::ss_pktmbuf_trim(m, less) == 0
             }
         }

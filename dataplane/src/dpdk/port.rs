@@ -100,7 +100,12 @@ impl Port {
         }
         let mut conf = dpdk_sys::rte_eth_conf::default();
         let mut key = config.rss_key.unwrap_or([0; 40]);
-        let wanted = RSS_IPV4 | RSS_NONFRAG_IPV4_TCP | RSS_NONFRAG_IPV4_UDP | RSS_IPV6 | RSS_NONFRAG_IPV6_TCP | RSS_NONFRAG_IPV6_UDP;
+        let wanted = RSS_IPV4
+            | RSS_NONFRAG_IPV4_TCP
+            | RSS_NONFRAG_IPV4_UDP
+            | RSS_IPV6
+            | RSS_NONFRAG_IPV6_TCP
+            | RSS_NONFRAG_IPV6_UDP;
         let supported = info.flow_type_rss_offloads & wanted;
         let rss_hash = config.rss_key.is_some()
             && config.rx_queues > 1
@@ -127,7 +132,9 @@ impl Port {
         for q in 0..config.rx_queues {
             // SAFETY: the pool outlives the port (we hold an Arc); a null
             // rx_conf means the driver's defaults.
-            let rc = unsafe { dpdk_sys::rte_eth_rx_queue_setup(p, q, config.rx_desc, socket, std::ptr::null(), pool.as_ptr()) };
+            let rc = unsafe {
+                dpdk_sys::rte_eth_rx_queue_setup(p, q, config.rx_desc, socket, std::ptr::null(), pool.as_ptr())
+            };
             if rc != 0 {
                 return Err(DpdkError::new(format!("rte_eth_rx_queue_setup({name}, {q})"), rc));
             }
@@ -201,12 +208,18 @@ impl Port {
 
     /// The RX queue `q`, for one worker.
     pub fn rx_queue(&self, q: u16) -> RxQueue {
-        RxQueue { port: self.id, queue: q }
+        RxQueue {
+            port: self.id,
+            queue: q,
+        }
     }
 
     /// The TX queue `q`, for one worker.
     pub fn tx_queue(&self, q: u16) -> TxQueue {
-        TxQueue { port: self.id, queue: q }
+        TxQueue {
+            port: self.id,
+            queue: q,
+        }
     }
 }
 

@@ -1,0 +1,197 @@
+//! The safe DPDK layer under a real EAL, with --no-huge and virtual
+//! devices: net_ring (a loopback: what is sent on a queue is received on
+//! it) and net_null (a sink). Needs root for EAL's memory set-up.
+
+use std::sync::Arc;
+use synshare_dataplane::classify::{Classifier, Context, NodeAddresses, PacketBuf, Vip};
+use synshare_dataplane::counters::Counter;
+use synshare_dataplane::dpdk::{self, Burst, Eal, Mbuf, Mempool, Port, PortConfig, TxBatch, BURST};
+use synshare_dataplane::flow::{FlowTable, FlowTimeouts};
+use synshare_dataplane::hash::{Toeplitz, MICROSOFT_KEY, SYMMETRIC_KEY};
+use synshare_dataplane::ownership::{BucketState, OwnershipView};
+use synshare_dataplane::packet::{tcp_flags, Addr};
+use synshare_dataplane::synth::*;
+
+fn port_config() -> PortConfig {
+    PortConfig {
+        rx_queues: 1,
+        tx_queues: 1,
+        rx_desc: 256,
+        tx_desc: 256,
+        rss_key: None,
+        promiscuous: true,
+    }
+}
+
+#[test]
+fn dpdk_layer_under_eal() {
+    let prefix = format!("ss-test-{}", std::process::id());
+    let eal = Eal::init(&[
+        "-l",
+        "0",
+        "--no-huge",
+        "-m",
+        "256",
+        "--no-pci",
+        "--file-prefix",
+        &prefix,
+        "--vdev",
+        "net_ring0",
+        "--vdev",
+        "net_null0",
+        "--log-level",
+        "lib.eal:error",
+    ])
+    .expect("EAL init (run as root)");
+    assert!(Eal::init(&["-l", "0"]).is_err(), "a second EAL init is refused");
+    assert!(dpdk::tsc_hz() > 0);
+
+    // Cache size 0: the pool's count is exact, so leaks would show.
+    let pool = Arc::new(Mempool::new("test_pool", 1023, 0, 2176, 0).expect("mempool"));
+    let full = pool.available();
+    assert_eq!(full, 1023);
+
+    let ring_id = Port::find("net_ring0").expect("net_ring0");
+    let ring = Port::start(ring_id, "net_ring0", &port_config(), Arc::clone(&pool)).expect("start ring");
+    assert!(Port::find("net_nonexistent9").is_err());
+
+    // Three frames out and back through the ring.
+    let frames = [
+        tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::SYN),
+        arp_request(CLIENT_MAC, CLIENT_V4, V4_VIP),
+        neighbour_solicit(CLIENT_MAC, V6_CLIENT, V6_VIP, false),
+    ];
+    let mut batch = TxBatch::default();
+    for f in &frames {
+        assert!(batch.push(Mbuf::from_bytes(&pool, f).expect("mbuf")).is_ok());
+    }
+    let mut tx = ring.tx_queue(0);
+    let mut rx = ring.rx_queue(0);
+    assert_eq!(tx.send(&mut batch), 0, "the ring took all three");
+    assert!(batch.is_empty());
+    let mut burst = Burst::default();
+    assert_eq!(rx.receive(&mut burst), 3);
+
+    let classifier = Classifier::new(NodeAddresses {
+        node_mac: NODE_MAC,
+        kernel_mac: KERNEL_MAC,
+        cluster_mac: CLUSTER_MAC,
+        vips: vec![
+            Vip::new(Addr::V4(V4_VIP), &[80], &[]),
+            Vip::new(Addr::V6(V6_VIP), &[80], &[]),
+        ],
+    });
+    let mut view = OwnershipView::new(1024, 1);
+    for b in 0..1024 {
+        view.set(synshare_dataplane::hash::Bucket(b), BucketState::Settled);
+    }
+    let mut flows = FlowTable::new(1024, FlowTimeouts::default());
+    let mut outcomes = Vec::new();
+    let mut replies = TxBatch::default();
+    while let Some(mut m) = burst.next() {
+        assert_eq!(m.segments(), 1);
+        let before = m.bytes().to_vec();
+        let mut cx = Context {
+            view: &view,
+            flows: &mut flows,
+            now_ms: 1,
+            rss: None,
+        };
+        let c = classifier.from_wire(&mut m, &mut cx);
+        outcomes.push(c);
+        if c == Counter::ReplyNdp {
+            // The NS had no option: the reply grew the mbuf by 8 bytes.
+            assert_eq!(m.bytes().len(), 14 + 40 + 32);
+            assert_eq!(m.pkt_len() as usize, m.bytes().len());
+            assert_ne!(m.bytes(), &before[..]);
+        }
+        if c.action() == synshare_dataplane::classify::Action::ToWire {
+            assert!(replies.push(m).is_ok());
+        }
+    }
+    assert_eq!(
+        outcomes,
+        vec![Counter::KernelVipSyn, Counter::ReplyArp, Counter::ReplyNdp]
+    );
+    assert_eq!(flows.len(), 1);
+    // The replies go out and come back (loopback), then are dropped here.
+    assert_eq!(tx.send(&mut replies), 0);
+    assert_eq!(rx.receive(&mut burst), 2);
+    drop(burst);
+    assert_eq!(pool.available(), full, "every mbuf went back to the pool once");
+    let stats = ring.stats().expect("stats");
+    assert_eq!((stats.opackets, stats.ipackets), (5, 5));
+
+    // A full batch gives the mbuf back instead of losing it.
+    let null_id = Port::find("net_null0").expect("net_null0");
+    let null = Port::start(null_id, "net_null0", &port_config(), Arc::clone(&pool)).expect("start null");
+    let mut sink = null.tx_queue(0);
+    let mut batch = TxBatch::default();
+    for _ in 0..BURST {
+        batch.push(pool.alloc().expect("alloc")).ok().expect("room");
+    }
+    assert!(batch.is_full());
+    let extra = pool.alloc().expect("alloc");
+    let extra = batch.push(extra).expect_err("full batch refuses");
+    drop(extra);
+    assert_eq!(sink.send(&mut batch), 0);
+    // Unsent mbufs of a dropped batch are freed too.
+    let mut pending = TxBatch::default();
+    for _ in 0..5 {
+        pending.push(pool.alloc().expect("alloc")).ok().expect("room");
+    }
+    drop(pending);
+    assert_eq!(pool.available(), full, "no leak through TX or drops");
+
+    drop(null);
+    drop(ring);
+    drop(pool);
+    drop(eal);
+}
+
+/// Our software Toeplitz against DPDK's own `rte_softrss`, the
+/// hardware-style reference, for IPv4 and IPv6 4-tuples and both keys.
+#[test]
+fn software_toeplitz_matches_dpdk_softrss() {
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for key in [SYMMETRIC_KEY, MICROSOFT_KEY] {
+        let t = Toeplitz::new(&key);
+        for _ in 0..2000 {
+            let (a, b, p) = (next(), next(), next());
+            let (sport, dport) = (p as u16, (p >> 16) as u16);
+            // IPv4: DPDK takes host-order words: src, dst, (sport << 16 | dport).
+            let (s4, d4) = ((a as u32).to_be_bytes(), (b as u32).to_be_bytes());
+            let words = [
+                u32::from_be_bytes(s4),
+                u32::from_be_bytes(d4),
+                (u32::from(sport) << 16) | u32::from(dport),
+            ];
+            assert_eq!(
+                t.tuple(Addr::V4(s4), Addr::V4(d4), sport, dport).0,
+                dpdk::softrss(&words, &key)
+            );
+            // IPv6.
+            let mut s6 = [0u8; 16];
+            let mut d6 = [0u8; 16];
+            s6[..8].copy_from_slice(&a.to_be_bytes());
+            s6[8..].copy_from_slice(&next().to_be_bytes());
+            d6[..8].copy_from_slice(&b.to_be_bytes());
+            d6[8..].copy_from_slice(&next().to_be_bytes());
+            let mut w6 = Vec::with_capacity(9);
+            for c in s6.chunks(4).chain(d6.chunks(4)) {
+                w6.push(u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
+            }
+            w6.push((u32::from(sport) << 16) | u32::from(dport));
+            assert_eq!(
+                t.tuple(Addr::V6(s6), Addr::V6(d6), sport, dport).0,
+                dpdk::softrss(&w6, &key)
+            );
+        }
+    }
+}

@@ -1,0 +1,39 @@
+# Shared helpers of the namespace tests. Source it; call `finish` last.
+# Each check prints "ok" or "FAIL" with what it saw; the counts go to
+# $SS_RESULTS (one line per test file) for scripts/test.sh.
+set -uo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CLUSTER="$ROOT/scripts/cluster.sh"
+BIN="$ROOT/target/release/synshare"
+PASSED=0
+FAILED=0
+TEST_NAME=$(basename "$0" .sh)
+
+pass() { PASSED=$((PASSED + 1)); echo "  ok   $*"; }
+fail() { FAILED=$((FAILED + 1)); echo "  FAIL $*"; }
+# check "description" command...: passes when the command succeeds.
+check() { local d=$1; shift; if "$@" >/dev/null 2>&1; then pass "$d"; else fail "$d"; fi; }
+# near A B TOL: |A - B| <= TOL
+near() { local d=$(( $1 - $2 )); [ "${d#-}" -le "$3" ]; }
+
+client() { ip netns exec ss-client "$@"; }
+
+# node_json I: the node's status as JSON.
+node_json() { "$BIN" status --socket "/run/synshare/ss-node$1.sock" --json; }
+
+# counter I NAME: a counter summed over the node's workers.
+counter() {
+  node_json "$1" | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+print(sum(w["counters"].get(sys.argv[1], 0) for w in s["workers"]))' "$2"
+}
+
+cleanup() { "$CLUSTER" down >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+
+finish() {
+  echo "$TEST_NAME: $PASSED passed, $FAILED failed"
+  if [ -n "${SS_RESULTS:-}" ]; then echo "$TEST_NAME $PASSED $FAILED" >> "$SS_RESULTS"; fi
+  [ "$FAILED" -eq 0 ]
+}
