@@ -55,8 +55,11 @@ fn wire_port_name(device: &str) -> String {
 
 /// EAL's arguments for this node, and whether it runs on hugepages.
 pub fn eal_args(c: &NodeConfig) -> (Vec<String>, bool) {
+    // "0,1" or "0-3" is EAL's -l; a mapping of lcores to CPUs such as
+    // "0@0,1@1,2@1" (more lcores than CPUs) is EAL's --lcores.
+    let lcores_flag = if c.eal.lcores.contains('@') { "--lcores" } else { "-l" };
     let mut args: Vec<String> = vec![
-        "-l".into(),
+        lcores_flag.into(),
         c.eal.lcores.clone(),
         "--file-prefix".into(),
         c.eal.file_prefix.clone(),

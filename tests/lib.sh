@@ -8,6 +8,7 @@ BIN="$ROOT/target/release/synshare"
 PASSED=0
 FAILED=0
 TEST_NAME=$(basename "$0" .sh)
+SS_TMP=$(mktemp -d)
 
 pass() { PASSED=$((PASSED + 1)); echo "  ok   $*"; }
 fail() { FAILED=$((FAILED + 1)); echo "  FAIL $*"; }
@@ -30,7 +31,7 @@ print(sum(w["counters"].get(sys.argv[1], 0) for w in s["workers"]))' "$2"
 }
 
 cleanup() { "$CLUSTER" down >/dev/null 2>&1 || true; }
-trap cleanup EXIT
+trap 'cleanup; rm -rf "$SS_TMP"' EXIT
 
 finish() {
   echo "$TEST_NAME: $PASSED passed, $FAILED failed"
