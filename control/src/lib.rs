@@ -6,4 +6,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod availability;
 pub mod layout;
+pub mod protocol;
+pub mod wire;
