@@ -2,7 +2,7 @@
 # A synshare test cluster in network namespaces.
 #
 #   scripts/cluster.sh up [--nodes N] [--weights w1,w2,...] [--layout rendezvous|ranges]
-#                         [--hugepages auto|off] [--workers W]
+#                         [--hugepages auto|off] [--workers W] [--mode static|peer|coordinator]
 #   scripts/cluster.sh down
 #   scripts/cluster.sh status
 #   scripts/cluster.sh stop-node I | start-node I | kill-node I
@@ -14,7 +14,12 @@
 #               net_af_packet and kept from the kernel; TAP "ss-tap" as the
 #               exception path with the kernel's 192.0.2.2I/24, 2001:db8::2I/64
 #               and the VIPs 192.0.2.100, 2001:db8::100 on lo; a real HTTP
-#               server (scripts/httpd.py) on port 80 answering "nodeI".
+#               server (scripts/httpd.py) on port 80 answering "nodeI", in its
+#               own CPU cgroup ss-nodeI (quota: one core).
+#   ss-coord    (--mode coordinator) 192.0.2.9, running `synshare coordinator`
+# Modes: static shares from --weights; peer: the nodes exchange authenticated
+# heartbeats (UDP 7946) and shares follow measured availability times the
+# weights; coordinator: the same, with a coordinator computing the table.
 # State (configs, logs, pids) lives in $SS_STATE (default /tmp/ss-cluster).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,13 +29,41 @@ BIN=${SS_BIN:-$ROOT/target/release/synshare}
 VIP4=192.0.2.100
 VIP6=2001:db8::100
 CLUSTER_MAC=02:5e:00:00:01:00
+KEY=synshare-test-cluster-key
 
 log() { echo "cluster: $*" >&2; }
 ns() { local n=$1; shift; ip netns exec "$n" "$@"; }
 node_mac() { printf '02:00:00:00:00:%02x' "$((0x20 + $1))"; }
 
 our_namespaces() {
-  ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^ss-(switch|client|node[0-9]+)$' || true
+  ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^ss-(switch|client|coord|node[0-9]+)$' || true
+}
+
+# A CPU cgroup per node for its service (v2, or v1 cpu + cpuacct).
+cgroup_dirs() {
+  if [ -f /sys/fs/cgroup/cgroup.controllers ]; then echo "/sys/fs/cgroup/$1"
+  else echo "/sys/fs/cgroup/cpu/$1 /sys/fs/cgroup/cpuacct/$1"; fi
+}
+cgroup_create() {
+  local d
+  if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+    grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control || echo +cpu > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || true
+  fi
+  for d in $(cgroup_dirs "$1"); do mkdir -p "$d" 2>/dev/null || true; done
+  if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+    echo "100000 100000" > "/sys/fs/cgroup/$1/cpu.max" 2>/dev/null || true
+  else
+    echo 100000 > "/sys/fs/cgroup/cpu/$1/cpu.cfs_period_us" 2>/dev/null || true
+    echo 100000 > "/sys/fs/cgroup/cpu/$1/cpu.cfs_quota_us" 2>/dev/null || true
+  fi
+}
+cgroup_add() {  # cgroup_add NAME PID
+  local d
+  for d in $(cgroup_dirs "$1"); do echo "$2" > "$d/cgroup.procs" 2>/dev/null || true; done
+}
+cgroup_remove() {
+  local d
+  for d in $(cgroup_dirs "$1"); do [ -d "$d" ] && rmdir "$d" 2>/dev/null || true; done
 }
 
 kill_pidfile() {
@@ -46,7 +79,7 @@ kill_pidfile() {
 }
 
 down() {
-  for f in "$STATE"/node*.pid "$STATE"/httpd*.pid; do
+  for f in "$STATE"/node*.pid "$STATE"/httpd*.pid "$STATE"/coord.pid "$STATE"/burn*.pid; do
     [ -e "$f" ] && kill_pidfile "$f"
   done
   # Anything still running inside our namespaces is ours.
@@ -58,18 +91,25 @@ down() {
     for pid in $(ip netns pids "$n" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
     ip netns del "$n" 2>/dev/null || true
   done
-  rm -f /run/synshare/ss-node*.sock
+  for n in $(seq 1 16); do cgroup_remove "ss-node$n"; done
+  rm -f /run/synshare/ss-node*.sock /run/synshare/ss-coord.sock
   log "down"
 }
 
 write_config() {
-  local i=$1 n=$2 weights=$3 layout=$4 huge=$5 workers=$6
-  local members="" w
+  local i=$1 n=$2 weights=$3 layout=$4 huge=$5 workers=$6 mode=$7
+  local members="" w peers="" exchange="None" coord="None"
   for j in $(seq 1 "$n"); do
     w=$(echo "$weights" | cut -d, -f"$j")
     members+="(id: $j, weight: ${w:-1}.0), "
+    [ "$j" != "$i" ] && peers+="\"192.0.2.$((20 + j)):7946\", "
   done
   members=${members%, }
+  w=$(echo "$weights" | cut -d, -f"$i")
+  [ "$mode" = coordinator ] && coord='Some("192.0.2.9:7946")'
+  if [ "$mode" != static ]; then
+    exchange="Some((bind: \"0.0.0.0:7946\", peers: [${peers%, }], coordinator: $coord, key: \"$KEY\", interval_ms: 100, timeout_ms: 400))"
+  fi
   # Workers alternate between the two cores; the control core takes the other.
   local main=$(( i % 2 == 1 ? 0 : 1 ))
   local lcores="0,1"
@@ -107,14 +147,54 @@ write_config() {
         members: [$members],
     ),
     status_socket: Some("/run/synshare/ss-node$i.sock"),
+    exchange: $exchange,
+    availability: (
+        capacity: ${w:-1}.0,
+        sample_ms: 250,
+        cpu: cgroup("ss-node$i"),
+        service_probe: Some("127.0.0.1:80"),
+    ),
 )
 EOF
+}
+
+write_coordinator_config() {
+  local n=$1 layout=$2 peers=""
+  for j in $(seq 1 "$n"); do peers+="\"192.0.2.$((20 + j)):7946\", "; done
+  cat > "$STATE/coord.ron" <<EOF
+// Generated by scripts/cluster.sh: the coordinator of $n nodes.
+(
+    name: "ss-coord",
+    exchange: (bind: "0.0.0.0:7946", peers: [${peers%, }], key: "$KEY", interval_ms: 100, timeout_ms: 400),
+    buckets: 65536,
+    layout: $layout,
+    status_socket: Some("/run/synshare/ss-coord.sock"),
+)
+EOF
+}
+
+start_coordinator() {
+  ip netns exec ss-coord "$BIN" coordinator --config "$STATE/coord.ron" >"$STATE/coord.log" 2>&1 &
+  echo $! > "$STATE/coord.pid"
+}
+
+# Waits until every node is at the same epoch and every bucket is held.
+wait_converged() {
+  local n; n=$(cat "$STATE/nodes")
+  for _ in $(seq 100); do
+    if python3 "$ROOT/scripts/converged.py" "$n" "$BIN"; then return 0; fi
+    sleep 0.1
+  done
+  log "the nodes did not converge in 10 s"
+  return 1
 }
 
 start_node() {
   local i=$1 n=ss-node$1
   rm -f "$STATE/node$i.log"
-  ip netns exec "$n" "$BIN" node --config "$STATE/node$i.ron" >"$STATE/node$i.log" 2>&1 &
+  # nsenter, not `ip netns exec`: the latter mounts a fresh /sys, and the
+  # node reads its service's cgroup under the host's /sys/fs/cgroup.
+  nsenter --net="/var/run/netns/$n" "$BIN" node --config "$STATE/node$i.ron" >"$STATE/node$i.log" 2>&1 &
   echo $! > "$STATE/node$i.pid"
   # Wait for the TAP, then give the kernel its addresses.
   for _ in $(seq 100); do
@@ -139,9 +219,10 @@ start_node() {
 }
 
 up() {
-  local nodes=1 weights="" layout=rendezvous huge=auto workers=1
+  local nodes=1 weights="" layout=rendezvous huge=auto workers=1 mode=static
   while [ $# -gt 0 ]; do
     case $1 in
+      --mode) mode=$2; shift 2 ;;
       --nodes) nodes=$2; shift 2 ;;
       --weights) weights=$2; shift 2 ;;
       --layout) layout=$2; shift 2 ;;
@@ -155,6 +236,7 @@ up() {
   mkdir -p "$STATE" /run/synshare
   rm -f "$STATE"/*.log
   echo "$nodes" > "$STATE/nodes"
+  echo "$mode" > "$STATE/mode"
 
   ip netns add ss-switch
   ns ss-switch ip link add br0 type bridge
@@ -199,11 +281,27 @@ table netdev ss_wire {
 EOF
     ns "$n" ip addr add "$VIP4/32" dev lo
     ns "$n" ip addr add "$VIP6/128" dev lo
-    write_config "$i" "$nodes" "${weights:-}" "$layout" "$huge" "$workers"
+    write_config "$i" "$nodes" "${weights:-}" "$layout" "$huge" "$workers" "$mode"
+    cgroup_create "ss-node$i"
     ns "$n" python3 "$ROOT/scripts/httpd.py" --name "node$i" --port 80 >"$STATE/httpd$i.log" 2>&1 &
     echo $! > "$STATE/httpd$i.pid"
+    cgroup_add "ss-node$i" "$(cat "$STATE/httpd$i.pid")"
     start_node "$i"
   done
+  if [ "$mode" = coordinator ]; then
+    ip netns add ss-coord
+    ip link add ss-k type veth peer name ss-k-br
+    ip link set ss-k netns ss-coord
+    ip link set ss-k-br netns ss-switch
+    ns ss-switch ip link set ss-k-br master br0 up
+    ns ss-coord ip link set lo up
+    ns ss-coord ip link set ss-k name eth0
+    ns ss-coord ip addr add 192.0.2.9/24 dev eth0
+    ns ss-coord ip link set eth0 up
+    write_coordinator_config "$nodes" "$layout"
+    start_coordinator
+  fi
+  if [ "$mode" != static ]; then wait_converged || exit 1; fi
   # Let the client learn the nodes and the VIP.
   ns ss-client ping -c1 -W2 "$VIP4" >/dev/null 2>&1 || true
   log "up: $nodes node(s), weights ${weights:-equal}, layout $layout; state in $STATE"
@@ -223,5 +321,12 @@ case ${1:-} in
   stop-node) kill_pidfile "$STATE/node$2.pid" TERM ;;
   kill-node) kill_pidfile "$STATE/node$2.pid" KILL ;;
   start-node) start_node "$2" ;;
+  stop-coordinator) kill_pidfile "$STATE/coord.pid" TERM ;;
+  start-coordinator) start_coordinator ;;
+  wait-converged) wait_converged ;;
+  burn)  # burn I: load node I's service cgroup with a busy loop
+    ns "ss-node$2" python3 -c 'while True: pass' >/dev/null 2>&1 &
+    echo $! > "$STATE/burn$2.pid"; cgroup_add "ss-node$2" "$!" ;;
+  unburn) kill_pidfile "$STATE/burn$2.pid" KILL ;;
   *) sed -n '2,20p' "$0"; exit 2 ;;
 esac

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Deserializer};
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use synshare_control::layout::Layout;
 use synshare_dataplane::packet::Mac;
@@ -236,7 +236,9 @@ pub struct SharingConfig {
     /// for this long (they may belong to the previous owner), in ms.
     #[serde(default = "default_drain")]
     pub drain_ms: u32,
-    /// The members, the same list on every node.
+    /// The members, the same list on every node (static shares; with an
+    /// exchange, membership is discovered and this list may be empty).
+    #[serde(default)]
     pub members: Vec<MemberConfig>,
 }
 
@@ -245,6 +247,147 @@ fn default_buckets() -> u32 {
 }
 fn default_drain() -> u32 {
     60_000
+}
+
+/// The availability exchange with the other members (peer mode), and with
+/// a coordinator where one runs.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeConfig {
+    /// Where heartbeats are received (UDP).
+    #[serde(default = "default_bind")]
+    pub bind: SocketAddr,
+    /// The other members' heartbeat addresses.
+    #[serde(default)]
+    pub peers: Vec<SocketAddr>,
+    /// A coordinator's address (coordinator mode); the nodes go on among
+    /// themselves when it is gone.
+    #[serde(default)]
+    pub coordinator: Option<SocketAddr>,
+    /// The shared key heartbeats are authenticated with (at least 16 bytes).
+    pub key: String,
+    /// The segment (one member set and table per segment).
+    #[serde(default)]
+    pub segment: u16,
+    /// Heartbeat interval, ms.
+    #[serde(default = "default_interval")]
+    pub interval_ms: u64,
+    /// A member silent this long is dead, ms.
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+    /// Weight-driven table changes at most this often, ms.
+    #[serde(default = "default_min_epoch")]
+    pub min_epoch_ms: u64,
+    /// Weight changes up to this (capacity units) change no table.
+    #[serde(default = "default_hysteresis")]
+    pub hysteresis: f64,
+}
+
+fn default_bind() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 7946))
+}
+fn default_interval() -> u64 {
+    100
+}
+fn default_timeout() -> u64 {
+    400
+}
+fn default_min_epoch() -> u64 {
+    250
+}
+fn default_hysteresis() -> f64 {
+    0.02
+}
+
+/// Where CPU load is read from.
+#[derive(Clone, Debug, Deserialize, PartialEq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CpuSource {
+    /// Not measured.
+    #[default]
+    None,
+    /// The whole machine (/proc/stat): for a dedicated server.
+    Host,
+    /// The service's cgroup (v2, or v1 cpu+cpuacct) against its CPU quota:
+    /// for servers that share a machine.
+    Cgroup(String),
+}
+
+/// How the node measures its available capacity.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AvailabilityConfig {
+    /// Configured capacity weight; changeable at run time.
+    #[serde(default = "default_capacity_weight")]
+    pub capacity: f64,
+    /// Sampling period, ms.
+    #[serde(default = "default_sample")]
+    pub sample_ms: u64,
+    /// CPU load source.
+    #[serde(default)]
+    pub cpu: CpuSource,
+    /// Availability falls as (1 - cpu_busy) ^ cpu_exponent.
+    #[serde(default = "default_one")]
+    pub cpu_exponent: f64,
+    /// Availability falls to 0 as connections reach this.
+    #[serde(default)]
+    pub max_connections: Option<u64>,
+    /// A TCP address of the local service to probe; no answer: availability 0.
+    #[serde(default)]
+    pub service_probe: Option<SocketAddr>,
+    /// An hwmon temperature file (millidegrees), with the temperatures where
+    /// availability starts to fall and reaches 0 (°C).
+    #[serde(default)]
+    pub temperature: Option<(PathBuf, f64, f64)>,
+    /// A powercap energy counter (µJ) and the power budget (W).
+    #[serde(default)]
+    pub power: Option<(PathBuf, f64)>,
+    /// EWMA weight of a new sample.
+    #[serde(default = "default_alpha")]
+    pub alpha: f64,
+    /// Largest change per sample, as a fraction of capacity.
+    #[serde(default = "default_max_step")]
+    pub max_step: f64,
+    /// A healthy node keeps at least this fraction of its capacity.
+    #[serde(default = "default_floor")]
+    pub floor: f64,
+}
+
+fn default_capacity_weight() -> f64 {
+    1.0
+}
+fn default_sample() -> u64 {
+    250
+}
+fn default_one() -> f64 {
+    1.0
+}
+fn default_alpha() -> f64 {
+    0.5
+}
+fn default_max_step() -> f64 {
+    0.25
+}
+fn default_floor() -> f64 {
+    0.05
+}
+
+impl Default for AvailabilityConfig {
+    fn default() -> Self {
+        AvailabilityConfig {
+            capacity: default_capacity_weight(),
+            sample_ms: default_sample(),
+            cpu: CpuSource::None,
+            cpu_exponent: default_one(),
+            max_connections: None,
+            service_probe: None,
+            temperature: None,
+            power: None,
+            alpha: default_alpha(),
+            max_step: default_max_step(),
+            floor: default_floor(),
+        }
+    }
 }
 
 /// A node's whole configuration.
@@ -280,6 +423,13 @@ pub struct NodeConfig {
     /// Where the status socket listens (a Unix socket path).
     #[serde(default)]
     pub status_socket: Option<PathBuf>,
+    /// The availability exchange; without it, shares are static (from
+    /// `sharing.members`).
+    #[serde(default)]
+    pub exchange: Option<ExchangeConfig>,
+    /// How available capacity is measured.
+    #[serde(default)]
+    pub availability: AvailabilityConfig,
 }
 
 fn default_workers() -> u16 {
@@ -300,6 +450,20 @@ impl NodeConfig {
 
     /// Parses and validates `text`, reporting errors against `path`.
     pub fn parse(path: &Path, text: &str) -> Result<NodeConfig, ConfigError> {
+        let config: NodeConfig = parse_ron(path, text)?;
+        config.validate().map_err(|(field, message)| ConfigError {
+            file: path.to_owned(),
+            position: None,
+            field: Some(field),
+            message,
+        })?;
+        Ok(config)
+    }
+}
+
+/// Parses RON into `T`, with positions and field paths in errors.
+fn parse_ron<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
+    {
         let err = |position: Option<(usize, usize)>, field: Option<String>, message: String| ConfigError {
             file: path.to_owned(),
             position,
@@ -308,7 +472,7 @@ impl NodeConfig {
         };
         let mut de = ron::Deserializer::from_str(text)
             .map_err(|e| err(Some((e.span.start.line, e.span.start.col)), None, e.code.to_string()))?;
-        let config: NodeConfig = match serde_path_to_error::deserialize(&mut de) {
+        let config: T = match serde_path_to_error::deserialize(&mut de) {
             Ok(c) => c,
             Err(e) => {
                 let path = e.path().to_string();
@@ -329,12 +493,11 @@ impl NodeConfig {
                 format!("{} (after the configuration)", spanned.code),
             )
         })?;
-        config
-            .validate()
-            .map_err(|(field, message)| err(None, Some(field), message))?;
         Ok(config)
     }
+}
 
+impl NodeConfig {
     /// Checks what the types cannot: returns the field and the problem.
     fn validate(&self) -> Result<(), (String, String)> {
         let bad = |f: &str, m: String| Err((f.to_owned(), m));
@@ -439,8 +602,11 @@ impl NodeConfig {
                 format!("{}: a power of two from 16 to 1048576", s.buckets),
             );
         }
-        if s.members.is_empty() {
-            return bad("sharing.members", "empty: list every member, this node included".into());
+        if s.members.is_empty() && self.exchange.is_none() {
+            return bad(
+                "sharing.members",
+                "empty: list every member, this node included (or configure an exchange)".into(),
+            );
         }
         for (i, m) in s.members.iter().enumerate() {
             if !m.weight.is_finite() || m.weight < 0.0 {
@@ -456,10 +622,121 @@ impl NodeConfig {
                 );
             }
         }
-        if !s.members.iter().any(|m| m.id == self.id) {
+        if self.exchange.is_none() && !s.members.iter().any(|m| m.id == self.id) {
             return bad("id", format!("{} is not among sharing.members", self.id));
         }
+        if self.id == 0 {
+            return bad("id", "0 is the coordinator's id; nodes use 1 and up".into());
+        }
+        if let Some(x) = &self.exchange {
+            validate_exchange(x, "exchange")?;
+        }
+        let a = &self.availability;
+        if !a.capacity.is_finite() || a.capacity < 0.0 || a.capacity > 1_000_000.0 {
+            return bad("availability.capacity", format!("{}: from 0 to 1000000", a.capacity));
+        }
+        if a.sample_ms < 10 {
+            return bad("availability.sample_ms", format!("{}: at least 10", a.sample_ms));
+        }
+        if !(a.alpha > 0.0 && a.alpha <= 1.0) {
+            return bad("availability.alpha", format!("{}: in (0, 1]", a.alpha));
+        }
+        if !((0.0..=1.0).contains(&a.floor) && a.max_step > 0.0 && a.max_step <= 1.0) {
+            return bad("availability", "floor in [0, 1] and max_step in (0, 1]".into());
+        }
+        if let CpuSource::Cgroup(name) = &a.cpu {
+            if name.is_empty() || name.contains("..") {
+                return bad("availability.cpu", format!("cgroup {name:?} is not a cgroup name"));
+            }
+        }
         Ok(())
+    }
+}
+
+/// Checks an exchange section; `at` is its field path.
+pub fn validate_exchange(x: &ExchangeConfig, at: &str) -> Result<(), (String, String)> {
+    if x.key.len() < 16 {
+        return Err((
+            format!("{at}.key"),
+            "at least 16 bytes: heartbeats are authenticated with it".into(),
+        ));
+    }
+    if x.interval_ms < 10 || x.interval_ms > 10_000 {
+        return Err((
+            format!("{at}.interval_ms"),
+            format!("{}: from 10 to 10000", x.interval_ms),
+        ));
+    }
+    if x.timeout_ms < 2 * x.interval_ms {
+        return Err((
+            format!("{at}.timeout_ms"),
+            format!(
+                "{} must be at least twice interval_ms ({})",
+                x.timeout_ms, x.interval_ms
+            ),
+        ));
+    }
+    if !x.hysteresis.is_finite() || x.hysteresis < 0.0 {
+        return Err((
+            format!("{at}.hysteresis"),
+            format!("{}: a finite value >= 0", x.hysteresis),
+        ));
+    }
+    if x.peers.contains(&x.bind) {
+        return Err((format!("{at}.peers"), format!("{} is this node's own address", x.bind)));
+    }
+    Ok(())
+}
+
+/// A coordinator's configuration (`synshare coordinator`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoordinatorConfig {
+    /// Its name.
+    pub name: String,
+    /// The exchange; `peers` are the nodes.
+    pub exchange: ExchangeConfig,
+    /// Buckets (a power of two), the same as the nodes'.
+    #[serde(default = "default_buckets")]
+    pub buckets: u32,
+    /// Layout, the same as the nodes'.
+    #[serde(default)]
+    pub layout: Layout,
+    /// Where its status socket listens.
+    #[serde(default)]
+    pub status_socket: Option<PathBuf>,
+}
+
+impl CoordinatorConfig {
+    /// Reads, parses and validates `path`.
+    pub fn load(path: &Path) -> Result<CoordinatorConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_owned(),
+            position: None,
+            field: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        let c: CoordinatorConfig = parse_ron(path, &text)?;
+        let err = |(field, message): (String, String)| ConfigError {
+            file: path.to_owned(),
+            position: None,
+            field: Some(field),
+            message,
+        };
+        validate_exchange(&c.exchange, "exchange").map_err(err)?;
+        if !c.buckets.is_power_of_two() || !(16..=(1 << 20)).contains(&c.buckets) {
+            return Err(err((
+                "buckets".into(),
+                format!("{}: a power of two from 16 to 1048576", c.buckets),
+            )));
+        }
+        if c.exchange.peers.is_empty() {
+            return Err(err((
+                "exchange.peers".into(),
+                "list the nodes' heartbeat addresses".into(),
+            )));
+        }
+        Ok(c)
     }
 }
 

@@ -5,6 +5,9 @@
 #![deny(unsafe_code)]
 
 mod config;
+mod coordinator;
+mod exchange;
+mod measure;
 mod node;
 mod status;
 
@@ -21,6 +24,12 @@ Usage:
   synshare check-config FILE.ron       validate a node configuration and exit
   synshare status (--config FILE.ron | --socket PATH) [--json]
                                        show a running node's shares and counters
+  synshare drain|undrain (--config FILE.ron | --socket PATH)
+                                       stop / resume taking new connections
+  synshare capacity WEIGHT (--config FILE.ron | --socket PATH)
+                                       change the configured capacity weight
+  synshare coordinator --config FILE.ron
+                                       run a coordinator (coordinator mode)
   synshare version                     print versions
   synshare COMMAND --help              help on a command
 ";
@@ -29,6 +38,9 @@ fn help(cmd: &str) -> &'static str {
     match cmd {
         "node" => "synshare node --config FILE.ron\n\nRuns one node until SIGINT or SIGTERM. The configuration names EAL's\nlcores and memory, the wire port (a PCI address or a DPDK vdev), the TAP\nexception port, the VIPs, the cluster MAC and the members' weights.\nSee configs/ for commented examples.\n",
         "check-config" => "synshare check-config FILE.ron\n\nParses and validates a node configuration without starting anything.\nExit 0 when valid; otherwise prints file:line:column, the field and the\nproblem, and exits 1.\n",
+        "drain" | "undrain" => "synshare drain|undrain (--config FILE.ron | --socket PATH)\n\nA draining node advertises weight 0: the cluster's next table gives it no\nbuckets, so it takes no new connections; it keeps serving the ones it has.\n`synshare status` shows its connections falling to zero.\n",
+        "capacity" => "synshare capacity WEIGHT (--config FILE.ron | --socket PATH)\n\nSets the node's configured capacity weight while it runs (SIGHUP reloads\navailability.capacity from the configuration file instead).\n",
+        "coordinator" => "synshare coordinator --config FILE.ron\n\nRuns a coordinator: the nodes report their availability to it, it computes\nthe bucket table and pushes it. See configs/coordinator.ron.\n",
         "status" => "synshare status (--config FILE.ron | --socket PATH) [--json]\n\nAsks a running node, over its local Unix socket, for its members and\nshares, table epoch, port and worker counters and flow-table fill.\n",
         _ => USAGE,
     }
@@ -70,6 +82,33 @@ fn run(args: &[String]) -> Result<(), String> {
             let config = load(&path)?;
             init_logging();
             node::run(config, &PathBuf::from(path))
+        }
+        "coordinator" => {
+            let path = flag(rest, "--config").ok_or("synshare coordinator: --config FILE is required")?;
+            let c = config::CoordinatorConfig::load(&PathBuf::from(&path)).map_err(|e| e.to_string())?;
+            init_logging();
+            coordinator::run(c)
+        }
+        "drain" | "undrain" | "capacity" => {
+            let (request, rest) = if cmd == "capacity" {
+                let v = rest.first().ok_or("synshare capacity: give the weight")?;
+                (format!("capacity {v}"), &rest[1..])
+            } else {
+                (cmd.clone(), rest)
+            };
+            let socket = match (flag(rest, "--socket"), flag(rest, "--config")) {
+                (Some(s), _) => PathBuf::from(s),
+                (None, Some(c)) => node::socket_path(&load(&c)?),
+                (None, None) => return Err(format!("synshare {cmd}: --config FILE or --socket PATH")),
+            };
+            let reply = status::request(&socket, &request)?;
+            let v: serde_json::Value = serde_json::from_str(&reply).map_err(|e| format!("bad reply: {e}"))?;
+            println!("{}", v["message"].as_str().unwrap_or(&reply));
+            if v["ok"].as_bool() == Some(true) {
+                Ok(())
+            } else {
+                Err(String::new())
+            }
         }
         "check-config" => {
             let path = rest.first().ok_or("synshare check-config: name the file")?;

@@ -6,13 +6,20 @@
 //! stays as the control core: it publishes tables, answers the status
 //! socket and stops everything on SIGINT/SIGTERM.
 
-use crate::config::{Hugepages, NodeConfig};
+use crate::config::{CpuSource, Hugepages, NodeConfig};
+use crate::exchange::{AgentParams, Exchange};
+use crate::measure::{self, Measured};
 use crate::status::{self, NodeStatus};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use synshare_control::availability::{Formula, Inputs, Smoother};
 use synshare_control::layout::{MemberId, Table, Weighted};
+use synshare_control::protocol::Right;
+use synshare_control::wire::Role;
 use synshare_dataplane::classify::{Classifier, NodeAddresses, Vip};
 use synshare_dataplane::counters::WorkerStats;
 use synshare_dataplane::dpdk::{self, Eal, Mempool, Port, PortConfig};
@@ -22,7 +29,7 @@ use synshare_dataplane::ownership::{BucketState, OwnershipView};
 use synshare_dataplane::packet::Addr;
 use synshare_dataplane::publish::Publisher;
 use synshare_dataplane::worker::{Worker, WorkerTuning};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 const HUGEPAGE_DIR: &str = "/sys/kernel/mm/hugepages/hugepages-2048kB";
 
@@ -198,15 +205,6 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
             .collect(),
     }));
     let me = MemberId(c.id);
-    let table = static_table(&c);
-    let epoch = 1;
-    let view = static_view(&table, me, epoch);
-    info!(
-        layout = ?c.sharing.layout, buckets = table.len(), drain_ms = c.sharing.drain_ms, owned = view.count(BucketState::Settled),
-        members = c.sharing.members.len(), "bucket table built"
-    );
-    let (publisher, subscribers) = Publisher::new(usize::from(c.workers), &view);
-
     let worker_stop = Arc::new(AtomicBool::new(false));
     let timeouts = FlowTimeouts {
         half_open_ms: c.flow_table.half_open_ms,
@@ -218,6 +216,74 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
         idle_sleep_us: c.idle.sleep_us,
         ..WorkerTuning::default()
     };
+
+    // Static shares: the configured table, held since start. With an
+    // exchange: nothing until the cluster's table gives this node buckets.
+    let mut sharing = match &c.exchange {
+        None => {
+            let table = static_table(&c);
+            let view = static_view(&table, me, 1);
+            info!(layout = ?c.sharing.layout, buckets = table.len(), owned = view.count(BucketState::Settled),
+                  members = c.sharing.members.len(), "static bucket table");
+            Sharing::Static { table, view }
+        }
+        Some(x) => {
+            let formula = formula(&c, c.availability.capacity);
+            let weight = (formula.availability(&Inputs {
+                service_up: true,
+                ..Inputs::default()
+            }) * 1000.0) as u32;
+            let ex = Exchange::new(
+                x,
+                me,
+                AgentParams {
+                    role: Role::Node,
+                    buckets: c.sharing.buckets,
+                    layout: c.sharing.layout,
+                    drain_ms: u64::from(c.sharing.drain_ms),
+                },
+                weight,
+            )?;
+            info!(bind = %x.bind, peers = ?x.peers, coordinator = ?x.coordinator, segment = x.segment,
+                  interval_ms = x.interval_ms, timeout_ms = x.timeout_ms, "availability exchange");
+            let view = OwnershipView::new(c.sharing.buckets, 0);
+            Sharing::Dynamic(Box::new(Dynamic {
+                ex,
+                formula,
+                smoother: Smoother::new(c.availability.alpha, c.availability.max_step),
+                last_inputs: None,
+                raw: 0.0,
+                view,
+                published: 0,
+            }))
+        }
+    };
+    let (publisher, subscribers) = Publisher::new(usize::from(c.workers), sharing.view());
+
+    // Measuring runs on its own thread (a probe may block); its samples
+    // come here.
+    let connections = Arc::new(AtomicU64::new(0));
+    let measured = Arc::new(Measured::default());
+    let (inputs_tx, inputs_rx) = mpsc::channel();
+    let measure_stop = Arc::new(AtomicBool::new(false));
+    let measure_thread = if c.exchange.is_some() {
+        Some(measure::start(
+            &c.availability,
+            Arc::clone(&connections),
+            inputs_tx,
+            Arc::clone(&measure_stop),
+            Arc::clone(&measured),
+        )?)
+    } else {
+        None
+    };
+
+    let reload = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
+        .map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
+
+    let socket = socket_path(&c);
+    let listener = status::listen(&socket).map_err(|e| format!("status socket {}: {e}", socket.display()))?;
     let mut stats = Vec::new();
     for (i, sub) in subscribers.into_iter().enumerate() {
         let q = i as u16;
@@ -240,48 +306,90 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
         dpdk::launch(workers_lcores[i], move || worker.run()).map_err(|e| e.to_string())?;
     }
 
-    let socket = socket_path(&c);
-    let listener = status::listen(&socket).map_err(|e| format!("status socket {}: {e}", socket.display()))?;
     let started = Instant::now();
-    let snapshot = |publisher_epoch: u64| NodeStatus {
-        name: c.name.clone(),
-        id: c.id,
-        dpdk: dpdk::version(),
-        hugepages: huge,
-        uptime_s: started.elapsed().as_secs_f64(),
-        epoch: publisher_epoch,
-        layout: format!("{:?}", c.sharing.layout).to_lowercase(),
-        buckets: table.len() as u32,
-        members: status::members(&c, &table),
-        node_mac: node_mac.to_string(),
-        cluster_mac: c.cluster_mac.to_string(),
-        wire: status::port(&wire),
-        exception: status::port(&tap),
-        workers: stats.iter().enumerate().map(|(i, s)| status::worker(i, s)).collect(),
-    };
+    let mut capacity = c.availability.capacity;
     info!(socket = %socket.display(), "serving");
     println!(
         "synshare node {} up: wire {} ({}), tap {} ({}), status {}",
         c.name,
         wire_name,
         node_mac,
-        c.exception.iface,
+        c.exchange
+            .as_ref()
+            .map_or("static shares".to_owned(), |x| format!("exchange on {}", x.bind)),
         kernel_mac,
         socket.display()
     );
 
     while !stop.load(Ordering::Relaxed) {
-        status::serve(&listener, || snapshot(epoch));
+        let flows: u64 = stats.iter().map(|s| s.flows.load(Ordering::Relaxed)).sum();
+        connections.store(flows, Ordering::Relaxed);
+        if reload.swap(false, Ordering::Relaxed) {
+            match NodeConfig::load(config_path) {
+                Ok(new) => {
+                    capacity = new.availability.capacity;
+                    info!(capacity, "configuration reloaded (availability.capacity)");
+                }
+                Err(e) => warn!(error = %e, "reload refused: the running configuration stays"),
+            }
+        }
+        match &mut sharing {
+            Sharing::Static { .. } => std::thread::sleep(Duration::from_millis(20)),
+            Sharing::Dynamic(d) => {
+                let wait = d.ex.wait_hint();
+                d.ex.poll(wait);
+                while let Ok(inputs) = inputs_rx.try_recv() {
+                    d.formula.capacity = capacity;
+                    d.raw = d.formula.availability(&inputs);
+                    let smoothed = d.smoother.update(d.raw, capacity);
+                    d.ex.agent.set_weight((smoothed * 1000.0).round() as u32);
+                    d.last_inputs = Some(inputs);
+                }
+                d.ex.agent.set_connections(flows.min(u64::from(u32::MAX)) as u32);
+                d.ex.tick();
+                if d.ex.agent.take_view_changed() {
+                    let now = d.ex.now_ms();
+                    d.published += 1;
+                    d.view = view_of(&d.ex.agent.rights(now), d.published);
+                    publisher.publish(&d.view);
+                    debug!(
+                        epoch = d.ex.agent.epoch().number,
+                        held = d.ex.agent.held_count(),
+                        "published view"
+                    );
+                }
+            }
+        }
+        status::serve(&listener, |request| {
+            handle_request(
+                request,
+                &c,
+                &mut sharing,
+                &mut capacity,
+                &started,
+                huge,
+                &wire,
+                &tap,
+                &stats,
+                node_mac,
+                &measured,
+            )
+        });
         publisher.collect();
-        std::thread::sleep(Duration::from_millis(20));
     }
 
     info!("stopping");
     worker_stop.store(true, Ordering::Relaxed);
+    measure_stop.store(true, Ordering::Relaxed);
     dpdk::wait_all();
-    let last = snapshot(epoch);
+    let last = snapshot(
+        &c, &sharing, capacity, &started, huge, &wire, &tap, &stats, node_mac, &measured,
+    );
     println!("{}", status::summary(&last));
     let _ = std::fs::remove_file(&socket);
+    if let Some(t) = measure_thread {
+        let _ = t.join();
+    }
     drop(publisher);
     drop(tap);
     drop(wire);
@@ -291,6 +399,190 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
         warn!(rx_nombuf = last.wire.rx_nombuf, "the mbuf pool ran dry at times");
     }
     Ok(())
+}
+
+/// Shares from the configuration, or from the exchange.
+enum Sharing {
+    Static { table: Table, view: OwnershipView },
+    Dynamic(Box<Dynamic>),
+}
+
+struct Dynamic {
+    ex: Exchange,
+    formula: Formula,
+    smoother: Smoother,
+    last_inputs: Option<Inputs>,
+    raw: f64,
+    view: OwnershipView,
+    published: u64,
+}
+
+impl Sharing {
+    fn view(&self) -> &OwnershipView {
+        match self {
+            Sharing::Static { view, .. } => view,
+            Sharing::Dynamic(d) => &d.view,
+        }
+    }
+}
+
+/// The availability formula of `c` with `capacity`.
+fn formula(c: &NodeConfig, capacity: f64) -> Formula {
+    let a = &c.availability;
+    Formula {
+        capacity,
+        cpu_exponent: if a.cpu == CpuSource::None { 0.0 } else { a.cpu_exponent },
+        max_connections: a.max_connections,
+        temperature_c: a.temperature.as_ref().map(|(_, lo, hi)| (*lo, *hi)),
+        power_budget_w: a.power.as_ref().map(|(_, w)| *w),
+        floor: a.floor,
+    }
+}
+
+/// The workers' view of this node's rights.
+pub fn view_of(rights: &[Right], epoch: u64) -> OwnershipView {
+    let states = rights
+        .iter()
+        .map(|r| match r {
+            Right::None => BucketState::Foreign,
+            Right::Claimed => BucketState::Claimed,
+            Right::Settled => BucketState::Settled,
+        })
+        .collect();
+    OwnershipView::from_states(states, epoch)
+        .unwrap_or_else(|| OwnershipView::new(rights.len().next_power_of_two() as u32, epoch))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn snapshot(
+    c: &NodeConfig,
+    sharing: &Sharing,
+    capacity: f64,
+    started: &Instant,
+    huge: bool,
+    wire: &Port,
+    tap: &Port,
+    stats: &[Arc<WorkerStats>],
+    node_mac: synshare_dataplane::packet::Mac,
+    measured: &Measured,
+) -> NodeStatus {
+    let (epoch, layout, buckets, members, exchange, availability) = match sharing {
+        Sharing::Static { table, .. } => (
+            1,
+            format!("{:?}", c.sharing.layout).to_lowercase(),
+            table.len() as u32,
+            status::members(c, table),
+            None,
+            None,
+        ),
+        Sharing::Dynamic(d) => {
+            let x = d.ex.status();
+            let members = x
+                .members
+                .iter()
+                .map(|m| status::MemberStatus {
+                    id: m.id,
+                    weight: m.weight,
+                    buckets: m.buckets,
+                    share_pct: m.share_pct,
+                })
+                .collect();
+            let inputs = d.last_inputs.unwrap_or_default();
+            let av = status::AvailabilityStatus {
+                capacity,
+                cpu_busy: inputs.cpu_busy,
+                connections: inputs.connections,
+                temperature_c: inputs.temperature_c,
+                power_w: inputs.power_w,
+                service_up: measured.service_up.load(Ordering::Relaxed) || d.last_inputs.is_none(),
+                raw: d.raw,
+                smoothed: d.smoother.value().unwrap_or(0.0),
+                draining: d.ex.agent.draining(),
+            };
+            (
+                x.epoch,
+                format!("{:?}", d.ex.agent.settings().layout).to_lowercase(),
+                c.sharing.buckets,
+                members,
+                Some(x),
+                Some(av),
+            )
+        }
+    };
+    NodeStatus {
+        name: c.name.clone(),
+        id: c.id,
+        dpdk: dpdk::version(),
+        hugepages: huge,
+        uptime_s: started.elapsed().as_secs_f64(),
+        epoch,
+        layout,
+        buckets,
+        members,
+        node_mac: node_mac.to_string(),
+        cluster_mac: c.cluster_mac.to_string(),
+        wire: status::port(wire),
+        exception: status::port(tap),
+        workers: stats.iter().enumerate().map(|(i, s)| status::worker(i, s)).collect(),
+        held: sharing.view().count(BucketState::Claimed) as u32 + sharing.view().count(BucketState::Settled) as u32,
+        exchange,
+        availability,
+    }
+}
+
+/// Answers one request of the status socket.
+#[allow(clippy::too_many_arguments)]
+fn handle_request(
+    request: &str,
+    c: &NodeConfig,
+    sharing: &mut Sharing,
+    capacity: &mut f64,
+    started: &Instant,
+    huge: bool,
+    wire: &Port,
+    tap: &Port,
+    stats: &[Arc<WorkerStats>],
+    node_mac: synshare_dataplane::packet::Mac,
+    measured: &Measured,
+) -> String {
+    let mut words = request.split_whitespace();
+    let verb = words.next().unwrap_or("status");
+    let reply = |ok: bool, message: String| serde_json::json!({ "ok": ok, "message": message }).to_string();
+    match (verb, &mut *sharing) {
+        ("status", _) => serde_json::to_string(&snapshot(
+            c, sharing, *capacity, started, huge, wire, tap, stats, node_mac, measured,
+        ))
+        .unwrap_or_else(|e| reply(false, e.to_string())),
+        ("drain" | "undrain", Sharing::Dynamic(d)) => {
+            let draining = verb == "drain";
+            d.ex.agent.set_draining(draining);
+            info!(draining, "drain set by the control socket");
+            reply(
+                true,
+                format!(
+                    "{} {}",
+                    c.name,
+                    if draining { "draining" } else { "taking new connections" }
+                ),
+            )
+        }
+        ("capacity", Sharing::Dynamic(_)) => match words.next().and_then(|w| w.parse::<f64>().ok()) {
+            Some(v) if v.is_finite() && (0.0..=1_000_000.0).contains(&v) => {
+                *capacity = v;
+                info!(capacity = v, "capacity set by the control socket");
+                reply(true, format!("{} capacity {v}", c.name))
+            }
+            _ => reply(false, "capacity takes a number from 0 to 1000000".into()),
+        },
+        ("drain" | "undrain" | "capacity", Sharing::Static { .. }) => reply(
+            false,
+            "static shares: configure an exchange to drain or change capacity at run time".into(),
+        ),
+        (other, _) => reply(
+            false,
+            format!("unknown request {:?}", other.chars().take(32).collect::<String>()),
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -74,6 +74,29 @@ pub struct MemberStatus {
     pub share_pct: f64,
 }
 
+/// The node's availability and its inputs.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct AvailabilityStatus {
+    /// Configured capacity weight in force.
+    pub capacity: f64,
+    /// CPU busy share of the quota, last sample.
+    pub cpu_busy: Option<f64>,
+    /// Connections held.
+    pub connections: u64,
+    /// Temperature, °C.
+    pub temperature_c: Option<f64>,
+    /// Power, W.
+    pub power_w: Option<f64>,
+    /// The local service answered its probe.
+    pub service_up: bool,
+    /// Availability of the last sample.
+    pub raw: f64,
+    /// After smoothing: the weight advertised.
+    pub smoothed: f64,
+    /// Draining.
+    pub draining: bool,
+}
+
 /// Everything `synshare status` shows.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct NodeStatus {
@@ -105,6 +128,15 @@ pub struct NodeStatus {
     pub exception: PortStatus,
     /// Workers.
     pub workers: Vec<WorkerStatus>,
+    /// Buckets this node holds.
+    #[serde(default)]
+    pub held: u32,
+    /// The availability exchange, when configured.
+    #[serde(default)]
+    pub exchange: Option<crate::exchange::ExchangeStatus>,
+    /// Availability, when measured.
+    #[serde(default)]
+    pub availability: Option<AvailabilityStatus>,
 }
 
 impl NodeStatus {
@@ -196,6 +228,43 @@ pub fn summary(s: &NodeStatus) -> String {
             p.name, p.driver, p.ipackets, p.opackets, p.imissed, p.ierrors, p.oerrors, p.rx_nombuf
         );
     }
+    if let Some(a) = &s.availability {
+        out += &format!(
+            "  availability {:.3} (raw {:.3}) of capacity {:.2}: cpu {} service {} connections {}{}\n",
+            a.smoothed,
+            a.raw,
+            a.capacity,
+            a.cpu_busy.map_or("-".into(), |b| format!("{:.0}%", b * 100.0)),
+            if a.service_up { "up" } else { "DOWN" },
+            a.connections,
+            if a.draining { " DRAINING" } else { "" }
+        );
+    }
+    if let Some(x) = &s.exchange {
+        out += &format!(
+            "  exchange: segment {} epoch {} (by {}) leader {} holding {} buckets\n",
+            x.segment, x.epoch, x.epoch_creator, x.leader, x.held
+        );
+        for p in &x.peers {
+            out += &format!(
+                "    peer {:>3}{} heard {:>4} ms ago, epoch {}, holds {}, weight {:.3}{}\n",
+                p.id,
+                if p.coordinator { " (coordinator)" } else { "" },
+                p.heard_ms_ago,
+                p.epoch,
+                p.held,
+                p.weight,
+                if p.draining { " draining" } else { "" }
+            );
+        }
+        let nonzero: Vec<String> = x
+            .stats
+            .iter()
+            .filter(|(_, v)| **v > 0)
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        out += &format!("    heartbeats: {}\n", nonzero.join(" "));
+    }
     let flows: u64 = s.workers.iter().map(|w| w.flows).sum();
     let cap: u64 = s.workers.iter().map(|w| w.flow_capacity).sum();
     out += &format!("  flows {flows} of {cap}\n");
@@ -223,7 +292,7 @@ pub fn listen(path: &Path) -> std::io::Result<UnixListener> {
 }
 
 /// Answers every waiting client: one request line, one JSON reply.
-pub fn serve(listener: &UnixListener, status: impl Fn() -> NodeStatus) {
+pub fn serve(listener: &UnixListener, mut handle: impl FnMut(&str) -> String) {
     while let Ok((mut stream, _)) = listener.accept() {
         let _ = stream.set_nonblocking(false);
         let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
@@ -231,24 +300,32 @@ pub fn serve(listener: &UnixListener, status: impl Fn() -> NodeStatus) {
         let mut req = [0u8; 64];
         let n = stream.read(&mut req).unwrap_or(0);
         let request = String::from_utf8_lossy(&req[..n]);
-        let reply = match request.trim() {
-            "status" | "" => serde_json::to_string(&status()).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")),
-            other => format!(
-                "{{\"error\":\"unknown request {:?}\"}}",
-                other.chars().take(32).collect::<String>()
-            ),
-        };
+        let request = request.trim();
+        let reply = handle(if request.is_empty() { "status" } else { request });
         let _ = stream.write_all(reply.as_bytes());
     }
 }
 
-/// Asks the node at `path` for its status.
-pub fn query(path: &Path) -> Result<NodeStatus, String> {
+/// Sends `request` to the node at `path`; returns its reply.
+pub fn request(path: &Path, request: &str) -> Result<String, String> {
     let mut s = UnixStream::connect(path).map_err(|e| format!("cannot reach node at {}: {e}", path.display()))?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok();
-    s.write_all(b"status\n").map_err(|e| e.to_string())?;
+    s.write_all(format!("{request}\n").as_bytes())
+        .map_err(|e| e.to_string())?;
     s.shutdown(std::net::Shutdown::Write).ok();
     let mut text = String::new();
     s.read_to_string(&mut text).map_err(|e| e.to_string())?;
-    serde_json::from_str(&text).map_err(|e| format!("bad reply from {}: {e}", path.display()))
+    Ok(text)
+}
+
+/// Asks the node at `path` for its status.
+pub fn query(path: &Path) -> Result<NodeStatus, String> {
+    let text = request(path, "status")?;
+    serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "bad reply from {}: {e}: {}",
+            path.display(),
+            text.chars().take(200).collect::<String>()
+        )
+    })
 }

@@ -1,0 +1,64 @@
+//! `synshare coordinator`: the patent's coordinator mode (Fig. 2b). The
+//! nodes report their availability to it; it computes the table and pushes
+//! it in its heartbeats. It is member 0, so while it runs it is the leader
+//! of the exchange; when it is gone, the nodes keep the last table and fail
+//! over among themselves, led by the lowest node.
+
+use crate::config::CoordinatorConfig;
+use crate::exchange::{AgentParams, Exchange};
+use crate::status;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use synshare_control::layout::MemberId;
+use synshare_control::wire::Role;
+use tracing::info;
+
+/// The coordinator's status socket path.
+pub fn socket_path(c: &CoordinatorConfig) -> PathBuf {
+    c.status_socket
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("/run/synshare/{}.sock", c.name)))
+}
+
+/// Runs until SIGINT or SIGTERM.
+pub fn run(c: CoordinatorConfig) -> Result<(), String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(|e| format!("cannot handle signal {sig}: {e}"))?;
+    }
+    let mut ex = Exchange::new(
+        &c.exchange,
+        MemberId(0),
+        AgentParams {
+            role: Role::Coordinator,
+            buckets: c.buckets,
+            layout: c.layout,
+            drain_ms: 0,
+        },
+        0,
+    )?;
+    let socket = socket_path(&c);
+    let listener = status::listen(&socket).map_err(|e| format!("status socket {}: {e}", socket.display()))?;
+    info!(name = %c.name, bind = %c.exchange.bind, nodes = ?c.exchange.peers, "coordinator up");
+    println!(
+        "synshare coordinator {} up on {}, status {}",
+        c.name,
+        c.exchange.bind,
+        socket.display()
+    );
+    while !stop.load(Ordering::Relaxed) {
+        let wait = ex.wait_hint();
+        ex.poll(wait);
+        ex.tick();
+        status::serve(&listener, |request| match request.split_whitespace().next() {
+            Some("status") | None => serde_json::to_string(&ex.status()).unwrap_or_default(),
+            Some(other) => {
+                serde_json::json!({"ok": false, "message": format!("unknown request {other:?}")}).to_string()
+            }
+        });
+    }
+    let _ = std::fs::remove_file(&socket);
+    info!("coordinator stopping");
+    Ok(())
+}

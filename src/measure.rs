@@ -1,0 +1,194 @@
+//! Measuring a node's state for its availability: CPU time of its service's
+//! cgroup (v2, or v1 cpu+cpuacct) against its quota, or the host's CPU from
+//! /proc/stat; a TCP probe of the local service; hwmon temperature and
+//! powercap energy where configured. Runs on its own thread so that a slow
+//! probe never delays a heartbeat.
+
+use crate::config::{AvailabilityConfig, CpuSource};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use synshare_control::availability::Inputs;
+
+fn read_u64(path: &Path) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Cumulative CPU time used (µs) and the CPUs available (cores), for one
+/// source.
+enum Cpu {
+    None,
+    Host,
+    CgroupV2(PathBuf),
+    CgroupV1 {
+        usage: PathBuf,
+        quota: PathBuf,
+        period: PathBuf,
+    },
+}
+
+fn cpus() -> f64 {
+    std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
+}
+
+impl Cpu {
+    fn open(source: &CpuSource) -> Result<Cpu, String> {
+        match source {
+            CpuSource::None => Ok(Cpu::None),
+            CpuSource::Host => Ok(Cpu::Host),
+            CpuSource::Cgroup(name) => {
+                let v2 = PathBuf::from(format!("/sys/fs/cgroup/{name}"));
+                if v2.join("cpu.stat").exists() && v2.join("cpu.max").exists() {
+                    return Ok(Cpu::CgroupV2(v2));
+                }
+                let usage = PathBuf::from(format!("/sys/fs/cgroup/cpuacct/{name}/cpuacct.usage"));
+                let cpu = PathBuf::from(format!("/sys/fs/cgroup/cpu/{name}"));
+                if usage.exists() && cpu.join("cpu.cfs_quota_us").exists() {
+                    return Ok(Cpu::CgroupV1 {
+                        usage,
+                        quota: cpu.join("cpu.cfs_quota_us"),
+                        period: cpu.join("cpu.cfs_period_us"),
+                    });
+                }
+                Err(format!(
+                    "cgroup {name:?} not found (v2 /sys/fs/cgroup/{name}, or v1 cpu and cpuacct)"
+                ))
+            }
+        }
+    }
+
+    /// (CPU time used in µs so far, cores the source may use); None when not
+    /// measured.
+    fn sample(&self) -> Option<(f64, f64)> {
+        match self {
+            Cpu::None => None,
+            Cpu::Host => {
+                let stat = std::fs::read_to_string("/proc/stat").ok()?;
+                let line = stat.lines().next()?;
+                let v: Vec<f64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+                let total: f64 = v.iter().sum();
+                let idle = v.get(3).copied().unwrap_or(0.0) + v.get(4).copied().unwrap_or(0.0);
+                // Jiffies: only ratios matter; report busy jiffies against the
+                // total as if one "core" of the total's unit.
+                Some(((total - idle) * 1e6, total * 1e6))
+            }
+            Cpu::CgroupV2(dir) => {
+                let stat = std::fs::read_to_string(dir.join("cpu.stat")).ok()?;
+                let usage: f64 = stat
+                    .lines()
+                    .find_map(|l| l.strip_prefix("usage_usec ").and_then(|v| v.trim().parse().ok()))?;
+                let max = std::fs::read_to_string(dir.join("cpu.max")).ok()?;
+                let mut it = max.split_whitespace();
+                let quota = it.next()?;
+                let period: f64 = it.next().and_then(|p| p.parse().ok()).unwrap_or(100_000.0);
+                let cores = if quota == "max" {
+                    cpus()
+                } else {
+                    quota.parse::<f64>().ok()? / period
+                };
+                Some((usage, cores))
+            }
+            Cpu::CgroupV1 { usage, quota, period } => {
+                let used = read_u64(usage)? as f64 / 1000.0;
+                let q = std::fs::read_to_string(quota).ok()?.trim().parse::<i64>().ok()?;
+                let p = read_u64(period).unwrap_or(100_000) as f64;
+                let cores = if q <= 0 { cpus() } else { q as f64 / p };
+                Some((used, cores))
+            }
+        }
+    }
+}
+
+/// The last inputs measured, shared with the status command.
+#[derive(Default)]
+pub struct Measured {
+    /// cpu busy × 1e6
+    pub cpu_busy_ppm: AtomicU64,
+    /// The service answered.
+    pub service_up: AtomicBool,
+    /// Temperature in m°C.
+    pub temperature_mc: AtomicU64,
+    /// Power in mW.
+    pub power_mw: AtomicU64,
+}
+
+/// Starts the measuring thread: sends one `Inputs` per sample period until
+/// `stop` is set. `connections` is read from the workers' flow counts.
+pub fn start(
+    config: &AvailabilityConfig,
+    connections: Arc<AtomicU64>,
+    out: Sender<Inputs>,
+    stop: Arc<AtomicBool>,
+    shared: Arc<Measured>,
+) -> Result<std::thread::JoinHandle<()>, String> {
+    let cpu = Cpu::open(&config.cpu)?;
+    let period = Duration::from_millis(config.sample_ms);
+    let probe: Option<SocketAddr> = config.service_probe;
+    let temperature = config.temperature.clone();
+    let power = config.power.clone();
+    std::thread::Builder::new()
+        .name("ss-measure".into())
+        .spawn(move || {
+            let mut last_cpu = cpu.sample();
+            let mut last_energy = power
+                .as_ref()
+                .and_then(|(p, _)| read_u64(p))
+                .map(|e| (e, Instant::now()));
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(period);
+                let now_cpu = cpu.sample();
+                let cpu_busy = match (last_cpu, now_cpu) {
+                    (Some((u0, _)), Some((u1, cores))) if matches!(cpu, Cpu::Host) => {
+                        // Host: busy jiffies over total jiffies.
+                        let (t0, t1) = (last_cpu.map_or(0.0, |x| x.1), cores);
+                        (t1 > t0).then(|| (u1 - u0) / (t1 - t0))
+                    }
+                    (Some((u0, _)), Some((u1, cores))) if cores > 0.0 => {
+                        Some((u1 - u0) / (period.as_micros() as f64 * cores))
+                    }
+                    _ => None,
+                };
+                last_cpu = now_cpu;
+                let service_up =
+                    probe.is_none_or(|addr| TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok());
+                let temperature_c = temperature
+                    .as_ref()
+                    .and_then(|(path, _, _)| read_u64(path))
+                    .map(|mc| mc as f64 / 1000.0);
+                let power_w = power.as_ref().and_then(|(path, _)| {
+                    let e = read_u64(path)?;
+                    let now = Instant::now();
+                    let w = last_energy.and_then(|(e0, t0)| {
+                        let dt = now.duration_since(t0).as_secs_f64();
+                        (e >= e0 && dt > 0.0).then(|| (e - e0) as f64 / 1e6 / dt)
+                    });
+                    last_energy = Some((e, now));
+                    w
+                });
+                let inputs = Inputs {
+                    cpu_busy: cpu_busy.map(|b| b.clamp(0.0, 4.0)),
+                    connections: connections.load(Ordering::Relaxed),
+                    temperature_c,
+                    power_w,
+                    service_up,
+                };
+                shared
+                    .cpu_busy_ppm
+                    .store((inputs.cpu_busy.unwrap_or(0.0) * 1e6) as u64, Ordering::Relaxed);
+                shared.service_up.store(service_up, Ordering::Relaxed);
+                shared
+                    .temperature_mc
+                    .store((temperature_c.unwrap_or(0.0) * 1000.0) as u64, Ordering::Relaxed);
+                shared
+                    .power_mw
+                    .store((power_w.unwrap_or(0.0) * 1000.0) as u64, Ordering::Relaxed);
+                if out.send(inputs).is_err() {
+                    break;
+                }
+            }
+        })
+        .map_err(|e| format!("cannot start the measuring thread: {e}"))
+}
