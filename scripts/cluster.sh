@@ -15,7 +15,7 @@
 #               exception path with the kernel's 192.0.2.2I/24, 2001:db8::2I/64
 #               and the VIPs 192.0.2.100, 2001:db8::100 on lo; a real HTTP
 #               server (scripts/httpd.py) on port 80 answering "nodeI", in its
-#               own CPU cgroup ss-nodeI (quota: one core).
+#               own CPU cgroup ss-nodeI (quota: half a core).
 #   ss-coord    (--mode coordinator) 192.0.2.9, running `synshare coordinator`
 # Modes: static shares from --weights; peer: the nodes exchange authenticated
 # heartbeats (UDP 7946) and shares follow measured availability times the
@@ -51,10 +51,10 @@ cgroup_create() {
   fi
   for d in $(cgroup_dirs "$1"); do mkdir -p "$d" 2>/dev/null || true; done
   if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
-    echo "100000 100000" > "/sys/fs/cgroup/$1/cpu.max" 2>/dev/null || true
+    echo "50000 100000" > "/sys/fs/cgroup/$1/cpu.max" 2>/dev/null || true
   else
     echo 100000 > "/sys/fs/cgroup/cpu/$1/cpu.cfs_period_us" 2>/dev/null || true
-    echo 100000 > "/sys/fs/cgroup/cpu/$1/cpu.cfs_quota_us" 2>/dev/null || true
+    echo 50000 > "/sys/fs/cgroup/cpu/$1/cpu.cfs_quota_us" 2>/dev/null || true
   fi
 }
 cgroup_add() {  # cgroup_add NAME PID
@@ -72,7 +72,12 @@ kill_pidfile() {
   local pid; pid=$(cat "$f")
   if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
     kill -"$sig" "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    # Dead, or a zombie nobody reaps (its parent shell is gone).
+    for _ in $(seq 50); do
+      kill -0 "$pid" 2>/dev/null || break
+      case $(ps -o stat= -p "$pid" 2>/dev/null) in Z*) break ;; esac
+      sleep 0.1
+    done
     kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
   fi
   rm -f "$f"
@@ -108,7 +113,7 @@ write_config() {
   w=$(echo "$weights" | cut -d, -f"$i")
   [ "$mode" = coordinator ] && coord='Some("192.0.2.9:7946")'
   if [ "$mode" != static ]; then
-    exchange="Some((bind: \"0.0.0.0:7946\", peers: [${peers%, }], coordinator: $coord, key: \"$KEY\", interval_ms: 100, timeout_ms: 400))"
+    exchange="Some((bind: \"0.0.0.0:7946\", peers: [${peers%, }], coordinator: $coord, key: \"$KEY\", interval_ms: 100, timeout_ms: 400, min_epoch_ms: 500, hysteresis: 0.05))"
   fi
   # Workers alternate between the two cores; the control core takes the other.
   local main=$(( i % 2 == 1 ? 0 : 1 ))
@@ -258,6 +263,20 @@ up() {
   # af_packet on the nodes reads frames as sent: no partial checksums.
   ns ss-client ethtool -K eth0 tx off >/dev/null
 
+  if [ "$mode" = coordinator ]; then
+    ip netns add ss-coord
+    ip link add ss-k type veth peer name ss-k-br
+    ip link set ss-k netns ss-coord
+    ip link set ss-k-br netns ss-switch
+    ns ss-switch ip link set ss-k-br master br0 up
+    ns ss-coord ip link set lo up
+    ns ss-coord ip link set ss-k name eth0
+    ns ss-coord ip addr add 192.0.2.9/24 dev eth0
+    ns ss-coord ip link set eth0 up
+    ns ss-coord ethtool -K eth0 tx off >/dev/null
+    write_coordinator_config "$nodes" "$layout"
+    start_coordinator
+  fi
   for i in $(seq 1 "$nodes"); do
     local n=ss-node$i
     ip netns add "$n"
@@ -283,24 +302,13 @@ EOF
     ns "$n" ip addr add "$VIP6/128" dev lo
     write_config "$i" "$nodes" "${weights:-}" "$layout" "$huge" "$workers" "$mode"
     cgroup_create "ss-node$i"
-    ns "$n" python3 "$ROOT/scripts/httpd.py" --name "node$i" --port 80 >"$STATE/httpd$i.log" 2>&1 &
+    # Started directly (not through a shell function) so that $! is the
+    # server's own pid, the one that goes into the cgroup.
+    ip netns exec "$n" python3 "$ROOT/scripts/httpd.py" --name "node$i" --port 80 >"$STATE/httpd$i.log" 2>&1 &
     echo $! > "$STATE/httpd$i.pid"
     cgroup_add "ss-node$i" "$(cat "$STATE/httpd$i.pid")"
     start_node "$i"
   done
-  if [ "$mode" = coordinator ]; then
-    ip netns add ss-coord
-    ip link add ss-k type veth peer name ss-k-br
-    ip link set ss-k netns ss-coord
-    ip link set ss-k-br netns ss-switch
-    ns ss-switch ip link set ss-k-br master br0 up
-    ns ss-coord ip link set lo up
-    ns ss-coord ip link set ss-k name eth0
-    ns ss-coord ip addr add 192.0.2.9/24 dev eth0
-    ns ss-coord ip link set eth0 up
-    write_coordinator_config "$nodes" "$layout"
-    start_coordinator
-  fi
   if [ "$mode" != static ]; then wait_converged || exit 1; fi
   # Let the client learn the nodes and the VIP.
   ns ss-client ping -c1 -W2 "$VIP4" >/dev/null 2>&1 || true
@@ -325,7 +333,7 @@ case ${1:-} in
   start-coordinator) start_coordinator ;;
   wait-converged) wait_converged ;;
   burn)  # burn I: load node I's service cgroup with a busy loop
-    ns "ss-node$2" python3 -c 'while True: pass' >/dev/null 2>&1 &
+    ip netns exec "ss-node$2" python3 -c 'while True: pass' >/dev/null 2>&1 &
     echo $! > "$STATE/burn$2.pid"; cgroup_add "ss-node$2" "$!" ;;
   unburn) kill_pidfile "$STATE/burn$2.pid" KILL ;;
   *) sed -n '2,20p' "$0"; exit 2 ;;

@@ -521,7 +521,9 @@ impl Agent {
                 .zip(&self.epoch.members)
                 .any(|(a, b)| a.1.abs_diff(b.1) > self.settings.hysteresis_milli);
         let due = now >= self.last_epoch_at + self.settings.min_epoch_ms;
-        if self.epoch.number == 0 || !same_members || (weights_moved && due) {
+        // A coordinator that takes over issues the table in its own name.
+        let take_over = self.settings.role == Role::Coordinator && self.epoch.creator != self.me;
+        if self.epoch.number == 0 || !same_members || (weights_moved && due) || take_over {
             let epoch = Epoch {
                 number: self.highest_epoch_seen.max(self.epoch.number) + 1,
                 creator: self.me,

@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# Shares that follow capacity, in peer mode (SS_MODE=coordinator for
+# coordinator mode): a loaded node's share falls and comes back; kill -9 of
+# a node under a stream of new connections; 20 weight changes under load
+# with ten long downloads; forged, garbage and replayed heartbeats.
+source "$(dirname "$0")/lib.sh"
+MODE=${SS_MODE:-peer}
+TEST_NAME=${TEST_NAME}_$MODE
+X="python3 $ROOT/tests/exchange.py"
+stream() { client python3 "$ROOT/tests/stream.py" --host 192.0.2.100 "$@"; }
+now() { date +%s.%N; }
+ms_since() { python3 -c "import time; print(int((time.time() - $1) * 1000))"; }
+snmp_resets() { client awk '/^Tcp:/ { if (!h) { split($0, k); h = 1 } else { for (i = 1; i <= NF; i++) v[k[i]] = $i } } END { print v["EstabResets"] + v["AttemptFails"] }' /proc/net/snmp; }
+
+echo "== $TEST_NAME"
+"$CLUSTER" up --nodes 3 --mode "$MODE" || { fail "cluster up ($MODE)"; finish; exit 1; }
+pass "3 nodes converged in $MODE mode: held $($X held 3)"
+if [ "$MODE" = coordinator ]; then
+  creator=$(node_json 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["exchange"]["epoch_creator"])')
+  check "the coordinator (member 0) made the table (creator $creator)" test "$creator" = 0
+fi
+
+# --- a loaded node takes fewer new connections, then more again ---------
+stream --seconds 3 --parallel 4 --out "$SS_TMP/base.jsonl"
+read -r base n <<<"$($X shares "$SS_TMP/base.jsonl")"
+echo "    before load: $base of $n connections"
+t0=$(now)
+"$CLUSTER" burn 2
+dropped=-1
+for _ in $(seq 100); do
+  w=$($X weight 2)
+  if python3 -c "import sys; sys.exit(0 if $w < 0.3 else 1)"; then dropped=$(ms_since "$t0"); break; fi
+  sleep 0.05
+done
+echo "    node2's advertised weight fell below 0.3 after $dropped ms (samples every 250 ms)"
+check "a CPU-loaded node advertises less availability ($dropped ms)" test "$dropped" -ge 0
+sleep 1
+stream --seconds 4 --parallel 4 --out "$SS_TMP/loaded.jsonl" &
+stream_pid=$!
+# The share node2's advertised weight gives it, sampled during the stream.
+expect2=$(for _ in $(seq 6); do
+  for i in 1 2 3; do $X weight $i; done | paste -sd' '
+  sleep 0.5
+done | python3 -c '
+import sys
+shares = [100 * float(l.split()[1]) / sum(map(float, l.split())) for l in sys.stdin if l.strip()]
+print(round(sum(shares) / len(shares), 1))')
+wait "$stream_pid"
+read -r loaded n <<<"$($X shares "$SS_TMP/loaded.jsonl")"
+echo "    loaded: $loaded of $n connections; node2's weights gave it $expect2% on average"
+share2=$(python3 -c "import json; print(json.loads('$loaded').get('node2', 0))")
+check "node2's share of new connections fell ($share2% < 12%)" python3 -c "import sys; sys.exit(0 if $share2 < 12 else 1)"
+check "in line with its availability ($share2% vs $expect2% from its advertised weight)" python3 -c "import sys; sys.exit(0 if abs($share2 - $expect2) < 5 else 1)"
+"$CLUSTER" unburn 2
+t1=$(now)
+rose=-1
+for _ in $(seq 100); do
+  w=$($X weight 2)
+  if python3 -c "import sys; sys.exit(0 if $w > 0.8 else 1)"; then rose=$(ms_since "$t1"); break; fi
+  sleep 0.05
+done
+echo "    node2's weight back above 0.8 after $rose ms"
+sleep 0.5
+stream --seconds 3 --parallel 4 --out "$SS_TMP/after.jsonl"
+read -r after n <<<"$($X shares "$SS_TMP/after.jsonl")"
+share2=$(python3 -c "import json; print(json.loads('$after').get('node2', 0))")
+echo "    after the load: $after of $n connections"
+check "node2's share came back ($share2% > 22%)" python3 -c "import sys; sys.exit(0 if $share2 > 22 else 1)"
+
+# --- kill -9 under a stream of new connections ------------------------------
+for k in $(seq 6); do
+  client curl -s -m30 -D "$SS_TMP/slow$k.h" -o "$SS_TMP/slow$k.out" "http://192.0.2.100/slow?s=12" &
+  echo $! > "$SS_TMP/slow$k.pid"
+done
+stream --seconds 9 --parallel 4 --out "$SS_TMP/kill.jsonl" &
+stream_pid=$!
+sleep 2
+kill_at=$(now)
+"$CLUSTER" kill-node 3
+failover=$($X failover 3 3 5 "$kill_at")
+wait "$stream_pid"
+summary=$($X stream-summary "$SS_TMP/kill.jsonl" "$kill_at")
+echo "    kill -9 node3: the others held every bucket after $failover ms; clients: $summary"
+check "failover: the survivors hold all buckets within 1 s ($failover ms)" test "$failover" -ge 0 -a "$failover" -lt 1000
+failed=$(python3 -c "import json; print(json.loads('$summary')['failed'])")
+check "no new connection failed across the kill ($failed failed)" test "$failed" -eq 0
+last_slow=$(python3 -c "import json; v = json.loads('$summary')['last_slow_start_after_kill_ms']; print(-1 if v is None else v)")
+check "connections started 1 s after the kill were served at once (last delayed one started at $last_slow ms)" test "$last_slow" -lt 1000
+for k in $(seq 6); do wait "$(cat "$SS_TMP/slow$k.pid")" 2>/dev/null || true; done
+ok_others=0; others=0
+for k in $(seq 6); do
+  node=$(awk -F': ' 'tolower($1) == "x-node" { gsub("\r", "", $2); print $2 }' "$SS_TMP/slow$k.h")
+  size=$(stat -c %s "$SS_TMP/slow$k.out" 2>/dev/null || echo 0)
+  if [ "$node" != node3 ]; then others=$((others + 1)); [ "$size" -eq 122880 ] && ok_others=$((ok_others + 1)); fi
+done
+check "downloads from the other nodes untouched ($ok_others of $others complete)" test "$ok_others" -eq "$others" -a "$others" -gt 0
+"$CLUSTER" start-node 3 >/dev/null 2>&1
+"$CLUSTER" wait-converged
+check "the restarted node rejoins (held $($X held 3))" $X wait-held 3 3 10000 10
+stream --seconds 3 --parallel 4 --out "$SS_TMP/rejoin.jsonl"
+read -r rejoin n <<<"$($X shares "$SS_TMP/rejoin.jsonl")"
+share3=$(python3 -c "import json; print(json.loads('$rejoin').get('node3', 0))")
+check "and serves new connections again ($rejoin)" python3 -c "import sys; sys.exit(0 if $share3 > 15 else 1)"
+
+# --- 20 weight changes in 30 s under load, ten long downloads ---------------
+resets0=$(snmp_resets)
+for k in $(seq 10); do
+  client curl -s -m60 -o "$SS_TMP/long$k.out" "http://192.0.2.100/slow?s=33" &
+  echo $! > "$SS_TMP/long$k.pid"
+done
+stream --seconds 31 --parallel 3 --out "$SS_TMP/churn.jsonl" &
+stream_pid=$!
+changes=0
+for c in $(seq 20); do
+  node=$((RANDOM % 3 + 1))
+  weight=$(python3 -c "import random; print(round(random.uniform(0.3, 3.0), 2))")
+  "$BIN" capacity "$weight" --socket "/run/synshare/ss-node$node.sock" >/dev/null && changes=$((changes + 1))
+  sleep 1.5
+done
+epoch=$(node_json 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["epoch"])')
+wait "$stream_pid"
+for k in $(seq 10); do wait "$(cat "$SS_TMP/long$k.pid")" 2>/dev/null || true; done
+complete=0
+for k in $(seq 10); do [ "$(stat -c %s "$SS_TMP/long$k.out" 2>/dev/null || echo 0)" -eq 337920 ] && complete=$((complete + 1)); done
+summary=$($X stream-summary "$SS_TMP/churn.jsonl" 0)
+resets=$(( $(snmp_resets) - resets0 ))
+echo "    $changes capacity changes (table epoch now $epoch); clients: $summary; resets $resets"
+check "20 weight changes applied ($changes)" test "$changes" -eq 20
+check "no long download broken ($complete of 10 complete)" test "$complete" -eq 10
+failed=$(python3 -c "import json; print(json.loads('$summary')['failed'])")
+check "no new connection failed during the changes ($failed)" test "$failed" -eq 0
+check "no reset seen by the client ($resets)" test "$resets" -eq 0
+
+# --- forged, garbage and replayed heartbeats change nothing -----------------
+# The forged ones claim epoch 1000000 giving member 2 every bucket, and a
+# member 9 on another segment: neither may show up anywhere.
+sent=$(client python3 "$ROOT/tests/exchange.py" forge synshare-test-cluster-key 192.0.2.21 7946)
+replayed=$(ip netns exec ss-node1 python3 "$ROOT/tests/exchange.py" replay ss-tap 192.0.2.21 7946)
+sleep 0.5
+read -r epoch members peers bad_tag garbage replay foreign <<<"$(node_json 1 | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+x = s["exchange"]
+st = x["stats"]
+print(x["epoch"], ",".join(str(m["id"]) for m in x["members"]), ",".join(str(p["id"]) for p in x["peers"]),
+      st["rejected_bad_tag"], st["rejected_bad_length"] + st["rejected_not_heartbeat"] + st["rejected_malformed"],
+      st["rejected_replayed"], st["rejected_foreign"])')"
+echo "    sent $sent forged/garbage datagrams and replayed $replayed real ones: rejected bad_tag $bad_tag, garbage $garbage, replayed $replay, foreign $foreign"
+check "the forged table was not taken (epoch $epoch, members $members, peers $peers)" \
+  test "$epoch" -lt 1000000 -a "$members" = 1,2,3 -a "$peers" = "$( [ "$MODE" = coordinator ] && echo 0,2,3 || echo 2,3)"
+check "wrong-key heartbeats counted ($bad_tag >= 20)" test "$bad_tag" -ge 20
+check "garbage counted ($garbage >= 40)" test "$garbage" -ge 40
+check "replays counted ($replay >= 5)" test "$replay" -ge 5
+check "foreign segment counted ($foreign >= 1)" test "$foreign" -ge 1
+
+if [ "$MODE" = coordinator ]; then
+  epoch_before=$(node_json 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["epoch"])')
+  "$CLUSTER" stop-coordinator
+  sleep 1
+  epoch_after=$(node_json 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["epoch"])')
+  check "the coordinator gone, the nodes keep the table (epoch $epoch_before -> $epoch_after, held $($X held 3))" \
+    test "$($X held 3 | awk '{print $1 + $2 + $3}')" = 65536
+  kill_at=$(now)
+  "$CLUSTER" kill-node 2
+  failover=$($X failover 3 2 5 "$kill_at")
+  check "and still fail over among themselves ($failover ms)" test "$failover" -ge 0 -a "$failover" -lt 1000
+fi
+
+finish
