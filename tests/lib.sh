@@ -7,6 +7,10 @@ CLUSTER="$ROOT/scripts/cluster.sh"
 BIN="$ROOT/target/release/synshare"
 PASSED=0
 FAILED=0
+# One test cluster at a time on this machine: namespace tests (and anyone
+# else driving scripts/cluster.sh through them) take this lock.
+exec 9>/tmp/ss-cluster.lock
+flock 9
 TEST_NAME=$(basename "$0" .sh)
 SS_TMP=$(mktemp -d)
 
