@@ -3,6 +3,7 @@
 #
 #   scripts/cluster.sh up [--nodes N] [--weights w1,w2,...] [--layout rendezvous|ranges]
 #                         [--hugepages auto|off] [--workers W] [--mode static|peer|coordinator]
+#                         [--cpu on|off]   (off: availability ignores CPU load)
 #   scripts/cluster.sh down
 #   scripts/cluster.sh status
 #   scripts/cluster.sh stop-node I | start-node I | kill-node I
@@ -102,7 +103,7 @@ down() {
 }
 
 write_config() {
-  local i=$1 n=$2 weights=$3 layout=$4 huge=$5 workers=$6 mode=$7
+  local i=$1 n=$2 weights=$3 layout=$4 huge=$5 workers=$6 mode=$7 cpu=$8
   local members="" w peers="" exchange="None" coord="None"
   for j in $(seq 1 "$n"); do
     w=$(echo "$weights" | cut -d, -f"$j")
@@ -152,11 +153,12 @@ write_config() {
         members: [$members],
     ),
     status_socket: Some("/run/synshare/ss-node$i.sock"),
+    metrics: Some("127.0.0.1:9100"),
     exchange: $exchange,
     availability: (
         capacity: ${w:-1}.0,
         sample_ms: 250,
-        cpu: cgroup("ss-node$i"),
+        cpu: $( [ "$cpu" = off ] && echo none || echo "cgroup(\"ss-node$i\")"),
         service_probe: Some("127.0.0.1:80"),
     ),
 )
@@ -224,10 +226,11 @@ start_node() {
 }
 
 up() {
-  local nodes=1 weights="" layout=rendezvous huge=auto workers=1 mode=static
+  local nodes=1 weights="" layout=rendezvous huge=auto workers=1 mode=static cpu=on
   while [ $# -gt 0 ]; do
     case $1 in
       --mode) mode=$2; shift 2 ;;
+      --cpu) cpu=$2; shift 2 ;;
       --nodes) nodes=$2; shift 2 ;;
       --weights) weights=$2; shift 2 ;;
       --layout) layout=$2; shift 2 ;;
@@ -300,7 +303,7 @@ table netdev ss_wire {
 EOF
     ns "$n" ip addr add "$VIP4/32" dev lo
     ns "$n" ip addr add "$VIP6/128" dev lo
-    write_config "$i" "$nodes" "${weights:-}" "$layout" "$huge" "$workers" "$mode"
+    write_config "$i" "$nodes" "${weights:-}" "$layout" "$huge" "$workers" "$mode" "$cpu"
     cgroup_create "ss-node$i"
     # Started directly (not through a shell function) so that $! is the
     # server's own pid, the one that goes into the cgroup.

@@ -423,6 +423,9 @@ pub struct NodeConfig {
     /// Where the status socket listens (a Unix socket path).
     #[serde(default)]
     pub status_socket: Option<PathBuf>,
+    /// Where the Prometheus metrics are served (HTTP, `GET /metrics`).
+    #[serde(default)]
+    pub metrics: Option<SocketAddr>,
     /// The availability exchange; without it, shares are static (from
     /// `sharing.members`).
     #[serde(default)]

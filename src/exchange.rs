@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use synshare_control::layout::{Layout, MemberId};
 use synshare_control::protocol::{Agent, Settings};
 use synshare_control::wire::{encode, Role};
+use tracing::{debug, info, warn};
 
 /// A member's agent on a socket.
 pub struct Exchange {
@@ -20,6 +21,7 @@ pub struct Exchange {
     started: Instant,
     send_errors: u64,
     buf: Vec<u8>,
+    logged: (u64, u32, Vec<(u32, u64)>, u32, u64),
 }
 
 /// Settings the caller adds to the exchange configuration.
@@ -66,6 +68,7 @@ impl Exchange {
             started,
             send_errors: 0,
             buf: vec![0u8; 65_536],
+            logged: (0, 0, Vec::new(), 0, 0),
         })
     }
 
@@ -80,8 +83,58 @@ impl Exchange {
         if let Ok((n, _from)) = self.socket.recv_from(&mut self.buf) {
             let now = self.now_ms();
             // Rejections are counted by the agent.
-            let _ = self.agent.receive(&self.buf[..n], &self.key, now);
+            if let Err(e) = self.agent.receive(&self.buf[..n], &self.key, now) {
+                debug!(from = %_from, reason = ?e, "heartbeat rejected");
+            }
         }
+        self.log_changes();
+    }
+
+    /// Logs membership changes, new tables, hand-offs and failovers (not
+    /// per heartbeat).
+    fn log_changes(&mut self) {
+        let a = &self.agent;
+        let peers: Vec<(u32, u64)> = a.peers().iter().map(|(id, p)| (id.0, p.incarnation)).collect();
+        let (epoch, creator, ref old_peers, old_held, old_failovers) = self.logged;
+        for (id, inc) in &peers {
+            match old_peers.iter().find(|(o, _)| o == id) {
+                None => info!(member = id, incarnation = inc, "member joined"),
+                Some((_, old)) if old != inc => info!(member = id, incarnation = inc, "member restarted"),
+                _ => {}
+            }
+        }
+        for (id, _) in old_peers {
+            if !peers.iter().any(|(p, _)| p == id) {
+                warn!(
+                    member = id,
+                    timeout_ms = a.settings().timeout_ms,
+                    "member silent: declared dead, its buckets move"
+                );
+            }
+        }
+        let e = a.epoch();
+        if (e.number, e.creator.0) != (epoch, creator) {
+            info!(
+                epoch = e.number,
+                creator = e.creator.0,
+                leader = a.leader().0,
+                members = ?e.members.iter().map(|(m, w)| (m.0, f64::from(*w) / 1000.0)).collect::<Vec<_>>(),
+                "new table"
+            );
+        }
+        if a.held_count() != old_held {
+            info!(
+                held = a.held_count(),
+                was = old_held,
+                claimed_total = a.stats().buckets_claimed,
+                released_total = a.stats().buckets_released,
+                "hand-off: buckets held"
+            );
+        }
+        if a.stats().fenced > 0 && a.stats().failovers != old_failovers && a.held_count() == 0 && old_held > 0 {
+            warn!("no peer heard: let every bucket go (fencing)");
+        }
+        self.logged = (e.number, e.creator.0, peers, a.held_count(), a.stats().failovers);
     }
 
     /// Lets the agent act; sends its heartbeat to every peer if one is due.
@@ -95,6 +148,7 @@ impl Exchange {
                 }
             }
         }
+        self.log_changes();
     }
 
     /// How long the caller may wait before the next tick.

@@ -4,11 +4,14 @@
 
 #![deny(unsafe_code)]
 
+mod bench;
 mod config;
 mod coordinator;
 mod exchange;
 mod measure;
+mod metrics;
 mod node;
+mod pktgen;
 mod status;
 
 use config::NodeConfig;
@@ -24,6 +27,8 @@ Usage:
   synshare check-config FILE.ron       validate a node configuration and exit
   synshare status (--config FILE.ron | --socket PATH) [--json]
                                        show a running node's shares and counters
+  synshare pktgen --out FILE.pcap [...] write synthetic VIP traffic as a pcap
+  synshare bench --pcap FILE.pcap [...] benchmark the worker loop on one lcore
   synshare drain|undrain (--config FILE.ron | --socket PATH)
                                        stop / resume taking new connections
   synshare capacity WEIGHT (--config FILE.ron | --socket PATH)
@@ -42,6 +47,8 @@ fn help(cmd: &str) -> &'static str {
         "capacity" => "synshare capacity WEIGHT (--config FILE.ron | --socket PATH)\n\nSets the node's configured capacity weight while it runs (SIGHUP reloads\navailability.capacity from the configuration file instead).\n",
         "coordinator" => "synshare coordinator --config FILE.ron\n\nRuns a coordinator: the nodes report their availability to it, it computes\nthe bucket table and pushes it. See configs/coordinator.ron.\n",
         "status" => "synshare status (--config FILE.ron | --socket PATH) [--json]\n\nAsks a running node, over its local Unix socket, for its members and\nshares, table epoch, port and worker counters and flow-table fill.\n",
+        "pktgen" => pktgen::HELP,
+        "bench" => bench::HELP,
         _ => USAGE,
     }
 }
@@ -138,6 +145,8 @@ fn run(args: &[String]) -> Result<(), String> {
             }
             Ok(())
         }
+        "pktgen" => pktgen::run(rest),
+        "bench" => bench::run(rest),
         "version" | "--version" | "-V" => {
             println!(
                 "synshare {} ({}), built against DPDK {}, running {}",

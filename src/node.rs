@@ -284,6 +284,15 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
 
     let socket = socket_path(&c);
     let listener = status::listen(&socket).map_err(|e| format!("status socket {}: {e}", socket.display()))?;
+    let metrics_listener = match c.metrics {
+        Some(addr) => {
+            let l = std::net::TcpListener::bind(addr).map_err(|e| format!("metrics on {addr}: {e}"))?;
+            l.set_nonblocking(true).map_err(|e| e.to_string())?;
+            info!(%addr, "metrics");
+            Some(l)
+        }
+        None => None,
+    };
     let mut stats = Vec::new();
     for (i, sub) in subscribers.into_iter().enumerate() {
         let q = i as u16;
@@ -375,6 +384,13 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
                 &measured,
             )
         });
+        if let Some(l) = &metrics_listener {
+            crate::metrics::serve(l, || {
+                crate::metrics::render(&snapshot(
+                    &c, &sharing, capacity, &started, huge, &wire, &tap, &stats, node_mac, &measured,
+                ))
+            });
+        }
         publisher.collect();
     }
 

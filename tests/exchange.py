@@ -64,6 +64,15 @@ def main():
                 sys.exit(0)
             time.sleep(0.05)
         sys.exit(1)
+    elif cmd == "wait-held-zero":
+        i, secs = int(sys.argv[2]), float(sys.argv[3])
+        end = time.time() + secs
+        while time.time() < end:
+            s = status(i)
+            if s and s["held"] == 0:
+                sys.exit(0)
+            time.sleep(0.05)
+        sys.exit(1)
     elif cmd == "failover":
         n, dead, secs = int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
         start = float(sys.argv[5]) if len(sys.argv) > 5 else time.time()

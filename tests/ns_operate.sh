@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Operating a cluster: check-config on ten broken configurations, --help on
+# every command, `synshare status` and the metrics endpoint against what the
+# client actually sees, drain and undrain.
+source "$(dirname "$0")/lib.sh"
+X="python3 $ROOT/tests/exchange.py"
+echo "== $TEST_NAME"
+
+# --- check-config: ten kinds of broken configuration -----------------------
+good="$ROOT/configs/node.ron"
+check "check-config accepts configs/node.ron" "$BIN" check-config "$good"
+i=0
+while IFS='|' read -r field from to; do
+  [ -z "$field" ] && continue
+  i=$((i + 1))
+  f="$SS_TMP/broken$i.ron"
+  python3 -c "import sys; t = open(sys.argv[1]).read(); assert sys.argv[2] in t, sys.argv[2]; open(sys.argv[4], 'w').write(t.replace(sys.argv[2], sys.argv[3], 1))" "$good" "$from" "$to" "$f"
+  msg=$("$BIN" check-config "$f" 2>&1); rc=$?
+  echo "    $msg"
+  check "broken config $i: exit 1, names $field" bash -c '[ "$1" -eq 1 ] && grep -qF -- "$2" <<<"$3" && grep -q "broken" <<<"$3"' _ "$rc" "$field" "$msg"
+done <<'CASES'
+cluster_mac|"02:5e:00:00:01:00"|"02:5e:00:00:01"
+eal.file_prefix|file_prefix: "synshare"|file_prefix: "a/b"
+sharing.buckets|buckets: 65536|buckets: 1000
+sharing.layout|layout: rendezvous|layout: diagonal
+sharing.members[2].weight|(id: 3, weight: 2.0)|(id: 3, weight: -2.0)
+sharing.members[1].id|(id: 2, weight: 1.0)|(id: 1, weight: 1.0)
+vips[0].addr|"192.0.2.100"|"192.0.2.300"
+wire.rx_desc|rx_desc: 1024|rx_desc: 1000
+flow_table.capacity|capacity: 1048576|capacity: 10
+workers|workers: 1|workers: 0
+CASES
+check "check-config on a missing file fails" bash -c '! "$1" check-config /nonexistent.ron' _ "$BIN"
+for cmd in node check-config status drain undrain capacity coordinator pktgen bench; do
+  check "synshare $cmd --help" bash -c '"$1" "$2" --help | grep -q synshare' _ "$BIN" "$cmd"
+done
+
+# --- status and metrics against what the client sees ------------------------
+"$CLUSTER" up --nodes 3 --mode peer --weights 1,2,3 --cpu off || { fail "cluster up"; finish; exit 1; }
+client python3 "$ROOT/tests/client.py" --host 192.0.2.100 --count 3000 --parallel 16 > "$SS_TMP/c.json"
+sleep 0.3
+read -r seen <<<"$(python3 -c 'import json,sys; r = json.load(open(sys.argv[1])); print(",".join("%.1f" % (100 * r["nodes"].get("node%d" % i, 0) / r["ok"]) for i in (1, 2, 3)))' "$SS_TMP/c.json")"
+reported=$(node_json 1 | python3 -c 'import json,sys; s = json.load(sys.stdin); print(",".join("%.1f" % m["share_pct"] for m in s["members"]))')
+echo "    the client saw shares $seen; synshare status reports $reported"
+check "status shows the shares the client sees (within 3 points)" python3 -c "
+a = [float(x) for x in '$seen'.split(',')]; b = [float(x) for x in '$reported'.split(',')]
+import sys; sys.exit(0 if len(a) == len(b) == 3 and max(abs(x - y) for x, y in zip(a, b)) <= 3 else 1)"
+ip netns exec ss-node1 curl -s -m5 http://127.0.0.1:9100/metrics > "$SS_TMP/metrics.txt"
+node_json 1 > "$SS_TMP/status.json"
+check "metrics endpoint serves the same shares and counters as status" python3 - "$SS_TMP/metrics.txt" "$SS_TMP/status.json" <<'PY'
+import json, re, sys
+m = open(sys.argv[1]).read()
+s = json.load(open(sys.argv[2]))
+def val(name, **labels):
+    for line in m.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    raise SystemExit(f"no {name} {labels}")
+for mem in s["members"]:
+    assert abs(val("synshare_member_share_ratio", member=mem["id"]) * 100 - mem["share_pct"]) < 0.01, mem
+syn_m = val("synshare_frames_total", worker=0, outcome="kernel_vip_syn")
+syn_s = s["workers"][0]["counters"]["kernel_vip_syn"]
+assert syn_m >= syn_s and syn_m - syn_s < 50, (syn_m, syn_s)
+assert val("synshare_held_buckets") == s["held"]
+assert val("synshare_heartbeats_total", event="accepted") > 0
+print("metrics:", len(m.splitlines()), "lines")
+PY
+
+# --- drain and undrain ---------------------------------------------------------
+"$BIN" drain --socket /run/synshare/ss-node3.sock
+check "a draining node lets all its buckets go" $X wait-held-zero 3 5
+client python3 "$ROOT/tests/client.py" --host 192.0.2.100 --count 600 --parallel 8 > "$SS_TMP/d.json"
+n3=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["nodes"].get("node3", 0))' "$SS_TMP/d.json")
+ok=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["ok"])' "$SS_TMP/d.json")
+check "while draining it takes no new connection ($n3 of $ok), the others take them all" test "$n3" -eq 0 -a "$ok" -eq 600
+"$BIN" undrain --socket /run/synshare/ss-node3.sock
+check "undrained, it takes its share again" $X wait-held 3 3 20000 5
+finish
