@@ -377,3 +377,40 @@ pub fn set_ipv4_more_fragments(frame: &mut [u8]) {
     let sum = checksum(&frame[14..34]);
     frame[14 + 10..14 + 12].copy_from_slice(&sum.to_be_bytes());
 }
+
+/// Bytes of Ethernet, IPv4 and TCP headers (no options): the smallest TCP/IPv4 frame.
+pub const TCP4_HEADERS: usize = 14 + 20 + 20;
+/// Bytes of Ethernet, IPv6 and TCP headers (no options): the smallest TCP/IPv6 frame.
+pub const TCP6_HEADERS: usize = 14 + 40 + 20;
+
+/// A TCP/IPv4 segment to `dst_mac` carrying as much payload as makes the
+/// frame `len` bytes long (without FCS; never shorter than the headers or
+/// the Ethernet minimum of 60 bytes).
+pub fn tcp4_sized_to(
+    dst_mac: Mac,
+    src: [u8; 4],
+    sport: u16,
+    dst: [u8; 4],
+    dport: u16,
+    flags: u8,
+    len: usize,
+) -> Vec<u8> {
+    let payload = vec![0x5a; len.saturating_sub(TCP4_HEADERS)];
+    tcp4_payload_to(dst_mac, src, sport, dst, dport, flags, &payload)
+}
+
+/// A TCP/IPv6 segment to `dst_mac` carrying as much payload as makes the
+/// frame `len` bytes long (without FCS; never shorter than the 74 bytes of
+/// headers).
+pub fn tcp6_sized_to(
+    dst_mac: Mac,
+    src: [u8; 16],
+    sport: u16,
+    dst: [u8; 16],
+    dport: u16,
+    flags: u8,
+    len: usize,
+) -> Vec<u8> {
+    let payload = vec![0x5a; len.saturating_sub(TCP6_HEADERS)];
+    tcp6_payload_to(dst_mac, src, sport, dst, dport, flags, &payload)
+}

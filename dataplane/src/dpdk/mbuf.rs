@@ -82,9 +82,11 @@ impl Mbuf {
     }
 
     /// Number of segments.
+    #[inline]
     pub fn segments(&self) -> u16 {
-        // SAFETY: reads a field of a valid mbuf we own.
-        unsafe { dpdk_sys::ss_pktmbuf_nb_segs(self.raw.as_ptr()) }
+        // SAFETY: reads a plain field of a valid mbuf we own (the bindings'
+        // layout is DPDK's, generated from its headers with its cflags).
+        unsafe { (*self.raw.as_ptr()).nb_segs }
     }
 
     /// Length of the whole packet over all segments.
@@ -116,12 +118,40 @@ impl Mbuf {
     /// Prefetches the start of the packet data.
     #[inline]
     pub fn prefetch(&self) {
-        // SAFETY: a prefetch hint on the data pointer of a valid mbuf; it
-        // never faults.
-        unsafe {
-            let data = dpdk_sys::ss_pktmbuf_data(self.raw.as_ptr());
-            dpdk_sys::ss_prefetch0(data.cast());
-        }
+        // SAFETY: computes the data pointer of a valid mbuf we own; a
+        // prefetch hint never faults.
+        unsafe { prefetch0(data_ptr(self.raw.as_ptr())) }
+    }
+}
+
+/// `rte_pktmbuf_mtod(m, uint8_t *)`: the first segment's data, read from
+/// the mbuf's fields rather than through a C call (it is a macro in DPDK,
+/// and this runs several times per packet).
+///
+/// # Safety
+/// `m` must point to a valid mbuf.
+#[inline(always)]
+unsafe fn data_ptr(m: *const rte_mbuf) -> *mut u8 {
+    // SAFETY: the caller passes a valid mbuf; buf_addr + data_off stays
+    // inside its buffer, as DPDK maintains it.
+    unsafe { (*m).buf_addr.cast::<u8>().add(usize::from((*m).data_off)) }
+}
+
+/// `rte_prefetch0`.
+///
+/// # Safety
+/// None beyond the pointer being any address: a prefetch hint never faults.
+#[inline(always)]
+unsafe fn prefetch0(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE is part of x86_64; prefetching any address is harmless.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    // SAFETY: as above, through DPDK's own helper.
+    unsafe {
+        dpdk_sys::ss_prefetch0(p.cast());
     }
 }
 
@@ -132,10 +162,7 @@ impl PacketBuf for Mbuf {
         // at the mtod pointer, owned by this mbuf for the borrow's life.
         unsafe {
             let m = self.raw.as_ptr();
-            std::slice::from_raw_parts(
-                dpdk_sys::ss_pktmbuf_data(m),
-                usize::from(dpdk_sys::ss_pktmbuf_data_len(m)),
-            )
+            std::slice::from_raw_parts(data_ptr(m), usize::from((*m).data_len))
         }
     }
 
@@ -144,10 +171,7 @@ impl PacketBuf for Mbuf {
         // SAFETY: as in `bytes`, and &mut self makes the borrow exclusive.
         unsafe {
             let m = self.raw.as_ptr();
-            std::slice::from_raw_parts_mut(
-                dpdk_sys::ss_pktmbuf_data(m),
-                usize::from(dpdk_sys::ss_pktmbuf_data_len(m)),
-            )
+            std::slice::from_raw_parts_mut(data_ptr(m), usize::from((*m).data_len))
         }
     }
 
@@ -240,13 +264,22 @@ impl Burst {
     pub fn prefetch(&self, ahead: usize) {
         let i = self.next + ahead;
         if i < self.len {
-            // SAFETY: a prefetch hint on the data pointer of an mbuf we own;
-            // it never faults.
-            unsafe {
-                let data = dpdk_sys::ss_pktmbuf_data(self.pkts[i]);
-                dpdk_sys::ss_prefetch0(data.cast());
-            }
+            // SAFETY: slot i < len holds a valid mbuf this burst owns; a
+            // prefetch hint never faults.
+            unsafe { prefetch0(data_ptr(self.pkts[i])) }
         }
+    }
+
+    /// The frames not yet taken (first segments), in order, to look at
+    /// before taking them (e.g. to prefetch what deciding them will read).
+    #[inline]
+    pub fn pending(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.pkts[self.next..self.len].iter().map(|&m| {
+            // SAFETY: slots next..len hold valid mbufs this burst owns; their
+            // first segment's `data_len` bytes at the mtod pointer stay
+            // valid and unchanged while `self` is borrowed.
+            unsafe { std::slice::from_raw_parts(data_ptr(m), usize::from((*m).data_len)) }
+        })
     }
 
     fn free_rest(&mut self) {
