@@ -9,4 +9,5 @@
 pub mod availability;
 pub mod layout;
 pub mod protocol;
+pub mod sim;
 pub mod wire;

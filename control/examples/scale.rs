@@ -1,0 +1,107 @@
+//! Cluster scale in simulation: the exchange protocol with 8 to 256
+//! members. For each size: time to converge after a start, time until a
+//! dead member's buckets are held again, heartbeat bytes per second per
+//! member, and table computations per second at 65,536 buckets.
+//!
+//!   cargo run --release -p synshare-control --example scale [MAX_MEMBERS]
+
+use std::time::Instant;
+use synshare_control::layout::{Layout, MemberId, Table, Weighted};
+use synshare_control::protocol::Settings;
+use synshare_control::sim::Sim;
+use synshare_control::wire::{Heartbeat, Role};
+
+fn main() {
+    let max: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(256);
+    println!("members | converge ms | failover ms | heartbeat B | B/s sent per member | tables/s rendezvous | tables/s ranges");
+    println!("--------|-------------|-------------|-------------|---------------------|---------------------|----------------");
+    let mut n = 8;
+    while n <= max {
+        // The simulation uses 4,096 buckets so that 256 agents each
+        // computing every table stays quick; table cost at 65,536 buckets
+        // is measured apart below.
+        let settings = Settings {
+            buckets: 4096,
+            drain_ms: 1_000,
+            // The protocol does not depend on the layout; ranges keep 256
+            // simulated agents cheap. Table cost is measured below.
+            layout: Layout::Ranges,
+            ..Settings::default()
+        };
+        let weights: Vec<u32> = (0..n).map(|i| 500 + (i as u32 * 37) % 1500).collect();
+        let mut sim = Sim::new(&weights, settings, n as u64);
+        sim.delay = (1, 5);
+        let mut converged = None;
+        for _ in 0..10_000 {
+            sim.step();
+            if sim.all_held_count() {
+                converged = Some(sim.now);
+                break;
+            }
+        }
+        sim.run(1_000);
+        let bytes0: u64 = sim.bytes_sent.iter().sum();
+        let t0 = sim.now;
+        sim.run(2_000);
+        let per_member =
+            (sim.bytes_sent.iter().sum::<u64>() - bytes0) as f64 / n as f64 / ((sim.now - t0) as f64 / 1000.0);
+        let epoch = sim.agents[0]
+            .as_ref()
+            .map(|a| a.epoch().clone())
+            .expect("agent 0 lives");
+        let hb = synshare_control::wire::encode(
+            &Heartbeat {
+                segment: 0,
+                member: MemberId(1),
+                incarnation: 1,
+                seq: 1,
+                role: Role::Node,
+                draining: false,
+                weight_milli: 1000,
+                connections: 0,
+                held: 0,
+                epoch,
+            },
+            b"k",
+        )
+        .len();
+        sim.kill(n / 2);
+        let killed = sim.now;
+        let mut failover = None;
+        for _ in 0..10_000 {
+            sim.step();
+            if sim.all_held_count() {
+                failover = Some(sim.now - killed);
+                break;
+            }
+        }
+        let members: Vec<Weighted> = weights
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| Weighted {
+                id: MemberId(i as u32 + 1),
+                weight: f64::from(w),
+            })
+            .collect();
+        let rate = |layout: Layout| {
+            let start = Instant::now();
+            let mut k = 0;
+            while start.elapsed().as_millis() < 300 || k < 2 {
+                std::hint::black_box(Table::build(layout, &members, 65_536));
+                k += 1;
+            }
+            k as f64 / start.elapsed().as_secs_f64()
+        };
+        println!(
+            "{n:>7} | {:>11} | {:>11} | {hb:>11} | {:>19.0} | {:>19.1} | {:>14.1}",
+            converged.map_or("-".into(), |v| v.to_string()),
+            failover.map_or("-".into(), |v| v.to_string()),
+            per_member,
+            rate(Layout::Rendezvous),
+            rate(Layout::Ranges),
+        );
+        n *= 2;
+    }
+    println!("(simulated network: 1-5 ms delay, no loss; heartbeat interval 100 ms, timeout 400 ms;");
+    println!(" peer mode sends each heartbeat to every other member, so bytes grow with members squared)");
+}
