@@ -24,7 +24,8 @@ and accepts the connections whose hash falls in its own share.
 
 Usage:
   synshare node --config FILE.ron      run a node (DPDK dataplane + control core)
-  synshare check-config FILE.ron       validate a node configuration and exit
+  synshare check-config [--coordinator] FILE.ron
+                                       validate a node (or coordinator) configuration and exit
   synshare status (--config FILE.ron | --socket PATH) [--json]
                                        show a running node's shares and counters
   synshare pktgen --out FILE.pcap [...] write synthetic VIP traffic as a pcap
@@ -116,6 +117,12 @@ fn run(args: &[String]) -> Result<(), String> {
             } else {
                 Err(String::new())
             }
+        }
+        "check-config" if rest.first().map(String::as_str) == Some("--coordinator") => {
+            let path = rest.get(1).ok_or("synshare check-config --coordinator: name the file")?;
+            let c = config::CoordinatorConfig::load(&PathBuf::from(path)).map_err(|e| e.to_string())?;
+            println!("{path}: valid: coordinator {}, {} node(s), {} buckets", c.name, c.exchange.peers.len(), c.buckets);
+            Ok(())
         }
         "check-config" => {
             let path = rest.first().ok_or("synshare check-config: name the file")?;
