@@ -4,6 +4,9 @@
 #   scripts/cluster.sh up [--nodes N] [--weights w1,w2,...] [--layout rendezvous|ranges]
 #                         [--hugepages auto|off] [--workers W] [--mode static|peer|coordinator]
 #                         [--cpu on|off]   (off: availability ignores CPU load)
+#   scripts/cluster.sh up-segments [--weights w1,w2,w3]
+#                         two segments (patent Fig. 6): node1 on A, node2 on A and
+#                         B, node3 on B; peer mode, availability ignores CPU
 #   scripts/cluster.sh down
 #   scripts/cluster.sh status
 #   scripts/cluster.sh stop-node I | start-node I | kill-node I
@@ -37,7 +40,7 @@ ns() { local n=$1; shift; ip netns exec "$n" "$@"; }
 node_mac() { printf '02:00:00:00:00:%02x' "$((0x20 + $1))"; }
 
 our_namespaces() {
-  ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^ss-(switch|client|coord|node[0-9]+)$' || true
+  ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^ss-(switch|client|client2|coord|node[0-9]+)$' || true
 }
 
 # A CPU cgroup per node for its service (v2, or v1 cpu + cpuacct).
@@ -214,8 +217,21 @@ start_node() {
   ns "$n" ip link show ss-tap >/dev/null 2>&1 || { log "node$i: no TAP after 10 s"; tail -20 "$STATE/node$i.log" >&2; return 1; }
   ns "$n" sysctl -qw net.ipv4.conf.ss-tap.arp_announce=2 net.ipv4.conf.ss-tap.arp_ignore=1 \
     net.ipv6.conf.ss-tap.accept_dad=0 net.ipv6.conf.ss-tap.dad_transmits=0
-  ns "$n" ip addr add "192.0.2.$((20 + i))/24" dev ss-tap
-  ns "$n" ip addr add "2001:db8::$((20 + i))/64" dev ss-tap nodad
+  if [ "$(cat "$STATE/mode" 2>/dev/null)" = segments ]; then
+    # Segment A on ss-tap for node1 and node2; B on ss-tap (node3) or ss-tap2 (node2).
+    [ "$i" -le 2 ] && ns "$n" ip addr add "192.0.2.$((20 + i))/25" dev ss-tap
+    [ "$i" = 3 ] && ns "$n" ip addr add "192.0.2.$((150 + i))/25" dev ss-tap
+    if [ "$i" = 2 ]; then
+      for _ in $(seq 100); do ns "$n" ip link show ss-tap2 >/dev/null 2>&1 && break; sleep 0.1; done
+      ns "$n" sysctl -qw net.ipv4.conf.ss-tap2.arp_announce=2 net.ipv4.conf.ss-tap2.arp_ignore=1
+      ns "$n" ip addr add "192.0.2.$((150 + i))/25" dev ss-tap2
+      ns "$n" ip link set ss-tap2 up
+      ns "$n" ethtool -K ss-tap2 tx off >/dev/null 2>&1 || true
+    fi
+  else
+    ns "$n" ip addr add "192.0.2.$((20 + i))/24" dev ss-tap
+    ns "$n" ip addr add "2001:db8::$((20 + i))/64" dev ss-tap nodad
+  fi
   ns "$n" ip link set ss-tap up
   # The kernel must compute its checksums: the wire does not.
   ns "$n" ethtool -K ss-tap tx off >/dev/null 2>&1 || true
@@ -318,6 +334,125 @@ EOF
   log "up: $nodes node(s), weights ${weights:-equal}, layout $layout; state in $STATE"
 }
 
+# A veth from the switch's bridge BR into namespace NS as interface IF.
+plug() {  # plug NS IF BR TMPNAME
+  ip link add "$4" type veth peer name "$4-br"
+  ip link set "$4" netns "$1"
+  ip link set "$4-br" netns ss-switch
+  ns ss-switch ip link set "$4-br" master "$3" up
+  ns "$1" ip link set "$4" name "$2"
+}
+
+# The kernel of a node namespace kept off its wire interface IF.
+keep_kernel_off() {  # keep_kernel_off NS IF
+  ns "$1" sysctl -qw "net.ipv6.conf.$2.disable_ipv6=1" "net.ipv4.conf.$2.arp_ignore=8" "net.ipv4.conf.$2.rp_filter=0" \
+    net.ipv4.conf.all.rp_filter=0
+  ns "$1" ip link set "$2" up
+  ns "$1" ethtool -K "$2" tx off rx off >/dev/null 2>&1 || true
+  ns "$1" nft -f - <<EOF
+table netdev ss_$2 {
+  chain ingress { type filter hook ingress device "$2" priority 0; policy drop; }
+}
+EOF
+}
+
+# Two segments: A (192.0.2.0/25, VIP 192.0.2.100, client ss-client) and
+# B (192.0.2.128/25, VIP 192.0.2.200, client ss-client2). node1 is on A,
+# node2 on A and B (one member set and table per segment), node3 on B.
+up_segments() {
+  local weights=1,1,3
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --weights) weights=$2; shift 2 ;;
+      *) log "unknown option $1"; exit 2 ;;
+    esac
+  done
+  [ -x "$BIN" ] || { log "$BIN missing: run scripts/setup.sh"; exit 1; }
+  down 2>/dev/null || true
+  mkdir -p "$STATE" /run/synshare
+  rm -f "$STATE"/*.log
+  echo 3 > "$STATE/nodes"
+  echo segments > "$STATE/mode"
+  ip netns add ss-switch
+  ns ss-switch ip link set lo up
+  for br in br0 br1; do ns ss-switch ip link add "$br" type bridge; ns ss-switch ip link set "$br" up; done
+  local c
+  for c in "ss-client br0 192.0.2.10/25 02:00:00:00:00:10" "ss-client2 br1 192.0.2.138/25 02:00:00:00:00:11"; do
+    set -- $c
+    ip netns add "$1"
+    plug "$1" eth0 "$2" "ss-t$RANDOM"
+    ns "$1" ip link set lo up
+    ns "$1" ip link set eth0 address "$4"
+    ns "$1" ip addr add "$3" dev eth0
+    ns "$1" ip link set eth0 up
+    ns "$1" ethtool -K eth0 tx off >/dev/null
+  done
+  local i w
+  for i in 1 2 3; do
+    local n=ss-node$i
+    ip netns add "$n"
+    ns "$n" ip link set lo up
+    w=$(echo "$weights" | cut -d, -f"$i")
+    if [ "$i" -le 2 ]; then
+      plug "$n" wire br0 "ss-a$i"
+      ns "$n" ip link set wire address "$(node_mac "$i")"
+      keep_kernel_off "$n" wire
+      ns "$n" ip addr add 192.0.2.100/32 dev lo
+    fi
+    if [ "$i" -ge 2 ]; then
+      local bif=wire; [ "$i" = 2 ] && bif=wire2
+      plug "$n" "$bif" br1 "ss-b$i"
+      ns "$n" ip link set "$bif" address "$(printf '02:00:00:00:01:%02x' "$((0x20 + i))")"
+      keep_kernel_off "$n" "$bif"
+      ns "$n" ip addr add 192.0.2.200/32 dev lo
+    fi
+    local seg_a="" seg_b="" lcores="0,1" main=$(( i % 2 == 1 ? 0 : 1 ))
+    seg_a='wire: (device: "net_af_packet0,iface=wire"),
+    exception: (iface: "ss-tap"),
+    cluster_mac: "02:5e:00:00:01:00",
+    vips: [(addr: "192.0.2.100", tcp_ports: [80])],
+    sharing: (members: []),
+    exchange: Some((bind: "0.0.0.0:7946", peers: [PEERS_A], key: "'$KEY'", segment: 0, min_epoch_ms: 500, hysteresis: 0.05)),'
+    seg_b='wire: (device: "net_af_packet1,iface=WIREB"),
+    exception: (iface: "TAPB"),
+    cluster_mac: "02:5e:00:00:02:00",
+    vips: [(addr: "192.0.2.200", tcp_ports: [80])],
+    sharing: (members: []),
+    exchange: Some((bind: "0.0.0.0:7947", peers: [PEERS_B], key: "'$KEY'", segment: 1, min_epoch_ms: 500, hysteresis: 0.05)),'
+    local body extra=""
+    case $i in
+      1) body=${seg_a//PEERS_A/\"192.0.2.22:7946\"} ;;
+      2) body=${seg_a//PEERS_A/\"192.0.2.21:7946\"}
+         extra="segments: [($(echo "${seg_b//PEERS_B/\"192.0.2.153:7947\"}" | sed 's/WIREB/wire2/; s/TAPB/ss-tap2/'))],"
+         lcores="0@0,1@1,2@0"; main=0 ;;
+      3) body=$(echo "${seg_b//PEERS_B/\"192.0.2.152:7947\"}" | sed 's/WIREB/wire/; s/TAPB/ss-tap/; s/net_af_packet1/net_af_packet0/') ;;
+    esac
+    cat > "$STATE/node$i.ron" <<EOF
+// Generated by scripts/cluster.sh up-segments for node$i.
+(
+    name: "node$i",
+    id: $i,
+    eal: (lcores: "$lcores", main_lcore: Some($main), memory_mb: 256, file_prefix: "ss-node$i"),
+    $body
+    $extra
+    idle: (empty_polls: 64, sleep_us: 100),
+    flow_table: (capacity: 65536),
+    status_socket: Some("/run/synshare/ss-node$i.sock"),
+    availability: (capacity: ${w:-1}.0, cpu: none, service_probe: Some("127.0.0.1:80")),
+)
+EOF
+    cgroup_create "ss-node$i"
+    ip netns exec "$n" python3 "$ROOT/scripts/httpd.py" --name "node$i" --port 80 >"$STATE/httpd$i.log" 2>&1 &
+    echo $! > "$STATE/httpd$i.pid"
+    start_node "$i" || exit 1
+  done
+  for _ in $(seq 100); do
+    if python3 "$ROOT/scripts/converged.py" segments "$BIN"; then break; fi
+    sleep 0.1
+  done
+  log "up: two segments: node1 on A, node2 on A and B, node3 on B; weights $weights"
+}
+
 status() {
   local n; n=$(cat "$STATE/nodes" 2>/dev/null || echo 0)
   for i in $(seq 1 "$n"); do
@@ -327,6 +462,7 @@ status() {
 
 case ${1:-} in
   up) shift; up "$@" ;;
+  up-segments) shift; up_segments "$@" ;;
   down) down ;;
   status) status ;;
   stop-node) kill_pidfile "$STATE/node$2.pid" TERM ;;

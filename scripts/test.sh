@@ -35,6 +35,10 @@ read -r p f <<<"$(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ 
 if [ "$status" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
 record cargo-test "$p" "$f"
 
+echo "== benchmark smoke run"
+bash tests/bench_smoke.sh || true
+grep -q '^bench_smoke ' "$results" || record bench_smoke 0 1
+
 if [ $quick -eq 0 ]; then
   for t in tests/ns_*.sh; do
     bash "$t" || true

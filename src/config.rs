@@ -390,6 +390,27 @@ impl Default for AvailabilityConfig {
     }
 }
 
+/// Another segment the node has a wire port on (patent Fig. 6, claims
+/// 11-15): its own VIPs, cluster MAC, members and table, and exchange.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentConfig {
+    /// The wire port on this segment.
+    pub wire: WireConfig,
+    /// The exception port for this segment's traffic.
+    pub exception: ExceptionConfig,
+    /// The MAC this segment's VIPs resolve to.
+    #[serde(deserialize_with = "mac")]
+    pub cluster_mac: Mac,
+    /// This segment's VIPs.
+    pub vips: Vec<VipConfig>,
+    /// This segment's sharing (members and weights for static shares).
+    pub sharing: SharingConfig,
+    /// This segment's exchange (its own segment id and port).
+    #[serde(default)]
+    pub exchange: Option<ExchangeConfig>,
+}
+
 /// A node's whole configuration.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -433,6 +454,54 @@ pub struct NodeConfig {
     /// How available capacity is measured.
     #[serde(default)]
     pub availability: AvailabilityConfig,
+    /// Further segments the node is on (the fields above are its first).
+    #[serde(default)]
+    pub segments: Vec<SegmentConfig>,
+}
+
+/// One segment's fields, wherever they are written.
+pub struct SegmentView<'a> {
+    /// Index among the node's segments (0: the top-level fields).
+    pub index: usize,
+    /// Wire port.
+    pub wire: &'a WireConfig,
+    /// Exception port.
+    pub exception: &'a ExceptionConfig,
+    /// Cluster MAC.
+    pub cluster_mac: Mac,
+    /// VIPs.
+    pub vips: &'a [VipConfig],
+    /// Sharing.
+    pub sharing: &'a SharingConfig,
+    /// Exchange.
+    pub exchange: Option<&'a ExchangeConfig>,
+}
+
+impl NodeConfig {
+    /// Every segment of the node, the first from the top-level fields.
+    pub fn all_segments(&self) -> Vec<SegmentView<'_>> {
+        let mut v = vec![SegmentView {
+            index: 0,
+            wire: &self.wire,
+            exception: &self.exception,
+            cluster_mac: self.cluster_mac,
+            vips: &self.vips,
+            sharing: &self.sharing,
+            exchange: self.exchange.as_ref(),
+        }];
+        for (i, s) in self.segments.iter().enumerate() {
+            v.push(SegmentView {
+                index: i + 1,
+                wire: &s.wire,
+                exception: &s.exception,
+                cluster_mac: s.cluster_mac,
+                vips: &s.vips,
+                sharing: &s.sharing,
+                exchange: s.exchange.as_ref(),
+            });
+        }
+        v
+    }
 }
 
 fn default_workers() -> u16 {
@@ -534,52 +603,35 @@ impl NodeConfig {
                 format!("{} MiB is too little; at least 64", self.eal.memory_mb),
             );
         }
-        if self.wire.device.trim().is_empty() || self.wire.device.contains(char::is_whitespace) {
-            return bad(
-                "wire.device",
-                format!("{:?}: a PCI address or vdev arguments without spaces", self.wire.device),
-            );
+        for seg in self.all_segments() {
+            self.validate_segment(&seg)?;
         }
-        for (f, d) in [("wire.rx_desc", self.wire.rx_desc), ("wire.tx_desc", self.wire.tx_desc)] {
-            if !(64..=8192).contains(&d) || !d.is_power_of_two() {
-                return bad(f, format!("{d}: a power of two from 64 to 8192"));
-            }
-        }
-        if self.exception.iface.is_empty()
-            || self.exception.iface.len() > 15
-            || self.exception.iface.contains([',', '/', ' '])
-        {
-            return bad(
-                "exception.iface",
-                format!("{:?}: an interface name of 1 to 15 characters", self.exception.iface),
-            );
-        }
-        if let Some(m) = self.exception.mac {
-            if m.is_group() {
-                return bad("exception.mac", format!("{m} is a group address"));
-            }
-        }
-        if self.cluster_mac == Mac([0; 6]) || self.cluster_mac == Mac::BROADCAST {
-            return bad("cluster_mac", format!("{} cannot be the cluster MAC", self.cluster_mac));
-        }
-        if self.vips.is_empty() {
-            return bad("vips", "no VIP: name at least one".into());
-        }
-        for (i, v) in self.vips.iter().enumerate() {
-            if v.addr.is_unspecified() || v.addr.is_multicast() || v.addr.is_loopback() {
-                return bad(&format!("vips[{i}].addr"), format!("{} cannot be a VIP", v.addr));
-            }
-            if self.vips[..i].iter().any(|o| o.addr == v.addr) {
-                return bad(&format!("vips[{i}].addr"), format!("{} is listed twice", v.addr));
-            }
-            if v.tcp_ports.is_empty() && v.udp_ports.is_empty() {
+        let segs = self.all_segments();
+        for (i, x) in segs.iter().enumerate() {
+            let at = if x.index == 0 {
+                String::new()
+            } else {
+                format!("segments[{}].", x.index - 1)
+            };
+            if segs[..i].iter().any(|o| o.exception.iface == x.exception.iface) {
                 return bad(
-                    &format!("vips[{i}]"),
-                    "serves no port: list tcp_ports or udp_ports".into(),
+                    &format!("{at}exception.iface"),
+                    format!("{:?} is used by another segment", x.exception.iface),
                 );
             }
-            if v.tcp_ports.contains(&0) || v.udp_ports.contains(&0) {
-                return bad(&format!("vips[{i}]"), "port 0 cannot be served".into());
+            if segs[..i].iter().any(|o| o.wire.device == x.wire.device) {
+                return bad(&format!("{at}wire.device"), "used by another segment".into());
+            }
+            if let Some(e) = x.exchange {
+                if segs[..i].iter().any(|o| {
+                    o.exchange
+                        .is_some_and(|oe| oe.segment == e.segment || oe.bind == e.bind)
+                }) {
+                    return bad(
+                        &format!("{at}exchange"),
+                        "segment id and bind address must differ between segments".into(),
+                    );
+                }
             }
         }
         if self.workers == 0 || self.workers > 16 {
@@ -598,41 +650,18 @@ impl NodeConfig {
                 "timeouts must be positive, established_s at most 86400".into(),
             );
         }
-        let s = &self.sharing;
-        if !s.buckets.is_power_of_two() || !(16..=(1 << 20)).contains(&s.buckets) {
-            return bad(
-                "sharing.buckets",
-                format!("{}: a power of two from 16 to 1048576", s.buckets),
-            );
-        }
-        if s.members.is_empty() && self.exchange.is_none() {
-            return bad(
-                "sharing.members",
-                "empty: list every member, this node included (or configure an exchange)".into(),
-            );
-        }
-        for (i, m) in s.members.iter().enumerate() {
-            if !m.weight.is_finite() || m.weight < 0.0 {
-                return bad(
-                    &format!("sharing.members[{i}].weight"),
-                    format!("{}: a finite weight >= 0", m.weight),
-                );
+        for x in self.all_segments() {
+            if x.exchange.is_none() && !x.sharing.members.iter().any(|m| m.id == self.id) {
+                let at = if x.index == 0 {
+                    String::new()
+                } else {
+                    format!("segments[{}].", x.index - 1)
+                };
+                return bad("id", format!("{} is not among {at}sharing.members", self.id));
             }
-            if s.members[..i].iter().any(|o| o.id == m.id) {
-                return bad(
-                    &format!("sharing.members[{i}].id"),
-                    format!("member {} is listed twice", m.id),
-                );
-            }
-        }
-        if self.exchange.is_none() && !s.members.iter().any(|m| m.id == self.id) {
-            return bad("id", format!("{} is not among sharing.members", self.id));
         }
         if self.id == 0 {
             return bad("id", "0 is the coordinator's id; nodes use 1 and up".into());
-        }
-        if let Some(x) = &self.exchange {
-            validate_exchange(x, "exchange")?;
         }
         let a = &self.availability;
         if !a.capacity.is_finite() || a.capacity < 0.0 || a.capacity > 1_000_000.0 {
@@ -651,6 +680,98 @@ impl NodeConfig {
             if name.is_empty() || name.contains("..") {
                 return bad("availability.cpu", format!("cgroup {name:?} is not a cgroup name"));
             }
+        }
+        Ok(())
+    }
+
+    /// Checks one segment's fields.
+    fn validate_segment(&self, x: &SegmentView<'_>) -> Result<(), (String, String)> {
+        let bad = |f: &str, m: String| Err((f.to_owned(), m));
+        let at = if x.index == 0 {
+            String::new()
+        } else {
+            format!("segments[{}].", x.index - 1)
+        };
+        if x.wire.device.trim().is_empty() || x.wire.device.contains(char::is_whitespace) {
+            return bad(
+                &format!("{at}wire.device"),
+                format!("{:?}: a PCI address or vdev arguments without spaces", x.wire.device),
+            );
+        }
+        for (f, d) in [
+            (format!("{at}wire.rx_desc"), x.wire.rx_desc),
+            (format!("{at}wire.tx_desc"), x.wire.tx_desc),
+        ] {
+            if !(64..=8192).contains(&d) || !d.is_power_of_two() {
+                return bad(&f, format!("{d}: a power of two from 64 to 8192"));
+            }
+        }
+        if x.exception.iface.is_empty() || x.exception.iface.len() > 15 || x.exception.iface.contains([',', '/', ' ']) {
+            return bad(
+                &format!("{at}exception.iface"),
+                format!("{:?}: an interface name of 1 to 15 characters", x.exception.iface),
+            );
+        }
+        if let Some(m) = x.exception.mac {
+            if m.is_group() {
+                return bad(&format!("{at}exception.mac"), format!("{m} is a group address"));
+            }
+        }
+        if x.cluster_mac == Mac([0; 6]) || x.cluster_mac == Mac::BROADCAST {
+            return bad(
+                &format!("{at}cluster_mac"),
+                format!("{} cannot be the cluster MAC", x.cluster_mac),
+            );
+        }
+        if x.vips.is_empty() {
+            return bad(&format!("{at}vips"), "no VIP: name at least one".into());
+        }
+        for (i, v) in x.vips.iter().enumerate() {
+            if v.addr.is_unspecified() || v.addr.is_multicast() || v.addr.is_loopback() {
+                return bad(&format!("{at}vips[{i}].addr"), format!("{} cannot be a VIP", v.addr));
+            }
+            if x.vips[..i].iter().any(|o| o.addr == v.addr) {
+                return bad(&format!("{at}vips[{i}].addr"), format!("{} is listed twice", v.addr));
+            }
+            if v.tcp_ports.is_empty() && v.udp_ports.is_empty() {
+                return bad(
+                    &format!("{at}vips[{i}]"),
+                    "serves no port: list tcp_ports or udp_ports".into(),
+                );
+            }
+            if v.tcp_ports.contains(&0) || v.udp_ports.contains(&0) {
+                return bad(&format!("{at}vips[{i}]"), "port 0 cannot be served".into());
+            }
+        }
+        let s = x.sharing;
+        if !s.buckets.is_power_of_two() || !(16..=(1 << 20)).contains(&s.buckets) {
+            return bad(
+                &format!("{at}sharing.buckets"),
+                format!("{}: a power of two from 16 to 1048576", s.buckets),
+            );
+        }
+        if s.members.is_empty() && x.exchange.is_none() {
+            return bad(
+                &format!("{at}sharing.members"),
+                "empty: list every member, this node included (or configure an exchange)".into(),
+            );
+        }
+        for (i, m) in s.members.iter().enumerate() {
+            if !m.weight.is_finite() || m.weight < 0.0 {
+                return bad(
+                    &format!("{at}sharing.members[{i}].weight"),
+                    format!("{}: a finite weight >= 0", m.weight),
+                );
+            }
+            if s.members[..i].iter().any(|o| o.id == m.id) {
+                return bad(
+                    &format!("{at}sharing.members[{i}].id"),
+                    format!("member {} is listed twice", m.id),
+                );
+            }
+        }
+        if let Some(e) = x.exchange {
+            validate_exchange(e, &format!("{at}exchange"))?;
         }
         Ok(())
     }

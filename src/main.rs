@@ -119,9 +119,16 @@ fn run(args: &[String]) -> Result<(), String> {
             }
         }
         "check-config" if rest.first().map(String::as_str) == Some("--coordinator") => {
-            let path = rest.get(1).ok_or("synshare check-config --coordinator: name the file")?;
+            let path = rest
+                .get(1)
+                .ok_or("synshare check-config --coordinator: name the file")?;
             let c = config::CoordinatorConfig::load(&PathBuf::from(path)).map_err(|e| e.to_string())?;
-            println!("{path}: valid: coordinator {}, {} node(s), {} buckets", c.name, c.exchange.peers.len(), c.buckets);
+            println!(
+                "{path}: valid: coordinator {}, {} node(s), {} buckets",
+                c.name,
+                c.exchange.peers.len(),
+                c.buckets
+            );
             Ok(())
         }
         "check-config" => {

@@ -84,19 +84,24 @@ pub fn eal_args(c: &NodeConfig) -> (Vec<String>, bool) {
     } else {
         args.extend(["--no-huge".into(), "-m".into(), c.eal.memory_mb.to_string()]);
     }
-    if is_vdev(&c.wire.device) {
-        args.extend(["--no-pci".into(), "--vdev".into(), c.wire.device.clone()]);
-    } else {
-        args.extend(["-a".into(), c.wire.device.clone()]);
+    let segments = c.all_segments();
+    if segments.iter().all(|s| is_vdev(&s.wire.device)) {
+        args.push("--no-pci".into());
+    }
+    for s in &segments {
+        if is_vdev(&s.wire.device) {
+            args.extend(["--vdev".into(), s.wire.device.clone()]);
+        } else {
+            args.extend(["-a".into(), s.wire.device.clone()]);
+        }
     }
     args.extend(c.eal.extra_args.iter().cloned());
     (args, huge)
 }
 
 /// The table of the configured members with their configured weights.
-pub fn static_table(c: &NodeConfig) -> Table {
-    let members: Vec<Weighted> = c
-        .sharing
+pub fn static_table(sharing: &crate::config::SharingConfig) -> Table {
+    let members: Vec<Weighted> = sharing
         .members
         .iter()
         .map(|m| Weighted {
@@ -104,7 +109,7 @@ pub fn static_table(c: &NodeConfig) -> Table {
             weight: m.weight,
         })
         .collect();
-    Table::build(c.sharing.layout, &members, c.sharing.buckets)
+    Table::build(sharing.layout, &members, sharing.buckets)
 }
 
 /// This node's view of `table`: its own buckets settled, the rest foreign.
@@ -126,6 +131,27 @@ pub fn socket_path(c: &NodeConfig) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(format!("/run/synshare/{}.sock", c.name)))
 }
 
+/// One segment of a running node: its ports, decisions, shares, workers.
+struct Segment {
+    index: usize,
+    wire_name: String,
+    wire: Port,
+    tap: Port,
+    node_mac: synshare_dataplane::packet::Mac,
+    sharing: Sharing,
+    publisher: Publisher,
+    stats: Vec<Arc<WorkerStats>>,
+}
+
+/// Node-wide availability state, shared by every segment's exchange.
+struct Availability {
+    formula: Formula,
+    smoother: Smoother,
+    last_inputs: Option<Inputs>,
+    raw: f64,
+    capacity: f64,
+}
+
 /// Runs the node until SIGINT or SIGTERM.
 pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
     let stop = Arc::new(AtomicBool::new(false));
@@ -135,130 +161,164 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
 
     let (args, huge) = eal_args(&c);
     info!(node = %c.name, config = %config_path.display(), eal = ?args, hugepages = huge, "starting");
-    // Locals drop in reverse order: ports, then the pool, then EAL.
+    // Locals drop in reverse order: segments (ports), then the pool, then EAL.
     let eal = Eal::init(&args).map_err(|e| format!("EAL: {e}"))?;
+    let views = c.all_segments();
     let workers_lcores = eal.worker_lcores();
-    if workers_lcores.len() < usize::from(c.workers) {
+    let needed = usize::from(c.workers) * views.len();
+    if workers_lcores.len() < needed {
         return Err(format!(
-            "eal.lcores {:?} gives {} worker lcore(s), {} workers configured",
+            "eal.lcores {:?} gives {} worker lcore(s); {} workers x {} segment(s) need {needed}",
             c.eal.lcores,
             workers_lcores.len(),
-            c.workers
+            c.workers,
+            views.len()
         ));
     }
     let queues = c.workers;
-    let mbufs = (u32::from(queues) * (u32::from(c.wire.rx_desc) + u32::from(c.wire.tx_desc)) * 2 + 4096)
-        .next_power_of_two()
-        - 1;
+    let descs: u32 = views
+        .iter()
+        .map(|v| u32::from(v.wire.rx_desc) + u32::from(v.wire.tx_desc) + 1024)
+        .sum();
+    let mbufs = (u32::from(queues) * descs * 2 + 4096).next_power_of_two() - 1;
     let pool = Arc::new(Mempool::new("ss_mbufs", mbufs, 256, 2048 + 128, 0).map_err(|e| e.to_string())?);
-
-    let wire_name = wire_port_name(&c.wire.device);
-    let wire_id = Port::find(&wire_name).map_err(|e| format!("wire port: {e}"))?;
-    let wire = Port::start(
-        wire_id,
-        &wire_name,
-        &PortConfig {
-            rx_queues: queues,
-            tx_queues: queues,
-            rx_desc: c.wire.rx_desc,
-            tx_desc: c.wire.tx_desc,
-            rss_key: c.wire.rss.then_some(SYMMETRIC_KEY),
-            promiscuous: true,
-        },
-        Arc::clone(&pool),
-    )
-    .map_err(|e| format!("wire port: {e}"))?;
-    let node_mac = wire.mac().map_err(|e| e.to_string())?;
-    let kernel_mac = c.exception.mac.unwrap_or(node_mac);
-
-    let tap_name = "net_tap0";
-    eal.probe(&format!("{tap_name},iface={},mac={kernel_mac}", c.exception.iface))
-        .map_err(|e| format!("exception port: {e}"))?;
-    let tap_id = Port::find(tap_name).map_err(|e| format!("exception port: {e}"))?;
-    let tap = Port::start(
-        tap_id,
-        tap_name,
-        &PortConfig {
-            rx_queues: queues,
-            tx_queues: queues,
-            rx_desc: 512,
-            tx_desc: 512,
-            rss_key: None,
-            promiscuous: false,
-        },
-        Arc::clone(&pool),
-    )
-    .map_err(|e| format!("exception port: {e}"))?;
-    info!(
-        wire = %wire_name, driver = %wire.driver(), mac = %node_mac, rss = wire.rss_hash(),
-        tap = %c.exception.iface, kernel_mac = %kernel_mac, "ports up"
-    );
-
-    let classifier = Arc::new(Classifier::new(NodeAddresses {
-        node_mac,
-        kernel_mac,
-        cluster_mac: c.cluster_mac,
-        vips: c
-            .vips
-            .iter()
-            .map(|v| Vip::new(Addr::from(v.addr), &v.tcp_ports, &v.udp_ports))
-            .collect(),
-    }));
     let me = MemberId(c.id);
-    let worker_stop = Arc::new(AtomicBool::new(false));
-    let timeouts = FlowTimeouts {
-        half_open_ms: c.flow_table.half_open_ms,
-        established_ms: c.flow_table.established_s.saturating_mul(1000),
-        closing_ms: c.flow_table.closing_ms,
-    };
-    let tuning = WorkerTuning {
-        idle_polls: c.idle.empty_polls,
-        idle_sleep_us: c.idle.sleep_us,
-        ..WorkerTuning::default()
-    };
 
-    // Static shares: the configured table, held since start. With an
-    // exchange: nothing until the cluster's table gives this node buckets.
-    let mut sharing = match &c.exchange {
-        None => {
-            let table = static_table(&c);
-            let view = static_view(&table, me, 1);
-            info!(layout = ?c.sharing.layout, buckets = table.len(), owned = view.count(BucketState::Settled),
-                  members = c.sharing.members.len(), "static bucket table");
-            Sharing::Static { table, view }
-        }
-        Some(x) => {
-            let formula = formula(&c, c.availability.capacity);
-            let weight = (formula.availability(&Inputs {
-                service_up: true,
-                ..Inputs::default()
-            }) * 1000.0) as u32;
-            let ex = Exchange::new(
-                x,
-                me,
-                AgentParams {
-                    role: Role::Node,
-                    buckets: c.sharing.buckets,
-                    layout: c.sharing.layout,
-                    drain_ms: u64::from(c.sharing.drain_ms),
-                },
-                weight,
-            )?;
-            info!(bind = %x.bind, peers = ?x.peers, coordinator = ?x.coordinator, segment = x.segment,
-                  interval_ms = x.interval_ms, timeout_ms = x.timeout_ms, "availability exchange");
-            let view = OwnershipView::new(c.sharing.buckets, 0);
-            Sharing::Dynamic(Box::new(Dynamic {
-                ex,
-                formula,
-                smoother: Smoother::new(c.availability.alpha, c.availability.max_step),
-                last_inputs: None,
-                raw: 0.0,
-                view,
-                published: 0,
-            }))
-        }
+    let mut availability = Availability {
+        formula: formula(&c, c.availability.capacity),
+        smoother: Smoother::new(c.availability.alpha, c.availability.max_step),
+        last_inputs: None,
+        raw: 0.0,
+        capacity: c.availability.capacity,
     };
-    let (publisher, subscribers) = Publisher::new(usize::from(c.workers), sharing.view());
+    let initial_weight = (availability.formula.availability(&Inputs {
+        service_up: true,
+        ..Inputs::default()
+    }) * 1000.0) as u32;
+
+    let mut segments: Vec<Segment> = Vec::new();
+    let mut pending_workers: Vec<Vec<Worker>> = Vec::new();
+    for v in &views {
+        let wire_name = wire_port_name(&v.wire.device);
+        let wire_id = Port::find(&wire_name).map_err(|e| format!("segment {} wire port: {e}", v.index))?;
+        let wire = Port::start(
+            wire_id,
+            &wire_name,
+            &PortConfig {
+                rx_queues: queues,
+                tx_queues: queues,
+                rx_desc: v.wire.rx_desc,
+                tx_desc: v.wire.tx_desc,
+                rss_key: v.wire.rss.then_some(SYMMETRIC_KEY),
+                promiscuous: true,
+            },
+            Arc::clone(&pool),
+        )
+        .map_err(|e| format!("segment {} wire port: {e}", v.index))?;
+        let node_mac = wire.mac().map_err(|e| e.to_string())?;
+        let kernel_mac = v.exception.mac.unwrap_or(node_mac);
+        let tap_name = format!("net_tap{}", v.index);
+        eal.probe(&format!("{tap_name},iface={},mac={kernel_mac}", v.exception.iface))
+            .map_err(|e| format!("segment {} exception port: {e}", v.index))?;
+        let tap_id = Port::find(&tap_name).map_err(|e| format!("segment {} exception port: {e}", v.index))?;
+        let tap = Port::start(
+            tap_id,
+            &tap_name,
+            &PortConfig {
+                rx_queues: queues,
+                tx_queues: queues,
+                rx_desc: 512,
+                tx_desc: 512,
+                rss_key: None,
+                promiscuous: false,
+            },
+            Arc::clone(&pool),
+        )
+        .map_err(|e| format!("segment {} exception port: {e}", v.index))?;
+        info!(
+            segment = v.index, wire = %wire_name, driver = %wire.driver(), mac = %node_mac, rss = wire.rss_hash(),
+            tap = %v.exception.iface, kernel_mac = %kernel_mac, "ports up"
+        );
+        let classifier = Arc::new(Classifier::new(NodeAddresses {
+            node_mac,
+            kernel_mac,
+            cluster_mac: v.cluster_mac,
+            vips: v
+                .vips
+                .iter()
+                .map(|x| Vip::new(Addr::from(x.addr), &x.tcp_ports, &x.udp_ports))
+                .collect(),
+        }));
+        // Static shares: the configured table, held since start. With an
+        // exchange: nothing until the segment's table gives this node buckets.
+        let sharing = match v.exchange {
+            None => {
+                let table = static_table(v.sharing);
+                let view = static_view(&table, me, 1);
+                info!(segment = v.index, layout = ?v.sharing.layout, buckets = table.len(),
+                      owned = view.count(BucketState::Settled), members = v.sharing.members.len(), "static bucket table");
+                Sharing::Static { table, view }
+            }
+            Some(x) => {
+                let ex = Exchange::new(
+                    x,
+                    me,
+                    AgentParams {
+                        role: Role::Node,
+                        buckets: v.sharing.buckets,
+                        layout: v.sharing.layout,
+                        drain_ms: u64::from(v.sharing.drain_ms),
+                    },
+                    initial_weight,
+                )?;
+                info!(segment = v.index, bind = %x.bind, peers = ?x.peers, coordinator = ?x.coordinator,
+                      segment_id = x.segment, interval_ms = x.interval_ms, timeout_ms = x.timeout_ms, "availability exchange");
+                Sharing::Dynamic(Box::new(Dynamic {
+                    ex,
+                    view: OwnershipView::new(v.sharing.buckets, 0),
+                    published: 0,
+                }))
+            }
+        };
+        let (publisher, subscribers) = Publisher::new(usize::from(c.workers), sharing.view());
+        let timeouts = FlowTimeouts {
+            half_open_ms: c.flow_table.half_open_ms,
+            established_ms: c.flow_table.established_s.saturating_mul(1000),
+            closing_ms: c.flow_table.closing_ms,
+        };
+        let mut stats = Vec::new();
+        let mut workers = Vec::new();
+        for (i, sub) in subscribers.into_iter().enumerate() {
+            let q = i as u16;
+            let s = Arc::new(WorkerStats::default());
+            stats.push(Arc::clone(&s));
+            workers.push(Worker {
+                index: q,
+                classifier: Arc::clone(&classifier),
+                view: sub,
+                flows: FlowTable::new(c.flow_table.capacity as usize, timeouts),
+                wire_rx: wire.rx_queue(q),
+                wire_tx: wire.tx_queue(q),
+                kernel_rx: tap.rx_queue(q),
+                kernel_tx: tap.tx_queue(q),
+                use_rss: wire.rss_hash(),
+                stats: s,
+                stop: Arc::new(AtomicBool::new(false)),
+                tuning: WorkerTuning::default(),
+            });
+        }
+        pending_workers.push(workers);
+        segments.push(Segment {
+            index: v.index,
+            wire_name,
+            wire,
+            tap,
+            node_mac,
+            sharing,
+            publisher,
+            stats,
+        });
+    }
 
     // Measuring runs on its own thread (a probe may block); its samples
     // come here.
@@ -266,7 +326,8 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
     let measured = Arc::new(Measured::default());
     let (inputs_tx, inputs_rx) = mpsc::channel();
     let measure_stop = Arc::new(AtomicBool::new(false));
-    let measure_thread = if c.exchange.is_some() {
+    let dynamic = segments.iter().any(|s| matches!(s.sharing, Sharing::Dynamic(_)));
+    let measure_thread = if dynamic {
         Some(measure::start(
             &c.availability,
             Arc::clone(&connections),
@@ -277,11 +338,9 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
     } else {
         None
     };
-
     let reload = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
         .map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
-
     let socket = socket_path(&c);
     let listener = status::listen(&socket).map_err(|e| format!("status socket {}: {e}", socket.display()))?;
     let metrics_listener = match c.metrics {
@@ -293,122 +352,127 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
         }
         None => None,
     };
-    let mut stats = Vec::new();
-    for (i, sub) in subscribers.into_iter().enumerate() {
-        let q = i as u16;
-        let s = Arc::new(WorkerStats::default());
-        stats.push(Arc::clone(&s));
-        let worker = Worker {
-            index: q,
-            classifier: Arc::clone(&classifier),
-            view: sub,
-            flows: FlowTable::new(c.flow_table.capacity as usize, timeouts),
-            wire_rx: wire.rx_queue(q),
-            wire_tx: wire.tx_queue(q),
-            kernel_rx: tap.rx_queue(q),
-            kernel_tx: tap.tx_queue(q),
-            use_rss: wire.rss_hash(),
-            stats: s,
-            stop: Arc::clone(&worker_stop),
-            tuning: tuning.clone(),
-        };
-        dpdk::launch(workers_lcores[i], move || worker.run()).map_err(|e| e.to_string())?;
+
+    // Every fallible step is done: launch the workers.
+    let worker_stop = Arc::new(AtomicBool::new(false));
+    let tuning = WorkerTuning {
+        idle_polls: c.idle.empty_polls,
+        idle_sleep_us: c.idle.sleep_us,
+        ..WorkerTuning::default()
+    };
+    let mut lcores = workers_lcores.into_iter();
+    for workers in pending_workers.drain(..) {
+        for mut w in workers {
+            w.stop = Arc::clone(&worker_stop);
+            w.tuning = tuning.clone();
+            let Some(lcore) = lcores.next() else { break };
+            if let Err(e) = dpdk::launch(lcore, move || w.run()) {
+                worker_stop.store(true, Ordering::Relaxed);
+                dpdk::wait_all();
+                return Err(e.to_string());
+            }
+        }
     }
 
     let started = Instant::now();
-    let mut capacity = c.availability.capacity;
-    info!(socket = %socket.display(), "serving");
-    println!(
-        "synshare node {} up: wire {} ({}), tap {} ({}), status {}",
-        c.name,
-        wire_name,
-        node_mac,
-        c.exchange
-            .as_ref()
-            .map_or("static shares".to_owned(), |x| format!("exchange on {}", x.bind)),
-        kernel_mac,
-        socket.display()
-    );
+    info!(socket = %socket.display(), segments = segments.len(), "serving");
+    for s in &segments {
+        println!(
+            "synshare node {} segment {} up: wire {} ({}), {}, status {}",
+            c.name,
+            s.index,
+            s.wire_name,
+            s.node_mac,
+            match &s.sharing {
+                Sharing::Static { .. } => "static shares".to_owned(),
+                Sharing::Dynamic(d) => format!("exchange segment {}", d.ex.agent.settings().segment),
+            },
+            socket.display()
+        );
+    }
 
+    let poll_wait = if segments.len() > 1 {
+        Duration::from_millis(1)
+    } else {
+        Duration::from_millis(20)
+    };
     while !stop.load(Ordering::Relaxed) {
-        let flows: u64 = stats.iter().map(|s| s.flows.load(Ordering::Relaxed)).sum();
+        let flows: u64 = segments
+            .iter()
+            .flat_map(|s| &s.stats)
+            .map(|s| s.flows.load(Ordering::Relaxed))
+            .sum();
         connections.store(flows, Ordering::Relaxed);
         if reload.swap(false, Ordering::Relaxed) {
             match NodeConfig::load(config_path) {
                 Ok(new) => {
-                    capacity = new.availability.capacity;
-                    info!(capacity, "configuration reloaded (availability.capacity)");
+                    availability.capacity = new.availability.capacity;
+                    info!(
+                        capacity = availability.capacity,
+                        "configuration reloaded (availability.capacity)"
+                    );
                 }
                 Err(e) => warn!(error = %e, "reload refused: the running configuration stays"),
             }
         }
-        match &mut sharing {
-            Sharing::Static { .. } => std::thread::sleep(Duration::from_millis(20)),
-            Sharing::Dynamic(d) => {
-                let wait = d.ex.wait_hint();
-                d.ex.poll(wait);
-                while let Ok(inputs) = inputs_rx.try_recv() {
-                    d.formula.capacity = capacity;
-                    d.raw = d.formula.availability(&inputs);
-                    let smoothed = d.smoother.update(d.raw, capacity);
-                    d.ex.agent.set_weight((smoothed * 1000.0).round() as u32);
-                    d.last_inputs = Some(inputs);
-                }
-                d.ex.agent.set_connections(flows.min(u64::from(u32::MAX)) as u32);
-                d.ex.tick();
-                if d.ex.agent.take_view_changed() {
-                    let now = d.ex.now_ms();
-                    d.published += 1;
-                    d.view = view_of(&d.ex.agent.rights(now), d.published);
-                    publisher.publish(&d.view);
-                    debug!(
-                        epoch = d.ex.agent.epoch().number,
-                        held = d.ex.agent.held_count(),
-                        "published view"
-                    );
-                }
+        let mut weight = None;
+        while let Ok(inputs) = inputs_rx.try_recv() {
+            availability.formula.capacity = availability.capacity;
+            availability.raw = availability.formula.availability(&inputs);
+            let smoothed = availability.smoother.update(availability.raw, availability.capacity);
+            weight = Some((smoothed * 1000.0).round() as u32);
+            availability.last_inputs = Some(inputs);
+        }
+        if !dynamic {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for seg in segments.iter_mut() {
+            let Sharing::Dynamic(d) = &mut seg.sharing else {
+                continue;
+            };
+            d.ex.poll(d.ex.wait_hint().min(poll_wait));
+            if let Some(w) = weight {
+                d.ex.agent.set_weight(w);
+            }
+            d.ex.agent.set_connections(flows.min(u64::from(u32::MAX)) as u32);
+            d.ex.tick();
+            if d.ex.agent.take_view_changed() {
+                let now = d.ex.now_ms();
+                d.published += 1;
+                d.view = view_of(&d.ex.agent.rights(now), d.published);
+                seg.publisher.publish(&d.view);
+                debug!(
+                    segment = seg.index,
+                    epoch = d.ex.agent.epoch().number,
+                    held = d.ex.agent.held_count(),
+                    "published view"
+                );
             }
         }
         status::serve(&listener, |request| {
-            handle_request(
-                request,
-                &c,
-                &mut sharing,
-                &mut capacity,
-                &started,
-                huge,
-                &wire,
-                &tap,
-                &stats,
-                node_mac,
-                &measured,
-            )
+            handle_request(request, &c, &mut segments, &mut availability, &started, huge, &measured)
         });
         if let Some(l) = &metrics_listener {
             crate::metrics::serve(l, || {
-                crate::metrics::render(&snapshot(
-                    &c, &sharing, capacity, &started, huge, &wire, &tap, &stats, node_mac, &measured,
-                ))
+                crate::metrics::render(&snapshot(&c, &segments, &availability, &started, huge, &measured))
             });
         }
-        publisher.collect();
+        for s in &segments {
+            s.publisher.collect();
+        }
     }
 
     info!("stopping");
     worker_stop.store(true, Ordering::Relaxed);
     measure_stop.store(true, Ordering::Relaxed);
     dpdk::wait_all();
-    let last = snapshot(
-        &c, &sharing, capacity, &started, huge, &wire, &tap, &stats, node_mac, &measured,
-    );
+    let last = snapshot(&c, &segments, &availability, &started, huge, &measured);
     println!("{}", status::summary(&last));
     let _ = std::fs::remove_file(&socket);
     if let Some(t) = measure_thread {
         let _ = t.join();
     }
-    drop(publisher);
-    drop(tap);
-    drop(wire);
+    drop(segments);
     drop(pool);
     drop(eal);
     if last.wire.rx_nombuf > 0 {
@@ -425,10 +489,6 @@ enum Sharing {
 
 struct Dynamic {
     ex: Exchange,
-    formula: Formula,
-    smoother: Smoother,
-    last_inputs: Option<Inputs>,
-    raw: f64,
     view: OwnershipView,
     published: u64,
 }
@@ -469,25 +529,23 @@ pub fn view_of(rights: &[Right], epoch: u64) -> OwnershipView {
         .unwrap_or_else(|| OwnershipView::new(rights.len().next_power_of_two() as u32, epoch))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn snapshot(
+/// The status of one segment (the first carries the others in `segments`).
+fn segment_status(
     c: &NodeConfig,
-    sharing: &Sharing,
-    capacity: f64,
+    seg: &Segment,
+    av: &Availability,
     started: &Instant,
     huge: bool,
-    wire: &Port,
-    tap: &Port,
-    stats: &[Arc<WorkerStats>],
-    node_mac: synshare_dataplane::packet::Mac,
     measured: &Measured,
 ) -> NodeStatus {
-    let (epoch, layout, buckets, members, exchange, availability) = match sharing {
+    let sharing_cfg = c.all_segments()[seg.index].sharing;
+    let cluster_mac = c.all_segments()[seg.index].cluster_mac;
+    let (epoch, layout, buckets, members, exchange, availability) = match &seg.sharing {
         Sharing::Static { table, .. } => (
             1,
-            format!("{:?}", c.sharing.layout).to_lowercase(),
+            format!("{:?}", sharing_cfg.layout).to_lowercase(),
             table.len() as u32,
-            status::members(c, table),
+            status::members(&sharing_cfg.members, table),
             None,
             None,
         ),
@@ -503,31 +561,33 @@ fn snapshot(
                     share_pct: m.share_pct,
                 })
                 .collect();
-            let inputs = d.last_inputs.unwrap_or_default();
-            let av = status::AvailabilityStatus {
-                capacity,
+            let inputs = av.last_inputs.unwrap_or_default();
+            let a = status::AvailabilityStatus {
+                capacity: av.capacity,
                 cpu_busy: inputs.cpu_busy,
                 connections: inputs.connections,
                 temperature_c: inputs.temperature_c,
                 power_w: inputs.power_w,
-                service_up: measured.service_up.load(Ordering::Relaxed) || d.last_inputs.is_none(),
-                raw: d.raw,
-                smoothed: d.smoother.value().unwrap_or(0.0),
+                service_up: measured.service_up.load(Ordering::Relaxed) || av.last_inputs.is_none(),
+                raw: av.raw,
+                smoothed: av.smoother.value().unwrap_or(0.0),
                 draining: d.ex.agent.draining(),
             };
             (
                 x.epoch,
                 format!("{:?}", d.ex.agent.settings().layout).to_lowercase(),
-                c.sharing.buckets,
+                sharing_cfg.buckets,
                 members,
                 Some(x),
-                Some(av),
+                Some(a),
             )
         }
     };
+    let view = seg.sharing.view();
     NodeStatus {
         name: c.name.clone(),
         id: c.id,
+        segment: seg.index as u32,
         dpdk: dpdk::version(),
         hugepages: huge,
         uptime_s: started.elapsed().as_secs_f64(),
@@ -535,43 +595,68 @@ fn snapshot(
         layout,
         buckets,
         members,
-        node_mac: node_mac.to_string(),
-        cluster_mac: c.cluster_mac.to_string(),
-        wire: status::port(wire),
-        exception: status::port(tap),
-        workers: stats.iter().enumerate().map(|(i, s)| status::worker(i, s)).collect(),
-        held: sharing.view().count(BucketState::Claimed) as u32 + sharing.view().count(BucketState::Settled) as u32,
+        node_mac: seg.node_mac.to_string(),
+        cluster_mac: cluster_mac.to_string(),
+        wire: status::port(&seg.wire),
+        exception: status::port(&seg.tap),
+        workers: seg
+            .stats
+            .iter()
+            .enumerate()
+            .map(|(i, s)| status::worker(i, s))
+            .collect(),
+        held: (view.count(BucketState::Claimed) + view.count(BucketState::Settled)) as u32,
         exchange,
         availability,
+        segments: Vec::new(),
     }
 }
 
+/// The node's status: its first segment, with the others in `segments`.
+fn snapshot(
+    c: &NodeConfig,
+    segments: &[Segment],
+    av: &Availability,
+    started: &Instant,
+    huge: bool,
+    measured: &Measured,
+) -> NodeStatus {
+    let mut first = segment_status(c, &segments[0], av, started, huge, measured);
+    first.segments = segments[1..]
+        .iter()
+        .map(|s| segment_status(c, s, av, started, huge, measured))
+        .collect();
+    first
+}
+
 /// Answers one request of the status socket.
-#[allow(clippy::too_many_arguments)]
 fn handle_request(
     request: &str,
     c: &NodeConfig,
-    sharing: &mut Sharing,
-    capacity: &mut f64,
+    segments: &mut [Segment],
+    av: &mut Availability,
     started: &Instant,
     huge: bool,
-    wire: &Port,
-    tap: &Port,
-    stats: &[Arc<WorkerStats>],
-    node_mac: synshare_dataplane::packet::Mac,
     measured: &Measured,
 ) -> String {
     let mut words = request.split_whitespace();
     let verb = words.next().unwrap_or("status");
     let reply = |ok: bool, message: String| serde_json::json!({ "ok": ok, "message": message }).to_string();
-    match (verb, &mut *sharing) {
-        ("status", _) => serde_json::to_string(&snapshot(
-            c, sharing, *capacity, started, huge, wire, tap, stats, node_mac, measured,
-        ))
-        .unwrap_or_else(|e| reply(false, e.to_string())),
-        ("drain" | "undrain", Sharing::Dynamic(d)) => {
+    let dynamic = segments.iter().any(|s| matches!(s.sharing, Sharing::Dynamic(_)));
+    match verb {
+        "status" => serde_json::to_string(&snapshot(c, segments, av, started, huge, measured))
+            .unwrap_or_else(|e| reply(false, e.to_string())),
+        "drain" | "undrain" | "capacity" if !dynamic => reply(
+            false,
+            "static shares: configure an exchange to drain or change capacity at run time".into(),
+        ),
+        "drain" | "undrain" => {
             let draining = verb == "drain";
-            d.ex.agent.set_draining(draining);
+            for s in segments.iter_mut() {
+                if let Sharing::Dynamic(d) = &mut s.sharing {
+                    d.ex.agent.set_draining(draining);
+                }
+            }
             info!(draining, "drain set by the control socket");
             reply(
                 true,
@@ -582,19 +667,15 @@ fn handle_request(
                 ),
             )
         }
-        ("capacity", Sharing::Dynamic(_)) => match words.next().and_then(|w| w.parse::<f64>().ok()) {
+        "capacity" => match words.next().and_then(|w| w.parse::<f64>().ok()) {
             Some(v) if v.is_finite() && (0.0..=1_000_000.0).contains(&v) => {
-                *capacity = v;
+                av.capacity = v;
                 info!(capacity = v, "capacity set by the control socket");
                 reply(true, format!("{} capacity {v}", c.name))
             }
             _ => reply(false, "capacity takes a number from 0 to 1000000".into()),
         },
-        ("drain" | "undrain" | "capacity", Sharing::Static { .. }) => reply(
-            false,
-            "static shares: configure an exchange to drain or change capacity at run time".into(),
-        ),
-        (other, _) => reply(
+        other => reply(
             false,
             format!("unknown request {:?}", other.chars().take(32).collect::<String>()),
         ),

@@ -462,7 +462,7 @@ pub fn generate<W: Write>(spec: &Spec, out: W) -> Result<Summary, String> {
     }
     let mut s = Summary::default();
     let mut next_flow = 0usize;
-    let mut toggle = 0u64;
+    let (mut arp_ndp_n, mut other_n) = (0u64, 0u64);
     // Exact shares, spread evenly: an accumulator per kind of other traffic.
     let (mut acc_arp, mut acc_other) = (0.0f64, 0.0f64);
     for _ in 0..spec.packet_count() {
@@ -473,20 +473,20 @@ pub fn generate<W: Write>(spec: &Spec, out: W) -> Result<Summary, String> {
         let frame = if acc_arp >= 1.0 {
             acc_arp -= 1.0;
             s.arp_ndp += 1;
-            toggle += 1;
-            if toggle.is_multiple_of(2) {
-                arp_request(CLIENT_MAC, [198, 51, 100, (toggle % 256) as u8], V4_VIP)
+            arp_ndp_n += 1;
+            if arp_ndp_n.is_multiple_of(2) {
+                arp_request(CLIENT_MAC, [198, 51, 100, (arp_ndp_n % 256) as u8], V4_VIP)
             } else {
                 let mut src = V6_CLIENT;
-                src[15] = (toggle % 256) as u8;
+                src[15] = (arp_ndp_n % 256) as u8;
                 neighbour_solicit(CLIENT_MAC, src, V6_VIP, true)
             }
         } else if acc_other >= 1.0 {
             acc_other -= 1.0;
             s.other += 1;
-            toggle += 1;
-            let port = 1024 + (toggle % 60000) as u16;
-            let dst_mac = if toggle.is_multiple_of(2) {
+            other_n += 1;
+            let port = 1024 + (other_n % 60000) as u16;
+            let dst_mac = if other_n.is_multiple_of(2) {
                 NODE_MAC
             } else {
                 OTHER_NODE_MAC
@@ -615,6 +615,12 @@ mod tests {
         .expect("read back");
         let _ = std::fs::remove_file(&path);
         assert_eq!(n, s.packets);
+        // Both kinds of address resolution, both kinds of non-VIP frames.
+        assert!(
+            sizes.contains(&64) && sizes.contains(&90),
+            "ARP (64 B) and NDP (90 B): {sizes:?}"
+        );
+        assert!(s.other > 0 && s.arp_ndp > 0);
         assert_eq!(flows.len(), 1000, "every flow appears");
         assert!(
             sizes.contains(&64) && sizes.contains(&570) && sizes.contains(&1518),

@@ -1,7 +1,6 @@
 //! The node's status: what it is, what it owns, what it counted; served as
 //! JSON on a local Unix socket and printed by `synshare status`.
 
-use crate::config::NodeConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -104,6 +103,9 @@ pub struct NodeStatus {
     pub name: String,
     /// Member id.
     pub id: u32,
+    /// Segment index on this node (0: the first).
+    #[serde(default)]
+    pub segment: u32,
     /// DPDK version.
     pub dpdk: String,
     /// Running on hugepages.
@@ -137,6 +139,9 @@ pub struct NodeStatus {
     /// Availability, when measured.
     #[serde(default)]
     pub availability: Option<AvailabilityStatus>,
+    /// The node's other segments.
+    #[serde(default)]
+    pub segments: Vec<NodeStatus>,
 }
 
 impl NodeStatus {
@@ -189,10 +194,9 @@ pub fn worker(index: usize, s: &WorkerStats) -> WorkerStatus {
     }
 }
 
-/// The members of `c` with their shares of `table`.
-pub fn members(c: &NodeConfig, table: &Table) -> Vec<MemberStatus> {
-    c.sharing
-        .members
+/// The configured members with their shares of `table`.
+pub fn members(configured: &[crate::config::MemberConfig], table: &Table) -> Vec<MemberStatus> {
+    configured
         .iter()
         .map(|m| {
             let n = table.count(MemberId(m.id)) as u32;
@@ -209,8 +213,20 @@ pub fn members(c: &NodeConfig, table: &Table) -> Vec<MemberStatus> {
 /// A human-readable summary.
 pub fn summary(s: &NodeStatus) -> String {
     let mut out = format!(
-        "node {} (id {}) up {:.0}s, {}, hugepages {}, table epoch {} ({} buckets, {})\n",
-        s.name, s.id, s.uptime_s, s.dpdk, s.hugepages, s.epoch, s.buckets, s.layout
+        "node {} (id {}{}) up {:.0}s, {}, hugepages {}, table epoch {} ({} buckets, {})\n",
+        s.name,
+        s.id,
+        if s.segment > 0 || !s.segments.is_empty() {
+            format!(", segment {}", s.segment)
+        } else {
+            String::new()
+        },
+        s.uptime_s,
+        s.dpdk,
+        s.hugepages,
+        s.epoch,
+        s.buckets,
+        s.layout
     );
     for m in &s.members {
         out += &format!(
@@ -270,6 +286,9 @@ pub fn summary(s: &NodeStatus) -> String {
     out += &format!("  flows {flows} of {cap}\n");
     for (k, v) in s.totals() {
         out += &format!("  {k:<28} {v}\n");
+    }
+    for seg in &s.segments {
+        out += &summary(seg);
     }
     out
 }
