@@ -299,24 +299,12 @@ up() {
   for i in $(seq 1 "$nodes"); do
     local n=ss-node$i
     ip netns add "$n"
-    ip link add "ss-n$i" type veth peer name "ss-n$i-br"
-    ip link set "ss-n$i" netns "$n"
-    ip link set "ss-n$i-br" netns ss-switch
-    ns ss-switch ip link set "ss-n$i-br" master br0 up
+    plug "$n" wire br0 "ss-n$i"
     ns "$n" ip link set lo up
-    ns "$n" ip link set "ss-n$i" name wire
     ns "$n" ip link set wire address "$(node_mac "$i")"
     # Keep the kernel off the wire: no IPv6, no ARP answers, and every
     # frame dropped at ingress (af_packet still sees it before that).
-    ns "$n" sysctl -qw net.ipv6.conf.wire.disable_ipv6=1 net.ipv4.conf.wire.arp_ignore=8 \
-      net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.wire.rp_filter=0
-    ns "$n" ip link set wire up
-    ns "$n" ethtool -K wire tx off rx off >/dev/null 2>&1 || true
-    ns "$n" nft -f - <<EOF
-table netdev ss_wire {
-  chain ingress { type filter hook ingress device "wire" priority 0; policy drop; }
-}
-EOF
+    keep_kernel_off "$n" wire
     ns "$n" ip addr add "$VIP4/32" dev lo
     ns "$n" ip addr add "$VIP6/128" dev lo
     write_config "$i" "$nodes" "${weights:-}" "$layout" "$huge" "$workers" "$mode" "$cpu"

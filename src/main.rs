@@ -135,13 +135,19 @@ fn run(args: &[String]) -> Result<(), String> {
             let path = rest.first().ok_or("synshare check-config: name the file")?;
             let c = load(path)?;
             println!(
-                "{path}: valid: node {} (id {}), {} VIP(s), {} member(s), {} buckets, layout {:?}",
+                "{path}: valid: node {} (id {}), {} segment(s), {} VIP(s), {} member(s), {} buckets, layout {:?}, {}",
                 c.name,
                 c.id,
+                1 + c.segments.len(),
                 c.vips.len(),
                 c.sharing.members.len(),
                 c.sharing.buckets,
-                c.sharing.layout
+                c.sharing.layout,
+                if c.exchange.is_some() {
+                    "exchange"
+                } else {
+                    "static shares"
+                }
             );
             Ok(())
         }

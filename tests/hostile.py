@@ -373,7 +373,8 @@ def run_cases(a):
         time.sleep(0.1)
         after = [counters(i) or {} for i in nodes]
         deltas = [af.get(counter, 0) - bf.get(counter, 0) for bf, af in zip(before, after)]
-        print(json.dumps({"case": name, "counter": counter, "mode": mode, "sent": len(units),
+        frames = sum(len(u) if isinstance(u, list) else 1 for u in units)
+        print(json.dumps({"case": name, "counter": counter, "mode": mode, "sent": len(units), "frames": frames,
                           "deltas": deltas}), flush=True)
 
 

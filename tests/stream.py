@@ -6,30 +6,15 @@ socket, from several threads. Writes one JSON line per connection:
   stream.py --host 192.0.2.100 --seconds 8 --parallel 4 --out FILE
 """
 import argparse
-import http.client
 import json
-import socket
+import os
+import sys
 import threading
 import time
 
 
-def one(host, port, timeout):
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
-    try:
-        conn.request("GET", "/", headers={"Connection": "close"})
-        r = conn.getresponse()
-        body = r.read()
-        if r.status != 200:
-            return "http_%d" % r.status, None
-        return "ok", body.split(b"\n", 1)[0].decode(errors="replace")
-    except ConnectionResetError:
-        return "reset", None
-    except (socket.timeout, TimeoutError):
-        return "timeout", None
-    except OSError as e:
-        return "error_" + type(e).__name__, None
-    finally:
-        conn.close()
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from client import one  # the same single request as client.py
 
 
 def main():
@@ -49,7 +34,7 @@ def main():
     def loop():
         while time.time() < end:
             t = time.time()
-            status, node = one(a.host, a.port, a.timeout)
+            status, node = one(a.host, a.port, "/", a.timeout)
             rec = {"t": t, "d": round(time.time() - t, 4), "status": status, "node": node}
             with lock:
                 out.write(json.dumps(rec) + "\n")

@@ -96,18 +96,8 @@ impl Toeplitz {
     #[inline]
     pub fn tuple(&self, src: Addr, dst: Addr, src_port: u16, dst_port: u16) -> ConnectionValue {
         let mut input = [0u8; MAX_INPUT];
-        let n = match (src, dst) {
-            (Addr::V4(s), Addr::V4(d)) => {
-                input[..4].copy_from_slice(&s);
-                input[4..8].copy_from_slice(&d);
-                8
-            }
-            (Addr::V6(s), Addr::V6(d)) => {
-                input[..16].copy_from_slice(&s);
-                input[16..32].copy_from_slice(&d);
-                32
-            }
-            _ => return ConnectionValue(0),
+        let Some(n) = pack_addresses(&mut input, src, dst) else {
+            return ConnectionValue(0);
         };
         input[n..n + 2].copy_from_slice(&src_port.to_be_bytes());
         input[n + 2..n + 4].copy_from_slice(&dst_port.to_be_bytes());
@@ -117,21 +107,30 @@ impl Toeplitz {
     /// Hashes addresses only (for ICMP and other port-less traffic).
     #[inline]
     pub fn addresses(&self, src: Addr, dst: Addr) -> ConnectionValue {
-        let mut input = [0u8; 32];
-        let n = match (src, dst) {
-            (Addr::V4(s), Addr::V4(d)) => {
-                input[..4].copy_from_slice(&s);
-                input[4..8].copy_from_slice(&d);
-                8
-            }
-            (Addr::V6(s), Addr::V6(d)) => {
-                input[..16].copy_from_slice(&s);
-                input[16..32].copy_from_slice(&d);
-                32
-            }
-            _ => return ConnectionValue(0),
-        };
-        ConnectionValue(self.hash_bytes(&input[..n]))
+        let mut input = [0u8; MAX_INPUT];
+        match pack_addresses(&mut input, src, dst) {
+            Some(n) => ConnectionValue(self.hash_bytes(&input[..n])),
+            None => ConnectionValue(0),
+        }
+    }
+}
+
+/// Writes `src` then `dst` at the start of `input`; returns the length, or
+/// None for a mixed pair.
+#[inline]
+fn pack_addresses(input: &mut [u8; MAX_INPUT], src: Addr, dst: Addr) -> Option<usize> {
+    match (src, dst) {
+        (Addr::V4(s), Addr::V4(d)) => {
+            input[..4].copy_from_slice(&s);
+            input[4..8].copy_from_slice(&d);
+            Some(8)
+        }
+        (Addr::V6(s), Addr::V6(d)) => {
+            input[..16].copy_from_slice(&s);
+            input[16..32].copy_from_slice(&d);
+            Some(32)
+        }
+        _ => None,
     }
 }
 
