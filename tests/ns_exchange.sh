@@ -5,7 +5,7 @@
 # with ten long downloads; forged, garbage and replayed heartbeats.
 source "$(dirname "$0")/lib.sh"
 MODE=${SS_MODE:-peer}
-TEST_NAME=${TEST_NAME}_$MODE
+TEST_NAME=${SS_TEST_NAME:-$TEST_NAME}
 X="python3 $ROOT/tests/exchange.py"
 stream() { client python3 "$ROOT/tests/stream.py" --host 192.0.2.100 "$@"; }
 now() { date +%s.%N; }
