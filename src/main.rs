@@ -157,8 +157,19 @@ fn run(args: &[String]) -> Result<(), String> {
                 (None, Some(c)) => node::socket_path(&load(&c)?),
                 (None, None) => return Err("synshare status: --config FILE or --socket PATH".into()),
             };
+            let json = rest.iter().any(|a| a == "--json");
+            let reply = status::request(&socket, "status")?;
+            // A coordinator answers with the exchange's state only.
+            if let Ok(x) = serde_json::from_str::<exchange::ExchangeStatus>(&reply) {
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&x).map_err(|e| e.to_string())?);
+                } else {
+                    print!("coordinator at {}\n{}", socket.display(), status::exchange_summary(&x));
+                }
+                return Ok(());
+            }
             let s = status::query(&socket)?;
-            if rest.iter().any(|a| a == "--json") {
+            if json {
                 println!("{}", serde_json::to_string_pretty(&s).map_err(|e| e.to_string())?);
             } else {
                 print!("{}", status::summary(&s));

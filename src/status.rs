@@ -257,29 +257,7 @@ pub fn summary(s: &NodeStatus) -> String {
         );
     }
     if let Some(x) = &s.exchange {
-        out += &format!(
-            "  exchange: segment {} epoch {} (by {}) leader {} holding {} buckets\n",
-            x.segment, x.epoch, x.epoch_creator, x.leader, x.held
-        );
-        for p in &x.peers {
-            out += &format!(
-                "    peer {:>3}{} heard {:>4} ms ago, epoch {}, holds {}, weight {:.3}{}\n",
-                p.id,
-                if p.coordinator { " (coordinator)" } else { "" },
-                p.heard_ms_ago,
-                p.epoch,
-                p.held,
-                p.weight,
-                if p.draining { " draining" } else { "" }
-            );
-        }
-        let nonzero: Vec<String> = x
-            .stats
-            .iter()
-            .filter(|(_, v)| **v > 0)
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        out += &format!("    heartbeats: {}\n", nonzero.join(" "));
+        out += &exchange_summary(x);
     }
     let flows: u64 = s.workers.iter().map(|w| w.flows).sum();
     let cap: u64 = s.workers.iter().map(|w| w.flow_capacity).sum();
@@ -290,6 +268,35 @@ pub fn summary(s: &NodeStatus) -> String {
     for seg in &s.segments {
         out += &summary(seg);
     }
+    out
+}
+
+/// The exchange's part of the summary.
+pub fn exchange_summary(x: &crate::exchange::ExchangeStatus) -> String {
+    let mut out = String::new();
+    out += &format!(
+        "  exchange: segment {} epoch {} (by {}) leader {} holding {} buckets\n",
+        x.segment, x.epoch, x.epoch_creator, x.leader, x.held
+    );
+    for p in &x.peers {
+        out += &format!(
+            "    peer {:>3}{} heard {:>4} ms ago, epoch {}, holds {}, weight {:.3}{}\n",
+            p.id,
+            if p.coordinator { " (coordinator)" } else { "" },
+            p.heard_ms_ago,
+            p.epoch,
+            p.held,
+            p.weight,
+            if p.draining { " draining" } else { "" }
+        );
+    }
+    let nonzero: Vec<String> = x
+        .stats
+        .iter()
+        .filter(|(_, v)| **v > 0)
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    out += &format!("    heartbeats: {}\n", nonzero.join(" "));
     out
 }
 

@@ -15,10 +15,12 @@ scripts/cluster.sh creates.
         sends C frames of every case, one case at a time, and reads every
         node's counters (synshare status --json) before and after; prints one
         JSON line per case: {"case", "counter", "mode", "sent", "deltas"}.
-  hostile.py flood [--count 200000] [--seconds 20] [--rate 10000] [--iface eth0]
+  hostile.py flood [--count 200000] [--seconds 20] [--burst 0] [--rate 10000] [--iface eth0]
         spoofed TCP SYNs to 192.0.2.100:80 from random sources in
-        192.0.2.128/25 (.129-.254) and random ports, until COUNT or SECONDS;
-        prints {"sent", "seconds", "rate"}.
+        192.0.2.128/25 (.129-.254) and random ports, until COUNT or SECONDS:
+        the first BURST as fast as Python sends them, the rest RATE per
+        second (0: as fast as possible); prints {"sent", "seconds", "rate",
+        "burst", "burst_seconds"}.
   hostile.py dump DIR                           each case's first frame in DIR/NAME
   hostile.py rss PID                            the process's VmRSS in kB
 """
@@ -380,7 +382,8 @@ def run_cases(a):
 
 def flood(a):
     """Spoofed SYNs, built from per-source templates with incremental TCP
-    checksums (fast enough in Python), paced to `rate` per second."""
+    checksums (fast enough in Python): the first `burst` as fast as Python
+    sends them, the rest paced to `rate` per second."""
     s = raw_socket(a.iface)
     rnd = random.Random(a.seed)
     sources = [bytes([192, 0, 2, n]) for n in range(129, 255)]
@@ -396,15 +399,22 @@ def flood(a):
     end = start + a.seconds
     sent = 0
     batch = 64
+    paced_from, paced_at = 0, start
+    burst_s = None
     while sent < a.count:
         now = time.time()
         if now >= end:
             break
-        if a.rate > 0:
-            ahead = sent / a.rate - (now - start)
+        if sent == a.burst:
+            paced_from, paced_at = sent, now
+        if a.rate > 0 and sent >= a.burst:
+            ahead = (sent - paced_from) / a.rate - (now - paced_at)
             if ahead > 0:
                 time.sleep(ahead)
-        for _ in range(min(batch, a.count - sent)):
+        if burst_s is None and sent >= a.burst:
+            burst_s = now - start
+        limit = a.burst - sent if sent < a.burst else a.count - sent
+        for _ in range(min(batch, limit)):
             k = rnd.randrange(len(sources))
             sport = rnd.randrange(1024, 65536)
             seq = rnd.getrandbits(32)
@@ -415,7 +425,8 @@ def flood(a):
             s.send(heads[k] + struct.pack("!HHI", sport, 80, seq) + tail + struct.pack("!HH", csum, 0) + b"\0" * 6)
             sent += 1
     secs = time.time() - start
-    print(json.dumps({"sent": sent, "seconds": round(secs, 2), "rate": int(sent / secs) if secs else 0}))
+    print(json.dumps({"sent": sent, "seconds": round(secs, 2), "rate": int(sent / secs) if secs else 0,
+                      "burst": min(a.burst, sent), "burst_seconds": round(burst_s if burst_s is not None else secs, 2)}))
 
 
 def rss(pid):
@@ -439,7 +450,8 @@ def main():
     f = sub.add_parser("flood")
     f.add_argument("--count", type=int, default=200000)
     f.add_argument("--seconds", type=float, default=20)
-    f.add_argument("--rate", type=int, default=10000, help="SYNs per second, 0 for as fast as possible")
+    f.add_argument("--rate", type=int, default=10000, help="SYNs per second after the burst, 0 for as fast as possible")
+    f.add_argument("--burst", type=int, default=0, help="SYNs sent first as fast as possible")
     f.add_argument("--seed", type=int, default=1)
     f.add_argument("--iface", default="eth0")
     d = sub.add_parser("dump", help="write each case's first frame to DIR/NAME (for offline checks)")

@@ -18,6 +18,8 @@ pass "3 nodes converged in $MODE mode: held $($X held 3)"
 if [ "$MODE" = coordinator ]; then
   creator=$(node_json 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["exchange"]["epoch_creator"])')
   check "the coordinator (member 0) made the table (creator $creator)" test "$creator" = 0
+  check "synshare status on the coordinator shows the three nodes" \
+    bash -c '"$1" status --socket /run/synshare/ss-coord.sock | grep -c "^    peer" | grep -qx 3' _ "$BIN"
 fi
 
 # --- a loaded node takes fewer new connections, then more again ---------
