@@ -525,7 +525,8 @@ impl Agent {
         let take_over = self.settings.role == Role::Coordinator && self.epoch.creator != self.me;
         if self.epoch.number == 0 || !same_members || (weights_moved && due) || take_over {
             let epoch = Epoch {
-                number: self.highest_epoch_seen.max(self.epoch.number) + 1,
+                // Saturating: an authentic heartbeat may carry any number.
+                number: self.highest_epoch_seen.max(self.epoch.number).saturating_add(1),
                 creator: self.me,
                 layout: self.settings.layout,
                 buckets: self.settings.buckets,

@@ -306,4 +306,28 @@ mod tests {
         hb.epoch.buckets = 1000;
         assert_eq!(decode(&encode(&hb, b"k"), b"k"), Err(DecodeError::Malformed));
     }
+
+    #[test]
+    fn an_authentic_epoch_number_at_u64_max_does_not_wrap_the_leaders_epoch() {
+        // Found by the heartbeat fuzz target (fuzz/): a peer's authentic
+        // heartbeat at epoch u64::MAX made the leader create epoch
+        // u64::MAX + 1: an overflow panic with overflow checks, epoch 0 (and
+        // no more claims, ever) without them. New epochs now saturate.
+        use crate::protocol::{Agent, Settings};
+        let settings = Settings {
+            segment: 0,
+            buckets: 64,
+            ..Settings::default()
+        };
+        let mut leader = Agent::new(MemberId(1), 1, settings, 1000, 0);
+        let mut hb = sample();
+        hb.segment = 0;
+        hb.held = 0;
+        hb.epoch.buckets = 64;
+        hb.epoch.number = u64::MAX;
+        hb.epoch.members = vec![(MemberId(2), 1000)];
+        let _ = leader.receive(&encode(&hb, b"k"), b"k", 450);
+        let _ = leader.tick(500);
+        assert_ne!(leader.epoch().number, 0, "the epoch number wrapped");
+    }
 }

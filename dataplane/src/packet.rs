@@ -348,6 +348,8 @@ pub fn checksum(data: &[u8]) -> u16 {
 
 /// Parses a frame. See the module documentation.
 pub fn parse(frame: &[u8]) -> Result<Frame, ParseError> {
+    // Offsets are u16: never look past 64 KiB (an mbuf segment holds less).
+    let frame = &frame[..frame.len().min(usize::from(u16::MAX))];
     if frame.len() < eth::HEADER_LEN {
         return Err(ParseError::Truncated);
     }
@@ -674,5 +676,37 @@ mod tests {
         assert!(Mac::parse("zz:00:5e:00:01:64").is_none());
         assert!(Mac::BROADCAST.is_group());
         assert!(!m.is_group());
+    }
+
+    #[test]
+    fn offsets_stay_inside_frames_longer_than_64_kib() {
+        // Found writing the packet_parse fuzz target (fuzz/), reproduced with
+        // it: a 65,557-byte frame, two VLAN tags and a 65,535-byte IPv4
+        // packet, parsed with `end` wrapped to 21 by the u16 offsets, below
+        // `l4_offset`. Unreachable from a node (an mbuf segment holds less
+        // than 64 KiB; chained mbufs are dropped), but parse promises safe
+        // offsets for any slice.
+        let mut f = add_vlan(&add_vlan(&udp4([192, 0, 2, 10], 1, [192, 0, 2, 100], 53, b""), 1), 2);
+        f.truncate(22 + 20);
+        f[22 + 2..22 + 4].copy_from_slice(&u16::MAX.to_be_bytes());
+        f[22 + 9] = 99;
+        f[22 + 10..22 + 12].fill(0);
+        let sum = checksum(&f[22..42]);
+        f[22 + 10..22 + 12].copy_from_slice(&sum.to_be_bytes());
+        f.resize(22 + usize::from(u16::MAX), 0);
+        assert_eq!(parse(&f), Err(ParseError::Truncated));
+        // The largest packet that fits in 64 KiB still parses, offsets intact.
+        let total = u16::MAX - 22;
+        f[22 + 2..22 + 4].copy_from_slice(&total.to_be_bytes());
+        f[22 + 10..22 + 12].fill(0);
+        let sum = checksum(&f[22..42]);
+        f[22 + 10..22 + 12].copy_from_slice(&sum.to_be_bytes());
+        match parse(&f).unwrap().payload {
+            Payload::Ipv4(ip) => {
+                assert_eq!((ip.l4_offset, ip.end), (42, u16::MAX));
+                assert_eq!(ip.l4, L4::Other(99));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
