@@ -35,6 +35,9 @@ read -r p f <<<"$(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ 
 if [ "$status" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
 record cargo-test "$p" "$f"
 
+echo "== fuzzing, a short bounded run of every target"
+if scripts/fuzz.sh 15; then record fuzz 1 0; else record fuzz 0 1; fi
+
 echo "== benchmark smoke run"
 bash tests/bench_smoke.sh || true
 grep -q '^bench_smoke ' "$results" || record bench_smoke 0 1

@@ -524,9 +524,14 @@ impl Agent {
         // A coordinator that takes over issues the table in its own name.
         let take_over = self.settings.role == Role::Coordinator && self.epoch.creator != self.me;
         if self.epoch.number == 0 || !same_members || (weights_moved && due) || take_over {
+            // An authentic heartbeat may carry any number; at the very end of
+            // the space no newer epoch can be made (it would repeat an
+            // identity already in use).
+            let Some(number) = self.highest_epoch_seen.max(self.epoch.number).checked_add(1) else {
+                return;
+            };
             let epoch = Epoch {
-                // Saturating: an authentic heartbeat may carry any number.
-                number: self.highest_epoch_seen.max(self.epoch.number).saturating_add(1),
+                number,
                 creator: self.me,
                 layout: self.settings.layout,
                 buckets: self.settings.buckets,

@@ -330,4 +330,37 @@ mod tests {
         let _ = leader.tick(500);
         assert_ne!(leader.epoch().number, 0, "the epoch number wrapped");
     }
+
+    #[test]
+    fn an_epoch_number_at_u64_max_does_not_fork_the_table() {
+        // Found reviewing the fix of the heartbeat fuzz finding above: with
+        // new epoch numbers saturating, a peer's authentic heartbeat at epoch
+        // (u64::MAX, creator 1) makes leader 1 create its own table under
+        // that same identity. Every peer already holds the forged table as
+        // epoch (u64::MAX, 1) and never adopts the leader's (it is not
+        // higher): peers claim by one table, the leader by another, and a
+        // bucket can be held twice. Not creating an epoch when the number
+        // would overflow (`checked_add`) keeps one table per identity.
+        use crate::protocol::{Agent, Settings};
+        let settings = Settings {
+            segment: 0,
+            buckets: 64,
+            ..Settings::default()
+        };
+        let mut leader = Agent::new(MemberId(1), 1, settings, 1000, 0);
+        let mut hb = sample();
+        hb.segment = 0;
+        hb.held = 0;
+        hb.epoch.buckets = 64;
+        hb.epoch.number = u64::MAX;
+        hb.epoch.creator = MemberId(1);
+        hb.epoch.members = vec![(MemberId(2), 1000)];
+        let forged = hb.epoch.clone();
+        let _ = leader.receive(&encode(&hb, b"k"), b"k", 450);
+        let _ = leader.tick(500);
+        let epoch = leader.epoch();
+        if epoch.id() == forged.id() {
+            assert_eq!(epoch, &forged, "two tables under one epoch identity");
+        }
+    }
 }

@@ -408,7 +408,10 @@ impl Classifier {
                     // A connection we do not know in a bucket we have held
                     // for longer than the drain period: a SYN-cookie
                     // connection or an evicted entry. Track it from now on.
-                    if flags & (RST | FIN) == 0 {
+                    // Only a segment with ACK (and neither RST nor FIN) can
+                    // belong to a live connection: a flood of flagless or
+                    // odd segments must not fill the table.
+                    if flags & (RST | FIN) == 0 && flags & ACK != 0 {
                         cx.flows.insert(key, FlowState::Established, cx.now_ms);
                     }
                     Counter::KernelVipAdopted

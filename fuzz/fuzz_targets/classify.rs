@@ -1,0 +1,59 @@
+//! A node's packet decisions on arbitrary frames: `Classifier::from_wire`
+//! (twice, so a first packet's flow-table change meets the second) and
+//! `Classifier::from_kernel`, with a view holding buckets in every state and
+//! a flow table under pressure. Each decision is checked, not only survived
+//! (see `check_from_wire`, `check_from_kernel`).
+//!
+//! Input: one control byte, then the frame. Control bits 0-1: the NIC's RSS
+//! hash (none, or a value derived from the byte); bit 2: the clock just
+//! before it wraps; bits 3-7: milliseconds between the two wire passes.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use std::sync::OnceLock;
+use synshare_dataplane::classify::{Classifier, Context, PacketBuf};
+use synshare_dataplane::ownership::OwnershipView;
+use synshare_dataplane::synth::TestBuf;
+use synshare_fuzz::{check_from_kernel, check_from_wire, classifier, flows, view};
+
+fn node() -> &'static (Classifier, OwnershipView) {
+    static NODE: OnceLock<(Classifier, OwnershipView)> = OnceLock::new();
+    NODE.get_or_init(|| (classifier(), view()))
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&ctrl, frame)) = data.split_first() else {
+        return;
+    };
+    let (c, view) = node();
+    let rss = match ctrl & 3 {
+        0 | 1 => None,
+        _ => Some(u32::from(ctrl).wrapping_mul(0x0101_0101)),
+    };
+    let start = if ctrl & 4 != 0 { u32::MAX - 20 } else { 1000 };
+    let mut table = flows(start);
+    for pass in 0..2u32 {
+        let now = start.wrapping_add(pass * u32::from(ctrl >> 3) * 7);
+        let mut buf = TestBuf::new(frame);
+        let before = buf.bytes().to_vec();
+        c.prefetch_flow(&before, &table);
+        let mut cx = Context {
+            view,
+            flows: &mut table,
+            now_ms: now,
+            rss,
+        };
+        let outcome = c.from_wire(&mut buf, &mut cx);
+        check_from_wire(&before, buf.bytes(), outcome);
+    }
+    let live = table.len();
+    let census: usize = table.census(start).iter().sum();
+    assert!(census <= live, "census {census} > live {live}");
+    table.sweep(start.wrapping_add(400_000), 64);
+    assert_eq!(table.len(), 0, "every entry expires");
+
+    let mut buf = TestBuf::new(frame);
+    let before = buf.bytes().to_vec();
+    let outcome = c.from_kernel(&mut buf);
+    check_from_kernel(&before, buf.bytes(), outcome);
+});
