@@ -112,6 +112,7 @@ def main():
             "failures": sorted({r["status"] for r in bad}),
             "slow_after_kill": len(slow),
             "syn_retransmitted_after_kill": len(retransmitted),
+            "syn_retransmitted_1s_after_kill": len([r for r in retransmitted if r["t"] >= kill + 1]),
             "last_slow_start_after_kill_ms": None if last_slow is None else int(last_slow * 1000),
             "failed_started_after_kill_ms": [int((r["t"] - kill) * 1000) for r in bad],
             "slow": [[int((r["t"] - kill) * 1000), r["d"], r["node"]] for r in slow][:10],
