@@ -105,6 +105,16 @@ down() {
   log "down"
 }
 
+# fresh_state NODES MODE: a clean slate for a new cluster.
+fresh_state() {
+  [ -x "$BIN" ] || { log "$BIN missing: run scripts/setup.sh"; exit 1; }
+  down 2>/dev/null || true
+  mkdir -p "$STATE" /run/synshare
+  rm -f "$STATE"/*.log
+  echo "$1" > "$STATE/nodes"
+  echo "$2" > "$STATE/mode"
+}
+
 write_config() {
   local i=$1 n=$2 weights=$3 layout=$4 huge=$5 workers=$6 mode=$7 cpu=$8
   local members="" w peers="" exchange="None" coord="None"
@@ -255,12 +265,7 @@ up() {
       *) log "unknown option $1"; exit 2 ;;
     esac
   done
-  [ -x "$BIN" ] || { log "$BIN missing: run scripts/setup.sh"; exit 1; }
-  down 2>/dev/null || true
-  mkdir -p "$STATE" /run/synshare
-  rm -f "$STATE"/*.log
-  echo "$nodes" > "$STATE/nodes"
-  echo "$mode" > "$STATE/mode"
+  fresh_state "$nodes" "$mode"
 
   ip netns add ss-switch
   ns ss-switch ip link add br0 type bridge
@@ -355,12 +360,7 @@ up_segments() {
       *) log "unknown option $1"; exit 2 ;;
     esac
   done
-  [ -x "$BIN" ] || { log "$BIN missing: run scripts/setup.sh"; exit 1; }
-  down 2>/dev/null || true
-  mkdir -p "$STATE" /run/synshare
-  rm -f "$STATE"/*.log
-  echo 3 > "$STATE/nodes"
-  echo segments > "$STATE/mode"
+  fresh_state 3 segments
   ip netns add ss-switch
   ns ss-switch ip link set lo up
   for br in br0 br1; do ns ss-switch ip link add "$br" type bridge; ns ss-switch ip link set "$br" up; done

@@ -34,6 +34,19 @@ s = json.load(sys.stdin)
 print(sum(w["counters"].get(sys.argv[1], 0) for w in s["workers"]))' "$2"
 }
 
+# frame_accounting I: "OUTCOMES WORKER_RX PORT_RX" of node I: the outcomes
+# of frames from the wire (every counter but the kernel-side and TX ones),
+# the frames its workers received, and its wire port's RX count. Each frame
+# from the wire ends in exactly one outcome, so the three are equal.
+frame_accounting() {
+  node_json "$1" | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+kernel_side = {"wire_from_kernel", "wire_from_kernel_unparsed", "drop_kernel_vip_advert", "drop_kernel_tx_full", "drop_wire_tx_full"}
+w = s["workers"]
+print(sum(v for x in w for k, v in x["counters"].items() if k not in kernel_side), sum(x["wire_rx"] for x in w), s["wire"]["ipackets"])'
+}
+
 cleanup() { "$CLUSTER" down >/dev/null 2>&1 || true; }
 trap 'cleanup; rm -rf "$SS_TMP"' EXIT
 

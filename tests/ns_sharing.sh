@@ -73,12 +73,7 @@ check "GET /slow survived 4000 connections and wrk (HTTP $(cat "$SS_TMP/slow.cod
 
 sleep 0.3
 for i in 1 2 3; do
-  read -r outcomes worker_rx port_rx <<<"$(node_json $i | python3 -c '
-import json, sys
-s = json.load(sys.stdin)
-kernel_side = {"wire_from_kernel", "wire_from_kernel_unparsed", "drop_kernel_vip_advert", "drop_kernel_tx_full", "drop_wire_tx_full"}
-w = s["workers"]
-print(sum(v for x in w for k, v in x["counters"].items() if k not in kernel_side), sum(x["wire_rx"] for x in w), s["wire"]["ipackets"])')"
+  read -r outcomes worker_rx port_rx <<<"$(frame_accounting $i)"
   check "node$i accounts for every frame it saw ($outcomes outcomes, $worker_rx received, port $port_rx)" \
     test "$outcomes" -eq "$worker_rx" -a "$worker_rx" -eq "$port_rx"
 done

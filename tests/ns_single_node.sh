@@ -53,15 +53,7 @@ check "the test moved real traffic ($sent frames from the client)" test "$sent" 
 check "every client frame crossed the dataplane (sent $sent, DPDK rx $seen)" near "$sent" "$seen" 10
 check "every frame to the client came from the dataplane (DPDK tx $back, client rx $got_back)" near "$back" "$got_back" 10
 
-
-accounted=$(node_json 1 | python3 -c '
-import json, sys
-s = json.load(sys.stdin)
-kernel_side = {"wire_from_kernel", "wire_from_kernel_unparsed", "drop_kernel_vip_advert", "drop_kernel_tx_full", "drop_wire_tx_full"}
-w = s["workers"]
-wire_outcomes = sum(v for x in w for k, v in x["counters"].items() if k not in kernel_side)
-print(wire_outcomes, sum(x["wire_rx"] for x in w), s["wire"]["ipackets"])')
-read -r outcomes worker_rx port_rx <<<"$accounted"
+read -r outcomes worker_rx port_rx <<<"$(frame_accounting 1)"
 check "each frame from the wire has one outcome ($outcomes outcomes, $worker_rx received, port $port_rx)" test "$outcomes" -eq "$worker_rx" -a "$worker_rx" -eq "$port_rx"
 syn=$(counter 1 kernel_vip_syn)
 check "SYNs went up through the dataplane ($syn >= 402)" test "$syn" -ge 402

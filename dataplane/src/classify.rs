@@ -513,8 +513,8 @@ impl Classifier {
         let frame = match packet::parse(buf.bytes()) {
             Ok(f) => f,
             // The kernel's own frames are not input to distrust, but what we
-            // cannot parse we cannot check either.
-            Err(e) => return Counter::kernel_malformed(e),
+            // cannot parse we cannot check either: sent on, counted.
+            Err(_) => return Counter::WireFromKernelUnparsed,
         };
         let l3 = usize::from(frame.l3_offset);
         match frame.payload {

@@ -141,13 +141,6 @@ impl Counter {
         }
     }
 
-    /// The counter of a frame from the kernel that did not parse: it is
-    /// sent on all the same.
-    #[inline]
-    pub fn kernel_malformed(_e: ParseError) -> Counter {
-        Counter::WireFromKernelUnparsed
-    }
-
     /// True for frames that came from the wire (as opposed to the kernel or
     /// the TX path).
     pub fn is_wire_rx(self) -> bool {

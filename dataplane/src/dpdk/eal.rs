@@ -52,12 +52,6 @@ impl Eal {
         })
     }
 
-    /// Number of lcores EAL enabled.
-    pub fn lcore_count(&self) -> u32 {
-        // SAFETY: reads EAL's configuration after init.
-        unsafe { dpdk_sys::rte_lcore_count() }
-    }
-
     /// The lcore ids of the worker lcores (all enabled lcores but the main).
     pub fn worker_lcores(&self) -> Vec<u32> {
         let mut out = Vec::new();
