@@ -395,6 +395,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         index: 0,
         classifier: Arc::clone(&classifier),
         view: sub,
+        lease: synshare_dataplane::publish::Lease::forever(),
         flows,
         wire_rx: pcap_port.rx_queue(0),
         wire_tx: null_port.tx_queue(0),

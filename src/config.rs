@@ -2,10 +2,13 @@
 //! every error, then validation of what the types cannot say.
 
 use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use synshare_control::layout::Layout;
+use synshare_control::protocol::Settings;
+use synshare_control::wire::{Key, Keys, MAX_MEMBERS};
 use synshare_dataplane::packet::Mac;
 
 /// A configuration error: the file, where in it, which field, and what.
@@ -250,31 +253,52 @@ fn default_drain() -> u32 {
 }
 
 /// The availability exchange with the other members (peer mode), and with
-/// a coordinator where one runs.
+/// a coordinator where one runs. Defaults come from the protocol's own
+/// [`Settings::default`], so the simulator tests the values production uses.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExchangeConfig {
     /// Where heartbeats are received (UDP).
     #[serde(default = "default_bind")]
     pub bind: SocketAddr,
-    /// The other members' heartbeat addresses.
+    /// The other members: member id → heartbeat address. Datagrams from any
+    /// other source are dropped before authentication.
     #[serde(default)]
-    pub peers: Vec<SocketAddr>,
-    /// A coordinator's address (coordinator mode); the nodes go on among
-    /// themselves when it is gone.
+    pub peers: BTreeMap<u32, SocketAddr>,
+    /// A coordinator's address (member 0; it votes and leads, holds no
+    /// buckets). In peer mode it is the witness a two-node cluster needs.
     #[serde(default)]
     pub coordinator: Option<SocketAddr>,
-    /// The shared key heartbeats are authenticated with (at least 16 bytes).
-    pub key: String,
+    /// A file of keys, one `ID SECRET` per line (ID 0-255, SECRET at least
+    /// 16 bytes); the first is sent with, all are accepted (rolling
+    /// rotation). It must not be group- or world-readable. A path starting
+    /// with `$CREDENTIALS_DIRECTORY/` is a systemd credential.
+    #[serde(default)]
+    pub key_file: Option<String>,
+    /// The key inline, instead of `key_file` (tests).
+    #[serde(default)]
+    pub key: Option<String>,
+    /// The inline key's id.
+    #[serde(default)]
+    pub key_id: u8,
+    /// Where the exchange keeps its state (consensus log, incarnation)
+    /// across restarts.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
     /// The segment (one member set and table per segment).
     #[serde(default)]
     pub segment: u16,
     /// Heartbeat interval, ms.
     #[serde(default = "default_interval")]
     pub interval_ms: u64,
-    /// A member silent this long is dead, ms.
+    /// A member not heard both ways this long is not live, ms.
     #[serde(default = "default_timeout")]
     pub timeout_ms: u64,
+    /// A lease lasts this long after the heartbeat that renewed it; a
+    /// silent member's buckets move about this long after it is found not
+    /// live (default: `timeout_ms`).
+    #[serde(default)]
+    pub lease_ms: Option<u64>,
     /// Weight-driven table changes at most this often, ms.
     #[serde(default = "default_min_epoch")]
     pub min_epoch_ms: u64,
@@ -283,20 +307,121 @@ pub struct ExchangeConfig {
     pub hysteresis: f64,
 }
 
+/// Keys known to be samples: refused.
+const SAMPLE_KEYS: &[&str] = &["change-me-to-a-long-random-secret"];
+
+impl ExchangeConfig {
+    /// The keys, from `key_file` or `key`.
+    pub fn keys(&self) -> Result<Keys, String> {
+        let keys = match (&self.key_file, &self.key) {
+            (Some(f), None) => read_key_file(&expand_credentials(f)?)?,
+            (None, Some(k)) => vec![Key {
+                id: self.key_id,
+                secret: k.as_bytes().to_vec(),
+            }],
+            (Some(_), Some(_)) => return Err("give key_file or key, not both".into()),
+            (None, None) => return Err("key_file (or key) is required: heartbeats are authenticated".into()),
+        };
+        for k in &keys {
+            if k.secret.len() < 16 {
+                return Err(format!("key {}: at least 16 bytes", k.id));
+            }
+            if SAMPLE_KEYS.iter().any(|s| s.as_bytes() == k.secret) {
+                return Err(format!(
+                    "key {}: a published sample key; generate your own (e.g. openssl rand -hex 32)",
+                    k.id
+                ));
+            }
+        }
+        Keys::new(keys).ok_or_else(|| "two keys share an id".into())
+    }
+
+    /// The protocol settings this section gives.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            segment: self.segment,
+            interval_ms: self.interval_ms,
+            timeout_ms: self.timeout_ms,
+            lease_ms: self.lease_ms.unwrap_or(self.timeout_ms),
+            min_epoch_ms: self.min_epoch_ms,
+            hysteresis_milli: (self.hysteresis * 1000.0).round() as u32,
+            remove_after_ms: 3 * self.timeout_ms,
+            ..Settings::default()
+        }
+    }
+
+    /// Every configured member's address (the coordinator as member 0).
+    pub fn addresses(&self) -> BTreeMap<u32, SocketAddr> {
+        let mut a = self.peers.clone();
+        if let Some(c) = self.coordinator {
+            a.insert(0, c);
+        }
+        a
+    }
+}
+
+fn expand_credentials(path: &str) -> Result<PathBuf, String> {
+    match path.strip_prefix("$CREDENTIALS_DIRECTORY/") {
+        Some(rest) => std::env::var("CREDENTIALS_DIRECTORY")
+            .map(|d| Path::new(&d).join(rest))
+            .map_err(|_| {
+                format!("{path}: CREDENTIALS_DIRECTORY is not set (not started by systemd with LoadCredential)")
+            }),
+        None => Ok(PathBuf::from(path)),
+    }
+}
+
+fn read_key_file(path: &Path) -> Result<Vec<Key>, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(format!(
+            "{}: readable by group or others (mode {:o}); chmod 600",
+            path.display(),
+            meta.permissions().mode() & 0o777
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut keys = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (id, secret) = line
+            .split_once(char::is_whitespace)
+            .ok_or_else(|| format!("{}:{}: expected `ID SECRET`", path.display(), n + 1))?;
+        let id: u8 = id
+            .parse()
+            .map_err(|_| format!("{}:{}: key id {id:?}: 0 to 255", path.display(), n + 1))?;
+        keys.push(Key {
+            id,
+            secret: secret.trim().as_bytes().to_vec(),
+        });
+    }
+    if keys.is_empty() {
+        return Err(format!("{}: no key", path.display()));
+    }
+    Ok(keys)
+}
+
 fn default_bind() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 7946))
 }
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/synshare")
+}
 fn default_interval() -> u64 {
-    100
+    Settings::default().interval_ms
 }
 fn default_timeout() -> u64 {
-    400
+    Settings::default().timeout_ms
 }
 fn default_min_epoch() -> u64 {
-    250
+    Settings::default().min_epoch_ms
 }
 fn default_hysteresis() -> f64 {
-    0.02
+    f64::from(Settings::default().hysteresis_milli) / 1000.0
 }
 
 /// Where CPU load is read from.
@@ -772,6 +897,23 @@ impl NodeConfig {
         }
         if let Some(e) = x.exchange {
             validate_exchange(e, &format!("{at}exchange"))?;
+            if e.peers.contains_key(&self.id) {
+                return Err((
+                    format!("{at}exchange.peers"),
+                    format!("member {} is this node (id): list only the others", self.id),
+                ));
+            }
+            if self.id == 0 {
+                return Err(("id".into(), "0 is the coordinator's id: nodes take 1 and up".into()));
+            }
+            for (id, a) in &e.peers {
+                if x.vips.iter().any(|v| v.addr == a.ip()) {
+                    return Err((
+                        format!("{at}exchange.peers"),
+                        format!("member {id}: {} is a VIP, not a member's own address", a.ip()),
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -779,35 +921,56 @@ impl NodeConfig {
 
 /// Checks an exchange section; `at` is its field path.
 pub fn validate_exchange(x: &ExchangeConfig, at: &str) -> Result<(), (String, String)> {
-    if x.key.len() < 16 {
-        return Err((
-            format!("{at}.key"),
-            "at least 16 bytes: heartbeats are authenticated with it".into(),
-        ));
+    let field = |f: &str| format!("{at}.{f}");
+    if x.key_file.is_some() || x.key.is_some() {
+        // A credential exists only under systemd: checked at start.
+        let deferred = x
+            .key_file
+            .as_deref()
+            .is_some_and(|f| f.starts_with("$CREDENTIALS_DIRECTORY/"))
+            && std::env::var_os("CREDENTIALS_DIRECTORY").is_none();
+        if !deferred {
+            x.keys()
+                .map_err(|e| (field(if x.key_file.is_some() { "key_file" } else { "key" }), e))?;
+        }
+    } else {
+        return Err((field("key_file"), "required: heartbeats are authenticated".into()));
     }
     if x.interval_ms < 10 || x.interval_ms > 10_000 {
+        return Err((field("interval_ms"), format!("{}: from 10 to 10000", x.interval_ms)));
+    }
+    if x.timeout_ms < 2 * x.interval_ms || x.timeout_ms > 60_000 {
         return Err((
-            format!("{at}.interval_ms"),
-            format!("{}: from 10 to 10000", x.interval_ms),
+            field("timeout_ms"),
+            format!("{}: from twice interval_ms ({}) to 60000", x.timeout_ms, x.interval_ms),
         ));
     }
-    if x.timeout_ms < 2 * x.interval_ms {
-        return Err((
-            format!("{at}.timeout_ms"),
-            format!(
-                "{} must be at least twice interval_ms ({})",
-                x.timeout_ms, x.interval_ms
-            ),
-        ));
+    if let Some(l) = x.lease_ms {
+        if l < 2 * x.interval_ms || l > 60_000 {
+            return Err((field("lease_ms"), format!("{l}: from twice interval_ms to 60000")));
+        }
     }
     if !x.hysteresis.is_finite() || x.hysteresis < 0.0 {
+        return Err((field("hysteresis"), format!("{}: a finite value >= 0", x.hysteresis)));
+    }
+    let addresses = x.addresses();
+    if addresses.len() + 1 > MAX_MEMBERS {
+        return Err((field("peers"), format!("at most {} members", MAX_MEMBERS)));
+    }
+    if let Some((id, _)) = x.peers.iter().find(|(_, a)| **a == x.bind) {
         return Err((
-            format!("{at}.hysteresis"),
-            format!("{}: a finite value >= 0", x.hysteresis),
+            field("peers"),
+            format!("member {id}: {} is this node's own address", x.bind),
         ));
     }
-    if x.peers.contains(&x.bind) {
-        return Err((format!("{at}.peers"), format!("{} is this node's own address", x.bind)));
+    let mut seen = std::collections::BTreeSet::new();
+    for (id, a) in &addresses {
+        if !seen.insert(a) {
+            return Err((field("peers"), format!("member {id}: address {a} listed twice")));
+        }
+    }
+    if x.peers.contains_key(&0) {
+        return Err((field("peers"), "member 0 is the coordinator: use `coordinator`".into()));
     }
     Ok(())
 }
@@ -854,10 +1017,10 @@ impl CoordinatorConfig {
                 format!("{}: a power of two from 16 to 1048576", c.buckets),
             )));
         }
-        if c.exchange.peers.is_empty() {
+        if c.exchange.peers.is_empty() || c.exchange.coordinator.is_some() {
             return Err(err((
                 "exchange.peers".into(),
-                "list the nodes' heartbeat addresses".into(),
+                "list the nodes (id: address); a coordinator has no `coordinator`".into(),
             )));
         }
         Ok(c)

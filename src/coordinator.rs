@@ -1,11 +1,12 @@
 //! `synshare coordinator`: the patent's coordinator mode (Fig. 2b). The
-//! nodes report their availability to it; it computes the table and pushes
-//! it in its heartbeats. It is member 0, so while it runs it is the leader
-//! of the exchange; when it is gone, the nodes keep the last table and fail
-//! over among themselves, led by the lowest node.
+//! nodes report their availability to it; it computes the table and
+//! proposes it. It is member 0, a voter that holds no buckets: while it
+//! runs, the nodes hand it the leadership; when it is gone, they keep the
+//! last table and fail over among themselves. In peer mode the same process
+//! is the witness that lets a two-node cluster lose either node.
 
 use crate::config::CoordinatorConfig;
-use crate::exchange::{AgentParams, Exchange};
+use crate::exchange::{self, AgentParams};
 use crate::status;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,7 +28,7 @@ pub fn run(c: CoordinatorConfig) -> Result<(), String> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(|e| format!("cannot handle signal {sig}: {e}"))?;
     }
-    let mut ex = Exchange::new(
+    let ex = exchange::start(
         &c.exchange,
         MemberId(0),
         AgentParams {
@@ -35,8 +36,10 @@ pub fn run(c: CoordinatorConfig) -> Result<(), String> {
             buckets: c.buckets,
             layout: c.layout,
             drain_ms: 0,
+            name: c.name.clone(),
         },
         0,
+        None,
     )?;
     let socket = socket_path(&c);
     let listener = status::listen(&socket).map_err(|e| format!("status socket {}: {e}", socket.display()))?;
@@ -48,16 +51,15 @@ pub fn run(c: CoordinatorConfig) -> Result<(), String> {
         socket.display()
     );
     while !stop.load(Ordering::Relaxed) {
-        let wait = ex.wait_hint();
-        ex.poll(wait);
-        ex.tick();
         status::serve(&listener, |request| match request.split_whitespace().next() {
             Some("status") | None => serde_json::to_string(&ex.status()).unwrap_or_default(),
             Some(other) => {
                 serde_json::json!({"ok": false, "message": format!("unknown request {other:?}")}).to_string()
             }
         });
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    ex.stop();
     let _ = std::fs::remove_file(&socket);
     info!("coordinator stopping");
     Ok(())

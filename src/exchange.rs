@@ -1,27 +1,38 @@
-//! The thin driver between the exchange's state machine and a real UDP
-//! socket: receive, tick, send, with a monotonic clock in milliseconds.
+//! The driver between the exchange's state machine and the world, on a
+//! thread of its own (nothing else can stall it): a UDP socket drained in
+//! batches with the source checked against the configured members before
+//! any cryptography, the state file written before anything that depends
+//! on it is sent, the view and the lease deadline published to the workers,
+//! and the agent's events logged and counted.
 
 use crate::config::ExchangeConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, UdpSocket};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use synshare_control::layout::{Layout, MemberId};
-use synshare_control::protocol::{Agent, Settings};
-use synshare_control::wire::{encode, Role};
-use tracing::{debug, info, warn};
+use synshare_control::protocol::{Agent, Event, Persisted, Right};
+use synshare_control::wire::{Keys, Role};
+use synshare_dataplane::ownership::{BucketState, OwnershipView};
+use synshare_dataplane::publish::{Lease, Publisher};
+use tracing::{error, info, warn};
 
-/// A member's agent on a socket.
-pub struct Exchange {
-    socket: UdpSocket,
-    key: Vec<u8>,
-    dests: Vec<SocketAddr>,
-    /// The state machine.
-    pub agent: Agent,
-    started: Instant,
-    send_errors: u64,
-    buf: Vec<u8>,
-    logged: (u64, u32, Vec<(u32, u64)>, u32, u64),
+/// What the rest of the process tells the exchange.
+#[derive(Debug)]
+pub enum Command {
+    /// The advertised weight changed (thousandths).
+    Weight(u32),
+    /// Drain or undrain.
+    Draining(bool),
+    /// Connections held (for status).
+    Connections(u32),
+    /// New keys (rotation).
+    Keys(Keys),
 }
 
 /// Settings the caller adds to the exchange configuration.
@@ -34,132 +45,324 @@ pub struct AgentParams {
     pub layout: Layout,
     /// Drain period, ms.
     pub drain_ms: u64,
+    /// The process name (for the state file).
+    pub name: String,
 }
 
-impl Exchange {
-    /// Binds the socket and starts an agent for member `me`.
-    pub fn new(c: &ExchangeConfig, me: MemberId, r: AgentParams, weight_milli: u32) -> Result<Exchange, String> {
-        let socket = UdpSocket::bind(c.bind).map_err(|e| format!("exchange: cannot bind {}: {e}", c.bind))?;
-        let started = Instant::now();
-        // A restart has a larger incarnation: wall-clock milliseconds.
-        let incarnation = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(1, |d| d.as_millis() as u64);
-        let settings = Settings {
-            segment: c.segment,
-            interval_ms: c.interval_ms,
-            timeout_ms: c.timeout_ms,
-            drain_ms: r.drain_ms,
-            buckets: r.buckets,
-            layout: r.layout,
-            min_epoch_ms: c.min_epoch_ms,
-            hysteresis_milli: (c.hysteresis * 1000.0).round() as u32,
-            role: r.role,
-        };
-        let mut dests = c.peers.clone();
-        if let Some(coord) = c.coordinator {
-            dests.push(coord);
-        }
-        Ok(Exchange {
-            socket,
-            key: c.key.as_bytes().to_vec(),
-            dests,
-            agent: Agent::new(me, incarnation, settings, weight_milli, 0),
-            started,
-            send_errors: 0,
-            buf: vec![0u8; 65_536],
-            logged: (0, 0, Vec::new(), 0, 0),
-        })
+/// Where the workers are reached (nodes only).
+pub struct WorkerLink {
+    /// Views go here.
+    pub publisher: Publisher,
+    /// The lease deadline goes here.
+    pub lease: Lease,
+    /// TSC cycles per ms.
+    pub tsc_per_ms: u64,
+    /// Reads the TSC.
+    pub tsc: fn() -> u64,
+}
+
+/// The running exchange: a handle for the rest of the process.
+pub struct ExchangeHandle {
+    commands: Sender<Command>,
+    status: Arc<Mutex<ExchangeStatus>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// The segment id.
+    pub segment: u16,
+}
+
+impl ExchangeHandle {
+    /// Sends a command (never blocks).
+    pub fn send(&self, c: Command) {
+        let _ = self.commands.send(c);
     }
 
-    /// Milliseconds since start: the agent's clock.
-    pub fn now_ms(&self) -> u64 {
+    /// The latest status (at most one status interval old).
+    pub fn status(&self) -> ExchangeStatus {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Stops the thread and waits for it.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The state file of `name`'s exchange on `segment`.
+pub fn state_path(dir: &Path, name: &str, segment: u16) -> PathBuf {
+    dir.join(format!("{name}.segment{segment}.state"))
+}
+
+fn load_state(path: &Path) -> Result<Option<Persisted>, String> {
+    match std::fs::read(path) {
+        Ok(b) => Persisted::decode(&b)
+            .map(Some)
+            .map_err(|e| format!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+fn save_state(path: &Path, p: &Persisted) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(&p.encode())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Binds, loads the saved state and starts the exchange thread.
+pub fn start(
+    c: &ExchangeConfig,
+    me: MemberId,
+    params: AgentParams,
+    weight_milli: u32,
+    workers: Option<WorkerLink>,
+) -> Result<ExchangeHandle, String> {
+    let keys = c.keys().map_err(|e| format!("exchange: {e}"))?;
+    let socket = UdpSocket::bind(c.bind).map_err(|e| format!("exchange: cannot bind {}: {e}", c.bind))?;
+    std::fs::create_dir_all(&c.state_dir).map_err(|e| format!("exchange: state_dir {}: {e}", c.state_dir.display()))?;
+    let path = state_path(&c.state_dir, &params.name, c.segment);
+    let saved = load_state(&path)?;
+    // Incarnations only grow, whatever the wall clock does.
+    let incarnation = saved.as_ref().map_or(0, |p| p.incarnation) + 1;
+    let mut settings = c.settings();
+    settings.role = params.role;
+    settings.buckets = params.buckets;
+    settings.layout = params.layout;
+    settings.drain_ms = params.drain_ms;
+    let addresses = c.addresses();
+    let members: Vec<MemberId> = addresses.keys().map(|id| MemberId(*id)).collect();
+    let agent = Agent::new(me, &members, incarnation, settings, keys, weight_milli, saved, 0)?;
+    // Write the new incarnation before anything is sent under it.
+    let mut driver = Driver {
+        agent,
+        socket,
+        sources: addresses.values().map(SocketAddr::ip).collect(),
+        addresses,
+        state: path,
+        workers,
+        started: Instant::now(),
+        buf: vec![0u8; 65_536],
+        send_errors: 0,
+        rejected_unknown_source: 0,
+        events: BTreeMap::new(),
+        lease_valid: false,
+    };
+    driver.persist()?;
+    info!(segment = c.segment, incarnation, state = %driver.state.display(), "exchange state");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let status = Arc::new(Mutex::new(driver.status()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread = {
+        let status = Arc::clone(&status);
+        let stop = Arc::clone(&stop);
+        std::thread::Builder::new()
+            .name(format!("exchange{}", c.segment))
+            .spawn(move || driver.run(rx, status, stop))
+            .map_err(|e| format!("exchange thread: {e}"))?
+    };
+    Ok(ExchangeHandle {
+        commands: tx,
+        status,
+        stop,
+        thread: Some(thread),
+        segment: c.segment,
+    })
+}
+
+struct Driver {
+    agent: Agent,
+    socket: UdpSocket,
+    addresses: BTreeMap<u32, SocketAddr>,
+    sources: Vec<IpAddr>,
+    state: PathBuf,
+    workers: Option<WorkerLink>,
+    started: Instant,
+    buf: Vec<u8>,
+    send_errors: u64,
+    rejected_unknown_source: u64,
+    events: BTreeMap<&'static str, u64>,
+    lease_valid: bool,
+}
+
+/// Datagrams handled per wake-up at most, so a flood cannot starve ticks.
+const BATCH: usize = 1024;
+
+impl Driver {
+    fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
 
-    /// Waits at most `wait` for one datagram and hands it to the agent.
-    pub fn poll(&mut self, wait: Duration) {
-        let _ = self.socket.set_read_timeout(Some(wait.max(Duration::from_micros(200))));
-        if let Ok((n, _from)) = self.socket.recv_from(&mut self.buf) {
+    fn persist(&mut self) -> Result<(), String> {
+        if let Some(p) = self.agent.take_persist() {
+            save_state(&self.state, &p).map_err(|e| format!("exchange: cannot save {}: {e}", self.state.display()))?;
+        }
+        Ok(())
+    }
+
+    fn run(mut self, commands: Receiver<Command>, status: Arc<Mutex<ExchangeStatus>>, stop: Arc<AtomicBool>) {
+        let mut last_status = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            loop {
+                match commands.try_recv() {
+                    Ok(Command::Weight(w)) => self.agent.set_weight(w),
+                    Ok(Command::Draining(d)) => self.agent.set_draining(d),
+                    Ok(Command::Connections(n)) => self.agent.set_connections(n),
+                    Ok(Command::Keys(k)) => {
+                        info!(keys = ?k.ids(), sending = k.sending().id, "exchange keys replaced");
+                        self.agent.set_keys(k)
+                    }
+                    Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => break,
+                }
+            }
+            let wait = self.agent.next_deadline().saturating_sub(self.now_ms()).clamp(1, 10);
+            self.receive(Duration::from_millis(wait));
             let now = self.now_ms();
-            // Rejections are counted by the agent.
-            if let Err(e) = self.agent.receive(&self.buf[..n], &self.key, now) {
-                debug!(from = %_from, reason = ?e, "heartbeat rejected");
+            let out = self.agent.tick(now);
+            // Nothing leaves before the state it rests on is on disk; if
+            // it cannot be saved, nothing leaves at all (and the lease runs
+            // out, so the node stops taking connections).
+            match self.persist() {
+                Ok(()) => self.send(out),
+                Err(e) => error!(error = %e, "state not saved: sending nothing"),
             }
-        }
-        self.log_changes();
-    }
-
-    /// Logs membership changes, new tables, hand-offs and failovers (not
-    /// per heartbeat).
-    fn log_changes(&mut self) {
-        let a = &self.agent;
-        let peers: Vec<(u32, u64)> = a.peers().iter().map(|(id, p)| (id.0, p.incarnation)).collect();
-        let (epoch, creator, ref old_peers, old_held, old_failovers) = self.logged;
-        for (id, inc) in &peers {
-            match old_peers.iter().find(|(o, _)| o == id) {
-                None => info!(member = id, incarnation = inc, "member joined"),
-                Some((_, old)) if old != inc => info!(member = id, incarnation = inc, "member restarted"),
-                _ => {}
-            }
-        }
-        for (id, _) in old_peers {
-            if !peers.iter().any(|(p, _)| p == id) {
-                warn!(
-                    member = id,
-                    timeout_ms = a.settings().timeout_ms,
-                    "member silent: declared dead, its buckets move"
-                );
-            }
-        }
-        let e = a.epoch();
-        if (e.number, e.creator.0) != (epoch, creator) {
-            info!(
-                epoch = e.number,
-                creator = e.creator.0,
-                leader = a.leader().0,
-                members = ?e.members.iter().map(|(m, w)| (m.0, f64::from(*w) / 1000.0)).collect::<Vec<_>>(),
-                "new table"
-            );
-        }
-        if a.held_count() != old_held {
-            info!(
-                held = a.held_count(),
-                was = old_held,
-                claimed_total = a.stats().buckets_claimed,
-                released_total = a.stats().buckets_released,
-                "hand-off: buckets held"
-            );
-        }
-        if a.stats().fenced > 0 && a.stats().failovers != old_failovers && a.held_count() == 0 && old_held > 0 {
-            warn!("no peer heard: let every bucket go (fencing)");
-        }
-        self.logged = (e.number, e.creator.0, peers, a.held_count(), a.stats().failovers);
-    }
-
-    /// Lets the agent act; sends its heartbeat to every peer if one is due.
-    pub fn tick(&mut self) {
-        let now = self.now_ms();
-        if let Some(hb) = self.agent.tick(now) {
-            let bytes = encode(&hb, &self.key);
-            for d in &self.dests {
-                if self.socket.send_to(&bytes, d).is_err() {
-                    self.send_errors += 1;
+            self.publish(now);
+            self.log_events();
+            if now >= last_status + 100 {
+                last_status = now;
+                if let Ok(mut s) = status.lock() {
+                    *s = self.status();
                 }
             }
         }
-        self.log_changes();
     }
 
-    /// How long the caller may wait before the next tick.
-    pub fn wait_hint(&self) -> Duration {
-        let now = self.now_ms();
-        let next = self.agent.next_deadline();
-        Duration::from_millis(next.saturating_sub(now).clamp(1, 20))
+    /// Waits at most `wait` for a datagram, then drains what is queued.
+    fn receive(&mut self, wait: Duration) {
+        let _ = self.socket.set_nonblocking(false);
+        let _ = self.socket.set_read_timeout(Some(wait));
+        let mut first = true;
+        for _ in 0..BATCH {
+            let (n, from) = match self.socket.recv_from(&mut self.buf) {
+                Ok(x) => x,
+                Err(_) => break,
+            };
+            if first {
+                first = false;
+                let _ = self.socket.set_nonblocking(true);
+            }
+            // The source is checked before any cryptography: a flood from
+            // anywhere else costs a comparison.
+            if !self.sources.contains(&from.ip()) {
+                self.rejected_unknown_source += 1;
+                continue;
+            }
+            let now = self.now_ms();
+            let _ = self.agent.receive(&self.buf[..n], now);
+        }
     }
 
-    /// The exchange's state for status output.
-    pub fn status(&self) -> ExchangeStatus {
+    fn send(&mut self, out: Vec<synshare_control::protocol::Outgoing>) {
+        for o in out {
+            match o.to {
+                Some(id) => {
+                    if let Some(a) = self.addresses.get(&id.0) {
+                        if self.socket.send_to(&o.bytes, a).is_err() {
+                            self.send_errors += 1;
+                        }
+                    }
+                }
+                None => {
+                    for a in self.addresses.values() {
+                        if self.socket.send_to(&o.bytes, a).is_err() {
+                            self.send_errors += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn publish(&mut self, now: u64) {
+        let Some(w) = &self.workers else { return };
+        if self.agent.take_view_changed() {
+            let view = view_of(&self.agent.rights(now), self.agent.view_version());
+            w.publisher.publish(&view);
+        }
+        w.publisher.collect();
+        let in_force = w.publisher.in_force();
+        self.agent.confirm_view(in_force);
+        let deadline = match self.agent.lease_until(now) {
+            Some(until) => (w.tsc)().saturating_add(until.saturating_sub(now).saturating_mul(w.tsc_per_ms)),
+            None => 0,
+        };
+        w.lease.set(deadline);
+    }
+
+    fn log_events(&mut self) {
+        while let Some(e) = self.agent.poll_event() {
+            let name = match &e {
+                Event::Joined { member, incarnation } => {
+                    info!(member = member.0, incarnation, "member joined");
+                    "joined"
+                }
+                Event::Lost { member } => {
+                    warn!(member = member.0, "member not live (silent, or not hearing us)");
+                    "lost"
+                }
+                Event::NewEpoch {
+                    index,
+                    creator,
+                    members,
+                } => {
+                    info!(epoch = index, creator = creator.0,
+                          members = ?members.iter().map(|(m, w)| (m.0, f64::from(*w) / 1000.0)).collect::<Vec<_>>(),
+                          "new table");
+                    "new_epoch"
+                }
+                Event::Released { buckets } => {
+                    info!(buckets, held = self.agent.held_count(), "hand-off: released");
+                    "released"
+                }
+                Event::Claimed { buckets } => {
+                    info!(buckets, held = self.agent.held_count(), "hand-off: claimed");
+                    "claimed"
+                }
+                Event::LeaseLost => {
+                    warn!("lease lost: no majority heard both ways; taking no new connections (fenced)");
+                    self.lease_valid = false;
+                    "fenced"
+                }
+                Event::LeaseRegained => {
+                    info!("lease valid: taking new connections");
+                    self.lease_valid = true;
+                    "unfenced"
+                }
+                Event::DuplicateId { incarnation } => {
+                    error!(
+                        other_incarnation = incarnation,
+                        "another process uses this member id: fenced until restarted with a unique id"
+                    );
+                    "duplicate_id"
+                }
+                Event::Leader { member } => {
+                    info!(leader = member.map(|m| m.0), "leader");
+                    "leader_changed"
+                }
+                Event::Voters { voters } => {
+                    info!(voters = ?voters.iter().map(|m| m.0).collect::<Vec<_>>(), "voters changed");
+                    "voters_changed"
+                }
+            };
+            *self.events.entry(name).or_default() += 1;
+        }
+    }
+
+    fn status(&self) -> ExchangeStatus {
         let now = self.now_ms();
         let a = &self.agent;
         let table = a.table();
@@ -189,11 +392,16 @@ impl Exchange {
             .iter()
             .map(|(id, p)| PeerStatus {
                 id: id.0,
-                coordinator: p.role == Role::Coordinator,
+                coordinator: p.role == Some(Role::Coordinator),
+                live: a.live().contains(id),
+                voter: a.voters().contains(id),
                 incarnation: p.incarnation,
-                heard_ms_ago: now.saturating_sub(p.last_heard),
-                epoch: p.epoch_id.0,
-                epoch_creator: p.epoch_id.1,
+                heard_ms_ago: if p.incarnation == 0 {
+                    None
+                } else {
+                    Some(now.saturating_sub(p.last_heard))
+                },
+                epoch: p.applied,
                 held: p.held,
                 weight: f64::from(p.weight_milli) / 1000.0,
                 draining: p.draining,
@@ -201,17 +409,22 @@ impl Exchange {
             })
             .collect();
         let s = a.stats();
-        let stats: BTreeMap<String, u64> = [
+        let mut stats: BTreeMap<String, u64> = [
             ("sent", s.sent),
+            ("consensus_sent", s.consensus_sent),
             ("received", s.received),
             ("accepted", s.accepted),
+            ("consensus_accepted", s.consensus_accepted),
+            ("rejected_unknown_source", self.rejected_unknown_source),
             ("rejected_bad_length", s.rejected_bad_length),
             ("rejected_not_heartbeat", s.rejected_not_heartbeat),
+            ("rejected_unknown_key", s.rejected_unknown_key),
             ("rejected_bad_tag", s.rejected_bad_tag),
             ("rejected_malformed", s.rejected_malformed),
             ("rejected_replayed", s.rejected_replayed),
             ("rejected_stale", s.rejected_stale),
             ("rejected_foreign", s.rejected_foreign),
+            ("rejected_unknown_member", s.rejected_unknown_member),
             ("rejected_own_id", s.rejected_own_id),
             ("epochs_adopted", s.epochs_adopted),
             ("epochs_created", s.epochs_created),
@@ -220,17 +433,25 @@ impl Exchange {
             ("failovers", s.failovers),
             ("fenced", s.fenced),
             ("joins", s.joins),
+            ("voter_changes", s.voter_changes),
             ("send_errors", self.send_errors),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
+        for (k, v) in &self.events {
+            stats.insert(format!("event_{k}"), *v);
+        }
         ExchangeStatus {
             segment: a.settings().segment,
-            epoch: a.epoch().number,
+            epoch: a.epoch().index,
             epoch_creator: a.epoch().creator.0,
-            leader: a.leader().0,
+            leader: a.leader().map_or(-1, |m| i64::from(m.0)),
+            incarnation: a.incarnation(),
             held: a.held_count(),
+            lease_ms: a.lease_until(now).map(|u| u - now),
+            duplicate_id: a.duplicate(),
+            voters: a.voters().iter().map(|m| m.0).collect(),
             weight: f64::from(a.weight_milli()) / 1000.0,
             draining: a.draining(),
             members,
@@ -238,6 +459,20 @@ impl Exchange {
             stats,
         }
     }
+}
+
+/// The workers' view of this node's rights.
+pub fn view_of(rights: &[Right], version: u64) -> OwnershipView {
+    let states = rights
+        .iter()
+        .map(|r| match r {
+            Right::None => BucketState::Foreign,
+            Right::Claimed => BucketState::Claimed,
+            Right::Settled => BucketState::Settled,
+        })
+        .collect();
+    OwnershipView::from_states(states, version)
+        .unwrap_or_else(|| OwnershipView::new(rights.len().next_power_of_two() as u32, version))
 }
 
 /// A member of the epoch in force.
@@ -255,21 +490,23 @@ pub struct EpochMember {
     pub held: Option<u32>,
 }
 
-/// A peer as last heard.
+/// A configured member as last heard.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct PeerStatus {
     /// Member id.
     pub id: u32,
     /// A coordinator.
     pub coordinator: bool,
-    /// Its incarnation.
+    /// Heard both ways within the timeout.
+    pub live: bool,
+    /// A voter.
+    pub voter: bool,
+    /// Its incarnation (0: never heard).
     pub incarnation: u64,
-    /// Milliseconds since its last heartbeat.
-    pub heard_ms_ago: u64,
-    /// Its epoch.
+    /// Milliseconds since its last heartbeat (never heard: none).
+    pub heard_ms_ago: Option<u64>,
+    /// The table (log index) it enforces.
     pub epoch: u64,
-    /// Its epoch's creator.
-    pub epoch_creator: u32,
     /// Buckets it holds.
     pub held: u32,
     /// Its advertised weight.
@@ -285,21 +522,29 @@ pub struct PeerStatus {
 pub struct ExchangeStatus {
     /// Segment.
     pub segment: u16,
-    /// Epoch number in force.
+    /// The table in force (its log index).
     pub epoch: u64,
-    /// Its creator.
+    /// Who proposed it.
     pub epoch_creator: u32,
-    /// The leader as seen here.
-    pub leader: u32,
+    /// The leader as known here (-1: none).
+    pub leader: i64,
+    /// This process's incarnation.
+    pub incarnation: u64,
     /// Buckets held here.
     pub held: u32,
+    /// Milliseconds of lease left (none: fenced).
+    pub lease_ms: Option<u64>,
+    /// Fenced because another process uses this id.
+    pub duplicate_id: bool,
+    /// The voters.
+    pub voters: Vec<u32>,
     /// Weight advertised.
     pub weight: f64,
     /// Draining.
     pub draining: bool,
     /// The epoch's members.
     pub members: Vec<EpochMember>,
-    /// Live peers.
+    /// Configured peers.
     pub peers: Vec<PeerStatus>,
     /// Counters.
     pub stats: BTreeMap<String, u64>,

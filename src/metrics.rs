@@ -225,13 +225,40 @@ pub fn render(s: &NodeStatus) -> String {
             "Seconds since each live peer was last heard.",
         );
         for p in &x.peers {
+            if let Some(ms) = p.heard_ms_ago {
+                let _ = writeln!(
+                    o,
+                    "synshare_peer_heard_seconds{{node=\"{node}\",peer=\"{}\"}} {:.3}",
+                    p.id,
+                    ms as f64 / 1000.0
+                );
+            }
+        }
+        metric(
+            &mut o,
+            "peer_up",
+            "gauge",
+            "1 while a configured peer is heard both ways.",
+        );
+        for p in &x.peers {
             let _ = writeln!(
                 o,
-                "synshare_peer_heard_seconds{{node=\"{node}\",peer=\"{}\"}} {:.3}",
+                "synshare_peer_up{{node=\"{node}\",peer=\"{}\"}} {}",
                 p.id,
-                p.heard_ms_ago as f64 / 1000.0
+                u8::from(p.live)
             );
         }
+        metric(
+            &mut o,
+            "lease_seconds",
+            "gauge",
+            "Seconds of lease left; 0: fenced (no majority heard), taking no new connections.",
+        );
+        let _ = writeln!(
+            o,
+            "synshare_lease_seconds{{node=\"{node}\"}} {:.3}",
+            x.lease_ms.unwrap_or(0) as f64 / 1000.0
+        );
     }
     metric(&mut o, "uptime_seconds", "gauge", "Seconds since the node started.");
     let _ = writeln!(o, "synshare_uptime_seconds{{node=\"{node}\"}} {:.3}", s.uptime_s);

@@ -7,18 +7,17 @@
 //! socket and stops everything on SIGINT/SIGTERM.
 
 use crate::config::{CpuSource, Hugepages, NodeConfig};
-use crate::exchange::{AgentParams, Exchange};
+use crate::exchange::{self, AgentParams, Command, ExchangeHandle, WorkerLink};
 use crate::measure::{self, Measured};
 use crate::status::{self, NodeStatus};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use synshare_control::availability::{Formula, Inputs, Smoother};
 use synshare_control::layout::{MemberId, Table, Weighted};
-use synshare_control::protocol::Right;
 use synshare_control::wire::Role;
 use synshare_dataplane::classify::{Classifier, NodeAddresses, Vip};
 use synshare_dataplane::counters::WorkerStats;
@@ -27,9 +26,9 @@ use synshare_dataplane::flow::{FlowTable, FlowTimeouts};
 use synshare_dataplane::hash::{Bucket, SYMMETRIC_KEY};
 use synshare_dataplane::ownership::{BucketState, OwnershipView};
 use synshare_dataplane::packet::Addr;
-use synshare_dataplane::publish::Publisher;
+use synshare_dataplane::publish::{Lease, Publisher};
 use synshare_dataplane::worker::{Worker, WorkerTuning};
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 const HUGEPAGE_DIR: &str = "/sys/kernel/mm/hugepages/hugepages-2048kB";
 
@@ -139,7 +138,6 @@ struct Segment {
     tap: Port,
     node_mac: synshare_dataplane::packet::Mac,
     sharing: Sharing,
-    publisher: Publisher,
     stats: Vec<Arc<WorkerStats>>,
 }
 
@@ -249,18 +247,27 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
                 .map(|x| Vip::new(Addr::from(x.addr), &x.tcp_ports, &x.udp_ports))
                 .collect(),
         }));
-        // Static shares: the configured table, held since start. With an
-        // exchange: nothing until the segment's table gives this node buckets.
-        let sharing = match v.exchange {
+        // Static shares: the configured table, held since start, for ever.
+        // With an exchange: nothing until the segment's table gives this
+        // node buckets, and only under a lease.
+        let (initial, lease) = match v.exchange {
             None => {
                 let table = static_table(v.sharing);
                 let view = static_view(&table, me, 1);
                 info!(segment = v.index, layout = ?v.sharing.layout, buckets = table.len(),
                       owned = view.count(BucketState::Settled), members = v.sharing.members.len(), "static bucket table");
-                Sharing::Static { table, view }
+                (view, Lease::forever())
             }
+            Some(_) => (OwnershipView::new(v.sharing.buckets, 0), Lease::none()),
+        };
+        let (publisher, subscribers) = Publisher::new(usize::from(c.workers), &initial);
+        let sharing = match v.exchange {
+            None => Sharing::Static {
+                table: static_table(v.sharing),
+                view: initial,
+            },
             Some(x) => {
-                let ex = Exchange::new(
+                let handle = exchange::start(
                     x,
                     me,
                     AgentParams {
@@ -268,19 +275,21 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
                         buckets: v.sharing.buckets,
                         layout: v.sharing.layout,
                         drain_ms: u64::from(v.sharing.drain_ms),
+                        name: c.name.clone(),
                     },
                     initial_weight,
+                    Some(WorkerLink {
+                        publisher,
+                        lease: lease.clone(),
+                        tsc_per_ms: (dpdk::tsc_hz() / 1000).max(1),
+                        tsc: dpdk::tsc,
+                    }),
                 )?;
                 info!(segment = v.index, bind = %x.bind, peers = ?x.peers, coordinator = ?x.coordinator,
                       segment_id = x.segment, interval_ms = x.interval_ms, timeout_ms = x.timeout_ms, "availability exchange");
-                Sharing::Dynamic(Box::new(Dynamic {
-                    ex,
-                    view: OwnershipView::new(v.sharing.buckets, 0),
-                    published: 0,
-                }))
+                Sharing::Dynamic(handle)
             }
         };
-        let (publisher, subscribers) = Publisher::new(usize::from(c.workers), sharing.view());
         let timeouts = FlowTimeouts {
             half_open_ms: c.flow_table.half_open_ms,
             established_ms: c.flow_table.established_s.saturating_mul(1000),
@@ -296,6 +305,7 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
                 index: q,
                 classifier: Arc::clone(&classifier),
                 view: sub,
+                lease: lease.clone(),
                 flows: FlowTable::new(c.flow_table.capacity as usize, timeouts),
                 wire_rx: wire.rx_queue(q),
                 wire_tx: wire.tx_queue(q),
@@ -315,7 +325,6 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
             tap,
             node_mac,
             sharing,
-            publisher,
             stats,
         });
     }
@@ -384,18 +393,31 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
             s.wire_name,
             s.node_mac,
             match &s.sharing {
-                Sharing::Static { .. } => "static shares".to_owned(),
-                Sharing::Dynamic(d) => format!("exchange segment {}", d.ex.agent.settings().segment),
+                Sharing::Static { .. } | Sharing::Stopped => "static shares".to_owned(),
+                Sharing::Dynamic(h) => format!("exchange segment {}", h.segment),
             },
             socket.display()
         );
     }
 
-    let poll_wait = if segments.len() > 1 {
-        Duration::from_millis(1)
-    } else {
-        Duration::from_millis(20)
-    };
+    // Status and metrics are served on a thread of their own from a
+    // snapshot refreshed here; requests that change something come back
+    // here through a channel. A slow or idle client stalls neither this
+    // loop nor the exchange.
+    let snapshot_cell: Arc<Mutex<String>> = Arc::new(Mutex::new(String::new()));
+    let metrics_cell: Arc<Mutex<String>> = Arc::new(Mutex::new(String::new()));
+    let (requests_tx, requests_rx) = mpsc::channel::<(String, mpsc::Sender<String>)>();
+    let service_stop = Arc::new(AtomicBool::new(false));
+    let service = status::spawn_service(
+        listener,
+        metrics_listener,
+        Arc::clone(&snapshot_cell),
+        Arc::clone(&metrics_cell),
+        requests_tx,
+        Arc::clone(&service_stop),
+    )
+    .map_err(|e| format!("status thread: {e}"))?;
+    let mut last_snapshot: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) {
         let flows: u64 = segments
             .iter()
@@ -409,8 +431,16 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
                     availability.capacity = new.availability.capacity;
                     info!(
                         capacity = availability.capacity,
-                        "configuration reloaded (availability.capacity)"
+                        "configuration reloaded (availability.capacity, exchange keys)"
                     );
+                    for (seg, nv) in segments.iter().zip(new.all_segments()) {
+                        if let (Sharing::Dynamic(h), Some(x)) = (&seg.sharing, nv.exchange) {
+                            match x.keys() {
+                                Ok(k) => h.send(Command::Keys(k)),
+                                Err(e) => warn!(segment = seg.index, error = %e, "keys not reloaded"),
+                            }
+                        }
+                    }
                 }
                 Err(e) => warn!(error = %e, "reload refused: the running configuration stays"),
             }
@@ -423,44 +453,40 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
             weight = Some((smoothed * 1000.0).round() as u32);
             availability.last_inputs = Some(inputs);
         }
-        if !dynamic {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        for seg in segments.iter_mut() {
-            let Sharing::Dynamic(d) = &mut seg.sharing else {
-                continue;
-            };
-            d.ex.poll(d.ex.wait_hint().min(poll_wait));
-            if let Some(w) = weight {
-                d.ex.agent.set_weight(w);
-            }
-            d.ex.agent.set_connections(flows.min(u64::from(u32::MAX)) as u32);
-            d.ex.tick();
-            if d.ex.agent.take_view_changed() {
-                let now = d.ex.now_ms();
-                d.published += 1;
-                d.view = view_of(&d.ex.agent.rights(now), d.published);
-                seg.publisher.publish(&d.view);
-                debug!(
-                    segment = seg.index,
-                    epoch = d.ex.agent.epoch().number,
-                    held = d.ex.agent.held_count(),
-                    "published view"
-                );
+        for seg in &segments {
+            if let Sharing::Dynamic(h) = &seg.sharing {
+                if let Some(w) = weight {
+                    h.send(Command::Weight(w));
+                }
+                h.send(Command::Connections(flows.min(u64::from(u32::MAX)) as u32));
             }
         }
-        status::serve(&listener, |request| {
-            handle_request(request, &c, &mut segments, &mut availability, &started, huge, &measured)
-        });
-        if let Some(l) = &metrics_listener {
-            crate::metrics::serve(l, || {
-                crate::metrics::render(&snapshot(&c, &segments, &availability, &started, huge, &measured))
-            });
+        while let Ok((request, reply)) = requests_rx.try_recv() {
+            let answer = handle_request(
+                &request,
+                &c,
+                &mut segments,
+                &mut availability,
+                &started,
+                huge,
+                &measured,
+            );
+            let _ = reply.send(answer);
         }
-        for s in &segments {
-            s.publisher.collect();
+        if last_snapshot.is_none_or(|t| t.elapsed() >= Duration::from_millis(100)) {
+            last_snapshot = Some(Instant::now());
+            let snap = snapshot(&c, &segments, &availability, &started, huge, &measured);
+            if let Ok(mut cell) = metrics_cell.lock() {
+                *cell = crate::metrics::render(&snap);
+            }
+            if let Ok(mut cell) = snapshot_cell.lock() {
+                *cell = serde_json::to_string(&snap).unwrap_or_default();
+            }
         }
+        std::thread::sleep(Duration::from_millis(20));
     }
+    service_stop.store(true, Ordering::Relaxed);
+    let _ = service.join();
 
     info!("stopping");
     worker_stop.store(true, Ordering::Relaxed);
@@ -471,6 +497,11 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
     let _ = std::fs::remove_file(&socket);
     if let Some(t) = measure_thread {
         let _ = t.join();
+    }
+    for seg in segments.iter_mut() {
+        if let Sharing::Dynamic(h) = std::mem::replace(&mut seg.sharing, Sharing::Stopped) {
+            h.stop();
+        }
     }
     drop(segments);
     drop(pool);
@@ -484,22 +515,8 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
 /// Shares from the configuration, or from the exchange.
 enum Sharing {
     Static { table: Table, view: OwnershipView },
-    Dynamic(Box<Dynamic>),
-}
-
-struct Dynamic {
-    ex: Exchange,
-    view: OwnershipView,
-    published: u64,
-}
-
-impl Sharing {
-    fn view(&self) -> &OwnershipView {
-        match self {
-            Sharing::Static { view, .. } => view,
-            Sharing::Dynamic(d) => &d.view,
-        }
-    }
+    Dynamic(ExchangeHandle),
+    Stopped,
 }
 
 /// The availability formula of `c` with `capacity`.
@@ -513,20 +530,6 @@ fn formula(c: &NodeConfig, capacity: f64) -> Formula {
         power_budget_w: a.power.as_ref().map(|(_, w)| *w),
         floor: a.floor,
     }
-}
-
-/// The workers' view of this node's rights.
-pub fn view_of(rights: &[Right], epoch: u64) -> OwnershipView {
-    let states = rights
-        .iter()
-        .map(|r| match r {
-            Right::None => BucketState::Foreign,
-            Right::Claimed => BucketState::Claimed,
-            Right::Settled => BucketState::Settled,
-        })
-        .collect();
-    OwnershipView::from_states(states, epoch)
-        .unwrap_or_else(|| OwnershipView::new(rights.len().next_power_of_two() as u32, epoch))
 }
 
 /// The status of one segment (the first carries the others in `segments`).
@@ -549,8 +552,9 @@ fn segment_status(
             None,
             None,
         ),
+        Sharing::Stopped => (0, String::new(), 0, Vec::new(), None, None),
         Sharing::Dynamic(d) => {
-            let x = d.ex.status();
+            let x = d.status();
             let members = x
                 .members
                 .iter()
@@ -571,11 +575,11 @@ fn segment_status(
                 service_up: measured.service_up.load(Ordering::Relaxed) || av.last_inputs.is_none(),
                 raw: av.raw,
                 smoothed: av.smoother.value().unwrap_or(0.0),
-                draining: d.ex.agent.draining(),
+                draining: x.draining,
             };
             (
                 x.epoch,
-                format!("{:?}", d.ex.agent.settings().layout).to_lowercase(),
+                format!("{:?}", sharing_cfg.layout).to_lowercase(),
                 sharing_cfg.buckets,
                 members,
                 Some(x),
@@ -583,7 +587,11 @@ fn segment_status(
             )
         }
     };
-    let view = seg.sharing.view();
+    let held = match &seg.sharing {
+        Sharing::Static { view, .. } => (view.count(BucketState::Claimed) + view.count(BucketState::Settled)) as u32,
+        Sharing::Dynamic(_) => exchange.as_ref().map_or(0, |x| x.held),
+        Sharing::Stopped => 0,
+    };
     NodeStatus {
         name: c.name.clone(),
         id: c.id,
@@ -605,7 +613,7 @@ fn segment_status(
             .enumerate()
             .map(|(i, s)| status::worker(i, s))
             .collect(),
-        held: (view.count(BucketState::Claimed) + view.count(BucketState::Settled)) as u32,
+        held,
         exchange,
         availability,
         segments: Vec::new(),
@@ -653,8 +661,8 @@ fn handle_request(
         "drain" | "undrain" => {
             let draining = verb == "drain";
             for s in segments.iter_mut() {
-                if let Sharing::Dynamic(d) = &mut s.sharing {
-                    d.ex.agent.set_draining(draining);
+                if let Sharing::Dynamic(h) = &s.sharing {
+                    h.send(Command::Draining(draining));
                 }
             }
             info!(draining, "drain set by the control socket");

@@ -275,15 +275,25 @@ pub fn summary(s: &NodeStatus) -> String {
 pub fn exchange_summary(x: &crate::exchange::ExchangeStatus) -> String {
     let mut out = String::new();
     out += &format!(
-        "  exchange: segment {} epoch {} (by {}) leader {} holding {} buckets\n",
-        x.segment, x.epoch, x.epoch_creator, x.leader, x.held
+        "  exchange: segment {} epoch {} (by {}) leader {} holding {} buckets, {}, voters {:?}\n",
+        x.segment,
+        x.epoch,
+        x.epoch_creator,
+        x.leader,
+        x.held,
+        match x.lease_ms {
+            Some(ms) => format!("lease {ms} ms"),
+            None => "FENCED (no lease: no majority heard both ways)".to_owned(),
+        },
+        x.voters
     );
     for p in &x.peers {
         out += &format!(
-            "    peer {:>3}{} heard {:>4} ms ago, epoch {}, holds {}, weight {:.3}{}\n",
+            "    peer {:>3}{}{} heard {} ago, epoch {}, holds {}, weight {:.3}{}\n",
             p.id,
             if p.coordinator { " (coordinator)" } else { "" },
-            p.heard_ms_ago,
+            if p.live { " live" } else { " NOT LIVE" },
+            p.heard_ms_ago.map_or("never".to_owned(), |ms| format!("{ms:>4} ms")),
             p.epoch,
             p.held,
             p.weight,
@@ -330,6 +340,43 @@ pub fn serve(listener: &UnixListener, mut handle: impl FnMut(&str) -> String) {
         let reply = handle(if request.is_empty() { "status" } else { request });
         let _ = stream.write_all(reply.as_bytes());
     }
+}
+
+/// Serves the status socket and the metrics port on a thread of its own
+/// until `stop`: status from `snapshot` (JSON), metrics from `metrics`
+/// (text), and anything else forwarded to the control loop through
+/// `requests` (answered within a second or refused). Each connection has
+/// short read and write deadlines, so a slow client delays only this thread.
+pub fn spawn_service(
+    status: UnixListener,
+    metrics: Option<std::net::TcpListener>,
+    snapshot: std::sync::Arc<std::sync::Mutex<String>>,
+    metrics_text: std::sync::Arc<std::sync::Mutex<String>>,
+    requests: std::sync::mpsc::Sender<(String, std::sync::mpsc::Sender<String>)>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name("status".into()).spawn(move || {
+        let read = |cell: &std::sync::Mutex<String>| cell.lock().map(|s| s.clone()).unwrap_or_default();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            serve(&status, |request| {
+                let verb = request.split_whitespace().next().unwrap_or("status");
+                if verb == "status" {
+                    return read(&snapshot);
+                }
+                let (tx, rx) = std::sync::mpsc::channel();
+                if requests.send((request.to_owned(), tx)).is_err() {
+                    return serde_json::json!({"ok": false, "message": "stopping"}).to_string();
+                }
+                rx.recv_timeout(Duration::from_secs(1)).unwrap_or_else(|_| {
+                    serde_json::json!({"ok": false, "message": "the control loop did not answer"}).to_string()
+                })
+            });
+            if let Some(l) = &metrics {
+                crate::metrics::serve(l, || read(&metrics_text));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    })
 }
 
 /// Sends `request` to the node at `path`; returns its reply.

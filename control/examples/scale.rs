@@ -1,5 +1,5 @@
-//! Cluster scale in simulation: the exchange protocol with 8 to 256
-//! members. For each size: time to converge after a start, time until a
+//! Cluster scale in simulation: the exchange protocol with 8 to 64
+//! members (the most a segment may have: heartbeats fit one MTU). For each size: time to converge after a start, time until a
 //! dead member's buckets are held again, heartbeat bytes per second per
 //! member, and table computations per second at 65,536 buckets.
 //!
@@ -9,10 +9,13 @@ use std::time::Instant;
 use synshare_control::layout::{Layout, MemberId, Table, Weighted};
 use synshare_control::protocol::Settings;
 use synshare_control::sim::Sim;
-use synshare_control::wire::{Heartbeat, Role};
+use synshare_control::wire::{Heard, Heartbeat, Keys, Role, Sender};
 
 fn main() {
-    let max: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(256);
+    let max: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(synshare_control::wire::MAX_MEMBERS);
     println!("members | converge ms | failover ms | heartbeat B | B/s sent per member | tables/s rendezvous | tables/s ranges");
     println!("--------|-------------|-------------|-------------|---------------------|---------------------|----------------");
     let mut n = 8;
@@ -45,26 +48,32 @@ fn main() {
         sim.run(2_000);
         let per_member =
             (sim.bytes_sent.iter().sum::<u64>() - bytes0) as f64 / n as f64 / ((sim.now - t0) as f64 / 1000.0);
-        let epoch = sim.agents[0]
-            .as_ref()
-            .map(|a| a.epoch().clone())
-            .expect("agent 0 lives");
-        let hb = synshare_control::wire::encode(
+        let hb = synshare_control::wire::encode_heartbeat(
             &Heartbeat {
-                segment: 0,
-                member: MemberId(1),
-                incarnation: 1,
+                from: Sender {
+                    segment: 0,
+                    member: 1,
+                    incarnation: 1,
+                    role: Role::Node,
+                    draining: false,
+                },
                 seq: 1,
-                role: Role::Node,
-                draining: false,
                 weight_milli: 1000,
                 connections: 0,
                 held: 0,
-                epoch,
+                applied: 1,
+                log_last: 1,
+                heard: (2..=n as u32)
+                    .map(|m| Heard {
+                        member: m,
+                        seq: 1,
+                        lease: true,
+                    })
+                    .collect(),
             },
-            b"k",
+            &Keys::single(b"k"),
         )
-        .len();
+        .map_or(0, |b| b.len());
         sim.kill(n / 2);
         let killed = sim.now;
         let mut failover = None;
@@ -102,6 +111,6 @@ fn main() {
         );
         n *= 2;
     }
-    println!("(simulated network: 1-5 ms delay, no loss; heartbeat interval 100 ms, timeout 400 ms;");
+    println!("(simulated network: 1-5 ms delay, no loss; heartbeat interval 100 ms, timeout and lease 400 ms;");
     println!(" peer mode sends each heartbeat to every other member, so bytes grow with members squared)");
 }

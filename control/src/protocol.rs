@@ -1,67 +1,88 @@
-//! The availability exchange and the bucket hand-off, as a deterministic
-//! state machine: no sockets, no clock. The driver passes `now` (ms) in,
-//! hands received datagrams to [`Agent::receive`], sends what
-//! [`Agent::tick`] returns, and publishes [`Agent::rights`] to the workers
-//! when [`Agent::take_view_changed`] says so.
+//! The availability exchange and bucket ownership, as a deterministic state
+//! machine: no sockets, no clock. The driver passes `now` (ms, monotonic)
+//! in, hands received datagrams to [`Agent::receive`], sends what
+//! [`Agent::tick`] returns (after saving [`Agent::take_persist`]), and
+//! publishes [`Agent::rights`] with [`Agent::lease_until`] to the workers.
 //!
-//! # How the table moves
-//! - Every heartbeat carries the sender's *epoch*: the inputs of the bucket
-//!   table it enforces (members and weights), identified by (number,
-//!   creator). Everybody adopts the highest epoch it hears, so one table
-//!   spreads by gossip.
-//! - The *leader* (the live member with the lowest id; a coordinator, when
-//!   one runs, has id 0 and leads) creates new epochs: at once when the
-//!   live membership changes, and for weight changes larger than the
-//!   hysteresis at most every `min_epoch_ms`.
-//! - **Release then claim.** On adopting an epoch a node releases at once
-//!   the buckets it no longer owns, and says so (a heartbeat goes out
-//!   immediately). It claims the buckets it gained only when every live
-//!   node's latest heartbeat shows the same epoch: each of them has then
-//!   released what the epoch does not give it. No bucket is held by two
-//!   nodes that hear each other, and the gap in which nobody accepts a
-//!   moving bucket is one message delay.
-//! - A member not heard for `timeout_ms` is dead; the leader drops it from
-//!   the next epoch and, one more timeout later (time for a member wrongly
-//!   declared dead to hear the new epoch, or to fence itself), its buckets
-//!   are claimed by the others. A member that hears nobody lets all its
-//!   buckets go (fencing). A restarted member has a higher incarnation and
-//!   starts holding nothing.
-//! - A member that has just started listens for `timeout_ms` before it may
-//!   lead, so a node joining a running cluster never makes a table of its
-//!   own.
+//! # The guarantee
+//! No bucket is ever open for new connections on two nodes at once, under
+//! any pattern of loss, duplication, delay, one-way links, partitions,
+//! stalls, restarts and clock steps, as long as every clock's rate is within
+//! [`CLOCK_RATE_BOUND`] of real time. It rests on three pieces:
 //!
-//! Under a partition of a cluster into groups that each still hear someone,
-//! longer than the timeout, both sides declare the other dead and may hold
-//! the same buckets; when it heals, the higher epoch wins everywhere and the
-//! holdings converge within a few message delays.
+//! - **One table history, agreed by consensus.** Tables (members and their
+//!   weights: an *epoch*) and voter changes are entries of a Raft log (TiKV's
+//!   `raft` crate, a deterministic tick/step state machine). Only the
+//!   leader proposes; an entry exists once a majority of the voters has it.
+//!   A cut-off member cannot make tables of its own.
+//! - **Leases.** A node holds buckets of the table at its applied index `i`
+//!   only while a majority of the voters has, within the last `lease_ms`
+//!   (by the node's own clock, counted from when it *sent* the heartbeat
+//!   they answer), said "I heard you, and my log has no change beyond `i`".
+//!   The next change after `i` is committed by a majority too, and that
+//!   majority shares a voter with every majority that could still renew the
+//!   old lease: once that voter has the change, it renews no lease at `i`.
+//!   So every lease at `i` ends within `lease_ms` (with the clock bound) of
+//!   the commit of the change after it. The workers read the lease deadline
+//!   themselves, so a stalled control thread cannot keep them open.
+//! - **Claims wait for the old holders.** A node claims buckets that the
+//!   table at `j` gives it only once every member that held buckets in a
+//!   table replaced within the last [`Settings::claim_wait_ms`] has said it
+//!   enforces `j` (the normal hand-off: one message delay), or that wait has
+//!   passed (a silent member: its lease has ended).
+//!
+//! Liveness: a member counts as live for the leader's tables only while it
+//! is heard *and* says it hears the leader (one-way links are seen). A
+//! silent voter leaves the voter set after `remove_after_ms`, so members that
+//! fail one after another leave the last ones with a majority; two voters
+//! cannot lose one (neither is a majority): give such a cluster a witness
+//! (a coordinator), which votes and holds no buckets.
 
-use crate::layout::{MemberId, Table, Weighted};
-use crate::wire::{self, DecodeError, Epoch, Heartbeat, Role};
-use std::collections::BTreeMap;
+use crate::layout::{Layout, MemberId, Table, Weighted};
+use crate::wire::{self, Datagram, DecodeError, Heard, Heartbeat, Keys, Role, Sender};
+use protobuf::Message as _;
+use raft::eraftpb::{ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, Message};
+use raft::storage::MemStorage;
+use raft::{Config, GetEntriesContext, RawNode, StateRole};
+use std::collections::{BTreeMap, VecDeque};
 
-pub use crate::layout::Layout;
+/// The largest difference in rate between any clock and real time that the
+/// guarantee tolerates: 1% (real clocks are within a few hundred ppm).
+pub const CLOCK_RATE_BOUND: f64 = 0.01;
 
-/// The exchange's settings, the same on every member.
+/// The exchange's settings, the same on every member. Their defaults are the
+/// product's defaults (the configuration takes them from here).
 #[derive(Clone, Debug)]
 pub struct Settings {
     /// The segment this agent runs on.
     pub segment: u16,
     /// Heartbeat interval.
     pub interval_ms: u64,
-    /// A member not heard for this long is dead.
+    /// A member not heard (both ways) for this long is not live.
     pub timeout_ms: u64,
+    /// A lease lasts this long after the heartbeat that renewed it was sent.
+    pub lease_ms: u64,
     /// A bucket held for less than this is `Claimed`, then `Settled`.
     pub drain_ms: u64,
     /// Buckets (a power of two).
     pub buckets: u32,
     /// Table layout.
     pub layout: Layout,
-    /// New epochs for weight changes at most this often.
+    /// New tables for weight changes at most this often.
     pub min_epoch_ms: u64,
-    /// Weight changes up to this (thousandths) make no new epoch.
+    /// Weight changes up to this (thousandths) make no new table.
     pub hysteresis_milli: u32,
     /// Node or coordinator.
     pub role: Role,
+    /// The consensus tick.
+    pub tick_ms: u64,
+    /// Consensus heartbeats every this many ticks.
+    pub heartbeat_ticks: usize,
+    /// Elections after this many ticks without a leader (each member adds
+    /// its own fixed offset of up to as many again, so votes rarely split).
+    pub election_ticks: usize,
+    /// A voter silent this long leaves the voter set.
+    pub remove_after_ms: u64,
 }
 
 impl Default for Settings {
@@ -70,13 +91,27 @@ impl Default for Settings {
             segment: 0,
             interval_ms: 100,
             timeout_ms: 400,
+            lease_ms: 400,
             drain_ms: 60_000,
             buckets: 65_536,
             layout: Layout::Rendezvous,
-            min_epoch_ms: 100,
+            min_epoch_ms: 250,
             hysteresis_milli: 20,
             role: Role::Node,
+            tick_ms: 10,
+            heartbeat_ticks: 5,
+            election_ticks: 20,
+            remove_after_ms: 1_200,
         }
+    }
+}
+
+impl Settings {
+    /// How long a claim waits for silent former holders: their leases have
+    /// surely ended by then, whatever the clocks' rates (within the bound).
+    pub fn claim_wait_ms(&self) -> u64 {
+        let f = (1.0 + CLOCK_RATE_BOUND) / (1.0 - CLOCK_RATE_BOUND);
+        (self.lease_ms as f64 * f).ceil() as u64 + 1
     }
 }
 
@@ -91,60 +126,131 @@ pub enum Right {
     Settled,
 }
 
+/// What happened, for the driver to log and count.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A member was heard for the first time, or with a new incarnation.
+    Joined {
+        /// Who.
+        member: MemberId,
+        /// Its incarnation.
+        incarnation: u64,
+    },
+    /// A live member stopped being live (silent, or not hearing us).
+    Lost {
+        /// Who.
+        member: MemberId,
+    },
+    /// A new table is in force here.
+    NewEpoch {
+        /// Its log index.
+        index: u64,
+        /// Who proposed it.
+        creator: MemberId,
+        /// Members and weights (thousandths).
+        members: Vec<(MemberId, u32)>,
+    },
+    /// Buckets given up because the table moved them.
+    Released {
+        /// How many.
+        buckets: u32,
+    },
+    /// Buckets taken.
+    Claimed {
+        /// How many.
+        buckets: u32,
+    },
+    /// The lease ran out: no new connections until a majority is heard.
+    LeaseLost,
+    /// The lease is valid again.
+    LeaseRegained,
+    /// This member's id is in use by another process: fenced for good.
+    DuplicateId {
+        /// The other process's incarnation.
+        incarnation: u64,
+    },
+    /// The leader changed (0: none known).
+    Leader {
+        /// The leader.
+        member: Option<MemberId>,
+    },
+    /// The voter set changed.
+    Voters {
+        /// The voters now.
+        voters: Vec<MemberId>,
+    },
+}
+
 /// What the exchange counted.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ExchangeStats {
     /// Heartbeats sent.
     pub sent: u64,
+    /// Consensus messages sent.
+    pub consensus_sent: u64,
     /// Datagrams received.
     pub received: u64,
     /// Heartbeats accepted.
     pub accepted: u64,
+    /// Consensus messages accepted.
+    pub consensus_accepted: u64,
     /// Rejected: length.
     pub rejected_bad_length: u64,
-    /// Rejected: not a heartbeat.
+    /// Rejected: not ours.
     pub rejected_not_heartbeat: u64,
+    /// Rejected: a key id not accepted.
+    pub rejected_unknown_key: u64,
     /// Rejected: authentication failed.
     pub rejected_bad_tag: u64,
-    /// Rejected: authentic but inconsistent.
+    /// Rejected: authentic but inconsistent or insane.
     pub rejected_malformed: u64,
     /// Rejected: a sequence number already seen (replay or duplicate).
     pub rejected_replayed: u64,
     /// Rejected: an older incarnation of the sender.
     pub rejected_stale: u64,
-    /// Rejected: another segment, or an epoch of another bucket count.
+    /// Rejected: another segment.
     pub rejected_foreign: u64,
+    /// Rejected: a member id not configured.
+    pub rejected_unknown_member: u64,
     /// Rejected: claims to be this member.
     pub rejected_own_id: u64,
-    /// Epochs adopted (created here or heard).
+    /// Tables applied.
     pub epochs_adopted: u64,
-    /// Epochs created as leader.
+    /// Tables proposed as leader.
     pub epochs_created: u64,
     /// Buckets released.
     pub buckets_released: u64,
     /// Buckets claimed.
     pub buckets_claimed: u64,
-    /// Members declared dead.
+    /// Members that stopped being live.
     pub failovers: u64,
-    /// Times this node let all its buckets go because it heard no one.
+    /// Times the lease ran out.
     pub fenced: u64,
     /// Members heard for the first time, or with a new incarnation.
     pub joins: u64,
+    /// Voter set changes applied.
+    pub voter_changes: u64,
 }
 
-/// A peer as last heard.
-#[derive(Clone, Debug, PartialEq)]
+/// A configured member as last heard.
+#[derive(Clone, Debug, PartialEq, Default)]
 pub struct Peer {
-    /// Its incarnation.
+    /// Its incarnation (0: never heard).
     pub incarnation: u64,
     /// Highest sequence number seen.
     pub max_seq: u64,
     /// Bit i: sequence number max_seq - 1 - i was seen.
     window: u64,
-    /// When last heard (ms).
+    /// When last heard (ms); meaningful once `incarnation > 0`.
     pub last_heard: u64,
+    /// When its heartbeat last showed it hears a recent one of ours: the
+    /// send time (ours) of the newest of ours it has heard.
+    pub hears_us_sent_at: Option<u64>,
+    /// Its most recent lease grant to us: the send time (ours) of the
+    /// heartbeat it answered.
+    pub grant_sent_at: Option<u64>,
     /// Node or coordinator.
-    pub role: Role,
+    pub role: Option<Role>,
     /// Draining.
     pub draining: bool,
     /// Its weight (thousandths).
@@ -153,8 +259,175 @@ pub struct Peer {
     pub connections: u32,
     /// Buckets it holds.
     pub held: u32,
-    /// Its epoch.
-    pub epoch_id: (u64, u32),
+    /// The log index its workers enforce.
+    pub applied: u64,
+    /// The last change in its log.
+    pub log_last: u64,
+}
+
+/// A datagram to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outgoing {
+    /// To every configured member, or to one.
+    pub to: Option<MemberId>,
+    /// The bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// A table as agreed: one entry of the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Epoch {
+    /// Its log index (0: none yet).
+    pub index: u64,
+    /// Who proposed it.
+    pub creator: MemberId,
+    /// Layout.
+    pub layout: Layout,
+    /// Buckets.
+    pub buckets: u32,
+    /// Members and weights (thousandths), sorted by id.
+    pub members: Vec<(MemberId, u32)>,
+}
+
+const EPOCH_MAGIC: u8 = 0xE1;
+
+impl Epoch {
+    fn encode(&self) -> Vec<u8> {
+        let mut b = vec![EPOCH_MAGIC];
+        b.extend_from_slice(&self.creator.0.to_be_bytes());
+        b.push(match self.layout {
+            Layout::Ranges => 0,
+            Layout::Rendezvous => 1,
+        });
+        b.extend_from_slice(&self.buckets.to_be_bytes());
+        b.extend_from_slice(&(self.members.len() as u16).to_be_bytes());
+        for (m, w) in &self.members {
+            b.extend_from_slice(&m.0.to_be_bytes());
+            b.extend_from_slice(&w.to_be_bytes());
+        }
+        b
+    }
+
+    fn decode(index: u64, b: &[u8]) -> Option<Epoch> {
+        let u32_at = |at: usize| b.get(at..at + 4).map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]));
+        if b.first() != Some(&EPOCH_MAGIC) {
+            return None;
+        }
+        let creator = MemberId(u32_at(1)?);
+        let layout = match *b.get(5)? {
+            0 => Layout::Ranges,
+            1 => Layout::Rendezvous,
+            _ => return None,
+        };
+        let buckets = u32_at(6)?;
+        let n = usize::from(u16::from_be_bytes([*b.get(10)?, *b.get(11)?]));
+        if b.len() != 12 + n * 8 || !buckets.is_power_of_two() {
+            return None;
+        }
+        let members: Vec<(MemberId, u32)> = (0..n)
+            .map(|i| Some((MemberId(u32_at(12 + i * 8)?), u32_at(16 + i * 8)?)))
+            .collect::<Option<_>>()?;
+        members.windows(2).all(|w| w[0].0 < w[1].0).then_some(Epoch {
+            index,
+            creator,
+            layout,
+            buckets,
+            members,
+        })
+    }
+}
+
+/// What survives a restart: the consensus state and the incarnation.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Persisted {
+    /// The incarnation of the process that saved it.
+    pub incarnation: u64,
+    hard_state: HardState,
+    conf_state: ConfState,
+    applied: u64,
+    entries: Vec<Entry>,
+}
+
+const PERSIST_MAGIC: &[u8; 8] = b"SSSTATE1";
+
+impl Persisted {
+    /// Serialises (for a state file).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = PERSIST_MAGIC.to_vec();
+        b.extend_from_slice(&self.incarnation.to_be_bytes());
+        b.extend_from_slice(&self.applied.to_be_bytes());
+        let mut put = |bytes: Vec<u8>| {
+            b.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+            b.extend_from_slice(&bytes);
+        };
+        put(self.hard_state.write_to_bytes().unwrap_or_default());
+        put(self.conf_state.write_to_bytes().unwrap_or_default());
+        for e in &self.entries {
+            put(e.write_to_bytes().unwrap_or_default());
+        }
+        b
+    }
+
+    /// Reads what [`Persisted::encode`] wrote.
+    pub fn decode(b: &[u8]) -> Result<Persisted, String> {
+        let bad = |what: &str| format!("state file: {what}");
+        if b.len() < 24 || &b[..8] != PERSIST_MAGIC {
+            return Err(bad("not a synshare state file"));
+        }
+        let incarnation = u64::from_be_bytes(b[8..16].try_into().map_err(|_| bad("short"))?);
+        let applied = u64::from_be_bytes(b[16..24].try_into().map_err(|_| bad("short"))?);
+        let mut at = 24;
+        let mut items = Vec::new();
+        while at < b.len() {
+            let len = b
+                .get(at..at + 4)
+                .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]) as usize)
+                .ok_or_else(|| bad("truncated"))?;
+            let item = b.get(at + 4..at + 4 + len).ok_or_else(|| bad("truncated"))?;
+            items.push(item);
+            at += 4 + len;
+        }
+        if items.len() < 2 {
+            return Err(bad("truncated"));
+        }
+        let hard_state = HardState::parse_from_bytes(items[0]).map_err(|e| bad(&e.to_string()))?;
+        let conf_state = ConfState::parse_from_bytes(items[1]).map_err(|e| bad(&e.to_string()))?;
+        let entries = items[2..]
+            .iter()
+            .map(|i| Entry::parse_from_bytes(i).map_err(|e| bad(&e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        if entries.windows(2).any(|w| w[1].index != w[0].index + 1)
+            || entries.first().is_some_and(|e| e.index != 1)
+            || applied > hard_state.commit
+        {
+            return Err(bad("inconsistent log"));
+        }
+        Ok(Persisted {
+            incarnation,
+            hard_state,
+            conf_state,
+            applied,
+            entries,
+        })
+    }
+}
+
+fn raft_id(m: MemberId) -> u64 {
+    u64::from(m.0) + 1
+}
+
+fn member_of(raft: u64) -> MemberId {
+    MemberId(raft.saturating_sub(1) as u32)
+}
+
+/// A fixed election offset per member and incarnation (deterministic, so
+/// simulations replay; different, so votes rarely split).
+fn election_offset(me: MemberId, incarnation: u64, range: usize) -> usize {
+    let mut x = (u64::from(me.0) << 32) ^ incarnation ^ 0x9e37_79b9_7f4a_7c15;
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    (x % range.max(1) as u64) as usize
 }
 
 /// One member's exchange. See the module documentation.
@@ -162,7 +435,10 @@ pub struct Agent {
     me: MemberId,
     incarnation: u64,
     settings: Settings,
+    keys: Keys,
+    raft: RawNode<MemStorage>,
     seq: u64,
+    sent: VecDeque<(u64, u64)>,
     weight_milli: u32,
     draining: bool,
     connections: u32,
@@ -172,60 +448,158 @@ pub struct Agent {
     held_count: u32,
     acquired_at: Vec<u64>,
     peers: BTreeMap<MemberId, Peer>,
-    /// (incarnation, highest sequence) of members declared dead, so their
-    /// old heartbeats stay rejected when they come back.
-    departed: BTreeMap<MemberId, (u64, u64)>,
-    /// Members declared dead less than a timeout ago: while any is, nothing
-    /// is claimed, so that a member wrongly declared dead (lost heartbeats)
-    /// has heard the new epoch, or fenced itself, before its buckets move.
-    recently_dead: BTreeMap<MemberId, u64>,
-    highest_epoch_seen: u64,
-    started_at: u64,
+    /// Tables replaced here: (when, members that held buckets in the old
+    /// one). A claim waits for those members or for `claim_wait_ms`.
+    replaced: VecDeque<(u64, Vec<MemberId>)>,
+    /// The index of the last applied change.
+    applied: u64,
+    /// (view version, applied index) published but not yet confirmed by
+    /// every worker.
+    unconfirmed: VecDeque<(u64, u64)>,
+    view_version: u64,
+    enforced: u64,
+    fenced_duplicate: bool,
+    lease_was_valid: bool,
+    last_tick: u64,
     last_sent: Option<u64>,
+    last_proposal: Option<(Vec<(MemberId, u32)>, u64)>,
     last_epoch_at: u64,
+    live: Vec<MemberId>,
+    leader: Option<MemberId>,
+    voters: Vec<MemberId>,
     dirty: bool,
     view_changed: bool,
+    persist: bool,
     next_settle: Option<u64>,
+    events: VecDeque<Event>,
+    out: Vec<Outgoing>,
     stats: ExchangeStats,
 }
 
 impl Agent {
-    /// A member `me` in its `incarnation` (larger after every restart, e.g.
-    /// the start time in ms), starting at `now`.
-    pub fn new(me: MemberId, incarnation: u64, settings: Settings, weight_milli: u32, now: u64) -> Agent {
-        let buckets = settings.buckets;
-        let epoch = Epoch {
-            number: 0,
-            creator: me,
-            layout: settings.layout,
-            buckets,
-            members: Vec::new(),
+    /// A member `me` among the configured `members` (the others; a
+    /// coordinator is member 0), from its saved state if it has one (a
+    /// fresh cluster: every configured member is a voter). `incarnation`
+    /// must be larger than the saved one (the driver uses saved + 1).
+    #[allow(clippy::too_many_arguments)] // each is a distinct input of a start
+    pub fn new(
+        me: MemberId,
+        members: &[MemberId],
+        incarnation: u64,
+        settings: Settings,
+        keys: Keys,
+        weight_milli: u32,
+        saved: Option<Persisted>,
+        now: u64,
+    ) -> Result<Agent, String> {
+        let storage = match &saved {
+            Some(p) => {
+                let s = MemStorage::new_with_conf_state(p.conf_state.clone());
+                s.wl().append(&p.entries).map_err(|e| format!("state: {e}"))?;
+                s.wl().set_hardstate(p.hard_state.clone());
+                s
+            }
+            None => {
+                let mut voters: Vec<u64> = members
+                    .iter()
+                    .chain(std::iter::once(&me))
+                    .map(|m| raft_id(*m))
+                    .collect();
+                voters.sort_unstable();
+                voters.dedup();
+                MemStorage::new_with_conf_state(ConfState::from((voters, Vec::<u64>::new())))
+            }
         };
-        Agent {
+        let applied = saved.as_ref().map_or(0, |p| p.applied);
+        let offset = election_offset(me, incarnation, settings.election_ticks);
+        let config = Config {
+            id: raft_id(me),
+            election_tick: settings.election_ticks,
+            heartbeat_tick: settings.heartbeat_ticks,
+            min_election_tick: settings.election_ticks + offset,
+            max_election_tick: settings.election_ticks + offset + 1,
+            applied,
+            check_quorum: true,
+            pre_vote: true,
+            max_size_per_msg: 8 * 1024,
+            max_inflight_msgs: 64,
+            ..Config::default()
+        };
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let raft = RawNode::new(&config, storage, &logger).map_err(|e| format!("consensus: {e}"))?;
+        let buckets = settings.buckets;
+        let mut agent = Agent {
             me,
             incarnation,
             table: Table::build(settings.layout, &[], buckets),
+            epoch: Epoch {
+                index: 0,
+                creator: me,
+                layout: settings.layout,
+                buckets,
+                members: Vec::new(),
+            },
             settings,
+            keys,
+            raft,
             seq: 0,
+            sent: VecDeque::new(),
             weight_milli,
             draining: false,
             connections: 0,
-            epoch,
             held: vec![false; buckets as usize],
             held_count: 0,
             acquired_at: vec![0; buckets as usize],
-            peers: BTreeMap::new(),
-            departed: BTreeMap::new(),
-            recently_dead: BTreeMap::new(),
-            highest_epoch_seen: 0,
-            started_at: now,
+            peers: members
+                .iter()
+                .filter(|m| **m != me)
+                .map(|m| (*m, Peer::default()))
+                .collect(),
+            replaced: VecDeque::new(),
+            applied,
+            unconfirmed: VecDeque::new(),
+            view_version: 0,
+            enforced: applied,
+            fenced_duplicate: false,
+            lease_was_valid: false,
+            last_tick: now,
             last_sent: None,
-            last_epoch_at: now,
+            last_proposal: None,
+            last_epoch_at: 0,
+            live: Vec::new(),
+            leader: None,
+            voters: Vec::new(),
             dirty: true,
             view_changed: true,
+            persist: true,
             next_settle: None,
+            events: VecDeque::new(),
+            out: Vec::new(),
             stats: ExchangeStats::default(),
+        };
+        // The table in force at the saved applied index.
+        if applied > 0 {
+            let entries = agent
+                .raft
+                .raft
+                .raft_log
+                .slice(1, applied + 1, None, GetEntriesContext::empty(false))
+                .unwrap_or_default();
+            if let Some(e) = entries
+                .iter()
+                .rev()
+                .filter(|e| e.get_entry_type() == EntryType::EntryNormal)
+                .find_map(|e| Epoch::decode(e.index, &e.data))
+            {
+                agent.install(e, now);
+                agent.replaced.clear();
+                agent
+                    .replaced
+                    .push_back((now, agent.epoch.members.iter().map(|m| m.0).collect()));
+            }
         }
+        agent.voters = agent.voter_ids();
+        Ok(agent)
     }
 
     /// This member.
@@ -233,17 +607,22 @@ impl Agent {
         self.me
     }
 
+    /// Its incarnation.
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
     /// The settings.
     pub fn settings(&self) -> &Settings {
         &self.settings
     }
 
-    /// The epoch in force here.
+    /// The table in force here.
     pub fn epoch(&self) -> &Epoch {
         &self.epoch
     }
 
-    /// The table of that epoch.
+    /// That table.
     pub fn table(&self) -> &Table {
         &self.table
     }
@@ -253,14 +632,24 @@ impl Agent {
         self.held_count
     }
 
-    /// Whether `bucket` is held here.
+    /// Whether `bucket` is held here (open only while the lease is valid).
     pub fn holds(&self, bucket: u32) -> bool {
         self.held.get(bucket as usize).copied().unwrap_or(false)
     }
 
-    /// Peers heard within the timeout.
+    /// The configured members as last heard.
     pub fn peers(&self) -> &BTreeMap<MemberId, Peer> {
         &self.peers
+    }
+
+    /// Members live here (heard both ways within the timeout).
+    pub fn live(&self) -> &[MemberId] {
+        &self.live
+    }
+
+    /// The current voters.
+    pub fn voters(&self) -> &[MemberId] {
+        &self.voters
     }
 
     /// What the exchange counted.
@@ -278,14 +667,19 @@ impl Agent {
         self.draining
     }
 
-    /// The current leader as seen here.
-    pub fn leader(&self) -> MemberId {
-        self.peers
-            .keys()
-            .copied()
-            .chain(std::iter::once(self.me))
-            .min()
-            .unwrap_or(self.me)
+    /// Fenced for good: another process uses this member's id.
+    pub fn duplicate(&self) -> bool {
+        self.fenced_duplicate
+    }
+
+    /// The leader as known here.
+    pub fn leader(&self) -> Option<MemberId> {
+        self.leader
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
     }
 
     /// Sets the advertised weight (availability × configured capacity).
@@ -297,7 +691,7 @@ impl Agent {
     }
 
     /// Starts or stops draining: a draining member gets weight 0 in the next
-    /// epoch and keeps serving its established connections.
+    /// table and keeps serving its established connections.
     pub fn set_draining(&mut self, draining: bool) {
         if draining != self.draining {
             self.draining = draining;
@@ -305,14 +699,60 @@ impl Agent {
         }
     }
 
+    /// Replaces the keys (a rotation step).
+    pub fn set_keys(&mut self, keys: Keys) {
+        self.keys = keys;
+    }
+
     /// Sets the number of connections this member holds (for status).
     pub fn set_connections(&mut self, connections: u32) {
         self.connections = connections;
     }
 
-    /// True once when the dataplane view must be republished.
+    /// True once when the dataplane view must be republished; the view
+    /// published then has version [`Agent::view_version`].
     pub fn take_view_changed(&mut self) -> bool {
         std::mem::take(&mut self.view_changed)
+    }
+
+    /// The version of the view [`Agent::rights`] describes now.
+    pub fn view_version(&self) -> u64 {
+        self.view_version
+    }
+
+    /// Every worker now enforces the view of `version` (or a newer one).
+    pub fn confirm_view(&mut self, version: u64) {
+        while let Some(&(v, applied)) = self.unconfirmed.front() {
+            if v > version {
+                break;
+            }
+            self.enforced = self.enforced.max(applied);
+            self.unconfirmed.pop_front();
+            self.dirty = true;
+        }
+    }
+
+    /// The saved state, when it changed: write it durably before sending
+    /// what [`Agent::tick`] returned.
+    pub fn take_persist(&mut self) -> Option<Persisted> {
+        if !std::mem::take(&mut self.persist) {
+            return None;
+        }
+        let store = &self.raft.raft.raft_log.store;
+        let last = raft::Storage::last_index(store).unwrap_or(0);
+        let entries = if last >= 1 {
+            raft::Storage::entries(store, 1, last + 1, None, GetEntriesContext::empty(false)).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let state = raft::Storage::initial_state(store).unwrap_or_default();
+        Some(Persisted {
+            incarnation: self.incarnation,
+            hard_state: state.hard_state,
+            conf_state: state.conf_state,
+            applied: self.raft.raft.raft_log.applied,
+            entries,
+        })
     }
 
     /// This member's right on every bucket at `now`.
@@ -328,104 +768,254 @@ impl Agent {
             .collect()
     }
 
+    fn voter_ids(&self) -> Vec<MemberId> {
+        let mut v: Vec<MemberId> = self
+            .raft
+            .raft
+            .prs()
+            .conf()
+            .to_conf_state()
+            .voters
+            .iter()
+            .map(|r| member_of(*r))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// The last table or voter change in the local log.
+    fn log_last(&self) -> u64 {
+        let log = &self.raft.raft.raft_log;
+        let from = log.applied + 1;
+        log.entries(from, None, GetEntriesContext::empty(false))
+            .unwrap_or_default()
+            .iter()
+            .rev()
+            .find(|e| !e.data.is_empty())
+            .map_or(self.applied, |e| e.index)
+    }
+
+    /// The index this member reports as enforced by all its workers.
+    fn reported_applied(&self) -> u64 {
+        self.enforced.min(self.applied)
+    }
+
+    /// Until when (local ms) this member may take new connections in the
+    /// buckets it holds; `None`: not now.
+    pub fn lease_until(&self, now: u64) -> Option<u64> {
+        if self.fenced_duplicate || self.settings.role != Role::Node {
+            return None;
+        }
+        let own_log_clean = self.log_last() <= self.reported_applied();
+        let mut grants: Vec<u64> = self
+            .voters
+            .iter()
+            .filter_map(|v| {
+                if *v == self.me {
+                    own_log_clean.then_some(now)
+                } else {
+                    self.peers.get(v).and_then(|p| p.grant_sent_at)
+                }
+            })
+            .collect();
+        let quorum = self.voters.len() / 2 + 1;
+        if grants.len() < quorum {
+            return None;
+        }
+        grants.sort_unstable_by(|a, b| b.cmp(a));
+        let until = grants[quorum - 1] + self.settings.lease_ms;
+        (until > now).then_some(until)
+    }
+
     /// Verifies, decodes and handles a datagram from the network.
-    pub fn receive(&mut self, datagram: &[u8], key: &[u8], now: u64) -> Result<(), Reject> {
+    pub fn receive(&mut self, datagram: &[u8], now: u64) -> Result<(), Reject> {
         self.stats.received += 1;
-        let hb = wire::decode(datagram, key).map_err(|e| {
+        let d = wire::decode(datagram, &self.keys).map_err(|e| {
             match e {
                 DecodeError::BadLength => self.stats.rejected_bad_length += 1,
                 DecodeError::NotHeartbeat => self.stats.rejected_not_heartbeat += 1,
+                DecodeError::UnknownKey => self.stats.rejected_unknown_key += 1,
                 DecodeError::BadTag => self.stats.rejected_bad_tag += 1,
                 DecodeError::Malformed => self.stats.rejected_malformed += 1,
             }
             Reject::Decode(e)
         })?;
-        self.handle(hb, now)
+        let r = self.handle(d, now);
+        self.after(now);
+        r
     }
 
-    /// Handles an authenticated heartbeat.
-    pub fn handle(&mut self, hb: Heartbeat, now: u64) -> Result<(), Reject> {
-        if hb.segment != self.settings.segment || hb.epoch.buckets != self.settings.buckets {
+    fn check_sender(&mut self, from: &Sender) -> Result<MemberId, Reject> {
+        if from.segment != self.settings.segment {
             self.stats.rejected_foreign += 1;
             return Err(Reject::Foreign);
         }
-        if hb.member == self.me {
+        let id = MemberId(from.member);
+        if id == self.me {
+            if from.incarnation != self.incarnation && !self.fenced_duplicate {
+                // Another process runs with this id: it and we cannot both
+                // hold buckets safely. Fence for good; an operator must fix
+                // the configuration.
+                self.fenced_duplicate = true;
+                self.events.push_back(Event::DuplicateId {
+                    incarnation: from.incarnation,
+                });
+                self.release_all();
+            }
             self.stats.rejected_own_id += 1;
             return Err(Reject::OwnId);
         }
-        match self.peers.get_mut(&hb.member) {
-            Some(p) if hb.incarnation < p.incarnation => {
-                self.stats.rejected_stale += 1;
-                return Err(Reject::Stale);
+        let Some(p) = self.peers.get(&id) else {
+            self.stats.rejected_unknown_member += 1;
+            return Err(Reject::UnknownMember);
+        };
+        if from.incarnation < p.incarnation {
+            self.stats.rejected_stale += 1;
+            return Err(Reject::Stale);
+        }
+        Ok(id)
+    }
+
+    fn handle(&mut self, d: Datagram, now: u64) -> Result<(), Reject> {
+        let id = self.check_sender(d.from())?;
+        match d {
+            Datagram::Consensus { from, message } => {
+                let Ok(m) = Message::parse_from_bytes(&message) else {
+                    self.stats.rejected_malformed += 1;
+                    return Err(Reject::Malformed);
+                };
+                if m.from != raft_id(id) || m.to != raft_id(self.me) || !self.sane(&m) {
+                    self.stats.rejected_malformed += 1;
+                    return Err(Reject::Malformed);
+                }
+                if self.peers.get(&id).is_some_and(|p| p.incarnation != from.incarnation) {
+                    // A new incarnation speaks consensus before its first
+                    // heartbeat: fine, raft copes with restarts (state is
+                    // saved); the heartbeat will register it.
+                }
+                self.stats.consensus_accepted += 1;
+                let _ = self.raft.step(m);
+                Ok(())
             }
-            Some(p) if hb.incarnation == p.incarnation => {
-                if hb.seq > p.max_seq {
-                    let shift = hb.seq - p.max_seq;
-                    p.window = if shift >= 64 {
-                        0
-                    } else {
-                        (p.window << shift) | (1 << (shift - 1))
-                    };
-                    p.max_seq = hb.seq;
+            Datagram::Heartbeat(hb) => self.heartbeat(id, hb, now),
+        }
+    }
+
+    /// Whether a consensus message is one a peer may send and consistent
+    /// with our log where the consensus library would otherwise stop the
+    /// process (it treats those cases as bugs; here they can come from a
+    /// duplicate member id or a member that lost its state).
+    fn sane(&self, m: &Message) -> bool {
+        use raft::eraftpb::MessageType as T;
+        let log = &self.raft.raft.raft_log;
+        match m.get_msg_type() {
+            T::MsgHeartbeat => m.commit <= log.last_index(),
+            T::MsgAppend => m
+                .entries
+                .iter()
+                .enumerate()
+                .all(|(k, e)| e.index == m.index + 1 + k as u64),
+            T::MsgAppendResponse
+            | T::MsgRequestVote
+            | T::MsgRequestVoteResponse
+            | T::MsgRequestPreVote
+            | T::MsgRequestPreVoteResponse
+            | T::MsgHeartbeatResponse
+            | T::MsgTransferLeader
+            | T::MsgTimeoutNow => m.term > 0 || m.get_msg_type() == T::MsgTransferLeader,
+            _ => false,
+        }
+    }
+
+    fn heartbeat(&mut self, id: MemberId, hb: Heartbeat, now: u64) -> Result<(), Reject> {
+        // Sanity: a change index far beyond anything in our log is a lie or
+        // corruption, even if authentic.
+        let horizon = self
+            .raft
+            .raft
+            .raft_log
+            .last_index()
+            .max(self.raft.raft.raft_log.committed)
+            + (1 << 20);
+        if hb.log_last > horizon {
+            self.stats.rejected_malformed += 1;
+            return Err(Reject::Malformed);
+        }
+        let p = self.peers.get_mut(&id).ok_or(Reject::UnknownMember)?;
+        if hb.from.incarnation == p.incarnation {
+            if hb.seq > p.max_seq {
+                let shift = hb.seq - p.max_seq;
+                p.window = if shift >= 64 {
+                    0
                 } else {
-                    let back = p.max_seq - hb.seq;
-                    if back == 0 || back > 64 || p.window & (1 << (back - 1)) != 0 {
-                        self.stats.rejected_replayed += 1;
-                        return Err(Reject::Replayed);
-                    }
-                    p.window |= 1 << (back - 1);
-                    // An old heartbeat out of order: its news is older than
-                    // what we know; only the sequence window learns from it.
-                    self.stats.accepted += 1;
-                    return Ok(());
+                    (p.window << shift) | (1 << (shift - 1))
+                };
+                p.max_seq = hb.seq;
+            } else {
+                let back = p.max_seq - hb.seq;
+                if back == 0 || back > 64 || p.window & (1 << (back - 1)) != 0 {
+                    self.stats.rejected_replayed += 1;
+                    return Err(Reject::Replayed);
                 }
-                p.last_heard = now;
-                p.role = hb.role;
-                p.draining = hb.draining;
-                p.weight_milli = hb.weight_milli;
-                p.connections = hb.connections;
-                p.held = hb.held;
-                p.epoch_id = hb.epoch.id();
+                p.window |= 1 << (back - 1);
+                // Older news than what we know: only the window learns.
+                self.stats.accepted += 1;
+                return Ok(());
             }
-            _ => {
-                if let Some(&(inc, seq)) = self.departed.get(&hb.member) {
-                    if hb.incarnation < inc || (hb.incarnation == inc && hb.seq <= seq) {
-                        self.stats.rejected_stale += 1;
-                        return Err(Reject::Stale);
-                    }
+        } else {
+            // A new incarnation: it holds nothing it did not claim since.
+            *p = Peer {
+                incarnation: hb.from.incarnation,
+                max_seq: hb.seq,
+                ..Peer::default()
+            };
+            self.stats.joins += 1;
+            self.events.push_back(Event::Joined {
+                member: id,
+                incarnation: hb.from.incarnation,
+            });
+            self.dirty = true;
+        }
+        p.last_heard = now;
+        p.role = Some(hb.from.role);
+        p.draining = hb.from.draining;
+        p.weight_milli = hb.weight_milli;
+        p.connections = hb.connections;
+        p.held = hb.held;
+        p.applied = p.applied.max(hb.applied);
+        p.log_last = hb.log_last;
+        if let Some(h) = hb.heard.iter().find(|h| h.member == self.me.0) {
+            if let Some(at) = self.sent.iter().find(|(s, _)| *s == h.seq).map(|(_, at)| *at) {
+                p.hears_us_sent_at = Some(p.hears_us_sent_at.map_or(at, |o| o.max(at)));
+                if h.lease {
+                    p.grant_sent_at = Some(p.grant_sent_at.map_or(at, |o| o.max(at)));
                 }
-                // New member, or a new incarnation of one: it holds what it
-                // says (nothing, after a restart).
-                self.stats.joins += 1;
-                self.dirty = true;
-                self.peers.insert(
-                    hb.member,
-                    Peer {
-                        incarnation: hb.incarnation,
-                        max_seq: hb.seq,
-                        window: 0,
-                        last_heard: now,
-                        role: hb.role,
-                        draining: hb.draining,
-                        weight_milli: hb.weight_milli,
-                        connections: hb.connections,
-                        held: hb.held,
-                        epoch_id: hb.epoch.id(),
-                    },
-                );
             }
         }
         self.stats.accepted += 1;
-        self.highest_epoch_seen = self.highest_epoch_seen.max(hb.epoch.number);
-        if hb.epoch.id() > self.epoch.id() {
-            self.adopt(hb.epoch, now);
-        }
-        self.evaluate(now);
         Ok(())
     }
 
-    fn adopt(&mut self, epoch: Epoch, _now: u64) {
-        self.highest_epoch_seen = self.highest_epoch_seen.max(epoch.number);
+    fn release_all(&mut self) {
+        if self.held_count > 0 {
+            self.stats.buckets_released += u64::from(self.held_count);
+            self.events.push_back(Event::Released {
+                buckets: self.held_count,
+            });
+            self.held.iter_mut().for_each(|h| *h = false);
+            self.held_count = 0;
+            self.bump_view();
+        }
+    }
+
+    fn bump_view(&mut self) {
+        self.view_version += 1;
+        self.view_changed = true;
+        self.unconfirmed.push_back((self.view_version, self.applied));
+    }
+
+    /// Installs an applied table: releases at once what it does not give us.
+    fn install(&mut self, epoch: Epoch, now: u64) {
         let members: Vec<Weighted> = epoch
             .members
             .iter()
@@ -434,10 +1024,16 @@ impl Agent {
                 weight: f64::from(w),
             })
             .collect();
+        let holders: Vec<MemberId> = self.epoch.members.iter().map(|m| m.0).collect();
+        self.replaced.push_back((now, holders));
         self.table = Table::build(epoch.layout, &members, epoch.buckets);
+        self.events.push_back(Event::NewEpoch {
+            index: epoch.index,
+            creator: epoch.creator,
+            members: epoch.members.clone(),
+        });
         self.epoch = epoch;
         self.stats.epochs_adopted += 1;
-        // Release at once what the new table does not give us.
         let mut released = 0;
         for (b, held) in self.held.iter_mut().enumerate() {
             if *held && self.table.owner(b as u32) != Some(self.me) {
@@ -448,63 +1044,197 @@ impl Agent {
         if released > 0 {
             self.held_count -= released;
             self.stats.buckets_released += u64::from(released);
-            self.view_changed = true;
+            self.events.push_back(Event::Released { buckets: released });
         }
         self.dirty = true;
     }
 
-    fn joining(&self, now: u64) -> bool {
-        now < self.started_at + self.settings.timeout_ms
+    /// Processes what consensus has ready: persist, send, apply.
+    fn drive_raft(&mut self, now: u64) {
+        if !self.raft.has_ready() {
+            return;
+        }
+        let store = self.raft.raft.raft_log.store.clone();
+        let mut ready = self.raft.ready();
+        self.queue_messages(ready.take_messages());
+        let committed = ready.take_committed_entries();
+        self.apply(committed, now);
+        if !ready.entries().is_empty() {
+            let _ = store.wl().append(ready.entries());
+            self.persist = true;
+        }
+        if let Some(hs) = ready.hs() {
+            store.wl().set_hardstate(hs.clone());
+            self.persist = true;
+        }
+        self.queue_messages(ready.take_persisted_messages());
+        let mut light = self.raft.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            store.wl().mut_hard_state().set_commit(commit);
+            self.persist = true;
+        }
+        self.queue_messages(light.take_messages());
+        let committed = light.take_committed_entries();
+        self.apply(committed, now);
+        self.raft.advance_apply();
     }
 
-    /// Declares silent peers dead, leads, claims, settles.
-    fn evaluate(&mut self, now: u64) {
-        let timeout = self.settings.timeout_ms;
-        let dead: Vec<MemberId> = self
+    fn queue_messages(&mut self, msgs: Vec<Message>) {
+        let from = self.sender();
+        for m in msgs {
+            let to = member_of(m.to);
+            let Ok(bytes) = m.write_to_bytes() else { continue };
+            if let Ok(d) = wire::encode_consensus(&from, &bytes, &self.keys) {
+                self.stats.consensus_sent += 1;
+                self.out.push(Outgoing { to: Some(to), bytes: d });
+            }
+        }
+    }
+
+    fn apply(&mut self, entries: Vec<Entry>, now: u64) {
+        for e in entries {
+            if e.data.is_empty() {
+                continue;
+            }
+            match e.get_entry_type() {
+                EntryType::EntryConfChange => {
+                    let mut cc = ConfChange::default();
+                    if cc.merge_from_bytes(&e.data).is_ok() {
+                        if let Ok(cs) = self.raft.apply_conf_change(&cc) {
+                            self.raft.raft.raft_log.store.wl().set_conf_state(cs);
+                            self.voters = self.voter_ids();
+                            self.stats.voter_changes += 1;
+                            self.events.push_back(Event::Voters {
+                                voters: self.voters.clone(),
+                            });
+                        }
+                    }
+                }
+                EntryType::EntryNormal => {
+                    if let Some(epoch) = Epoch::decode(e.index, &e.data) {
+                        if epoch.buckets == self.settings.buckets {
+                            self.install(epoch, now);
+                        }
+                    }
+                }
+                EntryType::EntryConfChangeV2 => {}
+            }
+            self.applied = e.index;
+            self.persist = true;
+            self.bump_view();
+        }
+    }
+
+    fn sender(&self) -> Sender {
+        Sender {
+            segment: self.settings.segment,
+            member: self.me.0,
+            incarnation: self.incarnation,
+            role: self.settings.role,
+            draining: self.draining,
+        }
+    }
+
+    fn is_live(&self, p: &Peer, now: u64) -> bool {
+        let t = self.settings.timeout_ms;
+        p.incarnation > 0 && now < p.last_heard + t && p.hears_us_sent_at.is_some_and(|at| now < at + t)
+    }
+
+    /// Everything that follows from time and news: liveness, leadership,
+    /// proposals, claims, settling.
+    fn after(&mut self, now: u64) {
+        self.drive_raft(now);
+        let live: Vec<MemberId> = self
             .peers
             .iter()
-            .filter(|(_, p)| now > p.last_heard + timeout)
+            .filter(|(_, p)| self.is_live(p, now))
             .map(|(id, _)| *id)
             .collect();
-        for id in &dead {
-            if let Some(p) = self.peers.remove(id) {
-                self.departed.insert(*id, (p.incarnation, p.max_seq));
-                self.recently_dead.insert(*id, now);
-            }
+        for gone in self.live.iter().filter(|m| !live.contains(m)) {
+            self.stats.failovers += 1;
+            self.events.push_back(Event::Lost { member: *gone });
         }
-        self.recently_dead.retain(|_, at| now < *at + timeout);
-        if !dead.is_empty() {
-            self.stats.failovers += dead.len() as u64;
+        if live != self.live {
             self.dirty = true;
-            // Fencing: a node that hears no one any more may be the one cut
-            // off; the others will take its buckets after their timeout, so
-            // it lets them go now.
-            let alone = self.peers.is_empty() && self.epoch.members.iter().any(|(m, _)| *m != self.me);
-            if alone && self.held_count > 0 {
-                self.stats.fenced += 1;
-                self.stats.buckets_released += u64::from(self.held_count);
-                self.held.iter_mut().for_each(|h| *h = false);
-                self.held_count = 0;
-                self.view_changed = true;
-            }
         }
-        self.lead(now);
-        self.claim(now);
+        self.live = live;
+        let leader = match self.raft.raft.leader_id {
+            0 => None,
+            id => Some(member_of(id)),
+        };
+        if leader != self.leader {
+            self.leader = leader;
+            self.events.push_back(Event::Leader { member: leader });
+        }
+        if self.raft.raft.state == StateRole::Leader {
+            self.lead(now);
+            self.drive_raft(now);
+        }
+        let lease = self.lease_until(now);
+        match (lease.is_some(), self.lease_was_valid) {
+            (false, true) => {
+                self.stats.fenced += 1;
+                self.events.push_back(Event::LeaseLost);
+            }
+            (true, false) => self.events.push_back(Event::LeaseRegained),
+            _ => {}
+        }
+        self.lease_was_valid = lease.is_some();
+        if lease.is_some() {
+            self.claim(now);
+        }
         if self.next_settle.is_some_and(|t| now >= t) {
             self.next_settle = None;
-            self.view_changed = true;
+            self.bump_view();
         }
     }
 
     fn lead(&mut self, now: u64) {
-        if self.joining(now) || self.leader() != self.me {
-            return;
+        // A coordinator leads while it lives.
+        if self.settings.role == Role::Node {
+            if let Some(c) = self
+                .live
+                .iter()
+                .find(|m| self.peers.get(m).and_then(|p| p.role) == Some(Role::Coordinator))
+            {
+                if self.voters.contains(c) && self.raft.raft.lead_transferee.is_none() {
+                    self.raft.transfer_leader(raft_id(*c));
+                    return;
+                }
+            }
         }
+        // Voter changes, one at a time.
+        if !self.raft.raft.has_pending_conf() {
+            let silent = self.voters.iter().copied().find(|v| {
+                *v != self.me
+                    && !self.live.contains(v)
+                    && self
+                        .peers
+                        .get(v)
+                        .is_none_or(|p| p.incarnation == 0 || now >= p.last_heard + self.settings.remove_after_ms)
+                    && now >= self.settings.remove_after_ms
+            });
+            let back = self.live.iter().copied().find(|m| !self.voters.contains(m));
+            let change = match (silent, back) {
+                (_, Some(m)) => Some((m, ConfChangeType::AddNode)),
+                (Some(v), None) if self.voters.len() > 1 => Some((v, ConfChangeType::RemoveNode)),
+                _ => None,
+            };
+            if let Some((m, ty)) = change {
+                let mut cc = ConfChange::default();
+                cc.set_change_type(ty);
+                cc.node_id = raft_id(m);
+                let _ = self.raft.propose_conf_change(Vec::new(), cc);
+            }
+        }
+        // Tables.
         let mut desired: Vec<(MemberId, u32)> = self
-            .peers
+            .live
             .iter()
-            .filter(|(_, p)| p.role == Role::Node)
-            .map(|(id, p)| (*id, if p.draining { 0 } else { p.weight_milli }))
+            .filter_map(|m| {
+                let p = self.peers.get(m)?;
+                (p.role == Some(Role::Node)).then_some((*m, if p.draining { 0 } else { p.weight_milli }))
+            })
             .collect();
         if self.settings.role == Role::Node {
             desired.push((self.me, if self.draining { 0 } else { self.weight_milli }));
@@ -513,56 +1243,58 @@ impl Agent {
         if desired.is_empty() {
             return;
         }
-        let same_members = desired.len() == self.epoch.members.len()
-            && desired.iter().zip(&self.epoch.members).all(|(a, b)| a.0 == b.0);
-        let weights_moved = same_members
-            && desired
-                .iter()
-                .zip(&self.epoch.members)
-                .any(|(a, b)| a.1.abs_diff(b.1) > self.settings.hysteresis_milli);
-        let due = now >= self.last_epoch_at + self.settings.min_epoch_ms;
-        // A coordinator that takes over issues the table in its own name.
-        let take_over = self.settings.role == Role::Coordinator && self.epoch.creator != self.me;
-        if self.epoch.number == 0 || !same_members || (weights_moved && due) || take_over {
-            // An authentic heartbeat may carry any number; at the very end of
-            // the space no newer epoch can be made (it would repeat an
-            // identity already in use).
-            let Some(number) = self.highest_epoch_seen.max(self.epoch.number).checked_add(1) else {
+        let current = &self.epoch.members;
+        let same_members = desired.len() == current.len() && desired.iter().zip(current).all(|(a, b)| a.0 == b.0);
+        let weights_moved = desired
+            .iter()
+            .zip(current)
+            .any(|(a, b)| a.1.abs_diff(b.1) > self.settings.hysteresis_milli);
+        let due = if same_members {
+            weights_moved && now >= self.last_epoch_at + self.settings.min_epoch_ms
+        } else {
+            // Membership: at once, but no faster than one table per
+            // heartbeat interval (no storms while liveness flaps).
+            self.epoch.index == 0 || now >= self.last_epoch_at + self.settings.interval_ms
+        };
+        if !due {
+            return;
+        }
+        if let Some((last, at)) = &self.last_proposal {
+            if *last == desired && now < at + self.settings.timeout_ms {
                 return;
-            };
-            let epoch = Epoch {
-                number,
-                creator: self.me,
-                layout: self.settings.layout,
-                buckets: self.settings.buckets,
-                members: desired,
-            };
+            }
+        }
+        let epoch = Epoch {
+            index: 0,
+            creator: self.me,
+            layout: self.settings.layout,
+            buckets: self.settings.buckets,
+            members: desired.clone(),
+        };
+        if self.raft.propose(Vec::new(), epoch.encode()).is_ok() {
             self.stats.epochs_created += 1;
+            self.last_proposal = Some((desired, now));
             self.last_epoch_at = now;
-            self.adopt(epoch, now);
         }
     }
 
     fn claim(&mut self, now: u64) {
-        if self.settings.role != Role::Node || self.epoch.number == 0 {
+        if self.settings.role != Role::Node || self.epoch.index == 0 || self.fenced_duplicate {
             return;
         }
-        if !self.recently_dead.is_empty() {
-            return;
+        let wait = self.settings.claim_wait_ms();
+        while self.replaced.front().is_some_and(|(at, _)| now >= at + wait) {
+            self.replaced.pop_front();
         }
-        let id = self.epoch.id();
-        if self.peers.values().any(|p| p.role == Role::Node && p.epoch_id != id) {
-            return;
-        }
-        // A member of the epoch we have not heard may hold buckets: only
-        // after listening for a whole timeout is its silence death.
-        if self.joining(now)
-            && self
-                .epoch
-                .members
-                .iter()
-                .any(|(m, _)| *m != self.me && !self.peers.contains_key(m))
-        {
+        let target = self.applied;
+        let waiting = self.replaced.iter().flat_map(|(_, m)| m).any(|m| {
+            *m != self.me
+                && self
+                    .peers
+                    .get(m)
+                    .is_none_or(|p| p.incarnation == 0 || p.applied < target)
+        });
+        if waiting {
             return;
         }
         let mut claimed = 0;
@@ -576,77 +1308,91 @@ impl Agent {
         if claimed > 0 {
             self.held_count += claimed;
             self.stats.buckets_claimed += u64::from(claimed);
+            self.events.push_back(Event::Claimed { buckets: claimed });
             self.dirty = true;
-            self.view_changed = true;
+            self.bump_view();
             let settle = now + self.settings.drain_ms;
             self.next_settle = Some(self.next_settle.map_or(settle, |t| t.min(settle)));
         }
     }
 
-    /// Advances time: returns a heartbeat to send to every peer when one is
-    /// due (interval) or something changed.
-    pub fn tick(&mut self, now: u64) -> Option<Heartbeat> {
-        self.evaluate(now);
-        let due = self.last_sent.is_none_or(|t| now >= t + self.settings.interval_ms);
-        if !(due || self.dirty) {
-            return None;
+    /// Advances time; returns what to send (heartbeats to every member when
+    /// one is due or something changed, consensus messages to one).
+    pub fn tick(&mut self, now: u64) -> Vec<Outgoing> {
+        // Consensus ticks; after a stall, at most one election's worth.
+        let ticks = (now.saturating_sub(self.last_tick) / self.settings.tick_ms)
+            .min(self.settings.election_ticks as u64) as usize;
+        if ticks > 0 {
+            self.last_tick = now;
+            for _ in 0..ticks {
+                self.raft.tick();
+            }
         }
-        self.dirty = false;
-        self.last_sent = Some(now);
-        self.seq += 1;
-        self.stats.sent += 1;
-        Some(Heartbeat {
-            segment: self.settings.segment,
-            member: self.me,
-            incarnation: self.incarnation,
-            seq: self.seq,
-            role: self.settings.role,
-            draining: self.draining,
-            weight_milli: self.weight_milli,
-            connections: self.connections,
-            held: self.held_count,
-            epoch: self.epoch.clone(),
-        })
+        self.after(now);
+        let due = self.last_sent.is_none_or(|t| now >= t + self.settings.interval_ms);
+        if due || self.dirty {
+            self.dirty = false;
+            self.last_sent = Some(now);
+            self.seq += 1;
+            self.sent.push_back((self.seq, now));
+            if self.sent.len() > 256 {
+                self.sent.pop_front();
+            }
+            let log_last = self.log_last();
+            let heard = self
+                .peers
+                .iter()
+                .filter(|(_, p)| p.incarnation > 0)
+                .map(|(id, p)| Heard {
+                    member: id.0,
+                    seq: p.max_seq,
+                    // Their lease may count on this: nothing in our log
+                    // beyond what they enforce.
+                    lease: !self.fenced_duplicate && log_last <= p.applied,
+                })
+                .collect();
+            let hb = Heartbeat {
+                from: self.sender(),
+                seq: self.seq,
+                weight_milli: self.weight_milli,
+                connections: self.connections,
+                held: self.held_count,
+                applied: self.reported_applied(),
+                log_last: log_last.max(self.reported_applied()),
+                heard,
+            };
+            if let Ok(bytes) = wire::encode_heartbeat(&hb, &self.keys) {
+                self.stats.sent += 1;
+                self.out.push(Outgoing { to: None, bytes });
+            }
+        }
+        std::mem::take(&mut self.out)
     }
 
     /// When `tick` next has something to do, at the latest.
     pub fn next_deadline(&self) -> u64 {
         let hb = self.last_sent.map_or(0, |t| t + self.settings.interval_ms);
-        let dead = self
-            .peers
-            .values()
-            .map(|p| p.last_heard + self.settings.timeout_ms + 1)
-            .min()
-            .unwrap_or(u64::MAX);
-        let settle = self.next_settle.unwrap_or(u64::MAX);
-        let grace = self
-            .recently_dead
-            .values()
-            .map(|at| at + self.settings.timeout_ms)
-            .min()
-            .unwrap_or(u64::MAX);
-        let join = self.started_at + self.settings.timeout_ms;
-        let mut next = hb.min(dead).min(settle).min(grace);
-        if join > 0 && self.epoch.number == 0 {
-            next = next.min(join);
-        }
-        next
+        hb.min(self.last_tick + self.settings.tick_ms)
     }
 }
 
-/// Why a heartbeat was not taken.
+/// Why a datagram was not taken.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Reject {
     /// It did not decode or authenticate.
     Decode(DecodeError),
-    /// Another segment, or another bucket space.
+    /// Another segment.
     Foreign,
     /// It claims to come from this member.
     OwnId,
+    /// A member not configured.
+    UnknownMember,
     /// An older incarnation of its sender.
     Stale,
     /// A sequence number already seen.
     Replayed,
+    /// Authentic but insane.
+    Malformed,
 }
 
 #[cfg(test)]

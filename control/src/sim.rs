@@ -1,14 +1,19 @@
-//! A simulated cluster for the exchange protocol: agents, simulated time in
-//! milliseconds, and a simulated network with loss, duplication, delay
-//! (hence reordering) and partitions. Used by the protocol's tests and by
-//! the cluster-scale benchmark (`cargo run --release -p synshare-control
-//! --example scale`).
+//! A simulated cluster for the exchange: agents with clocks of their own
+//! rates, simulated time in milliseconds, and a simulated network with loss,
+//! duplication, delay (hence reordering), one-way links and partitions;
+//! processes can be stalled, killed and restarted from their saved state.
+//! Each node's *workers* are modelled apart from its agent: they keep the
+//! last published view and lease deadline and judge it by their own clock,
+//! so a stalled control loop is seen as it is in production.
+//!
+//! Used by the protocol's tests and by the cluster-scale benchmark (`cargo
+//! run --release -p synshare-control --example scale`).
 
 use crate::layout::MemberId;
-use crate::protocol::{Agent, Settings};
-use crate::wire::encode;
+use crate::protocol::{Agent, Persisted, Settings};
+use crate::wire::{Keys, Role};
 
-/// The key every simulated member shares.
+/// The key every simulated member shares unless told otherwise.
 pub const KEY: &[u8] = b"test key";
 
 struct InFlight {
@@ -17,14 +22,64 @@ struct InFlight {
     bytes: Vec<u8>,
 }
 
-/// A simulated cluster. Member `i` (index) has id `i + 1`.
+/// What a node's workers enforce: the last published view.
+#[derive(Clone, Default)]
+pub struct Workers {
+    /// Buckets held, one bit each.
+    pub held: Vec<u64>,
+    /// Lease deadline, local ms.
+    pub deadline: Option<u64>,
+}
+
+/// One simulated process.
+pub struct Node {
+    /// Its member id.
+    pub id: MemberId,
+    /// Node or coordinator.
+    pub role: Role,
+    /// The agent; `None` while killed.
+    pub agent: Option<Agent>,
+    /// Configured weight.
+    pub weight: u32,
+    /// Its keys.
+    pub keys: Keys,
+    /// The members it is configured with.
+    pub members: Vec<MemberId>,
+    /// Clock rate (local ms per real ms) and offset.
+    pub clock: (f64, u64),
+    /// Not run before this real time.
+    pub stalled_until: u64,
+    /// What it saved last.
+    pub saved: Option<Persisted>,
+    /// What its workers enforce.
+    pub workers: Workers,
+}
+
+impl Node {
+    /// Its local clock at real time `now`.
+    pub fn local(&self, now: u64) -> u64 {
+        self.clock.1 + (now as f64 * self.clock.0) as u64
+    }
+
+    /// Whether its workers take new connections in `bucket` at real `now`.
+    pub fn open(&self, bucket: u32, now: u64) -> bool {
+        self.agent.is_some()
+            && self.workers.deadline.is_some_and(|d| self.local(now) < d)
+            && self
+                .workers
+                .held
+                .get(bucket as usize / 64)
+                .is_some_and(|w| w & (1 << (bucket % 64)) != 0)
+    }
+}
+
+/// A simulated cluster. Node `i` (index) has id `i + 1` unless built
+/// otherwise.
 pub struct Sim {
-    /// Simulated time, ms.
+    /// Simulated (real) time, ms.
     pub now: u64,
-    /// The agents; `None` while killed.
-    pub agents: Vec<Option<Agent>>,
-    /// Each agent's configured weight.
-    pub weights: Vec<u32>,
+    /// The processes.
+    pub nodes: Vec<Node>,
     /// The settings every agent starts with.
     pub settings: Settings,
     rng: u64,
@@ -35,35 +90,67 @@ pub struct Sim {
     /// Delivery delay range, ms (inclusive).
     pub delay: (u64, u64),
     in_flight: Vec<InFlight>,
-    /// Side of each agent while partitioned.
-    pub partition: Option<Vec<u8>>,
-    restarts: u64,
-    /// Heartbeat bytes sent (UDP payload), per agent.
+    /// `blocked[a][b]`: nothing from a reaches b.
+    pub blocked: Vec<Vec<bool>>,
+    /// Junk datagrams delivered to every node each millisecond.
+    pub junk_per_ms: usize,
+    /// Heartbeat bytes sent (UDP payload), per node.
     pub bytes_sent: Vec<u64>,
+    /// Milliseconds in which some bucket was open on two nodes.
+    pub double_open_ms: u64,
+    /// The first such moment (for diagnostics).
+    pub first_double: Option<(u64, u32)>,
 }
 
 impl Sim {
-    /// Agents with these weights (thousandths), all started at 0.
+    /// Nodes with these weights (thousandths), ids 1.., all started at 0.
     pub fn new(weights: &[u32], settings: Settings, seed: u64) -> Sim {
-        let agents = weights
-            .iter()
-            .enumerate()
-            .map(|(i, &w)| Some(Agent::new(MemberId(i as u32 + 1), 1, settings.clone(), w, 0)))
-            .collect();
-        Sim {
+        let ids: Vec<MemberId> = (0..weights.len()).map(|i| MemberId(i as u32 + 1)).collect();
+        let mut sim = Sim {
             now: 0,
-            agents,
-            weights: weights.to_vec(),
+            nodes: Vec::new(),
             settings,
             rng: seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1,
             loss: 0.0,
             dup: 0.0,
             delay: (1, 1),
             in_flight: Vec::new(),
-            partition: None,
-            restarts: 0,
-            bytes_sent: vec![0; weights.len()],
+            blocked: Vec::new(),
+            junk_per_ms: 0,
+            bytes_sent: Vec::new(),
+            double_open_ms: 0,
+            first_double: None,
+        };
+        for (i, &w) in weights.iter().enumerate() {
+            sim.add(ids[i], Role::Node, w, &ids, Keys::single(KEY));
         }
+        sim
+    }
+
+    /// Adds a process with `id`, configured with `members`.
+    pub fn add(&mut self, id: MemberId, role: Role, weight: u32, members: &[MemberId], keys: Keys) -> usize {
+        let mut settings = self.settings.clone();
+        settings.role = role;
+        let agent = Agent::new(id, members, 1, settings, keys.clone(), weight, None, 0).expect("a fresh agent starts");
+        self.nodes.push(Node {
+            id,
+            role,
+            agent: Some(agent),
+            weight,
+            keys,
+            members: members.to_vec(),
+            clock: (1.0, 0),
+            stalled_until: 0,
+            saved: None,
+            workers: Workers::default(),
+        });
+        let n = self.nodes.len();
+        for row in self.blocked.iter_mut() {
+            row.resize(n, false);
+        }
+        self.blocked.push(vec![false; n]);
+        self.bytes_sent.resize(n, 0);
+        n - 1
     }
 
     /// A pseudo-random number.
@@ -83,64 +170,150 @@ impl Sim {
         lo + self.rand() % (hi - lo + 1)
     }
 
-    fn connected(&self, a: usize, b: usize) -> bool {
-        self.partition.as_ref().is_none_or(|side| side[a] == side[b])
-    }
-
-    /// Advances one millisecond: delivers what is due, lets every agent tick
-    /// and sends what it says.
-    pub fn step(&mut self) {
-        self.now += 1;
-        // Agents may have been added by hand.
-        self.bytes_sent.resize(self.agents.len(), 0);
-        let now = self.now;
-        let mut due = Vec::new();
-        self.in_flight.retain_mut(|m| {
-            if m.at <= now {
-                due.push(InFlight {
-                    at: m.at,
-                    to: m.to,
-                    bytes: std::mem::take(&mut m.bytes),
-                });
-                false
-            } else {
-                true
-            }
-        });
-        for m in due {
-            if let Some(a) = self.agents[m.to].as_mut() {
-                let _ = a.receive(&m.bytes, KEY, now);
+    /// Cuts `a` off from everyone, both ways (or heals it).
+    pub fn isolate(&mut self, a: usize, cut: bool) {
+        for b in 0..self.nodes.len() {
+            if a != b {
+                self.blocked[a][b] = cut;
+                self.blocked[b][a] = cut;
             }
         }
-        for i in 0..self.agents.len() {
-            let Some(hb) = self.agents[i].as_mut().and_then(|a| a.tick(now)) else {
+    }
+
+    /// Splits the cluster into the sides given (node → side).
+    pub fn partition(&mut self, side: &[u8]) {
+        for a in 0..self.nodes.len() {
+            for b in 0..self.nodes.len() {
+                self.blocked[a][b] = side[a] != side[b];
+            }
+        }
+    }
+
+    /// Heals every link.
+    pub fn heal(&mut self) {
+        for row in self.blocked.iter_mut() {
+            row.iter_mut().for_each(|x| *x = false);
+        }
+    }
+
+    fn running(&self, i: usize) -> bool {
+        self.nodes[i].agent.is_some() && self.now >= self.nodes[i].stalled_until
+    }
+
+    /// Advances one millisecond: delivers what is due, lets every running
+    /// agent tick, sends what it says, publishes to its workers, and checks
+    /// that no bucket is open on two nodes.
+    pub fn step(&mut self) {
+        self.now += 1;
+        let now = self.now;
+        let mut due = Vec::new();
+        let mut keep = Vec::new();
+        for m in self.in_flight.drain(..) {
+            if m.at <= now && now >= self.nodes[m.to].stalled_until {
+                due.push(m);
+            } else {
+                keep.push(m);
+            }
+        }
+        self.in_flight = keep;
+        for m in due {
+            let local = self.nodes[m.to].local(now);
+            if let Some(a) = self.nodes[m.to].agent.as_mut() {
+                let _ = a.receive(&m.bytes, local);
+            }
+        }
+        if self.junk_per_ms > 0 {
+            for i in 0..self.nodes.len() {
+                for k in 0..self.junk_per_ms {
+                    let junk: Vec<u8> = (0..64 + k % 200).map(|j| (self.rand() as u8) ^ j as u8).collect();
+                    let local = self.nodes[i].local(now);
+                    if let Some(a) = self.nodes[i].agent.as_mut() {
+                        let _ = a.receive(&junk, local);
+                    }
+                }
+            }
+        }
+        for i in 0..self.nodes.len() {
+            if !self.running(i) {
                 continue;
-            };
-            let bytes = encode(&hb, KEY);
-            for j in 0..self.agents.len() {
-                if j == i {
-                    continue;
+            }
+            let local = self.nodes[i].local(now);
+            let node = &mut self.nodes[i];
+            let Some(agent) = node.agent.as_mut() else { continue };
+            let out = agent.tick(local);
+            if let Some(p) = agent.take_persist() {
+                node.saved = Some(p);
+            }
+            // Publish to the workers: the view when it changed, the lease
+            // deadline always; the workers confirm at once.
+            if agent.take_view_changed() || node.workers.held.is_empty() {
+                let mut bits = vec![0u64; (self.settings.buckets as usize).div_ceil(64)];
+                for (b, w) in bits.iter_mut().enumerate() {
+                    for k in 0..64 {
+                        if agent.holds((b * 64 + k) as u32) {
+                            *w |= 1 << k;
+                        }
+                    }
                 }
-                self.bytes_sent[i] += bytes.len() as u64;
-                if !self.connected(i, j) || self.chance(self.loss) {
-                    continue;
-                }
-                let at = now + self.delay();
-                self.in_flight.push(InFlight {
-                    at,
-                    to: j,
-                    bytes: bytes.clone(),
-                });
-                if self.chance(self.dup) {
+                node.workers.held = bits;
+            }
+            node.workers.deadline = agent.lease_until(local);
+            let version = agent.view_version();
+            agent.confirm_view(version);
+            for o in out {
+                let targets: Vec<usize> = (0..self.nodes.len())
+                    .filter(|&j| {
+                        j != i
+                            && match o.to {
+                                Some(id) => self.nodes[j].id == id,
+                                None => self.nodes[i].members.contains(&self.nodes[j].id),
+                            }
+                    })
+                    .collect();
+                for j in targets {
+                    self.bytes_sent[i] += o.bytes.len() as u64;
+                    if self.blocked[i][j] || self.chance(self.loss) {
+                        continue;
+                    }
                     let at = now + self.delay();
                     self.in_flight.push(InFlight {
                         at,
                         to: j,
-                        bytes: bytes.clone(),
+                        bytes: o.bytes.clone(),
                     });
+                    if self.chance(self.dup) {
+                        let at = now + self.delay();
+                        self.in_flight.push(InFlight {
+                            at,
+                            to: j,
+                            bytes: o.bytes.clone(),
+                        });
+                    }
                 }
             }
         }
+        if let Some(b) = self.double_open() {
+            self.double_open_ms += 1;
+            self.first_double.get_or_insert((now, b));
+        }
+    }
+
+    /// A bucket open on two nodes now, if any.
+    pub fn double_open(&self) -> Option<u32> {
+        let words = (self.settings.buckets as usize).div_ceil(64);
+        let mut seen = vec![0u64; words];
+        for n in &self.nodes {
+            if !(n.agent.is_some() && n.workers.deadline.is_some_and(|d| n.local(self.now) < d)) {
+                continue;
+            }
+            for (w, (s, h)) in seen.iter_mut().zip(&n.workers.held).enumerate() {
+                if *s & h != 0 {
+                    return Some((w * 64) as u32 + (*s & h).trailing_zeros());
+                }
+                *s |= h;
+            }
+        }
+        None
     }
 
     /// Runs `ms` milliseconds.
@@ -150,54 +323,89 @@ impl Sim {
         }
     }
 
-    /// How many live agents hold bucket `b`.
-    pub fn holders(&self, b: u32) -> usize {
-        self.agents.iter().flatten().filter(|a| a.holds(b)).count()
+    /// Runs until every bucket is open on exactly one of `nodes` (at most
+    /// `limit` ms); returns how long it took.
+    pub fn run_until_served(&mut self, nodes: &[usize], limit: u64) -> Option<u64> {
+        let start = self.now;
+        while self.now < start + limit {
+            if self.all_open_once(nodes) {
+                return Some(self.now - start);
+            }
+            self.step();
+        }
+        self.all_open_once(nodes).then_some(self.now - start)
     }
 
-    /// No bucket held by two agents.
-    pub fn exclusive(&self) -> bool {
-        (0..self.settings.buckets).all(|b| self.holders(b) <= 1)
+    /// On how many nodes `bucket` is open now.
+    pub fn open_count(&self, bucket: u32) -> usize {
+        self.nodes.iter().filter(|n| n.open(bucket, self.now)).count()
     }
 
-    /// Every bucket held by exactly one live agent.
-    pub fn all_held_once(&self) -> bool {
-        (0..self.settings.buckets).all(|b| self.holders(b) == 1)
+    /// Every bucket open on exactly one of `nodes` (and on no other node).
+    pub fn all_open_once(&self, nodes: &[usize]) -> bool {
+        (0..self.settings.buckets)
+            .all(|b| self.open_count(b) == 1 && nodes.iter().filter(|&&i| self.nodes[i].open(b, self.now)).count() == 1)
     }
 
     /// Every bucket held by exactly one live agent (by counts only: cheap,
-    /// for large clusters where the agents are known to be exclusive).
+    /// for large clusters).
     pub fn all_held_count(&self) -> bool {
-        self.agents
+        self.nodes
             .iter()
-            .flatten()
+            .filter_map(|n| n.agent.as_ref())
             .map(|a| u64::from(a.held_count()))
             .sum::<u64>()
             == u64::from(self.settings.buckets)
     }
 
-    /// Kills agent `i` (it sends and receives nothing more).
+    /// Kills node `i` (it sends and receives nothing more).
     pub fn kill(&mut self, i: usize) {
-        self.agents[i] = None;
+        self.nodes[i].agent = None;
+        self.nodes[i].workers = Workers::default();
     }
 
-    /// Restarts agent `i` with a new incarnation.
+    /// Stops node `i` (the whole process, workers too) for `ms`.
+    pub fn stall(&mut self, i: usize, ms: u64) {
+        self.nodes[i].stalled_until = self.now + ms;
+    }
+
+    /// Restarts node `i` from its saved state, with the next incarnation.
     pub fn restart(&mut self, i: usize) {
-        self.restarts += 1;
-        let agent = Agent::new(
-            MemberId(i as u32 + 1),
-            1 + self.restarts,
-            self.settings.clone(),
-            self.weights[i],
-            self.now,
+        let n = &mut self.nodes[i];
+        let saved = n.saved.clone();
+        let incarnation = saved.as_ref().map_or(1, |p| p.incarnation) + 1;
+        let mut settings = self.settings.clone();
+        settings.role = n.role;
+        let local = n.local(self.now);
+        n.agent = Some(
+            Agent::new(
+                n.id,
+                &n.members,
+                incarnation,
+                settings,
+                n.keys.clone(),
+                n.weight,
+                saved,
+                local,
+            )
+            .expect("a saved state restarts"),
         );
-        self.agents[i] = Some(agent);
+        n.workers = Workers::default();
     }
 
-    /// Agent `i`'s share of the buckets.
+    /// Node `i`'s agent.
+    pub fn agent(&self, i: usize) -> Option<&Agent> {
+        self.nodes[i].agent.as_ref()
+    }
+
+    /// Node `i`'s agent, mutably.
+    pub fn agent_mut(&mut self, i: usize) -> Option<&mut Agent> {
+        self.nodes[i].agent.as_mut()
+    }
+
+    /// Node `i`'s share of the buckets (held).
     pub fn share(&self, i: usize) -> f64 {
-        self.agents[i]
-            .as_ref()
+        self.agent(i)
             .map_or(0.0, |a| f64::from(a.held_count()) / f64::from(self.settings.buckets))
     }
 }

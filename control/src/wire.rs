@@ -1,91 +1,201 @@
-//! The heartbeat on the wire: a fixed header, the sender's current epoch
-//! (the inputs of its bucket table), and an HMAC-SHA256 tag (truncated to
-//! 16 bytes) over everything before it, keyed with the cluster's shared key.
+//! The exchange on the wire: heartbeats and consensus messages, each in one
+//! authenticated UDP datagram.
 //!
-//! Decoding checks the length, magic, version and tag before reading any
-//! field, and every count against the bytes present: garbage, truncation
-//! and forgery are errors, never panics. Replay and staleness are the
-//! protocol's to judge (sequence numbers per incarnation).
+//! ```text
+//! header  magic "SSX2" | version | kind | key id | flags | segment u16 |
+//!         member u32 | incarnation u64
+//! body    heartbeat: seq u64 | weight u32 | connections u32 | held u32 |
+//!                    applied u64 | log_last u64 | n u16 | n × (member u32, seq u64, flags u8)
+//!         consensus: one raft message (protobuf)
+//! tag     HMAC-SHA256 over everything before it, truncated to 16 bytes,
+//!         keyed with the key the key id names
+//! ```
+//!
+//! Decoding checks the length, magic, version and the key id before the
+//! tag, and the tag before reading any field; every count is checked
+//! against the bytes present: garbage, truncation and forgery are errors,
+//! never panics. A heartbeat never exceeds [`MAX_HEARTBEAT`] bytes (one
+//! Ethernet MTU less the IP and UDP headers): [`MAX_MEMBERS`] is sized for
+//! that, and encoding refuses more rather than truncating.
 
-use crate::layout::{Layout, MemberId};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-/// "SSHB"
-const MAGIC: [u8; 4] = *b"SSHB";
-const VERSION: u8 = 1;
+/// "SSX2"
+const MAGIC: [u8; 4] = *b"SSX2";
+const VERSION: u8 = 2;
 /// Bytes of the truncated HMAC-SHA256 tag.
 pub const TAG_LEN: usize = 16;
-const HEADER_LEN: usize = 4 + 1 + 1 + 2 + 4 + 8 + 8 + 4 + 4 + 4 + 8 + 4 + 1 + 4 + 2;
-/// The most members an epoch may list.
-pub const MAX_MEMBERS: usize = 4096;
+/// magic, version, kind, key id, flags, segment, member, incarnation.
+const HEADER_LEN: usize = 4 + 1 + 1 + 1 + 1 + 2 + 4 + 8;
+/// seq, weight, connections, held, applied, log_last, count.
+const HEARTBEAT_FIXED: usize = 8 + 4 + 4 + 4 + 8 + 8 + 2;
+const ACK_LEN: usize = 4 + 8 + 1;
+/// The largest heartbeat: a 1500-byte MTU less IPv6 (40) and UDP (8).
+pub const MAX_HEARTBEAT: usize = 1452;
+/// The most members a segment may have: every heartbeat lists what its
+/// sender hears from each of the others, and must fit [`MAX_HEARTBEAT`].
+pub const MAX_MEMBERS: usize = 64;
+/// The largest consensus datagram accepted.
+pub const MAX_CONSENSUS: usize = 16 * 1024;
+
+const KIND_HEARTBEAT: u8 = 1;
+const KIND_CONSENSUS: u8 = 2;
 
 /// What a sender is.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Role {
     /// A node: holds buckets, serves connections.
     Node,
-    /// A coordinator: computes tables, holds nothing.
+    /// A coordinator (or witness): votes and leads, holds nothing.
     Coordinator,
 }
 
-/// The inputs of a bucket table, identified by (number, creator).
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub struct Epoch {
-    /// Increases with every new table.
-    pub number: u64,
-    /// The member that created it (the leader at the time).
-    pub creator: MemberId,
-    /// Layout of the table.
-    pub layout: Layout,
-    /// Buckets of the table.
-    pub buckets: u32,
-    /// Members and weights (thousandths), sorted by id.
-    pub members: Vec<(MemberId, u32)>,
+/// One shared key and the id that names it on the wire.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Key {
+    /// Its id, carried in every datagram.
+    pub id: u8,
+    /// The secret.
+    pub secret: Vec<u8>,
 }
 
-impl Epoch {
-    /// The identity epochs are ordered by.
-    pub fn id(&self) -> (u64, u32) {
-        (self.number, self.creator.0)
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Key {{ id: {}, .. }}", self.id)
     }
+}
+
+/// The keys of a member: it sends with the first and accepts any of them,
+/// so a rolling rotation (add the new key everywhere, then send with it
+/// everywhere, then drop the old one) never splits the cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Keys {
+    keys: Vec<Key>,
+}
+
+impl Keys {
+    /// Keys with the sending one first. `None` if empty or two share an id.
+    pub fn new(keys: Vec<Key>) -> Option<Keys> {
+        let unique = keys
+            .iter()
+            .enumerate()
+            .all(|(i, k)| keys[..i].iter().all(|o| o.id != k.id));
+        (!keys.is_empty() && unique).then_some(Keys { keys })
+    }
+
+    /// One key, id 0 (tests, simulations).
+    pub fn single(secret: &[u8]) -> Keys {
+        Keys {
+            keys: vec![Key {
+                id: 0,
+                secret: secret.to_vec(),
+            }],
+        }
+    }
+
+    /// The key datagrams are sent with.
+    pub fn sending(&self) -> &Key {
+        &self.keys[0]
+    }
+
+    /// The key with id `id`, if accepted.
+    pub fn get(&self, id: u8) -> Option<&Key> {
+        self.keys.iter().find(|k| k.id == id)
+    }
+
+    /// The ids accepted.
+    pub fn ids(&self) -> Vec<u8> {
+        self.keys.iter().map(|k| k.id).collect()
+    }
+}
+
+/// Who sent a datagram.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Sender {
+    /// Its segment.
+    pub segment: u16,
+    /// Its member id.
+    pub member: u32,
+    /// Its incarnation: grows with every restart (persisted, not a clock).
+    pub incarnation: u64,
+    /// Node or coordinator.
+    pub role: Role,
+    /// Taking no new connections.
+    pub draining: bool,
+}
+
+/// What a heartbeat says about one peer of its sender.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Heard {
+    /// The peer.
+    pub member: u32,
+    /// The highest sequence number of the peer's current incarnation heard.
+    pub seq: u64,
+    /// The sender's log held no table change beyond what that heartbeat
+    /// said the peer enforces, when this heartbeat was sent: the peer's
+    /// lease may count on this heartbeat.
+    pub lease: bool,
 }
 
 /// One heartbeat.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Heartbeat {
-    /// The segment it belongs to.
-    pub segment: u16,
     /// The sender.
-    pub member: MemberId,
-    /// The sender's incarnation: grows with every restart.
-    pub incarnation: u64,
+    pub from: Sender,
     /// Grows with every heartbeat of one incarnation.
     pub seq: u64,
-    /// Node or coordinator.
-    pub role: Role,
-    /// The sender is draining (takes no new connections).
-    pub draining: bool,
     /// The sender's availability times its configured weight, thousandths.
     pub weight_milli: u32,
     /// Connections the sender holds.
     pub connections: u32,
     /// Buckets the sender holds now.
     pub held: u32,
-    /// The epoch the sender is at.
-    pub epoch: Epoch,
+    /// The log index whose table every one of the sender's workers
+    /// enforces.
+    pub applied: u64,
+    /// The last table or membership change in the sender's log.
+    pub log_last: u64,
+    /// What the sender hears from each peer.
+    pub heard: Vec<Heard>,
+}
+
+/// One datagram of the exchange.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Datagram {
+    /// A heartbeat.
+    Heartbeat(Heartbeat),
+    /// A consensus (raft) message, protobuf-encoded.
+    Consensus {
+        /// The sender.
+        from: Sender,
+        /// The message.
+        message: Vec<u8>,
+    },
+}
+
+impl Datagram {
+    /// The sender.
+    pub fn from(&self) -> &Sender {
+        match self {
+            Datagram::Heartbeat(h) => &h.from,
+            Datagram::Consensus { from, .. } => from,
+        }
+    }
 }
 
 /// Why a datagram was rejected.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum DecodeError {
-    /// Too short or too long for a heartbeat.
+    /// Too short or too long.
     BadLength,
-    /// Not a heartbeat (magic) or another version.
+    /// Not ours (magic) or another version.
     NotHeartbeat,
+    /// A key id this member does not accept.
+    UnknownKey,
     /// The tag does not verify: wrong key, or tampered with.
     BadTag,
-    /// Authentic but inconsistent (counts, enums).
+    /// Authentic but inconsistent (counts, flags).
     Malformed,
 }
 
@@ -95,51 +205,79 @@ impl DecodeError {
         match self {
             DecodeError::BadLength => "bad_length",
             DecodeError::NotHeartbeat => "not_heartbeat",
+            DecodeError::UnknownKey => "unknown_key",
             DecodeError::BadTag => "bad_tag",
             DecodeError::Malformed => "malformed",
         }
     }
 }
 
-fn tag(key: &[u8], data: &[u8]) -> [u8; TAG_LEN] {
-    // HMAC accepts keys of any length.
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
-    mac.update(data);
-    let full = mac.finalize().into_bytes();
-    let mut out = [0u8; TAG_LEN];
-    out.copy_from_slice(&full[..TAG_LEN]);
-    out
+/// Why a datagram could not be encoded.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum EncodeError {
+    /// More peers than [`MAX_MEMBERS`] allows.
+    TooManyMembers,
+    /// A consensus message over [`MAX_CONSENSUS`].
+    TooLarge,
 }
 
-/// Encodes and authenticates `hb`.
-pub fn encode(hb: &Heartbeat, key: &[u8]) -> Vec<u8> {
-    let mut b = Vec::with_capacity(HEADER_LEN + hb.epoch.members.len() * 8 + TAG_LEN);
+fn mac(key: &Key, data: &[u8]) -> Hmac<Sha256> {
+    // HMAC takes keys of any length: this cannot fail.
+    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&key.secret).expect("HMAC takes any key length");
+    m.update(data);
+    m
+}
+
+fn header(b: &mut Vec<u8>, kind: u8, key: &Key, from: &Sender) {
     b.extend_from_slice(&MAGIC);
     b.push(VERSION);
-    let flags = u8::from(hb.role == Role::Coordinator) | (u8::from(hb.draining) << 1);
-    b.push(flags);
-    b.extend_from_slice(&hb.segment.to_be_bytes());
-    b.extend_from_slice(&hb.member.0.to_be_bytes());
-    b.extend_from_slice(&hb.incarnation.to_be_bytes());
+    b.push(kind);
+    b.push(key.id);
+    b.push(u8::from(from.role == Role::Coordinator) | (u8::from(from.draining) << 1));
+    b.extend_from_slice(&from.segment.to_be_bytes());
+    b.extend_from_slice(&from.member.to_be_bytes());
+    b.extend_from_slice(&from.incarnation.to_be_bytes());
+}
+
+fn seal(mut b: Vec<u8>, key: &Key) -> Vec<u8> {
+    let full = mac(key, &b).finalize().into_bytes();
+    b.extend_from_slice(&full[..TAG_LEN]);
+    b
+}
+
+/// Encodes and authenticates a heartbeat with the sending key.
+pub fn encode_heartbeat(hb: &Heartbeat, keys: &Keys) -> Result<Vec<u8>, EncodeError> {
+    if hb.heard.len() > MAX_MEMBERS {
+        return Err(EncodeError::TooManyMembers);
+    }
+    let key = keys.sending();
+    let mut b = Vec::with_capacity(HEADER_LEN + HEARTBEAT_FIXED + hb.heard.len() * ACK_LEN + TAG_LEN);
+    header(&mut b, KIND_HEARTBEAT, key, &hb.from);
     b.extend_from_slice(&hb.seq.to_be_bytes());
     b.extend_from_slice(&hb.weight_milli.to_be_bytes());
     b.extend_from_slice(&hb.connections.to_be_bytes());
     b.extend_from_slice(&hb.held.to_be_bytes());
-    b.extend_from_slice(&hb.epoch.number.to_be_bytes());
-    b.extend_from_slice(&hb.epoch.creator.0.to_be_bytes());
-    b.push(match hb.epoch.layout {
-        Layout::Ranges => 0,
-        Layout::Rendezvous => 1,
-    });
-    b.extend_from_slice(&hb.epoch.buckets.to_be_bytes());
-    b.extend_from_slice(&(hb.epoch.members.len().min(MAX_MEMBERS) as u16).to_be_bytes());
-    for (id, w) in hb.epoch.members.iter().take(MAX_MEMBERS) {
-        b.extend_from_slice(&id.0.to_be_bytes());
-        b.extend_from_slice(&w.to_be_bytes());
+    b.extend_from_slice(&hb.applied.to_be_bytes());
+    b.extend_from_slice(&hb.log_last.to_be_bytes());
+    b.extend_from_slice(&(hb.heard.len() as u16).to_be_bytes());
+    for h in &hb.heard {
+        b.extend_from_slice(&h.member.to_be_bytes());
+        b.extend_from_slice(&h.seq.to_be_bytes());
+        b.push(u8::from(h.lease));
     }
-    let t = tag(key, &b);
-    b.extend_from_slice(&t);
-    b
+    Ok(seal(b, key))
+}
+
+/// Encodes and authenticates a consensus message with the sending key.
+pub fn encode_consensus(from: &Sender, message: &[u8], keys: &Keys) -> Result<Vec<u8>, EncodeError> {
+    if HEADER_LEN + message.len() + TAG_LEN > MAX_CONSENSUS {
+        return Err(EncodeError::TooLarge);
+    }
+    let key = keys.sending();
+    let mut b = Vec::with_capacity(HEADER_LEN + message.len() + TAG_LEN);
+    header(&mut b, KIND_CONSENSUS, key, from);
+    b.extend_from_slice(message);
+    Ok(seal(b, key))
 }
 
 struct Reader<'a> {
@@ -170,120 +308,207 @@ impl Reader<'_> {
 }
 
 /// Verifies and decodes a datagram.
-pub fn decode(datagram: &[u8], key: &[u8]) -> Result<Heartbeat, DecodeError> {
-    if datagram.len() < HEADER_LEN + TAG_LEN || datagram.len() > HEADER_LEN + MAX_MEMBERS * 8 + TAG_LEN {
+pub fn decode(datagram: &[u8], keys: &Keys) -> Result<Datagram, DecodeError> {
+    if datagram.len() < HEADER_LEN + TAG_LEN || datagram.len() > MAX_CONSENSUS {
         return Err(DecodeError::BadLength);
     }
     if datagram[..4] != MAGIC || datagram[4] != VERSION {
         return Err(DecodeError::NotHeartbeat);
     }
+    let key = keys.get(datagram[6]).ok_or(DecodeError::UnknownKey)?;
     let (body, t) = datagram.split_at(datagram.len() - TAG_LEN);
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
-    mac.update(body);
     // Constant-time comparison of the truncated tag.
-    mac.verify_truncated_left(t).map_err(|_| DecodeError::BadTag)?;
+    mac(key, body)
+        .verify_truncated_left(t)
+        .map_err(|_| DecodeError::BadTag)?;
 
     let mut r = Reader { b: body, at: 5 };
+    let kind = r.u8()?;
+    let _key_id = r.u8()?;
     let flags = r.u8()?;
     if flags & !0b11 != 0 {
         return Err(DecodeError::Malformed);
     }
-    let segment = r.u16()?;
-    let member = MemberId(r.u32()?);
-    let incarnation = r.u64()?;
-    let seq = r.u64()?;
-    let weight_milli = r.u32()?;
-    let connections = r.u32()?;
-    let held = r.u32()?;
-    let number = r.u64()?;
-    let creator = MemberId(r.u32()?);
-    let layout = match r.u8()? {
-        0 => Layout::Ranges,
-        1 => Layout::Rendezvous,
-        _ => return Err(DecodeError::Malformed),
-    };
-    let buckets = r.u32()?;
-    let n = usize::from(r.u16()?);
-    if body.len() != HEADER_LEN + n * 8 {
-        return Err(DecodeError::Malformed);
-    }
-    let mut members = Vec::with_capacity(n);
-    for _ in 0..n {
-        members.push((MemberId(r.u32()?), r.u32()?));
-    }
-    if !members.windows(2).all(|w| w[0].0 < w[1].0) || !buckets.is_power_of_two() || held > buckets {
-        return Err(DecodeError::Malformed);
-    }
-    Ok(Heartbeat {
-        segment,
-        member,
-        incarnation,
-        seq,
+    let from = Sender {
+        segment: r.u16()?,
+        member: r.u32()?,
+        incarnation: r.u64()?,
         role: if flags & 1 == 1 { Role::Coordinator } else { Role::Node },
         draining: flags & 2 != 0,
-        weight_milli,
-        connections,
-        held,
-        epoch: Epoch {
-            number,
-            creator,
-            layout,
-            buckets,
-            members,
-        },
-    })
+    };
+    match kind {
+        KIND_CONSENSUS => Ok(Datagram::Consensus {
+            from,
+            message: body[HEADER_LEN..].to_vec(),
+        }),
+        KIND_HEARTBEAT => {
+            if body.len() > MAX_HEARTBEAT - TAG_LEN {
+                return Err(DecodeError::BadLength);
+            }
+            let seq = r.u64()?;
+            let weight_milli = r.u32()?;
+            let connections = r.u32()?;
+            let held = r.u32()?;
+            let applied = r.u64()?;
+            let log_last = r.u64()?;
+            let n = usize::from(r.u16()?);
+            if n > MAX_MEMBERS || body.len() != HEADER_LEN + HEARTBEAT_FIXED + n * ACK_LEN {
+                return Err(DecodeError::Malformed);
+            }
+            let mut heard = Vec::with_capacity(n);
+            for _ in 0..n {
+                let member = r.u32()?;
+                let seq = r.u64()?;
+                let lease = match r.u8()? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(DecodeError::Malformed),
+                };
+                heard.push(Heard { member, seq, lease });
+            }
+            if applied > log_last || !heard.windows(2).all(|w| w[0].member < w[1].member) {
+                return Err(DecodeError::Malformed);
+            }
+            Ok(Datagram::Heartbeat(Heartbeat {
+                from,
+                seq,
+                weight_milli,
+                connections,
+                held,
+                applied,
+                log_last,
+                heard,
+            }))
+        }
+        _ => Err(DecodeError::Malformed),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn sample() -> Heartbeat {
+    fn keys(secret: &[u8]) -> Keys {
+        Keys::single(secret)
+    }
+
+    pub(crate) fn sample() -> Heartbeat {
         Heartbeat {
-            segment: 1,
-            member: MemberId(2),
-            incarnation: 1_700_000_000_000,
+            from: Sender {
+                segment: 1,
+                member: 2,
+                incarnation: 17,
+                role: Role::Node,
+                draining: true,
+            },
             seq: 42,
-            role: Role::Node,
-            draining: true,
             weight_milli: 1500,
             connections: 77,
             held: 21845,
-            epoch: Epoch {
-                number: 9,
-                creator: MemberId(1),
-                layout: Layout::Rendezvous,
-                buckets: 65536,
-                members: vec![(MemberId(1), 1000), (MemberId(2), 1500), (MemberId(3), 0)],
-            },
+            applied: 9,
+            log_last: 11,
+            heard: vec![
+                Heard {
+                    member: 1,
+                    seq: 40,
+                    lease: true,
+                },
+                Heard {
+                    member: 3,
+                    seq: 7,
+                    lease: false,
+                },
+            ],
         }
     }
 
     #[test]
     fn round_trips() {
         let hb = sample();
-        let bytes = encode(&hb, b"secret");
-        assert_eq!(decode(&bytes, b"secret"), Ok(hb));
+        let bytes = encode_heartbeat(&hb, &keys(b"secret")).unwrap();
+        assert_eq!(decode(&bytes, &keys(b"secret")), Ok(Datagram::Heartbeat(hb.clone())));
+        let c = encode_consensus(&hb.from, b"raft bytes", &keys(b"secret")).unwrap();
+        assert_eq!(
+            decode(&c, &keys(b"secret")),
+            Ok(Datagram::Consensus {
+                from: hb.from,
+                message: b"raft bytes".to_vec()
+            })
+        );
     }
 
     #[test]
-    fn wrong_key_and_any_flipped_bit_are_rejected() {
-        let bytes = encode(&sample(), b"secret");
-        assert_eq!(decode(&bytes, b"other"), Err(DecodeError::BadTag));
+    fn wrong_key_unknown_key_id_and_any_flipped_bit_are_rejected() {
+        let bytes = encode_heartbeat(&sample(), &keys(b"secret")).unwrap();
+        assert_eq!(decode(&bytes, &keys(b"other")), Err(DecodeError::BadTag));
+        let other_id = Keys::new(vec![Key {
+            id: 7,
+            secret: b"secret".to_vec(),
+        }])
+        .unwrap();
+        assert_eq!(decode(&bytes, &other_id), Err(DecodeError::UnknownKey));
         for i in 0..bytes.len() {
             for bit in 0..8 {
                 let mut b = bytes.clone();
                 b[i] ^= 1 << bit;
-                assert!(decode(&b, b"secret").is_err(), "byte {i} bit {bit}");
+                assert!(decode(&b, &keys(b"secret")).is_err(), "byte {i} bit {bit}");
             }
         }
     }
 
     #[test]
+    fn a_rolling_rotation_never_splits_senders_from_receivers() {
+        let old = Key {
+            id: 1,
+            secret: b"old secret".to_vec(),
+        };
+        let new = Key {
+            id: 2,
+            secret: b"new secret".to_vec(),
+        };
+        let stages = [
+            Keys::new(vec![old.clone()]).unwrap(),
+            Keys::new(vec![old.clone(), new.clone()]).unwrap(),
+            Keys::new(vec![new.clone(), old.clone()]).unwrap(),
+            Keys::new(vec![new.clone()]).unwrap(),
+        ];
+        // During a rolling rotation, neighbouring stages coexist.
+        for w in stages.windows(2) {
+            for (a, b) in [(&w[0], &w[1]), (&w[1], &w[0])] {
+                let bytes = encode_heartbeat(&sample(), a).unwrap();
+                assert!(decode(&bytes, b).is_ok(), "{:?} -> {:?}", a.ids(), b.ids());
+            }
+        }
+        assert!(Keys::new(vec![old.clone(), old]).is_none(), "duplicate key ids");
+        assert!(Keys::new(vec![]).is_none());
+    }
+
+    #[test]
+    fn heartbeats_fit_one_mtu_and_more_members_are_refused_not_truncated() {
+        let mut hb = sample();
+        hb.heard = (0..MAX_MEMBERS as u32)
+            .map(|m| Heard {
+                member: m,
+                seq: u64::MAX,
+                lease: true,
+            })
+            .collect();
+        let bytes = encode_heartbeat(&hb, &keys(b"k")).unwrap();
+        assert!(bytes.len() <= MAX_HEARTBEAT, "{} bytes", bytes.len());
+        assert!(decode(&bytes, &keys(b"k")).is_ok());
+        hb.heard.push(Heard {
+            member: 1000,
+            seq: 1,
+            lease: true,
+        });
+        assert_eq!(encode_heartbeat(&hb, &keys(b"k")), Err(EncodeError::TooManyMembers));
+    }
+
+    #[test]
     fn truncation_and_garbage_never_panic() {
-        let bytes = encode(&sample(), b"k");
+        let bytes = encode_heartbeat(&sample(), &keys(b"k")).unwrap();
         for cut in 0..bytes.len() {
-            assert!(decode(&bytes[..cut], b"k").is_err());
+            assert!(decode(&bytes[..cut], &keys(b"k")).is_err());
         }
         let mut seed = 99u64;
         for len in 0..300 {
@@ -293,74 +518,24 @@ mod tests {
                     (seed >> 33) as u8
                 })
                 .collect();
-            assert!(decode(&junk, b"k").is_err());
+            assert!(decode(&junk, &keys(b"k")).is_err());
         }
     }
 
     #[test]
     fn authentic_but_inconsistent_is_malformed() {
         let mut hb = sample();
-        hb.epoch.members = vec![(MemberId(3), 1), (MemberId(1), 1)];
-        assert_eq!(decode(&encode(&hb, b"k"), b"k"), Err(DecodeError::Malformed));
+        hb.heard.reverse();
+        let k = keys(b"k");
+        assert_eq!(
+            decode(&encode_heartbeat(&hb, &k).unwrap(), &k),
+            Err(DecodeError::Malformed)
+        );
         let mut hb = sample();
-        hb.epoch.buckets = 1000;
-        assert_eq!(decode(&encode(&hb, b"k"), b"k"), Err(DecodeError::Malformed));
-    }
-
-    #[test]
-    fn an_authentic_epoch_number_at_u64_max_does_not_wrap_the_leaders_epoch() {
-        // Found by the heartbeat fuzz target (fuzz/): a peer's authentic
-        // heartbeat at epoch u64::MAX made the leader create epoch
-        // u64::MAX + 1: an overflow panic with overflow checks, epoch 0 (and
-        // no more claims, ever) without them. New epochs now saturate.
-        use crate::protocol::{Agent, Settings};
-        let settings = Settings {
-            segment: 0,
-            buckets: 64,
-            ..Settings::default()
-        };
-        let mut leader = Agent::new(MemberId(1), 1, settings, 1000, 0);
-        let mut hb = sample();
-        hb.segment = 0;
-        hb.held = 0;
-        hb.epoch.buckets = 64;
-        hb.epoch.number = u64::MAX;
-        hb.epoch.members = vec![(MemberId(2), 1000)];
-        let _ = leader.receive(&encode(&hb, b"k"), b"k", 450);
-        let _ = leader.tick(500);
-        assert_ne!(leader.epoch().number, 0, "the epoch number wrapped");
-    }
-
-    #[test]
-    fn an_epoch_number_at_u64_max_does_not_fork_the_table() {
-        // Found reviewing the fix of the heartbeat fuzz finding above: with
-        // new epoch numbers saturating, a peer's authentic heartbeat at epoch
-        // (u64::MAX, creator 1) makes leader 1 create its own table under
-        // that same identity. Every peer already holds the forged table as
-        // epoch (u64::MAX, 1) and never adopts the leader's (it is not
-        // higher): peers claim by one table, the leader by another, and a
-        // bucket can be held twice. Not creating an epoch when the number
-        // would overflow (`checked_add`) keeps one table per identity.
-        use crate::protocol::{Agent, Settings};
-        let settings = Settings {
-            segment: 0,
-            buckets: 64,
-            ..Settings::default()
-        };
-        let mut leader = Agent::new(MemberId(1), 1, settings, 1000, 0);
-        let mut hb = sample();
-        hb.segment = 0;
-        hb.held = 0;
-        hb.epoch.buckets = 64;
-        hb.epoch.number = u64::MAX;
-        hb.epoch.creator = MemberId(1);
-        hb.epoch.members = vec![(MemberId(2), 1000)];
-        let forged = hb.epoch.clone();
-        let _ = leader.receive(&encode(&hb, b"k"), b"k", 450);
-        let _ = leader.tick(500);
-        let epoch = leader.epoch();
-        if epoch.id() == forged.id() {
-            assert_eq!(epoch, &forged, "two tables under one epoch identity");
-        }
+        hb.applied = hb.log_last + 1;
+        assert_eq!(
+            decode(&encode_heartbeat(&hb, &k).unwrap(), &k),
+            Err(DecodeError::Malformed)
+        );
     }
 }

@@ -5,7 +5,8 @@ use crate::classify::{Action, Classifier, Context};
 use crate::counters::{Counter, Counts, WorkerStats};
 use crate::dpdk::{self, Burst, Mbuf, RxQueue, TxBatch, TxQueue};
 use crate::flow::FlowTable;
-use crate::publish::Subscriber;
+use crate::ownership::OwnershipView;
+use crate::publish::{Lease, Subscriber};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,6 +43,9 @@ pub struct Worker {
     pub classifier: Arc<Classifier>,
     /// This worker's ownership view.
     pub view: Subscriber,
+    /// The node's lease: past its deadline the worker acts as if it held
+    /// no bucket (known flows go on, nothing new is taken).
+    pub lease: Lease,
     /// This worker's flow table.
     pub flows: FlowTable,
     /// Wire RX queue.
@@ -122,6 +126,8 @@ impl Worker {
         let mut to_wire = TxBatch::default();
         let mut idle = 0u32;
         let mut idle_total = 0u64;
+        // Allocated once: what the worker enforces without a lease.
+        let closed = OwnershipView::new(self.view.view().len() as u32, 0);
         let mut wire_rx_total = 0u64;
         let mut kernel_rx_total = 0u64;
         let mut last_ms = 0u32;
@@ -133,8 +139,11 @@ impl Worker {
         while !self.stop.load(Ordering::Relaxed) {
             let started = dpdk::tsc();
             let now_ms = (started / per_ms) as u32;
-            // One snapshot of the ownership view per burst.
-            let view = self.view.refresh();
+            // One snapshot of the ownership view per burst, and one look at
+            // the lease (the clock was read above).
+            let leased = self.lease.valid_at(started);
+            let current = self.view.refresh();
+            let view = if leased { current } else { &closed };
 
             let n = self.wire_rx.receive(&mut wire_burst);
             wire_rx_total += n as u64;

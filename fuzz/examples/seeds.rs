@@ -3,8 +3,7 @@
 //! DIR/packet_parse and DIR/heartbeat.
 
 use std::path::Path;
-use synshare_control::layout::{Layout, MemberId};
-use synshare_control::wire::{self, Epoch, Heartbeat, Role, TAG_LEN};
+use synshare_control::wire::{self, Heard, Heartbeat, Keys, Role, Sender, TAG_LEN};
 use synshare_dataplane::packet::tcp_flags::{ACK, FIN, RST, SYN};
 use synshare_dataplane::synth::*;
 use synshare_fuzz::{record, KEY};
@@ -64,72 +63,74 @@ fn frames() -> Vec<Vec<u8>> {
     f
 }
 
-fn heartbeat(member: u32, seq: u64, number: u64, layout: Layout, members: &[(u32, u32)]) -> Heartbeat {
+fn heartbeat(member: u32, seq: u64, applied: u64, heard: &[(u32, u64)]) -> Heartbeat {
     Heartbeat {
-        segment: 0,
-        member: MemberId(member),
-        incarnation: 1,
+        from: Sender {
+            segment: 0,
+            member,
+            incarnation: 1,
+            role: if member == 0 { Role::Coordinator } else { Role::Node },
+            draining: false,
+        },
         seq,
-        role: if member == 0 { Role::Coordinator } else { Role::Node },
-        draining: false,
         weight_milli: 1000,
         connections: 3,
         held: 0,
-        epoch: Epoch {
-            number,
-            creator: MemberId(member),
-            layout,
-            buckets: synshare_fuzz::BUCKETS,
-            members: members.iter().map(|&(m, w)| (MemberId(m), w)).collect(),
-        },
+        applied,
+        log_last: applied,
+        heard: heard
+            .iter()
+            .map(|&(m, s)| Heard {
+                member: m,
+                seq: s,
+                lease: true,
+            })
+            .collect(),
     }
 }
 
 fn heartbeat_seeds() -> Vec<Vec<u8>> {
+    let keys = Keys::single(KEY);
+    let encode = |hb: &Heartbeat| wire::encode_heartbeat(hb, &keys).expect("fits");
     let body = |hb: &Heartbeat| {
-        let d = wire::encode(hb, KEY);
+        let d = encode(hb);
         d[..d.len() - TAG_LEN].to_vec()
     };
     let mut seeds = Vec::new();
-    // A third member joins, leads a table, sends again, is replayed.
+    // A second member hears both agents, sends again, is replayed.
     let mut s = Vec::new();
-    let three = [(1, 1000), (2, 1000), (3, 2000)];
-    let hb1 = heartbeat(2, 1, 5, Layout::Rendezvous, &three);
+    let hb1 = heartbeat(2, 1, 0, &[(1, 1), (3, 1)]);
     record(&mut s, true, false, 100, &body(&hb1));
     record(&mut s, true, true, 0, &body(&hb1));
+    record(&mut s, true, false, 500, &body(&heartbeat(2, 2, 3, &[(1, 4), (3, 4)])));
+    record(&mut s, false, false, 100, &encode(&heartbeat(2, 2, 3, &[(1, 4)])));
     record(
         &mut s,
+        false,
         true,
-        false,
-        500,
-        &body(&heartbeat(2, 2, 6, Layout::Ranges, &three)),
+        1500,
+        &wire::encode_heartbeat(&hb1, &Keys::single(b"wrong key")).expect("fits"),
     );
-    record(
-        &mut s,
-        false,
-        false,
-        100,
-        &wire::encode(&heartbeat(2, 2, 6, Layout::Ranges, &three), KEY),
-    );
-    record(&mut s, false, true, 1500, &wire::encode(&hb1, b"wrong key"));
     seeds.push(s);
-    // A coordinator's table; then silence, failover.
+    // A coordinator; then silence.
     let mut s = Vec::new();
-    let hb = heartbeat(0, 1, 9, Layout::Ranges, &[(1, 500), (3, 1500)]);
+    let hb = heartbeat(0, 1, 0, &[(1, 1), (3, 1)]);
     record(&mut s, true, false, 450, &body(&hb));
     record(&mut s, true, true, 0, &body(&hb));
     record(&mut s, false, false, 1575, b"");
     seeds.push(s);
-    // Garbage and a valid datagram, unsigned.
+    // Garbage, and a consensus message body of garbage.
     let mut s = Vec::new();
-    record(&mut s, false, false, 25, b"SSHB\x01 not really");
-    record(
-        &mut s,
-        false,
-        true,
-        25,
-        &wire::encode(&heartbeat(5, 7, 1, Layout::Rendezvous, &[(5, 1)]), KEY),
-    );
+    record(&mut s, false, false, 25, b"SSX2\x02 not really");
+    let from = Sender {
+        segment: 0,
+        member: 2,
+        incarnation: 1,
+        role: Role::Node,
+        draining: false,
+    };
+    let c = wire::encode_consensus(&from, b"\x08\x03\x10\x02\x18\x03", &keys).expect("fits");
+    record(&mut s, true, true, 25, &c[..c.len() - TAG_LEN]);
     seeds.push(s);
     seeds
 }

@@ -3,9 +3,10 @@
 //! under pressure), the heartbeat target's input format, and the checks of
 //! what a decision may do to a frame.
 
+use synshare_control::layout::Layout;
 use synshare_control::layout::MemberId;
-use synshare_control::protocol::{Agent, Layout, Settings};
-use synshare_control::wire::Role;
+use synshare_control::protocol::{Agent, Settings};
+use synshare_control::wire::{Keys, Role};
 use synshare_dataplane::classify::{Action, Classifier, NodeAddresses, Vip};
 use synshare_dataplane::counters::Counter;
 use synshare_dataplane::flow::{FlowKey, FlowState, FlowTable, FlowTimeouts};
@@ -179,27 +180,36 @@ pub fn check_from_kernel(before: &[u8], after: &[u8], outcome: Counter) {
 /// The shared key of the heartbeat target.
 pub const KEY: &[u8] = b"synshare fuzz key";
 
-/// The heartbeat target's agents' settings: 64 buckets, short timeouts.
+/// The heartbeat target's agents' settings: 64 buckets, the product's
+/// timings otherwise.
 pub fn settings(role: Role) -> Settings {
     Settings {
-        segment: 0,
-        interval_ms: 100,
-        timeout_ms: 400,
         drain_ms: 1000,
         buckets: BUCKETS,
         layout: Layout::Rendezvous,
-        min_epoch_ms: 100,
-        hysteresis_milli: 20,
         role,
+        ..Settings::default()
     }
 }
 
-/// Two agents (members 1 and 3) that the heartbeat target drives.
+/// Two agents (members 1 and 3, configured with 1, 2, 3 and a coordinator)
+/// that the heartbeat target drives.
 pub fn agents() -> (Agent, Agent) {
-    (
-        Agent::new(MemberId(1), 1, settings(Role::Node), 1000, 0),
-        Agent::new(MemberId(3), 1, settings(Role::Node), 2000, 0),
-    )
+    let members: Vec<MemberId> = (0..=3).map(MemberId).collect();
+    let agent = |me: u32, w: u32| {
+        Agent::new(
+            MemberId(me),
+            &members,
+            1,
+            settings(Role::Node),
+            Keys::single(KEY),
+            w,
+            None,
+            0,
+        )
+        .expect("a fresh agent starts")
+    };
+    (agent(1, 1000), agent(3, 2000))
 }
 
 /// One record of the heartbeat target's input: `[op][len: u16 BE][bytes]`.
