@@ -667,7 +667,9 @@ fn parse_ron<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<
             field,
             message,
         };
-        let mut de = ron::Deserializer::from_str(text)
+        // `key: "x"` as well as `key: Some("x")`.
+        let options = ron::Options::default().with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME);
+        let mut de = ron::Deserializer::from_str_with_options(text, &options)
             .map_err(|e| err(Some((e.span.start.line, e.span.start.col)), None, e.code.to_string()))?;
         let config: T = match serde_path_to_error::deserialize(&mut de) {
             Ok(c) => c,

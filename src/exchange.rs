@@ -230,7 +230,15 @@ impl Driver {
                 Ok(()) => self.send(out),
                 Err(e) => error!(error = %e, "state not saved: sending nothing"),
             }
-            self.publish(now);
+            if self.publish(now) {
+                // A release is in force on every worker: say so at once,
+                // the new holder is waiting for it.
+                let out = self.agent.tick(self.now_ms());
+                match self.persist() {
+                    Ok(()) => self.send(out),
+                    Err(e) => error!(error = %e, "state not saved: sending nothing"),
+                }
+            }
             self.log_events();
             if now >= last_status + 100 {
                 last_status = now;
@@ -287,11 +295,24 @@ impl Driver {
         }
     }
 
-    fn publish(&mut self, now: u64) {
-        let Some(w) = &self.workers else { return };
+    /// Publishes the view and the lease; true when a new view was
+    /// published and every worker has taken it.
+    fn publish(&mut self, now: u64) -> bool {
+        let Some(w) = &self.workers else { return false };
+        let mut confirmed = false;
         if self.agent.take_view_changed() {
-            let view = view_of(&self.agent.rights(now), self.agent.view_version());
+            let version = self.agent.view_version();
+            let view = view_of(&self.agent.rights(now), version);
             w.publisher.publish(&view);
+            // Workers take a new view between bursts (an idle one within its
+            // 100 µs sleep): wait briefly rather than a whole loop.
+            for _ in 0..40 {
+                if w.publisher.in_force() >= version {
+                    confirmed = true;
+                    break;
+                }
+                std::thread::sleep(Duration::from_micros(50));
+            }
         }
         w.publisher.collect();
         let in_force = w.publisher.in_force();
@@ -301,6 +322,7 @@ impl Driver {
             None => 0,
         };
         w.lease.set(deadline);
+        confirmed
     }
 
     fn log_events(&mut self) {

@@ -11,7 +11,7 @@ format of control/src/wire.rs), summarise client streams.
   exchange.py weight I                    node I's advertised weight
   exchange.py shares FILE [SINCE]         per-node share of ok connections in a stream file
   exchange.py stream-summary FILE KILL    failures, slow connections after KILL (unix s)
-  exchange.py forge KEY HOST PORT         send forged, garbage and wrong-key heartbeats
+  exchange.py forge KEY HOST PORT PEER    send forged, garbage and wrong-key heartbeats (from PEER's address)
   exchange.py replay IFACE HOST PORT      capture a real heartbeat on IFACE and send it again
 """
 import hashlib
@@ -43,12 +43,33 @@ def held(n):
     return out
 
 
-def encode(member, incarnation, seq, key, epoch_number=1, members=((1, 1000),), segment=0, buckets=65536):
-    body = b"SSHB" + bytes([1, 0]) + struct.pack(">HIQQIII", segment, member, incarnation, seq, 1000, 0, 0)
-    body += struct.pack(">QIBIH", epoch_number, member, 1, buckets, len(members))
-    for m, w in members:
-        body += struct.pack(">II", m, w)
+def encode(member, incarnation, seq, key, key_id=0, segment=0, applied=1, heard=()):
+    """A heartbeat in wire format 2 (control/src/wire.rs), written here
+    independently of the Rust codec."""
+    body = b"SSX2" + bytes([2, 1, key_id, 0]) + struct.pack(">HIQ", segment, member, incarnation)
+    body += struct.pack(">QIIIQQH", seq, 1000, 0, 0, applied, applied, len(heard))
+    for m, sq in heard:
+        body += struct.pack(">IQB", m, sq, 1)
     return body + hmac.new(key, body, hashlib.sha256).digest()[:16]
+
+
+def send_spoofed(src, dst, port, payload):
+    """Sends a UDP datagram with source address `src` (a peer's) through a
+    raw socket: the node's source filter lets it through to the checks
+    behind it."""
+    udp = struct.pack(">HHHH", port, port, 8 + len(payload), 0) + payload
+    total = 20 + len(udp)
+    ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, total, 0, 0, 64, 17, 0,
+                     socket.inet_aton(src), socket.inet_aton(dst))
+    csum = 0
+    for i in range(0, 20, 2):
+        csum += (ip[i] << 8) | ip[i + 1]
+    while csum >> 16:
+        csum = (csum & 0xFFFF) + (csum >> 16)
+    ip = ip[:10] + struct.pack(">H", ~csum & 0xFFFF) + ip[12:]
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    s.sendto(ip + udp, (dst, 0))
+    s.close()
 
 
 def main():
@@ -118,21 +139,25 @@ def main():
             "slow": [[int((r["t"] - kill) * 1000), r["d"], r["node"]] for r in slow][:10],
         }, separators=(",", ":")))
     elif cmd == "forge":
-        key, host, port = sys.argv[2].encode(), sys.argv[3], int(sys.argv[4])
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        # forge KEY HOST PORT PEER: wrong-key, garbage and foreign datagrams
+        # from the peer's address (spoofed), and a few from our own.
+        key, host, port, peer = sys.argv[2].encode(), sys.argv[3], int(sys.argv[4]), sys.argv[5]
         sent = 0
-        # Wrong key, claiming to be member 2 with a table that gives it all.
         for seq in range(1, 21):
-            s.sendto(encode(2, 2**62, seq, b"not-the-cluster-key", epoch_number=10**6, members=((2, 1000),)), (host, port))
+            send_spoofed(peer, host, port, encode(2, 2**62, seq, b"not-the-cluster-key"))
             sent += 1
-        # Garbage and truncated heartbeats.
         for n in range(20):
-            s.sendto(os.urandom(n * 7 + 1), (host, port))
-            s.sendto(b"SSHB\x01" + os.urandom(60), (host, port))
+            send_spoofed(peer, host, port, os.urandom(n * 7 + 1))
+            send_spoofed(peer, host, port, b"SSX2\x02" + os.urandom(60))
             sent += 2
         # Right key, another segment.
-        s.sendto(encode(9, 1, 1, key, segment=7), (host, port))
+        send_spoofed(peer, host, port, encode(9, 1, 1, key, segment=7))
         sent += 1
+        # From an address that is no member: dropped before any check.
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for _ in range(10):
+            s.sendto(encode(2, 1, 1, key), (host, port))
+            sent += 1
         print(sent)
     elif cmd == "replay":
         iface, host, port = sys.argv[2], sys.argv[3], int(sys.argv[4])
@@ -147,11 +172,11 @@ def main():
             if ip[9] != 17:
                 continue
             udp = ip[ihl:]
-            if struct.unpack(">H", udp[2:4])[0] == port and udp[8:12] == b"SSHB":
+            src = socket.inet_ntoa(ip[12:16])
+            if struct.unpack(">H", udp[2:4])[0] == port and udp[8:12] == b"SSX2" and udp[13] == 1:
                 payload = udp[8:]
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
                 for _ in range(5):
-                    s.sendto(payload, (host, port))
+                    send_spoofed(src, host, port, payload)
                 print(5)
                 return
         print(0)

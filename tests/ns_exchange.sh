@@ -142,20 +142,21 @@ check "no reset seen by the client ($resets)" test "$resets" -eq 0
 # --- forged, garbage and replayed heartbeats change nothing -----------------
 # The forged ones claim epoch 1000000 giving member 2 every bucket, and a
 # member 9 on another segment: neither may show up anywhere.
-sent=$(client python3 "$ROOT/tests/exchange.py" forge synshare-test-cluster-key 192.0.2.21 7946)
+sent=$(client python3 "$ROOT/tests/exchange.py" forge synshare-test-cluster-key 192.0.2.21 7946 192.0.2.22)
 replayed=$(ip netns exec ss-node1 python3 "$ROOT/tests/exchange.py" replay ss-tap 192.0.2.21 7946)
 sleep 0.5
-read -r epoch members peers bad_tag garbage replay foreign <<<"$(node_json 1 | python3 -c '
+read -r epoch members peers bad_tag garbage replay foreign unknown <<<"$(node_json 1 | python3 -c '
 import json, sys
 s = json.load(sys.stdin)
 x = s["exchange"]
 st = x["stats"]
-print(x["epoch"], ",".join(str(m["id"]) for m in x["members"]), ",".join(str(p["id"]) for p in x["peers"]),
-      st["rejected_bad_tag"], st["rejected_bad_length"] + st["rejected_not_heartbeat"] + st["rejected_malformed"],
-      st["rejected_replayed"], st["rejected_foreign"])')"
-echo "    sent $sent forged/garbage datagrams and replayed $replayed real ones: rejected bad_tag $bad_tag, garbage $garbage, replayed $replay, foreign $foreign"
-check "the forged table was not taken (epoch $epoch, members $members, peers $peers)" \
-  test "$epoch" -lt 1000000 -a "$members" = 1,2,3 -a "$peers" = "$( [ "$MODE" = coordinator ] && echo 0,2,3 || echo 2,3)"
+print(x["epoch"], ",".join(str(m["id"]) for m in x["members"]), ",".join(str(p["id"]) for p in x["peers"] if p["live"]),
+      st["rejected_bad_tag"], st["rejected_bad_length"] + st["rejected_not_heartbeat"] + st["rejected_malformed"] + st["rejected_unknown_key"],
+      st["rejected_replayed"], st["rejected_foreign"], st["rejected_unknown_source"])')"
+echo "    sent $sent forged/garbage datagrams and replayed $replayed real ones: rejected bad_tag $bad_tag, garbage $garbage, replayed $replay, foreign $foreign, unknown source $unknown"
+check "nothing forged was taken (table $epoch, members $members, live peers $peers)" \
+  test "$members" = 1,2,3 -a "$peers" = "$( [ "$MODE" = coordinator ] && echo 0,2,3 || echo 2,3)"
+check "datagrams from an address that is no member dropped before any check ($unknown >= 10)" test "$unknown" -ge 10
 check "wrong-key heartbeats counted ($bad_tag >= 20)" test "$bad_tag" -ge 20
 check "garbage counted ($garbage >= 40)" test "$garbage" -ge 40
 check "replays counted ($replay >= 5)" test "$replay" -ge 5

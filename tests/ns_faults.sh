@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# Exactly once when heartbeats fail, with real processes: while a client
+# streams new connections and a /slow download runs from every node,
+# (a) node1's heartbeats are dropped both ways for 8 s, (b) only those it
+# receives, (c) node1's process is stopped for 3 s, (d) the heartbeat port is
+# flooded from the client for 10 s, (e) the key is rotated node by node; then
+# (f) a two-node cluster with a witness loses a node and (g) three nodes with
+# a witness lose node3, then node2. Each fault reports the SYNs accepted (the
+# sum of every node's SYN counter) against the connections the client opened.
+source "$(dirname "$0")/lib.sh"
+X="python3 $ROOT/tests/exchange.py"
+stream() { client python3 "$ROOT/tests/stream.py" --host 192.0.2.100 "$@"; }
+tcp_stat() { client awk -v k="$1" '/^Tcp:/ { if (!h) { split($0, n); h = 1 } else { for (i = 1; i <= NF; i++) if (n[i] == k) print $i } }' /proc/net/snmp; }
+syns() { local s=0 i; for i in "$@"; do s=$((s + $(counter "$i" kernel_vip_syn))); done; echo $s; }
+
+echo "== $TEST_NAME"
+
+# fault NAME START STOP: runs START, waits, runs STOP, under a stream of new
+# connections and one /slow download per node; checks exactly-once.
+fault() {
+  local name=$1 start=$2 stop=$3 hold=$4
+  local s0 o0 r0
+  s0=$(syns 1 2 3); o0=$(tcp_stat ActiveOpens); r0=$(( $(tcp_stat EstabResets) + $(tcp_stat AttemptFails) ))
+  for k in 1 2 3 4 5 6; do
+    client curl -s -m40 -D "$SS_TMP/$name$k.h" -o "$SS_TMP/$name$k.out" "http://192.0.2.100/slow?s=$((hold + 6))" &
+    echo $! > "$SS_TMP/$name$k.pid"
+  done
+  stream --seconds $((hold + 5)) --parallel 3 --timeout 10 --out "$SS_TMP/$name.jsonl" &
+  local sp=$!
+  sleep 1.5
+  eval "$start"
+  sleep "$hold"
+  eval "$stop"
+  wait "$sp"
+  for k in 1 2 3 4 5 6; do wait "$(cat "$SS_TMP/$name$k.pid")" 2>/dev/null || true; done
+  sleep 0.5
+  local s1 o1 r1 summary failed nodes_ok=0 nodes_seen=""
+  s1=$(syns 1 2 3); o1=$(tcp_stat ActiveOpens); r1=$(( $(tcp_stat EstabResets) + $(tcp_stat AttemptFails) ))
+  summary=$($X stream-summary "$SS_TMP/$name.jsonl" 0)
+  failed=$(python3 -c "import json; print(json.loads('$summary')['failed'])")
+  for k in 1 2 3 4 5 6; do
+    node=$(awk -F': ' 'tolower($1) == "x-node" { gsub("\r", "", $2); print $2 }' "$SS_TMP/$name$k.h")
+    size=$(stat -c %s "$SS_TMP/$name$k.out" 2>/dev/null || echo 0)
+    nodes_seen+="$node "
+    [ "$size" -eq $(( (hold + 6) * 10240 )) ] && nodes_ok=$((nodes_ok + 1))
+  done
+  echo "    $name: $((s1 - s0)) SYNs accepted for $((o1 - o0)) connections opened; client: $summary; resets $((r1 - r0)); downloads from $nodes_seen"
+  check "$name: no SYN accepted twice ($((s1 - s0)) accepted, $((o1 - o0)) opened)" near $((s1 - s0)) $((o1 - o0)) 2
+  check "$name: no connection failed ($failed) or reset ($((r1 - r0)))" test "$failed" -eq 0 -a $((r1 - r0)) -eq 0
+  check "$name: every /slow download intact ($nodes_ok of 6)" test "$nodes_ok" -eq 6
+  check "$name: node1 back with its share afterwards (held $($X held 3))" $X wait-held 3 1 15000 10
+}
+
+"$CLUSTER" up --nodes 3 --mode peer || { fail "cluster up"; finish; exit 1; }
+pass "3 nodes converged: held $($X held 3)"
+pid1=$(cat /tmp/ss-cluster/node1.pid)
+
+# drop_heartbeats HOOKS: node1's heartbeats dropped by nftables on those
+# hooks (input, output), its data path untouched.
+drop_heartbeats() {
+  local h
+  ip netns exec ss-node1 nft add table inet ss_fault
+  for h in "$@"; do
+    ip netns exec ss-node1 nft add chain inet ss_fault "$h" "{ type filter hook $h priority 0; }"
+    ip netns exec ss-node1 nft add rule inet ss_fault "$h" udp dport 7946 drop
+  done
+}
+stat_of() { node_json "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["exchange"]["stats"].get(sys.argv[1], 0))' "$2"; }
+
+lost0=$(stat_of 2 event_lost); fenced0=$(stat_of 1 fenced)
+fault a-heartbeats-dropped "drop_heartbeats input output" "ip netns exec ss-node1 nft delete table inet ss_fault" 8
+lost=$(( $(stat_of 2 event_lost) - lost0 )); fenced=$(( $(stat_of 1 fenced) - fenced0 ))
+check "a: node2 saw node1 go ($lost) and node1 fenced itself ($fenced)" test "$lost" -ge 1 -a "$fenced" -ge 1
+
+fenced0=$(stat_of 1 fenced)
+fault b-deaf "drop_heartbeats input" "ip netns exec ss-node1 nft delete table inet ss_fault" 8
+fenced=$(( $(stat_of 1 fenced) - fenced0 ))
+check "b: the deaf node fenced itself ($fenced)" test "$fenced" -ge 1
+
+fault c-stopped "kill -STOP $pid1" "kill -CONT $pid1" 3
+
+flood() {
+  client python3 - "$1" <<'EOF' &
+import os, socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+end = time.time() + float(sys.argv[1])
+junk = [os.urandom(64), b"SSX2\x02" + os.urandom(80), os.urandom(1200)]
+n = 0
+while time.time() < end:
+    for _ in range(200):
+        s.sendto(junk[n % 3], ("192.0.2.21", 7946))
+        n += 1
+print(n, file=open("/tmp/ss-cluster/flood.count", "w"))
+EOF
+}
+fault d-flood "flood 10" "sleep 0.5" 10
+flooded=$(cat /tmp/ss-cluster/flood.count 2>/dev/null || echo 0)
+unknown=$(node_json 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["exchange"]["stats"]["rejected_unknown_source"])')
+echo "    d: the client sent $flooded datagrams to node1's heartbeat port in 10 s; node1 dropped $unknown by source"
+check "d: the flood was counted, not trusted ($unknown dropped by source)" test "$unknown" -gt 1000
+
+# (e) A rolling key rotation: key 2 added everywhere, then sent with
+# everywhere, then key 1 dropped; one node at a time, SIGHUP each.
+umask 077
+# The running key is the inline one, id 0.
+printf '0 synshare-test-cluster-key\n2 a-new-key-for-the-rotation-0123\n' > /tmp/ss-cluster/keys-1
+printf '2 a-new-key-for-the-rotation-0123\n0 synshare-test-cluster-key\n' > /tmp/ss-cluster/keys-2
+printf '2 a-new-key-for-the-rotation-0123\n' > /tmp/ss-cluster/keys-3
+for i in 1 2 3; do sed -i 's|key: "synshare-test-cluster-key",|key_file: "/tmp/ss-cluster/keys-0",|' "/tmp/ss-cluster/node$i.ron"; done
+bad0=0
+for i in 1 2 3; do
+  bad0=$((bad0 + $(stat_of $i rejected_unknown_key) + $(stat_of $i rejected_bad_tag)))
+done
+fault e-key-rotation \
+  "for st in 1 2 3; do for i in 1 2 3; do sed -i \"s|keys-[0-9]|keys-\$st|\" /tmp/ss-cluster/node\$i.ron; kill -HUP \$(cat /tmp/ss-cluster/node\$i.pid); sleep 0.7; done; done" \
+  "true" 1
+badkey=0
+for i in 1 2 3; do
+  badkey=$((badkey + $(node_json $i | python3 -c 'import json,sys; s=json.load(sys.stdin)["exchange"]["stats"]; print(s["rejected_unknown_key"] + s["rejected_bad_tag"])')))
+done
+check "e: no heartbeat refused for its key during the rotation ($((badkey - bad0)))" test $((badkey - bad0)) -eq 0
+live=$(node_json 1 | python3 -c 'import json,sys; print(",".join(str(p["id"]) for p in json.load(sys.stdin)["exchange"]["peers"] if p["live"]))')
+check "e: under the new key alone every peer is live ($live)" test "$live" = 2,3
+"$CLUSTER" down >/dev/null 2>&1
+
+# (f) Two nodes and a witness: node2 is killed; node1 serves everything.
+"$CLUSTER" up --nodes 2 --mode coordinator || { fail "cluster up (2 nodes, witness)"; finish; exit 1; }
+pass "2 nodes and a witness converged: held $($X held 2)"
+stream --seconds 6 --parallel 3 --timeout 10 --out "$SS_TMP/f.jsonl" &
+sp=$!
+sleep 1.5
+kill_at=$(date +%s.%N)
+"$CLUSTER" kill-node 2
+failover=$($X failover 2 2 5 "$kill_at")
+wait "$sp"
+summary=$($X stream-summary "$SS_TMP/f.jsonl" "$kill_at")
+echo "    f: node1 held every bucket $failover ms after the kill; client: $summary"
+check "f: node1 serves everything within 1 s of losing node2 ($failover ms)" test "$failover" -ge 0 -a "$failover" -lt 1000
+late=$(python3 -c "import json; s = json.loads('$summary'); print(len([t for t in s['failed_started_after_kill_ms'] if t > 50]))")
+check "f: no connection failed but those node2 was serving ($late failed later)" test "$late" -eq 0
+"$CLUSTER" down >/dev/null 2>&1
+
+# (g) Three nodes and a witness, killed one after another.
+"$CLUSTER" up --nodes 3 --mode coordinator || { fail "cluster up (3 nodes, witness)"; finish; exit 1; }
+pass "3 nodes and a witness converged: held $($X held 3)"
+stream --seconds 12 --parallel 3 --timeout 10 --out "$SS_TMP/g.jsonl" &
+sp=$!
+sleep 1.5
+kill3=$(date +%s.%N)
+"$CLUSTER" kill-node 3
+f3=$($X failover 3 3 5 "$kill3")
+sleep 3
+kill2=$(date +%s.%N)
+"$CLUSTER" kill-node 2
+f2=-1
+for _ in $(seq 250); do
+  if [ "$(node_json 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["held"])')" = 65536 ]; then
+    f2=$(python3 -c "import time; print(int((time.time() - $kill2) * 1000))"); break
+  fi
+  sleep 0.02
+done
+wait "$sp"
+summary=$($X stream-summary "$SS_TMP/g.jsonl" "$kill3")
+echo "    g: 3 -> 2 in $f3 ms, 2 -> 1 in $f2 ms; client: $summary"
+check "g: node1 and node2 serve everything within 1 s of losing node3 ($f3 ms)" test "$f3" -ge 0 -a "$f3" -lt 1000
+check "g: node1 serves everything within 1 s of losing node2 ($f2 ms)" test "$f2" -ge 0 -a "$f2" -lt 1000
+
+finish
