@@ -88,7 +88,11 @@ kill_pidfile() {
 }
 
 down() {
-  for f in "$STATE"/node*.pid "$STATE"/httpd*.pid "$STATE"/coord.pid "$STATE"/burn*.pid; do
+  # Nodes get SIGINT: stop at once (SIGTERM would drain first).
+  for f in "$STATE"/node*.pid; do
+    [ -e "$f" ] && kill_pidfile "$f" INT
+  done
+  for f in "$STATE"/httpd*.pid "$STATE"/coord.pid "$STATE"/burn*.pid; do
     [ -e "$f" ] && kill_pidfile "$f"
   done
   # Anything still running inside our namespaces is ours.
@@ -169,6 +173,7 @@ write_config() {
         members: [$members],
     ),
     status_socket: Some("/run/synshare/ss-node$i.sock"),
+    stop_drain_s: 5,
     metrics: Some("127.0.0.1:9100"),
     exchange: $exchange,
     availability: (

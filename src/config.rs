@@ -405,6 +405,9 @@ fn read_key_file(path: &Path) -> Result<Vec<Key>, String> {
     Ok(keys)
 }
 
+fn default_stop_drain() -> u32 {
+    30
+}
 fn default_bind() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 7946))
 }
@@ -582,6 +585,12 @@ pub struct NodeConfig {
     /// Further segments the node is on (the fields above are its first).
     #[serde(default)]
     pub segments: Vec<SegmentConfig>,
+    /// On SIGTERM, with an exchange: take no new connections (the others
+    /// take the share at once), keep serving known flows until they end or
+    /// this many seconds pass, then stop. 0: stop at once. SIGINT, or a
+    /// second SIGTERM, stops at once.
+    #[serde(default = "default_stop_drain")]
+    pub stop_drain_s: u32,
 }
 
 /// One segment's fields, wherever they are written.

@@ -77,7 +77,7 @@ impl ExchangeHandle {
         let _ = self.commands.send(c);
     }
 
-    /// The latest status (at most one status interval old).
+    /// The latest status (at most 25 ms old).
     pub fn status(&self) -> ExchangeStatus {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
     }
@@ -240,7 +240,7 @@ impl Driver {
                 }
             }
             self.log_events();
-            if now >= last_status + 100 {
+            if now >= last_status + 25 {
                 last_status = now;
                 if let Ok(mut s) = status.lock() {
                     *s = self.status();

@@ -8,6 +8,7 @@ mod bench;
 mod config;
 mod coordinator;
 mod exchange;
+mod kernel_flows;
 mod measure;
 mod metrics;
 mod node;

@@ -8,6 +8,7 @@
 
 use crate::config::{CpuSource, Hugepages, NodeConfig};
 use crate::exchange::{self, AgentParams, Command, ExchangeHandle, WorkerLink};
+use crate::kernel_flows;
 use crate::measure::{self, Measured};
 use crate::status::{self, NodeStatus};
 use std::path::{Path, PathBuf};
@@ -22,7 +23,7 @@ use synshare_control::wire::Role;
 use synshare_dataplane::classify::{Classifier, NodeAddresses, Vip};
 use synshare_dataplane::counters::WorkerStats;
 use synshare_dataplane::dpdk::{self, Eal, Mempool, Port, PortConfig};
-use synshare_dataplane::flow::{FlowTable, FlowTimeouts};
+use synshare_dataplane::flow::{FlowKey, FlowState, FlowTable, FlowTimeouts};
 use synshare_dataplane::hash::{Bucket, SYMMETRIC_KEY};
 use synshare_dataplane::ownership::{BucketState, OwnershipView};
 use synshare_dataplane::packet::Addr;
@@ -152,10 +153,13 @@ struct Availability {
 
 /// Runs the node until SIGINT or SIGTERM.
 pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
+    // SIGTERM drains first (see `stop_drain_s`); SIGINT stops at once.
     let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(|e| format!("cannot handle signal {sig}: {e}"))?;
-    }
+    let interrupt = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))
+        .map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
+    signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&interrupt))
+        .map_err(|e| format!("cannot handle SIGINT: {e}"))?;
 
     let (args, huge) = eal_args(&c);
     info!(node = %c.name, config = %config_path.display(), eal = ?args, hugepages = huge, "starting");
@@ -295,9 +299,34 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
             established_ms: c.flow_table.established_s.saturating_mul(1000),
             closing_ms: c.flow_table.closing_ms,
         };
+        // The connections the kernel still holds for this segment's VIPs
+        // (a restart): every worker knows them from the start, so their
+        // packets are accepted although this node holds no bucket yet.
+        let served: Vec<(std::net::IpAddr, Vec<u16>)> = v.vips.iter().map(|x| (x.addr, x.tcp_ports.clone())).collect();
+        let kernel_flows = match kernel_flows::connections_to(&served) {
+            Ok(f) => f,
+            Err(e) => {
+                warn!(segment = v.index, error = %e, "cannot read the kernel's connections: none adopted");
+                Vec::new()
+            }
+        };
+        if !kernel_flows.is_empty() {
+            info!(
+                segment = v.index,
+                connections = kernel_flows.len(),
+                "adopting the kernel's connections to the VIPs"
+            );
+        }
+        let per_ms = (dpdk::tsc_hz() / 1000).max(1);
         let mut stats = Vec::new();
         let mut workers = Vec::new();
         for (i, sub) in subscribers.into_iter().enumerate() {
+            let mut flows = FlowTable::new(c.flow_table.capacity as usize, timeouts);
+            let now_ms = (dpdk::tsc() / per_ms) as u32;
+            for f in &kernel_flows {
+                let key = FlowKey::new(Addr::from(f.client), f.client_port, Addr::from(f.vip), f.vip_port);
+                flows.insert(key, FlowState::Established, now_ms);
+            }
             let q = i as u16;
             let s = Arc::new(WorkerStats::default());
             stats.push(Arc::clone(&s));
@@ -306,7 +335,7 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
                 classifier: Arc::clone(&classifier),
                 view: sub,
                 lease: lease.clone(),
-                flows: FlowTable::new(c.flow_table.capacity as usize, timeouts),
+                flows,
                 wire_rx: wire.rx_queue(q),
                 wire_tx: wire.tx_queue(q),
                 kernel_rx: tap.rx_queue(q),
@@ -418,13 +447,58 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
     )
     .map_err(|e| format!("status thread: {e}"))?;
     let mut last_snapshot: Option<Instant> = None;
-    while !stop.load(Ordering::Relaxed) {
+    let mut stopping: Option<Instant> = None;
+    loop {
         let flows: u64 = segments
             .iter()
             .flat_map(|s| &s.stats)
             .map(|s| s.flows.load(Ordering::Relaxed))
             .sum();
         connections.store(flows, Ordering::Relaxed);
+        if interrupt.load(Ordering::Relaxed) {
+            info!("SIGINT: stopping now");
+            break;
+        }
+        if stop.swap(false, Ordering::Relaxed) {
+            if stopping.is_some() || !dynamic || c.stop_drain_s == 0 {
+                break;
+            }
+            info!(
+                flows,
+                timeout_s = c.stop_drain_s,
+                "SIGTERM: draining: the others take new connections; stopping when known flows end (a second SIGTERM stops now)"
+            );
+            for seg in &segments {
+                if let Sharing::Dynamic(h) = &seg.sharing {
+                    h.send(Command::Draining(true));
+                }
+            }
+            stopping = Some(Instant::now());
+        }
+        if let Some(t) = stopping {
+            let held: u32 = segments
+                .iter()
+                .map(|s| match &s.sharing {
+                    Sharing::Dynamic(h) => h.status().held,
+                    _ => 0,
+                })
+                .sum();
+            if held == 0 && flows == 0 {
+                info!(
+                    after_ms = t.elapsed().as_millis() as u64,
+                    "drained: no buckets, no flows"
+                );
+                break;
+            }
+            if t.elapsed() >= Duration::from_secs(u64::from(c.stop_drain_s)) {
+                warn!(
+                    held,
+                    flows,
+                    "stop_drain_s reached: stopping with flows left (the kernel keeps them; a restart picks them up)"
+                );
+                break;
+            }
+        }
         if reload.swap(false, Ordering::Relaxed) {
             match NodeConfig::load(config_path) {
                 Ok(new) => {
@@ -473,7 +547,7 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
             );
             let _ = reply.send(answer);
         }
-        if last_snapshot.is_none_or(|t| t.elapsed() >= Duration::from_millis(100)) {
+        if last_snapshot.is_none_or(|t| t.elapsed() >= Duration::from_millis(50)) {
             last_snapshot = Some(Instant::now());
             let snap = snapshot(&c, &segments, &availability, &started, huge, &measured);
             if let Ok(mut cell) = metrics_cell.lock() {

@@ -49,7 +49,7 @@ client_rx1=$(client cat /sys/class/net/eth0/statistics/rx_packets)
 sent=$((client_tx1 - client_tx0)); seen=$((wire_rx1 - wire_rx0))
 back=$((wire_tx1 - wire_tx0)); got_back=$((client_rx1 - client_rx0))
 echo "  client sent $sent frames, the node's DPDK wire port received $seen; it sent $back, the client received $got_back"
-check "the test moved real traffic ($sent frames from the client)" test "$sent" -gt 5000
+check "the test moved real traffic ($sent frames from the client)" test "$sent" -gt 3000
 check "every client frame crossed the dataplane (sent $sent, DPDK rx $seen)" near "$sent" "$seen" 10
 check "every frame to the client came from the dataplane (DPDK tx $back, client rx $got_back)" near "$back" "$got_back" 10
 

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Restarts that keep connections: while /slow downloads run (some from
+# node2) and a client streams new connections, node2 gets a SIGTERM (as
+# systemctl stop sends: it drains, the others take new connections at once,
+# it stops after stop_drain_s with its downloads still running) and is
+# started again; then the same with kill -9. The restarted node adopts the
+# kernel's connections (sock_diag) and serves them: every download intact.
+source "$(dirname "$0")/lib.sh"
+STATE=${SS_STATE:-/tmp/ss-cluster}
+X="python3 $ROOT/tests/exchange.py"
+stream() { client python3 "$ROOT/tests/stream.py" --host 192.0.2.100 "$@"; }
+tcp_stat() { client awk -v k="$1" '/^Tcp:/ { if (!h) { split($0, n); h = 1 } else { for (i = 1; i <= NF; i++) if (n[i] == k) print $i } }' /proc/net/snmp; }
+
+echo "== $TEST_NAME"
+"$CLUSTER" up --nodes 3 --mode peer || { fail "cluster up"; finish; exit 1; }
+pass "3 nodes converged: held $($X held 3)"
+
+# restart NAME SIGNAL: downloads and a stream across a stop and a start of node2.
+restart() {
+  local name=$1 sig=$2 secs=16
+  local r0; r0=$(( $(tcp_stat EstabResets) + $(tcp_stat AttemptFails) ))
+  for k in $(seq 9); do
+    client curl -s -m60 -D "$SS_TMP/$name$k.h" -o "$SS_TMP/$name$k.out" "http://192.0.2.100/slow?s=$secs" &
+    echo $! > "$SS_TMP/$name$k.pid"
+  done
+  stream --seconds 12 --parallel 3 --timeout 15 --out "$SS_TMP/$name.jsonl" &
+  local sp=$!
+  sleep 1.5
+  local pid; pid=$(cat "$STATE/node2.pid")
+  local t0; t0=$(date +%s.%N)
+  kill -"$sig" "$pid"
+  for _ in $(seq 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+  local stopped_ms; stopped_ms=$(python3 -c "import time; print(int((time.time() - $t0) * 1000))")
+  if kill -0 "$pid" 2>/dev/null; then fail "$name: node2 did not stop"; kill -KILL "$pid"; fi
+  "$CLUSTER" start-node 2 >/dev/null 2>&1
+  local adopted; adopted=$(sed 's/\x1b\[[0-9;]*m//g' "$STATE/node2.log" | grep "adopting the kernel" | grep -o 'connections=[0-9]*' | head -1 | cut -d= -f2)
+  wait "$sp"
+  for k in $(seq 9); do wait "$(cat "$SS_TMP/$name$k.pid")" 2>/dev/null || true; done
+  local ok=0 from2=0 ok2=0 node size
+  for k in $(seq 9); do
+    node=$(awk -F': ' 'tolower($1) == "x-node" { gsub("\r", "", $2); print $2 }' "$SS_TMP/$name$k.h")
+    size=$(stat -c %s "$SS_TMP/$name$k.out" 2>/dev/null || echo 0)
+    [ "$size" -eq $((secs * 10240)) ] && ok=$((ok + 1))
+    if [ "$node" = node2 ]; then from2=$((from2 + 1)); [ "$size" -eq $((secs * 10240)) ] && ok2=$((ok2 + 1)); fi
+  done
+  local summary failed r1
+  summary=$($X stream-summary "$SS_TMP/$name.jsonl" "$t0")
+  failed=$(python3 -c "import json; print(json.loads('$summary')['failed'])")
+  r1=$(( $(tcp_stat EstabResets) + $(tcp_stat AttemptFails) ))
+  echo "    $name: node2 stopped $stopped_ms ms after SIG$sig, adopted ${adopted:-0} kernel connections on start; downloads $ok of 9 intact ($ok2 of $from2 from node2); client: $summary; resets $((r1 - r0))"
+  check "$name: downloads from node2 intact ($ok2 of $from2, adopted ${adopted:-0})" test "$from2" -gt 0 -a "$ok2" -eq "$from2"
+  check "$name: every download intact ($ok of 9)" test "$ok" -eq 9
+  if [ "$sig" = TERM ]; then
+    check "$name: no new connection failed ($failed) or reset ($((r1 - r0)))" test "$failed" -eq 0 -a $((r1 - r0)) -eq 0
+  fi
+  check "$name: node2 back with its share (held $($X held 3))" $X wait-held 3 2 15000 15
+}
+
+restart sigterm TERM
+restart kill9 KILL
+
+finish
