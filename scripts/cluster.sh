@@ -157,7 +157,7 @@ write_config() {
         file_prefix: "ss-node$i",
     ),
     wire: (device: "net_af_packet0,iface=wire,qpairs=$workers"),
-    exception: (iface: "ss-tap"),
+    exception: (iface: "ss-tap", addresses: ["192.0.2.$((20 + i))/24", "2001:db8::$((20 + i))/64"]),
     cluster_mac: "$CLUSTER_MAC",
     vips: [
         (addr: "$VIP4", tcp_ports: [80], udp_ports: [53]),
@@ -233,9 +233,9 @@ start_node() {
     sleep 0.1
   done
   ns "$n" ip link show ss-tap >/dev/null 2>&1 || { log "node$i: no TAP after 10 s"; tail -20 "$STATE/node$i.log" >&2; return 1; }
-  ns "$n" sysctl -qw net.ipv4.conf.ss-tap.arp_announce=2 net.ipv4.conf.ss-tap.arp_ignore=1 \
-    net.ipv6.conf.ss-tap.accept_dad=0 net.ipv6.conf.ss-tap.dad_transmits=0
   if [ "$(cat "$STATE/mode" 2>/dev/null)" = segments ]; then
+    ns "$n" sysctl -qw net.ipv4.conf.ss-tap.arp_announce=2 net.ipv4.conf.ss-tap.arp_ignore=1 \
+      net.ipv6.conf.ss-tap.accept_dad=0 net.ipv6.conf.ss-tap.dad_transmits=0
     # Segment A on ss-tap for node1 and node2; B on ss-tap (node3) or ss-tap2 (node2).
     [ "$i" -le 2 ] && ns "$n" ip addr add "192.0.2.$((20 + i))/25" dev ss-tap
     [ "$i" = 3 ] && ns "$n" ip addr add "192.0.2.$((150 + i))/25" dev ss-tap
@@ -246,13 +246,11 @@ start_node() {
       ns "$n" ip link set ss-tap2 up
       ns "$n" ethtool -K ss-tap2 tx off >/dev/null 2>&1 || true
     fi
-  else
-    ns "$n" ip addr add "192.0.2.$((20 + i))/24" dev ss-tap
-    ns "$n" ip addr add "2001:db8::$((20 + i))/64" dev ss-tap nodad
+    ns "$n" ip link set ss-tap up
+    # The kernel must compute its checksums: the wire does not.
+    ns "$n" ethtool -K ss-tap tx off >/dev/null 2>&1 || true
   fi
-  ns "$n" ip link set ss-tap up
-  # The kernel must compute its checksums: the wire does not.
-  ns "$n" ethtool -K ss-tap tx off >/dev/null 2>&1 || true
+  # Otherwise the node sets its TAP up itself (exception.addresses).
   for _ in $(seq 100); do
     [ -S "/run/synshare/ss-node$i.sock" ] && break
     sleep 0.1

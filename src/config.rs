@@ -129,6 +129,13 @@ pub struct ExceptionConfig {
     /// need no rewriting beyond the Ethernet source.
     #[serde(default, deserialize_with = "opt_mac")]
     pub mac: Option<Mac>,
+    /// The node's own addresses with their prefix length ("192.0.2.21/24",
+    /// "2001:db8::21/64"). When given, the node sets the TAP up itself each
+    /// time it creates it: these addresses, ARP and DAD settings that keep
+    /// the kernel from announcing them wrongly, checksum offload off (the
+    /// wire computes none), link up. Empty: left to the operator.
+    #[serde(default)]
+    pub addresses: Vec<String>,
 }
 
 /// A virtual IP and the ports it serves.
@@ -403,6 +410,15 @@ fn read_key_file(path: &Path) -> Result<Vec<Key>, String> {
         return Err(format!("{}: no key", path.display()));
     }
     Ok(keys)
+}
+
+/// "ADDRESS/PREFIX" with a prefix that fits the address family.
+pub fn parse_prefix(s: &str) -> Option<(IpAddr, u8)> {
+    let (a, p) = s.split_once('/')?;
+    let addr: IpAddr = a.parse().ok()?;
+    let prefix: u8 = p.parse().ok()?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    (prefix <= max).then_some((addr, prefix))
 }
 
 fn default_stop_drain() -> u32 {
@@ -828,6 +844,14 @@ impl NodeConfig {
         } else {
             format!("segments[{}].", x.index - 1)
         };
+        for (k, a) in x.exception.addresses.iter().enumerate() {
+            if parse_prefix(a).is_none() {
+                return bad(
+                    &format!("{at}exception.addresses[{k}]"),
+                    format!("{a:?}: an address with its prefix length, e.g. 192.0.2.21/24 or 2001:db8::21/64"),
+                );
+            }
+        }
         if x.wire.device.trim().is_empty() || x.wire.device.contains(char::is_whitespace) {
             return bad(
                 &format!("{at}wire.device"),

@@ -124,6 +124,46 @@ pub fn static_view(table: &Table, me: MemberId, epoch: u64) -> OwnershipView {
     view
 }
 
+/// Sets the kernel's side of the TAP up, as the node re-creates it on every
+/// start: ARP answers and announcements only for its own addresses (the
+/// VIPs are the dataplane's to answer), no duplicate address detection
+/// (the cluster's addresses are configured, not discovered), the
+/// addresses, checksum offload off (the wire computes no checksum), link
+/// up. iproute2 and ethtool do the work: they are what an operator would
+/// run by hand, and their errors say what is wrong.
+fn setup_tap(iface: &str, addresses: &[String]) -> Result<(), String> {
+    let sysctl = |path: String, value: &str| std::fs::write(&path, value).map_err(|e| format!("{path}: {e}"));
+    sysctl(format!("/proc/sys/net/ipv4/conf/{iface}/arp_ignore"), "1")?;
+    sysctl(format!("/proc/sys/net/ipv4/conf/{iface}/arp_announce"), "2")?;
+    // IPv6 may be off on the host: then only the IPv4 settings apply.
+    let _ = sysctl(format!("/proc/sys/net/ipv6/conf/{iface}/accept_dad"), "0");
+    let _ = sysctl(format!("/proc/sys/net/ipv6/conf/{iface}/dad_transmits"), "0");
+    let run = |args: &[&str]| -> Result<(), String> {
+        let out = std::process::Command::new(args[0])
+            .args(&args[1..])
+            .output()
+            .map_err(|e| format!("{}: {e}", args[0]))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "`{}` failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    };
+    for a in addresses {
+        if a.contains(':') {
+            run(&["ip", "addr", "replace", a, "dev", iface, "nodad"])?;
+        } else {
+            run(&["ip", "addr", "replace", a, "dev", iface])?;
+        }
+    }
+    run(&["ip", "link", "set", iface, "up"])?;
+    run(&["ethtool", "-K", iface, "tx", "off"])
+}
+
 /// The status socket's path for `c`.
 pub fn socket_path(c: &NodeConfig) -> PathBuf {
     c.status_socket
@@ -241,6 +281,11 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
             segment = v.index, wire = %wire_name, driver = %wire.driver(), mac = %node_mac, rss = wire.rss_hash(),
             tap = %v.exception.iface, kernel_mac = %kernel_mac, "ports up"
         );
+        if !v.exception.addresses.is_empty() {
+            setup_tap(&v.exception.iface, &v.exception.addresses)
+                .map_err(|e| format!("segment {} exception port {}: {e}", v.index, v.exception.iface))?;
+            info!(segment = v.index, tap = %v.exception.iface, addresses = ?v.exception.addresses, "TAP set up");
+        }
         let classifier = Arc::new(Classifier::new(NodeAddresses {
             node_mac,
             kernel_mac,
