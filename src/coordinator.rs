@@ -50,6 +50,7 @@ pub fn run(c: CoordinatorConfig) -> Result<(), String> {
         c.exchange.bind,
         socket.display()
     );
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     while !stop.load(Ordering::Relaxed) {
         status::serve(&listener, |request| match request.split_whitespace().next() {
             Some("status") | None => serde_json::to_string(&ex.status()).unwrap_or_default(),

@@ -64,6 +64,9 @@ pub struct WorkerLink {
 /// The running exchange: a handle for the rest of the process.
 pub struct ExchangeHandle {
     commands: Sender<Command>,
+    /// Milliseconds (since `epoch`) of the thread's last status update.
+    beat: Arc<std::sync::atomic::AtomicU64>,
+    epoch: Instant,
     status: Arc<Mutex<ExchangeStatus>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -80,6 +83,13 @@ impl ExchangeHandle {
     /// The latest status (at most 25 ms old).
     pub fn status(&self) -> ExchangeStatus {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Whether the exchange thread has updated its status within `within`
+    /// (the watchdog is fed only while it does).
+    pub fn alive(&self, within: Duration) -> bool {
+        let last = self.beat.load(Ordering::Relaxed);
+        (self.epoch.elapsed().as_millis() as u64).saturating_sub(last) <= within.as_millis() as u64
     }
 
     /// Stops the thread and waits for it.
@@ -157,16 +167,21 @@ pub fn start(
     let (tx, rx) = std::sync::mpsc::channel();
     let status = Arc::new(Mutex::new(driver.status()));
     let stop = Arc::new(AtomicBool::new(false));
+    let beat = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let epoch = driver.started;
     let thread = {
         let status = Arc::clone(&status);
         let stop = Arc::clone(&stop);
+        let beat = Arc::clone(&beat);
         std::thread::Builder::new()
             .name(format!("exchange{}", c.segment))
-            .spawn(move || driver.run(rx, status, stop))
+            .spawn(move || driver.run(rx, status, stop, beat))
             .map_err(|e| format!("exchange thread: {e}"))?
     };
     Ok(ExchangeHandle {
         commands: tx,
+        beat,
+        epoch,
         status,
         stop,
         thread: Some(thread),
@@ -204,7 +219,13 @@ impl Driver {
         Ok(())
     }
 
-    fn run(mut self, commands: Receiver<Command>, status: Arc<Mutex<ExchangeStatus>>, stop: Arc<AtomicBool>) {
+    fn run(
+        mut self,
+        commands: Receiver<Command>,
+        status: Arc<Mutex<ExchangeStatus>>,
+        stop: Arc<AtomicBool>,
+        beat: Arc<std::sync::atomic::AtomicU64>,
+    ) {
         let mut last_status = 0u64;
         while !stop.load(Ordering::Relaxed) {
             loop {
@@ -245,6 +266,7 @@ impl Driver {
                 if let Ok(mut s) = status.lock() {
                     *s = self.status();
                 }
+                beat.store(now, Ordering::Relaxed);
             }
         }
     }

@@ -491,6 +491,11 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
         Arc::clone(&service_stop),
     )
     .map_err(|e| format!("status thread: {e}"))?;
+    // systemd: ready now; the watchdog is fed from this loop while every
+    // exchange thread is alive (no-ops without NOTIFY_SOCKET).
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("serving")]);
+    let watchdog = sd_notify::watchdog_enabled();
+    let mut last_watchdog = Instant::now();
     let mut last_snapshot: Option<Instant> = None;
     let mut stopping: Option<Instant> = None;
     loop {
@@ -519,6 +524,7 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
                 }
             }
             stopping = Some(Instant::now());
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Status("draining before stopping")]);
         }
         if let Some(t) = stopping {
             let held: u32 = segments
@@ -602,8 +608,19 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
                 *cell = serde_json::to_string(&snap).unwrap_or_default();
             }
         }
+        if let Some(period) = watchdog {
+            let exchanges_alive = segments.iter().all(|s| match &s.sharing {
+                Sharing::Dynamic(h) => h.alive(period / 2),
+                _ => true,
+            });
+            if exchanges_alive && last_watchdog.elapsed() >= period / 4 {
+                last_watchdog = Instant::now();
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+            }
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     service_stop.store(true, Ordering::Relaxed);
     let _ = service.join();
 
