@@ -174,7 +174,7 @@ write_config() {
     ),
     status_socket: Some("/run/synshare/ss-node$i.sock"),
     stop_drain_s: 5,
-    metrics: Some("127.0.0.1:9100"),
+    metrics: Some("127.0.0.1:9746"),
     exchange: $exchange,
     availability: (
         capacity: ${w:-1}.0,

@@ -7,261 +7,457 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::Duration;
 
-fn metric(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP synshare_{name} {help}\n# TYPE synshare_{name} {kind}");
+/// A metric family: HELP and TYPE once, then its samples.
+struct Family<'a> {
+    out: &'a mut String,
+    name: &'static str,
 }
 
-/// The exposition of `s`.
+impl<'a> Family<'a> {
+    fn new(out: &'a mut String, name: &'static str, kind: &str, help: &str) -> Self {
+        let _ = writeln!(out, "# HELP synshare_{name} {help}\n# TYPE synshare_{name} {kind}");
+        Family { out, name }
+    }
+
+    fn sample(&mut self, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+        let _ = writeln!(self.out, "synshare_{}{{{}}} {value}", self.name, l.join(","));
+    }
+}
+
+/// The exposition of `s` and all its segments, by Prometheus conventions:
+/// one metric per unit and meaning, base units (seconds, bytes, ratios),
+/// `_total` for counters, every series present from the start (zeros
+/// included), a `segment` label on everything per segment.
 pub fn render(s: &NodeStatus) -> String {
-    let mut o = String::with_capacity(8192);
-    let node = &s.name;
-    metric(
+    let mut o = String::with_capacity(16384);
+    let node = s.name.as_str();
+    let segs: Vec<&NodeStatus> = std::iter::once(s).chain(s.segments.iter()).collect();
+    let seg_ids: Vec<String> = segs.iter().map(|x| x.segment.to_string()).collect();
+    let each = |f: &mut dyn FnMut(&NodeStatus, &str)| {
+        for (x, id) in segs.iter().zip(&seg_ids) {
+            f(x, id);
+        }
+    };
+
+    let mut m = Family::new(
+        &mut o,
+        "build_info",
+        "gauge",
+        "Version of synshare and of DPDK; always 1.",
+    );
+    m.sample(
+        &[
+            ("node", node),
+            ("version", env!("CARGO_PKG_VERSION")),
+            ("dpdk", &s.dpdk),
+        ],
+        1,
+    );
+    let mut m = Family::new(&mut o, "uptime_seconds", "gauge", "Seconds since the node started.");
+    m.sample(&[("node", node)], format!("{:.3}", s.uptime_s));
+
+    let mut m = Family::new(
         &mut o,
         "port_packets_total",
         "counter",
         "Packets through a port, as its driver counts them.",
     );
-    for (port, p) in [("wire", &s.wire), ("exception", &s.exception)] {
-        let _ = writeln!(
-            o,
-            "synshare_port_packets_total{{node=\"{node}\",port=\"{port}\",dir=\"rx\"}} {}",
-            p.ipackets
-        );
-        let _ = writeln!(
-            o,
-            "synshare_port_packets_total{{node=\"{node}\",port=\"{port}\",dir=\"tx\"}} {}",
-            p.opackets
-        );
-    }
-    metric(
-        &mut o,
-        "port_dropped_total",
-        "counter",
-        "Packets a port dropped (RX ring full, errors, no mbuf).",
-    );
-    for (port, p) in [("wire", &s.wire), ("exception", &s.exception)] {
-        for (why, v) in [
-            ("missed", p.imissed),
-            ("rx_error", p.ierrors),
-            ("tx_error", p.oerrors),
-            ("no_mbuf", p.rx_nombuf),
-        ] {
-            let _ = writeln!(
-                o,
-                "synshare_port_dropped_total{{node=\"{node}\",port=\"{port}\",reason=\"{why}\"}} {v}"
+    each(&mut |x, seg| {
+        for (port, p) in [("wire", &x.wire), ("exception", &x.exception)] {
+            m.sample(
+                &[("node", node), ("segment", seg), ("port", port), ("direction", "rx")],
+                p.ipackets,
+            );
+            m.sample(
+                &[("node", node), ("segment", seg), ("port", port), ("direction", "tx")],
+                p.opackets,
             );
         }
-    }
-    metric(
+    });
+    let mut m = Family::new(
+        &mut o,
+        "port_bytes_total",
+        "counter",
+        "Bytes through a port, as its driver counts them.",
+    );
+    each(&mut |x, seg| {
+        for (port, p) in [("wire", &x.wire), ("exception", &x.exception)] {
+            m.sample(
+                &[("node", node), ("segment", seg), ("port", port), ("direction", "rx")],
+                p.ibytes,
+            );
+            m.sample(
+                &[("node", node), ("segment", seg), ("port", port), ("direction", "tx")],
+                p.obytes,
+            );
+        }
+    });
+    let mut m = Family::new(
+        &mut o,
+        "port_dropped_packets_total",
+        "counter",
+        "Packets a port dropped, by reason (RX ring full, errors, no mbuf).",
+    );
+    each(&mut |x, seg| {
+        for (port, p) in [("wire", &x.wire), ("exception", &x.exception)] {
+            for (why, v) in [
+                ("missed", p.imissed),
+                ("rx_error", p.ierrors),
+                ("tx_error", p.oerrors),
+                ("no_mbuf", p.rx_nombuf),
+            ] {
+                m.sample(&[("node", node), ("segment", seg), ("port", port), ("reason", why)], v);
+            }
+        }
+    });
+    let mut m = Family::new(
         &mut o,
         "worker_packets_total",
         "counter",
         "Packets a worker received, by source.",
     );
-    for w in &s.workers {
-        let i = w.index;
-        let _ = writeln!(
-            o,
-            "synshare_worker_packets_total{{node=\"{node}\",worker=\"{i}\",source=\"wire\"}} {}",
-            w.wire_rx
-        );
-        let _ = writeln!(
-            o,
-            "synshare_worker_packets_total{{node=\"{node}\",worker=\"{i}\",source=\"kernel\"}} {}",
-            w.kernel_rx
-        );
-    }
-    metric(
+    each(&mut |x, seg| {
+        for w in &x.workers {
+            let i = w.index.to_string();
+            m.sample(
+                &[("node", node), ("segment", seg), ("worker", &i), ("source", "wire")],
+                w.wire_rx,
+            );
+            m.sample(
+                &[("node", node), ("segment", seg), ("worker", &i), ("source", "kernel")],
+                w.kernel_rx,
+            );
+        }
+    });
+    let mut m = Family::new(
         &mut o,
         "frames_total",
         "counter",
-        "Frames by outcome: accepted to the kernel, answered, or dropped with a reason.",
+        "Frames by outcome: to the kernel, answered, or dropped with a reason.",
     );
-    for w in &s.workers {
-        for (k, v) in &w.counters {
-            let _ = writeln!(
-                o,
-                "synshare_frames_total{{node=\"{node}\",worker=\"{}\",outcome=\"{k}\"}} {v}",
-                w.index
+    each(&mut |x, seg| {
+        for w in &x.workers {
+            let i = w.index.to_string();
+            for (k, v) in &w.counters {
+                m.sample(&[("node", node), ("segment", seg), ("worker", &i), ("outcome", k)], v);
+            }
+        }
+    });
+    let mut m = Family::new(&mut o, "flows", "gauge", "Entries in a worker's flow table.");
+    each(&mut |x, seg| {
+        for w in &x.workers {
+            m.sample(
+                &[("node", node), ("segment", seg), ("worker", &w.index.to_string())],
+                w.flows,
             );
         }
-    }
-    metric(&mut o, "flows", "gauge", "Entries in a worker's flow table.");
-    for w in &s.workers {
-        let _ = writeln!(
-            o,
-            "synshare_flows{{node=\"{node}\",worker=\"{}\"}} {}",
-            w.index, w.flows
-        );
-    }
-    metric(&mut o, "flow_capacity", "gauge", "Capacity of a worker's flow table.");
-    for w in &s.workers {
-        let _ = writeln!(
-            o,
-            "synshare_flow_capacity{{node=\"{node}\",worker=\"{}\"}} {}",
-            w.index, w.flow_capacity
-        );
-    }
-    metric(
+    });
+    let mut m = Family::new(&mut o, "flow_capacity", "gauge", "Capacity of a worker's flow table.");
+    each(&mut |x, seg| {
+        for w in &x.workers {
+            m.sample(
+                &[("node", node), ("segment", seg), ("worker", &w.index.to_string())],
+                w.flow_capacity,
+            );
+        }
+    });
+    let mut m = Family::new(
         &mut o,
         "flow_insert_failed_total",
         "counter",
-        "Flows not recorded: their group held only established flows.",
+        "Flows not recorded: their group was full of established flows.",
     );
-    for w in &s.workers {
-        let _ = writeln!(
-            o,
-            "synshare_flow_insert_failed_total{{node=\"{node}\",worker=\"{}\"}} {}",
-            w.index, w.flow_insert_failed
-        );
-    }
-    metric(
+    each(&mut |x, seg| {
+        for w in &x.workers {
+            m.sample(
+                &[("node", node), ("segment", seg), ("worker", &w.index.to_string())],
+                w.flow_insert_failed,
+            );
+        }
+    });
+    let mut m = Family::new(
         &mut o,
         "flow_evicted_total",
         "counter",
         "Half-open flows evicted under pressure.",
     );
-    for w in &s.workers {
-        let _ = writeln!(
-            o,
-            "synshare_flow_evicted_total{{node=\"{node}\",worker=\"{}\"}} {}",
-            w.index, w.flow_evicted
-        );
-    }
-    metric(&mut o, "table_epoch", "gauge", "Epoch of the bucket table in force.");
-    let _ = writeln!(o, "synshare_table_epoch{{node=\"{node}\"}} {}", s.epoch);
-    metric(&mut o, "held_buckets", "gauge", "Buckets this node holds.");
-    let _ = writeln!(o, "synshare_held_buckets{{node=\"{node}\"}} {}", s.held);
-    metric(
+    each(&mut |x, seg| {
+        for w in &x.workers {
+            m.sample(
+                &[("node", node), ("segment", seg), ("worker", &w.index.to_string())],
+                w.flow_evicted,
+            );
+        }
+    });
+    let mut m = Family::new(
+        &mut o,
+        "table_epoch",
+        "gauge",
+        "Log index of the bucket table in force.",
+    );
+    each(&mut |x, seg| m.sample(&[("node", node), ("segment", seg)], x.epoch));
+    let mut m = Family::new(&mut o, "held_buckets", "gauge", "Buckets this node holds.");
+    each(&mut |x, seg| m.sample(&[("node", node), ("segment", seg)], x.held));
+    let mut m = Family::new(&mut o, "buckets", "gauge", "Buckets of the segment's table.");
+    each(&mut |x, seg| m.sample(&[("node", node), ("segment", seg)], x.buckets));
+    let mut m = Family::new(
         &mut o,
         "member_share_ratio",
         "gauge",
         "Each member's share of the buckets in the table in force.",
     );
-    for m in &s.members {
-        let _ = writeln!(
-            o,
-            "synshare_member_share_ratio{{node=\"{node}\",member=\"{}\"}} {:.6}",
-            m.id,
-            m.share_pct / 100.0
-        );
-    }
-    metric(
+    each(&mut |x, seg| {
+        for mem in &x.members {
+            m.sample(
+                &[("node", node), ("segment", seg), ("member", &mem.id.to_string())],
+                format!("{:.6}", mem.share_pct / 100.0),
+            );
+        }
+    });
+    let mut m = Family::new(
         &mut o,
         "member_weight",
         "gauge",
         "Each member's weight in the table in force.",
     );
-    for m in &s.members {
-        let _ = writeln!(
-            o,
-            "synshare_member_weight{{node=\"{node}\",member=\"{}\"}} {:.6}",
-            m.id, m.weight
-        );
-    }
-    if let Some(a) = &s.availability {
-        metric(
-            &mut o,
-            "availability",
-            "gauge",
-            "Availability: raw sample, smoothed (advertised), configured capacity.",
-        );
-        for (k, v) in [("raw", a.raw), ("smoothed", a.smoothed), ("capacity", a.capacity)] {
-            let _ = writeln!(o, "synshare_availability{{node=\"{node}\",kind=\"{k}\"}} {v:.6}");
-        }
-        metric(
-            &mut o,
-            "availability_input",
-            "gauge",
-            "Inputs of the availability formula.",
-        );
-        let _ = writeln!(
-            o,
-            "synshare_availability_input{{node=\"{node}\",input=\"cpu_busy\"}} {:.6}",
-            a.cpu_busy.unwrap_or(0.0)
-        );
-        let _ = writeln!(
-            o,
-            "synshare_availability_input{{node=\"{node}\",input=\"connections\"}} {}",
-            a.connections
-        );
-        let _ = writeln!(
-            o,
-            "synshare_availability_input{{node=\"{node}\",input=\"service_up\"}} {}",
-            u8::from(a.service_up)
-        );
-        let _ = writeln!(
-            o,
-            "synshare_availability_input{{node=\"{node}\",input=\"draining\"}} {}",
-            u8::from(a.draining)
-        );
-        if let Some(t) = a.temperature_c {
-            let _ = writeln!(
-                o,
-                "synshare_availability_input{{node=\"{node}\",input=\"temperature_c\"}} {t:.3}"
+    each(&mut |x, seg| {
+        for mem in &x.members {
+            m.sample(
+                &[("node", node), ("segment", seg), ("member", &mem.id.to_string())],
+                format!("{:.6}", mem.weight),
             );
         }
-        if let Some(p) = a.power_w {
-            let _ = writeln!(
-                o,
-                "synshare_availability_input{{node=\"{node}\",input=\"power_w\"}} {p:.3}"
+    });
+
+    // The exchange, per segment that has one.
+    let xs: Vec<(&crate::exchange::ExchangeStatus, &str)> = segs
+        .iter()
+        .zip(&seg_ids)
+        .filter_map(|(x, id)| x.exchange.as_ref().map(|e| (e, id.as_str())))
+        .collect();
+    if !xs.is_empty() {
+        let mut m = Family::new(
+            &mut o,
+            "lease_seconds",
+            "gauge",
+            "Lease left; 0: fenced (no majority heard both ways), no new connections taken.",
+        );
+        for (x, seg) in &xs {
+            m.sample(
+                &[("node", node), ("segment", seg)],
+                format!("{:.3}", x.lease_ms.unwrap_or(0) as f64 / 1000.0),
             );
         }
-    }
-    if let Some(x) = &s.exchange {
-        metric(
+        let mut m = Family::new(
             &mut o,
-            "heartbeats_total",
-            "counter",
-            "Heartbeats sent, received, accepted and rejected by reason; hand-offs and failovers.",
-        );
-        for (k, v) in &x.stats {
-            let _ = writeln!(o, "synshare_heartbeats_total{{node=\"{node}\",event=\"{k}\"}} {v}");
-        }
-        metric(
-            &mut o,
-            "peer_heard_seconds",
+            "fenced",
             "gauge",
-            "Seconds since each live peer was last heard.",
+            "1 while this node has no lease (or another process uses its id).",
         );
-        for p in &x.peers {
-            if let Some(ms) = p.heard_ms_ago {
-                let _ = writeln!(
-                    o,
-                    "synshare_peer_heard_seconds{{node=\"{node}\",peer=\"{}\"}} {:.3}",
-                    p.id,
-                    ms as f64 / 1000.0
-                );
-            }
+        for (x, seg) in &xs {
+            m.sample(
+                &[("node", node), ("segment", seg)],
+                u8::from(x.lease_ms.is_none() || x.duplicate_id),
+            );
         }
-        metric(
+        let mut m = Family::new(
+            &mut o,
+            "leader",
+            "gauge",
+            "1 on the member that leads the segment's consensus, as seen here.",
+        );
+        for (x, seg) in &xs {
+            m.sample(
+                &[("node", node), ("segment", seg)],
+                u8::from(x.leader >= 0 && x.leader as u64 == u64::from(s.id)),
+            );
+        }
+        let mut m = Family::new(
+            &mut o,
+            "voters",
+            "gauge",
+            "Members that vote in the segment's consensus.",
+        );
+        for (x, seg) in &xs {
+            m.sample(&[("node", node), ("segment", seg)], x.voters.len());
+        }
+        let mut m = Family::new(
             &mut o,
             "peer_up",
             "gauge",
             "1 while a configured peer is heard both ways.",
         );
-        for p in &x.peers {
-            let _ = writeln!(
-                o,
-                "synshare_peer_up{{node=\"{node}\",peer=\"{}\"}} {}",
-                p.id,
-                u8::from(p.live)
+        for (x, seg) in &xs {
+            for p in &x.peers {
+                m.sample(
+                    &[("node", node), ("segment", seg), ("peer", &p.id.to_string())],
+                    u8::from(p.live),
+                );
+            }
+        }
+        let mut m = Family::new(
+            &mut o,
+            "peer_last_heard_seconds",
+            "gauge",
+            "Seconds since a peer's last heartbeat (absent: never heard).",
+        );
+        for (x, seg) in &xs {
+            for p in &x.peers {
+                if let Some(ms) = p.heard_ms_ago {
+                    m.sample(
+                        &[("node", node), ("segment", seg), ("peer", &p.id.to_string())],
+                        format!("{:.3}", ms as f64 / 1000.0),
+                    );
+                }
+            }
+        }
+        let stat = |x: &crate::exchange::ExchangeStatus, k: &str| x.stats.get(k).copied().unwrap_or(0);
+        let mut m = Family::new(
+            &mut o,
+            "exchange_datagrams_total",
+            "counter",
+            "Exchange datagrams by kind and what happened to them.",
+        );
+        for (x, seg) in &xs {
+            for (kind, what, k) in [
+                ("heartbeat", "sent", "sent"),
+                ("heartbeat", "accepted", "accepted"),
+                ("consensus", "sent", "consensus_sent"),
+                ("consensus", "accepted", "consensus_accepted"),
+                ("any", "received", "received"),
+            ] {
+                m.sample(
+                    &[("node", node), ("segment", seg), ("kind", kind), ("event", what)],
+                    stat(x, k),
+                );
+            }
+        }
+        let mut m = Family::new(
+            &mut o,
+            "exchange_rejected_total",
+            "counter",
+            "Exchange datagrams dropped, by reason (a flood shows as unknown_source).",
+        );
+        for (x, seg) in &xs {
+            for (k, v) in x.stats.iter().filter(|(k, _)| k.starts_with("rejected_")) {
+                m.sample(
+                    &[("node", node), ("segment", seg), ("reason", &k["rejected_".len()..])],
+                    v,
+                );
+            }
+        }
+        let mut m = Family::new(
+            &mut o,
+            "buckets_handed_off_total",
+            "counter",
+            "Buckets claimed and released in hand-offs.",
+        );
+        for (x, seg) in &xs {
+            m.sample(
+                &[("node", node), ("segment", seg), ("direction", "claimed")],
+                stat(x, "buckets_claimed"),
+            );
+            m.sample(
+                &[("node", node), ("segment", seg), ("direction", "released")],
+                stat(x, "buckets_released"),
             );
         }
-        metric(
+        let mut m = Family::new(
             &mut o,
-            "lease_seconds",
-            "gauge",
-            "Seconds of lease left; 0: fenced (no majority heard), taking no new connections.",
+            "tables_total",
+            "counter",
+            "Bucket tables applied here and proposed here.",
         );
-        let _ = writeln!(
-            o,
-            "synshare_lease_seconds{{node=\"{node}\"}} {:.3}",
-            x.lease_ms.unwrap_or(0) as f64 / 1000.0
+        for (x, seg) in &xs {
+            m.sample(
+                &[("node", node), ("segment", seg), ("event", "applied")],
+                stat(x, "epochs_adopted"),
+            );
+            m.sample(
+                &[("node", node), ("segment", seg), ("event", "proposed")],
+                stat(x, "epochs_created"),
+            );
+        }
+        let mut m = Family::new(
+            &mut o,
+            "membership_events_total",
+            "counter",
+            "Members lost (not live), joined, lease losses (fencing), voter changes.",
         );
+        for (x, seg) in &xs {
+            for (ev, k) in [
+                ("lost", "failovers"),
+                ("joined", "joins"),
+                ("fenced", "fenced"),
+                ("voters_changed", "voter_changes"),
+            ] {
+                m.sample(&[("node", node), ("segment", seg), ("event", ev)], stat(x, k));
+            }
+        }
     }
-    metric(&mut o, "uptime_seconds", "gauge", "Seconds since the node started.");
-    let _ = writeln!(o, "synshare_uptime_seconds{{node=\"{node}\"}} {:.3}", s.uptime_s);
+
+    if let Some(a) = &s.availability {
+        let mut m = Family::new(
+            &mut o,
+            "availability_ratio",
+            "gauge",
+            "Availability from 0 to 1: the raw sample and the smoothed value that is advertised (before the capacity).",
+        );
+        m.sample(
+            &[("node", node), ("kind", "raw")],
+            format!("{:.6}", if a.capacity > 0.0 { a.raw / a.capacity } else { 0.0 }),
+        );
+        m.sample(
+            &[("node", node), ("kind", "smoothed")],
+            format!("{:.6}", if a.capacity > 0.0 { a.smoothed / a.capacity } else { 0.0 }),
+        );
+        let mut m = Family::new(&mut o, "capacity_weight", "gauge", "Configured capacity weight.");
+        m.sample(&[("node", node)], format!("{:.6}", a.capacity));
+        let mut m = Family::new(
+            &mut o,
+            "advertised_weight",
+            "gauge",
+            "Capacity times smoothed availability: the weight this node advertises.",
+        );
+        m.sample(&[("node", node)], format!("{:.6}", a.smoothed));
+        let mut m = Family::new(
+            &mut o,
+            "cpu_busy_ratio",
+            "gauge",
+            "CPU busy, 0 to 1, as the availability formula sees it.",
+        );
+        m.sample(&[("node", node)], format!("{:.6}", a.cpu_busy.unwrap_or(0.0)));
+        let mut m = Family::new(
+            &mut o,
+            "connections",
+            "gauge",
+            "Connections this node holds (flow-table entries).",
+        );
+        m.sample(&[("node", node)], a.connections);
+        let mut m = Family::new(
+            &mut o,
+            "service_up",
+            "gauge",
+            "1 while the local service answers its probe.",
+        );
+        m.sample(&[("node", node)], u8::from(a.service_up));
+        let mut m = Family::new(&mut o, "draining", "gauge", "1 while this node is draining.");
+        m.sample(&[("node", node)], u8::from(a.draining));
+        if let Some(t) = a.temperature_c {
+            let mut m = Family::new(
+                &mut o,
+                "temperature_celsius",
+                "gauge",
+                "Temperature the availability formula reads.",
+            );
+            m.sample(&[("node", node)], format!("{t:.3}"));
+        }
+        if let Some(p) = a.power_w {
+            let mut m = Family::new(&mut o, "power_watts", "gauge", "Power the availability formula reads.");
+            m.sample(&[("node", node)], format!("{p:.3}"));
+        }
+    }
     o
 }
 

@@ -45,7 +45,7 @@ echo "    the client saw shares $seen; synshare status reports $reported"
 check "status shows the shares the client sees (within 3 points)" python3 -c "
 a = [float(x) for x in '$seen'.split(',')]; b = [float(x) for x in '$reported'.split(',')]
 import sys; sys.exit(0 if len(a) == len(b) == 3 and max(abs(x - y) for x, y in zip(a, b)) <= 3 else 1)"
-ip netns exec ss-node1 curl -s -m5 http://127.0.0.1:9100/metrics > "$SS_TMP/metrics.txt"
+ip netns exec ss-node1 curl -s -m5 http://127.0.0.1:9746/metrics > "$SS_TMP/metrics.txt"
 node_json 1 > "$SS_TMP/status.json"
 check "metrics endpoint serves the same shares and counters as status" python3 - "$SS_TMP/metrics.txt" "$SS_TMP/status.json" <<'PY'
 import json, re, sys
@@ -62,7 +62,9 @@ syn_m = val("synshare_frames_total", worker=0, outcome="kernel_vip_syn")
 syn_s = s["workers"][0]["counters"]["kernel_vip_syn"]
 assert syn_m >= syn_s and syn_m - syn_s < 50, (syn_m, syn_s)
 assert val("synshare_held_buckets") == s["held"]
-assert val("synshare_heartbeats_total", event="accepted") > 0
+assert val("synshare_exchange_datagrams_total", kind="heartbeat", event="accepted") > 0
+assert val("synshare_build_info") == 1
+assert val("synshare_peer_up", peer=2) == 1 and val("synshare_fenced") == 0
 print("metrics:", len(m.splitlines()), "lines")
 PY
 

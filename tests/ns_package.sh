@@ -15,6 +15,7 @@ pkg_cleanup() {
   rm -f "/etc/synshare/$NAME.ron"
   dpkg -s synshare >/dev/null 2>&1 && apt-get remove -y -qq synshare >/dev/null 2>&1
   cleanup
+  rm -rf "$SS_TMP"
 }
 trap pkg_cleanup EXIT
 
