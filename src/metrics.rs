@@ -483,3 +483,101 @@ pub fn serve(listener: &TcpListener, mut render: impl FnMut() -> String) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exchange::{ExchangeStatus, PeerStatus};
+    use crate::status::{AvailabilityStatus, MemberStatus, WorkerStatus};
+
+    fn sample() -> NodeStatus {
+        let seg = |segment: u32| NodeStatus {
+            name: "node1".into(),
+            id: 1,
+            segment,
+            buckets: 65536,
+            held: 100,
+            members: vec![MemberStatus {
+                id: 1,
+                weight: 1.0,
+                buckets: 65536,
+                share_pct: 100.0,
+            }],
+            workers: vec![WorkerStatus::default()],
+            exchange: Some(ExchangeStatus {
+                segment: segment as u16,
+                lease_ms: Some(300),
+                peers: vec![PeerStatus {
+                    id: 2,
+                    live: true,
+                    heard_ms_ago: Some(20),
+                    ..PeerStatus::default()
+                }],
+                stats: [("rejected_unknown_source", 7u64), ("buckets_claimed", 3)]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v))
+                    .collect(),
+                ..ExchangeStatus::default()
+            }),
+            availability: Some(AvailabilityStatus {
+                capacity: 2.0,
+                smoothed: 1.0,
+                raw: 1.0,
+                service_up: true,
+                ..AvailabilityStatus::default()
+            }),
+            ..NodeStatus::default()
+        };
+        let mut s = seg(0);
+        s.segments = vec![seg(1)];
+        s
+    }
+
+    #[test]
+    fn every_segment_is_exported_and_each_family_is_declared_once() {
+        let text = render(&sample());
+        for family in ["held_buckets", "lease_seconds", "peer_up", "exchange_rejected_total"] {
+            for seg in ["0", "1"] {
+                assert!(
+                    text.lines()
+                        .any(|l| l.starts_with(&format!("synshare_{family}{{"))
+                            && l.contains(&format!("segment=\"{seg}\""))),
+                    "{family} segment {seg}"
+                );
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for l in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+            assert!(seen.insert(l.to_owned()), "declared twice: {l}");
+        }
+        assert!(text.contains("synshare_availability_ratio{node=\"node1\",kind=\"smoothed\"} 0.500000"));
+    }
+
+    #[test]
+    fn the_dashboard_and_the_alerts_use_only_metrics_that_exist() {
+        let text = render(&sample());
+        let families: std::collections::BTreeSet<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        for (file, content) in [
+            ("alerts", include_str!("../deploy/prometheus/synshare-alerts.yml")),
+            ("dashboard", include_str!("../deploy/grafana/synshare-dashboard.json")),
+        ] {
+            let mut used = 0;
+            for (i, _) in content.match_indices("synshare_") {
+                let name: String = content[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                assert!(
+                    families.contains(name.as_str()),
+                    "{file} uses {name}, which is not exported"
+                );
+                used += 1;
+            }
+            assert!(used > 3, "{file} uses {used} metrics");
+        }
+    }
+}
