@@ -13,7 +13,16 @@ fn output(cmd: &str, args: &[&str]) -> Option<String> {
 }
 
 fn main() {
+    // HEAD names the branch; the branch's ref (or packed-refs) moves with
+    // every commit.
     println!("cargo:rerun-if-changed=.git/HEAD");
+    if let Some(r) = std::fs::read_to_string(".git/HEAD")
+        .ok()
+        .and_then(|h| h.strip_prefix("ref: ").map(|r| r.trim().to_owned()))
+    {
+        println!("cargo:rerun-if-changed=.git/{r}");
+    }
+    println!("cargo:rerun-if-changed=.git/packed-refs");
     let git = output("git", &["describe", "--always", "--dirty"]).unwrap_or_else(|| "unknown".into());
     let dpdk = output("pkg-config", &["--modversion", "libdpdk"]).unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=SYNSHARE_GIT={git}");

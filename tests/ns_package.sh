@@ -19,7 +19,7 @@ pkg_cleanup() {
 }
 trap pkg_cleanup EXIT
 
-deb=$("$ROOT/scripts/package.sh" 2>"$SS_TMP/package.log" | tail -1)
+deb=$(cd "$ROOT" && realpath "$(scripts/package.sh 2>"$SS_TMP/package.log" | tail -1)")
 check "the package builds ($(basename "${deb:-none}"))" test -f "$deb"
 [ -f "$deb" ] || { tail -5 "$SS_TMP/package.log"; finish; exit 1; }
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$deb" >"$SS_TMP/apt.log" 2>&1
