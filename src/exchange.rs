@@ -64,6 +64,8 @@ pub struct WorkerLink {
 /// The running exchange: a handle for the rest of the process.
 pub struct ExchangeHandle {
     commands: Sender<Command>,
+    /// The table in force: its log index and each bucket's owner.
+    owners: Arc<Mutex<(u64, Vec<Option<u32>>)>>,
     /// Milliseconds (since `epoch`) of the thread's last status update.
     beat: Arc<std::sync::atomic::AtomicU64>,
     epoch: Instant,
@@ -83,6 +85,11 @@ impl ExchangeHandle {
     /// The latest status (at most 25 ms old).
     pub fn status(&self) -> ExchangeStatus {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// The table in force: its log index and each bucket's owner (member id).
+    pub fn owners(&self) -> (u64, Vec<Option<u32>>) {
+        self.owners.lock().map(|o| o.clone()).unwrap_or_default()
     }
 
     /// Whether the exchange thread has updated its status within `within`
@@ -169,17 +176,20 @@ pub fn start(
     let stop = Arc::new(AtomicBool::new(false));
     let beat = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let epoch = driver.started;
+    let owners = Arc::new(Mutex::new((u64::MAX, Vec::new())));
     let thread = {
+        let owners = Arc::clone(&owners);
         let status = Arc::clone(&status);
         let stop = Arc::clone(&stop);
         let beat = Arc::clone(&beat);
         std::thread::Builder::new()
             .name(format!("exchange{}", c.segment))
-            .spawn(move || driver.run(rx, status, stop, beat))
+            .spawn(move || driver.run(rx, status, stop, beat, owners))
             .map_err(|e| format!("exchange thread: {e}"))?
     };
     Ok(ExchangeHandle {
         commands: tx,
+        owners,
         beat,
         epoch,
         status,
@@ -225,6 +235,7 @@ impl Driver {
         status: Arc<Mutex<ExchangeStatus>>,
         stop: Arc<AtomicBool>,
         beat: Arc<std::sync::atomic::AtomicU64>,
+        owners: Arc<Mutex<(u64, Vec<Option<u32>>)>>,
     ) {
         let mut last_status = 0u64;
         while !stop.load(Ordering::Relaxed) {
@@ -267,6 +278,15 @@ impl Driver {
                     *s = self.status();
                 }
                 beat.store(now, Ordering::Relaxed);
+                let index = self.agent.epoch().index;
+                if let Ok(mut o) = owners.lock() {
+                    if o.0 != index {
+                        *o = (
+                            index,
+                            self.agent.table().owners().iter().map(|m| m.map(|m| m.0)).collect(),
+                        );
+                    }
+                }
             }
         }
     }

@@ -461,24 +461,37 @@ pub fn render(s: &NodeStatus) -> String {
     o
 }
 
-/// Answers every waiting scrape with the exposition `render` gives.
-pub fn serve(listener: &TcpListener, mut render: impl FnMut() -> String) {
+/// The status page: one HTML file, no external assets.
+pub const STATUS_PAGE: &str = include_str!("web/status.html");
+
+/// Answers what is waiting on `listener` (non-blocking): `route` maps a
+/// path to a content type and a body; anything else is 404. Each
+/// connection has short deadlines.
+pub fn serve(listener: &TcpListener, mut route: impl FnMut(&str) -> Option<(&'static str, String)>) {
     while let Ok((mut stream, _)) = listener.accept() {
         let _ = stream.set_nonblocking(false);
         let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
         let _ = stream.set_write_timeout(Some(Duration::from_millis(500)));
         let mut req = [0u8; 1024];
         let n = stream.read(&mut req).unwrap_or(0);
-        let ok = req[..n].starts_with(b"GET /metrics") || req[..n].starts_with(b"GET / ");
-        let body = if ok {
-            render()
-        } else {
-            "not found: GET /metrics\n".to_owned()
+        let head = String::from_utf8_lossy(&req[..n]);
+        let path = head
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("GET "))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or("");
+        let (status, kind, body) = match route(path) {
+            Some((kind, body)) => ("200 OK", kind, body),
+            None => (
+                "404 Not Found",
+                "text/plain",
+                "not found: GET /metrics, / (status page), /status.json, /table.json, /history.json\n".to_owned(),
+            ),
         };
-        let status = if ok { "200 OK" } else { "404 Not Found" };
         let _ = write!(
             stream,
-            "HTTP/1.0 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "HTTP/1.0 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );
     }

@@ -479,6 +479,11 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
     // here through a channel. A slow or idle client stalls neither this
     // loop nor the exchange.
     let snapshot_cell: Arc<Mutex<String>> = Arc::new(Mutex::new(String::new()));
+    let page = status::PageData::default();
+    let mut page_epoch = u64::MAX;
+    let mut history: std::collections::VecDeque<serde_json::Value> = std::collections::VecDeque::new();
+    let mut last_history: Option<Instant> = None;
+    let mut handed: (u64, u64) = (0, 0);
     let metrics_cell: Arc<Mutex<String>> = Arc::new(Mutex::new(String::new()));
     let (requests_tx, requests_rx) = mpsc::channel::<(String, mpsc::Sender<String>)>();
     let service_stop = Arc::new(AtomicBool::new(false));
@@ -487,6 +492,7 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
         metrics_listener,
         Arc::clone(&snapshot_cell),
         Arc::clone(&metrics_cell),
+        page.clone(),
         requests_tx,
         Arc::clone(&service_stop),
     )
@@ -606,6 +612,49 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
             }
             if let Ok(mut cell) = snapshot_cell.lock() {
                 *cell = serde_json::to_string(&snap).unwrap_or_default();
+            }
+            // The status page: the first segment's table when it changes,
+            // and one history point a second for the last five minutes.
+            if let Some(seg) = segments.first() {
+                let (epoch, owners) = match &seg.sharing {
+                    Sharing::Static { table, .. } => (1, table.owners().iter().map(|o| o.map(|m| m.0)).collect()),
+                    Sharing::Dynamic(h) => h.owners(),
+                    Sharing::Stopped => (0, Vec::new()),
+                };
+                if epoch != page_epoch {
+                    page_epoch = epoch;
+                    if let Ok(mut cell) = page.table.lock() {
+                        *cell = serde_json::json!({ "epoch": epoch, "owners": owners }).to_string();
+                    }
+                }
+            }
+            if last_history.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                last_history = Some(Instant::now());
+                let stat = |k: &str| {
+                    snap.exchange
+                        .as_ref()
+                        .and_then(|x| x.stats.get(k).copied())
+                        .unwrap_or(0)
+                };
+                let (claimed, released) = (stat("buckets_claimed"), stat("buckets_released"));
+                let buckets = f64::from(snap.buckets.max(1));
+                history.push_back(serde_json::json!({
+                    "t": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()),
+                    "members": snap.members.iter().map(|m| serde_json::json!({
+                        "id": m.id, "share": f64::from(m.buckets) / buckets, "weight": m.weight,
+                    })).collect::<Vec<_>>(),
+                    "availability": snap.availability.as_ref().map_or(1.0, |a| if a.capacity > 0.0 { a.smoothed / a.capacity } else { 0.0 }),
+                    "held": snap.held,
+                    "claimed": claimed.saturating_sub(handed.0),
+                    "released": released.saturating_sub(handed.1),
+                }));
+                handed = (claimed, released);
+                while history.len() > 300 {
+                    history.pop_front();
+                }
+                if let Ok(mut cell) = page.history.lock() {
+                    *cell = serde_json::Value::Array(history.iter().cloned().collect()).to_string();
+                }
             }
         }
         if let Some(period) = watchdog {

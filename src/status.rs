@@ -342,6 +342,17 @@ pub fn serve(listener: &UnixListener, mut handle: impl FnMut(&str) -> String) {
     }
 }
 
+/// What the status page draws, refreshed by the control loop: the table
+/// (`{"epoch", "owners": [member or null per bucket]}`) and the history of
+/// the last minutes.
+#[derive(Clone, Default)]
+pub struct PageData {
+    /// The table, JSON.
+    pub table: std::sync::Arc<std::sync::Mutex<String>>,
+    /// The history, JSON.
+    pub history: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
 /// Serves the status socket and the metrics port on a thread of its own
 /// until `stop`: status from `snapshot` (JSON), metrics from `metrics`
 /// (text), and anything else forwarded to the control loop through
@@ -352,6 +363,7 @@ pub fn spawn_service(
     metrics: Option<std::net::TcpListener>,
     snapshot: std::sync::Arc<std::sync::Mutex<String>>,
     metrics_text: std::sync::Arc<std::sync::Mutex<String>>,
+    page: PageData,
     requests: std::sync::mpsc::Sender<(String, std::sync::mpsc::Sender<String>)>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
@@ -372,7 +384,14 @@ pub fn spawn_service(
                 })
             });
             if let Some(l) = &metrics {
-                crate::metrics::serve(l, || read(&metrics_text));
+                crate::metrics::serve(l, |path| match path {
+                    "/metrics" => Some(("text/plain; version=0.0.4", read(&metrics_text))),
+                    "/" | "/index.html" => Some(("text/html; charset=utf-8", crate::metrics::STATUS_PAGE.to_owned())),
+                    "/status.json" => Some(("application/json", read(&snapshot))),
+                    "/table.json" => Some(("application/json", read(&page.table))),
+                    "/history.json" => Some(("application/json", read(&page.history))),
+                    _ => None,
+                });
             }
             std::thread::sleep(Duration::from_millis(10));
         }
