@@ -7,7 +7,7 @@ use synshare_dataplane::classify::{Classifier, Context, NodeAddresses, PacketBuf
 use synshare_dataplane::counters::Counter;
 use synshare_dataplane::dpdk::{self, Burst, Eal, Mbuf, Mempool, Port, PortConfig, TxBatch, BURST};
 use synshare_dataplane::flow::{FlowTable, FlowTimeouts};
-use synshare_dataplane::hash::{Toeplitz, MICROSOFT_KEY, SYMMETRIC_KEY};
+use synshare_dataplane::hash::{symmetric, Toeplitz, MICROSOFT_KEY, SYMMETRIC_KEY};
 use synshare_dataplane::ownership::{BucketState, OwnershipView};
 use synshare_dataplane::packet::{tcp_flags, Addr};
 use synshare_dataplane::synth::*;
@@ -150,7 +150,9 @@ fn dpdk_layer_under_eal() {
 }
 
 /// Our software Toeplitz against DPDK's own `rte_softrss`, the
-/// hardware-style reference, for IPv4 and IPv6 4-tuples and both keys.
+/// hardware-style reference, for IPv4 and IPv6 4-tuples and both keys; and
+/// the table-free form the packet path uses (symmetric key only) against
+/// both, with and without ports.
 #[test]
 fn software_toeplitz_matches_dpdk_softrss() {
     let mut seed = 0x2545_f491_4f6c_dd1du64;
@@ -162,7 +164,7 @@ fn software_toeplitz_matches_dpdk_softrss() {
     };
     for key in [SYMMETRIC_KEY, MICROSOFT_KEY] {
         let t = Toeplitz::new(&key);
-        for _ in 0..2000 {
+        for _ in 0..20_000 {
             let (a, b, p) = (next(), next(), next());
             let (sport, dport) = (p as u16, (p >> 16) as u16);
             // IPv4: DPDK takes host-order words: src, dst, (sport << 16 | dport).
@@ -176,6 +178,16 @@ fn software_toeplitz_matches_dpdk_softrss() {
                 t.tuple(Addr::V4(s4), Addr::V4(d4), sport, dport).0,
                 dpdk::softrss(&words, &key)
             );
+            if key == SYMMETRIC_KEY {
+                assert_eq!(
+                    symmetric::tuple(Addr::V4(s4), Addr::V4(d4), sport, dport).0,
+                    dpdk::softrss(&words, &key)
+                );
+                assert_eq!(
+                    symmetric::addresses(Addr::V4(s4), Addr::V4(d4)).0,
+                    dpdk::softrss(&words[..2], &key)
+                );
+            }
             // IPv6.
             let mut s6 = [0u8; 16];
             let mut d6 = [0u8; 16];
@@ -192,6 +204,16 @@ fn software_toeplitz_matches_dpdk_softrss() {
                 t.tuple(Addr::V6(s6), Addr::V6(d6), sport, dport).0,
                 dpdk::softrss(&w6, &key)
             );
+            if key == SYMMETRIC_KEY {
+                assert_eq!(
+                    symmetric::tuple(Addr::V6(s6), Addr::V6(d6), sport, dport).0,
+                    dpdk::softrss(&w6, &key)
+                );
+                assert_eq!(
+                    symmetric::addresses(Addr::V6(s6), Addr::V6(d6)).0,
+                    dpdk::softrss(&w6[..8], &key)
+                );
+            }
         }
     }
 }
