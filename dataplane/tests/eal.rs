@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use synshare_dataplane::classify::{Classifier, Context, NodeAddresses, PacketBuf, Vip};
 use synshare_dataplane::counters::Counter;
-use synshare_dataplane::dpdk::{self, Burst, Eal, Mbuf, Mempool, Port, PortConfig, TxBatch, BURST};
+use synshare_dataplane::dpdk::{self, Burst, Eal, FreeBatch, Mbuf, Mempool, Port, PortConfig, TxBatch, BURST};
 use synshare_dataplane::flow::{FlowTable, FlowTimeouts};
 use synshare_dataplane::hash::{symmetric, Toeplitz, MICROSOFT_KEY, SYMMETRIC_KEY};
 use synshare_dataplane::ownership::{BucketState, OwnershipView};
@@ -71,6 +71,13 @@ fn dpdk_layer_under_eal() {
     assert!(batch.is_empty());
     let mut burst = Burst::default();
     assert_eq!(rx.receive(&mut burst), 3);
+    // Looked at before they are taken: bytes, no RSS hash (net_ring has
+    // none), one segment each.
+    let seen: Vec<(Vec<u8>, Option<u32>, u16)> = burst
+        .pending_frames()
+        .map(|r| (r.bytes.to_vec(), r.rss, r.segments))
+        .collect();
+    assert_eq!(seen, frames.iter().map(|f| (f.clone(), None, 1)).collect::<Vec<_>>());
 
     let classifier = Classifier::new(NodeAddresses {
         node_mac: NODE_MAC,
@@ -142,6 +149,21 @@ fn dpdk_layer_under_eal() {
     }
     drop(pending);
     assert_eq!(pool.available(), full, "no leak through TX or drops");
+
+    // Drops are freed together: a full batch frees itself on the next push,
+    // the rest on free() or drop.
+    let mut drops = FreeBatch::default();
+    for _ in 0..BURST + 3 {
+        drops.push(pool.alloc().expect("alloc"));
+    }
+    assert_eq!(drops.len(), 3);
+    assert_eq!(pool.available(), full - 3);
+    drops.free();
+    assert!(drops.is_empty());
+    assert_eq!(pool.available(), full);
+    drops.push(pool.alloc().expect("alloc"));
+    drop(drops);
+    assert_eq!(pool.available(), full, "no leak through bulk frees");
 
     drop(null);
     drop(ring);

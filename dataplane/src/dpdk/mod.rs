@@ -13,7 +13,7 @@ mod port;
 
 pub use eal::Eal;
 pub use lcore::{launch, wait_all, LaunchError};
-pub use mbuf::{Burst, Mbuf, Mempool, TxBatch, BURST};
+pub use mbuf::{Burst, FreeBatch, Mbuf, Mempool, Received, TxBatch, BURST};
 pub use port::{Port, PortConfig, PortId, PortStats, RxQueue, TxQueue};
 
 use std::ffi::CStr;
