@@ -17,7 +17,7 @@
 //! the median of five one-second runs. `SS_PATHS_FLOWS=N` changes the 1M.
 
 use std::time::{Duration, Instant};
-use synshare_dataplane::classify::{Classifier, Context, NodeAddresses, PacketBuf, Vip};
+use synshare_dataplane::classify::{Classifier, Context, Look, NodeAddresses, PacketBuf, Vip};
 use synshare_dataplane::counters::Counter;
 use synshare_dataplane::dpdk;
 use synshare_dataplane::flow::{FlowKey, FlowState, FlowTable, FlowTimeouts};
@@ -185,12 +185,8 @@ fn setup(own_every: u32, flows: u64, kind: &str) -> Setup {
 /// Runs the burst loop over the frames for `secs`; returns (frames, TSC
 /// cycles, wall time).
 fn run(s: &mut Setup, secs: f64) -> (u64, u64, Duration) {
-    let mut bufs: Vec<Buf> = (0..BURST)
-        .map(|_| Buf {
-            data: [0; 128],
-            len: 0,
-        })
-        .collect();
+    let mut bufs: Vec<Buf> = (0..BURST).map(|_| Buf { data: [0; 128], len: 0 }).collect();
+    let mut looks = [Look::FULL; BURST];
     let mut now = 1u32;
     let mut done = 0u64;
     let mut next = 0usize;
@@ -205,8 +201,9 @@ fn run(s: &mut Setup, secs: f64) -> (u64, u64, Duration) {
                 b.data[..f.len()].copy_from_slice(f);
                 b.len = f.len();
             }
-            for b in bufs.iter() {
-                s.c.prefetch_flow(b.bytes(), &s.flows);
+            s.flows.follow(&s.view);
+            for (look, b) in looks.iter_mut().zip(bufs.iter()) {
+                *look = s.c.look(b.bytes(), None, &s.flows);
             }
             let mut cx = Context {
                 view: &s.view,
@@ -214,8 +211,8 @@ fn run(s: &mut Setup, secs: f64) -> (u64, u64, Duration) {
                 now_ms: now,
                 rss: None,
             };
-            for b in bufs.iter_mut() {
-                let outcome = s.c.from_wire(b, &mut cx);
+            for (b, look) in bufs.iter_mut().zip(looks) {
+                let outcome = s.c.decide(b, look, &mut cx);
                 wrong += u64::from(outcome.action() != s.expect.action());
             }
             done += BURST as u64;
@@ -226,7 +223,11 @@ fn run(s: &mut Setup, secs: f64) -> (u64, u64, Duration) {
     }
     let cycles = dpdk::tsc().wrapping_sub(t0);
     let wall = start.elapsed();
-    assert!(wrong * 100 <= done, "{wrong} of {done} frames did not go where {:?} goes", s.expect);
+    assert!(
+        wrong * 100 <= done,
+        "{wrong} of {done} frames did not go where {:?} goes",
+        s.expect
+    );
     (done, cycles, wall)
 }
 
