@@ -353,7 +353,7 @@ impl Classifier {
         let value = rss
             .map(ConnectionValue)
             .unwrap_or_else(|| symmetric::of_folded(t.folded));
-        let flow = if flows.gate(value).is_closed() {
+        let flow = if !flows.is_open(value) {
             None
         } else {
             let flow = FlowRef::new(&FlowKey::new(t.client, t.client_port, t.vip, t.vip_port), value);
@@ -380,7 +380,7 @@ impl Classifier {
                 // given the bucket its first flow. A gate that opened since
                 // the look (never, as only held buckets get new flows) has
                 // no place computed: the full path then decides.
-                if flow.is_none() && !cx.flows.gate(value).is_closed() {
+                if flow.is_none() && cx.flows.is_open(value) {
                     return self.from_wire_full(buf, cx);
                 }
                 let outcome = self.vip_tcp(flags, value, flow.as_ref(), cx);
@@ -562,7 +562,9 @@ impl Classifier {
                     .rss
                     .map(ConnectionValue)
                     .unwrap_or_else(|| symmetric::tuple(ip.src, ip.dst, src_port, dst_port));
-                let flow = (!cx.flows.gate(value).is_closed())
+                let flow = cx
+                    .flows
+                    .is_open(value)
                     .then(|| FlowRef::new(&FlowKey::new(ip.src, src_port, ip.dst, dst_port), value));
                 let outcome = self.vip_tcp(flags, value, flow.as_ref(), cx);
                 if outcome.action() == Action::ToKernel {
@@ -593,8 +595,8 @@ impl Classifier {
     /// The accept rules for TCP to a VIP (see DESIGN.md), for a segment
     /// with `flags` whose connection value is `value`. `flow` is the
     /// segment's place in the flow table, needed only when the bucket's
-    /// gate is open (held, or with flows here): a closed gate decides
-    /// without the table.
+    /// gate is open (held, or with flows here); None means the caller found
+    /// it closed, and a closed gate decides without the table.
     #[inline]
     fn vip_tcp(&self, flags: u8, value: ConnectionValue, flow: Option<&FlowRef>, cx: &mut Context<'_>) -> Counter {
         use tcp_flags::{ACK, FIN, RST, SYN};
@@ -603,13 +605,18 @@ impl Classifier {
             return Counter::DropTcpBadFlags;
         }
         let new_connection = syn && flags & ACK == 0;
-        let gate = cx.flows.gate(value);
-        let flow = match flow {
-            Some(flow) if !gate.is_closed() => flow,
-            // Another node's bucket with no flow of ours in it.
-            _ if new_connection => return Counter::DropSynNotOwner,
-            _ => return Counter::DropNotOwner,
+        let closed = if new_connection {
+            Counter::DropSynNotOwner
+        } else {
+            Counter::DropNotOwner
         };
+        // Another node's bucket with no flow of ours in it.
+        let Some(flow) = flow else { return closed };
+        let gate = cx.flows.gate(value);
+        if gate.is_closed() {
+            // Closed by an earlier frame of the burst (its last flow ended).
+            return closed;
+        }
         let state = gate.state();
         if new_connection {
             // A SYN is accepted only where this node holds the claim, even

@@ -35,6 +35,7 @@
 //! Time is a `u32` in milliseconds passed in by the caller; ages are taken
 //! with wrapping arithmetic, so the clock may wrap.
 
+use crate::dpdk::HugeSlice;
 use crate::hash::{symmetric, ConnectionValue};
 use crate::ownership::{BucketState, OwnershipView};
 use crate::packet::Addr;
@@ -369,7 +370,9 @@ const DEFAULT_BUCKETS: usize = 65536;
 
 /// A bounded flow table. See the module documentation.
 pub struct FlowTable {
-    groups: Box<[Group]>,
+    /// On transparent huge pages where the kernel gives them: a random
+    /// lookup then misses the cache, not also the TLB.
+    groups: HugeSlice<Group>,
     group_mask: usize,
     timeouts: FlowTimeouts,
     /// A tick is `1 << tick_shift` milliseconds.
@@ -383,6 +386,9 @@ pub struct FlowTable {
     stats: FlowStats,
     /// Per bucket: this node's rights and whether flows are here.
     gates: Box<[u8]>,
+    /// Per bucket, one bit: the gate is open (not zero). 8 KiB for 65,536
+    /// buckets, so the foreign path's one lookup stays in L1.
+    open: Box<[u64]>,
     /// Per bucket: the slots in use (live or not yet swept).
     bucket_flows: Box<[u32]>,
     bucket_mask: u32,
@@ -405,7 +411,7 @@ impl FlowTable {
         let tick_mask = (1u32 << (32 - tick_shift).min(24)) - 1;
         let ticks = |ms: u32| ms.div_ceil(1 << tick_shift).min(tick_mask - 1);
         FlowTable {
-            groups: vec![Group::default(); groups].into_boxed_slice(),
+            groups: HugeSlice::new(groups, Group::default()),
             group_mask: groups - 1,
             timeouts,
             tick_shift,
@@ -421,6 +427,7 @@ impl FlowTable {
             sweep_cursor: 0,
             stats: FlowStats::default(),
             gates: vec![0; DEFAULT_BUCKETS].into_boxed_slice(),
+            open: vec![0; DEFAULT_BUCKETS.div_ceil(64)].into_boxed_slice(),
             bucket_flows: vec![0; DEFAULT_BUCKETS].into_boxed_slice(),
             bucket_mask: DEFAULT_BUCKETS as u32 - 1,
             followed: None,
@@ -471,7 +478,7 @@ impl FlowTable {
     /// Bytes of the per-bucket gates and counts (independent of the
     /// number of slots).
     pub fn bucket_memory_bytes(&self) -> usize {
-        self.gates.len() + self.bucket_flows.len() * core::mem::size_of::<u32>()
+        self.gates.len() + self.open.len() * 8 + self.bucket_flows.len() * core::mem::size_of::<u32>()
     }
 
     /// Folds `view` into the bucket gates, unless it is the view folded
@@ -491,6 +498,7 @@ impl FlowTable {
         if self.gates.len() != view.len() {
             // Another bucket count: count the flows per bucket again.
             self.gates = vec![0; view.len()].into_boxed_slice();
+            self.open = vec![0; view.len().div_ceil(64)].into_boxed_slice();
             self.bucket_flows = vec![0; view.len()].into_boxed_slice();
             self.bucket_mask = view.mask();
             for group in self.groups.iter() {
@@ -502,7 +510,33 @@ impl FlowTable {
         for (b, (gate, count)) in self.gates.iter_mut().zip(self.bucket_flows.iter()).enumerate() {
             *gate = BucketGate::new(view.state(crate::hash::Bucket(b as u32)), *count > 0).0;
         }
+        for (word, gates) in self.open.iter_mut().zip(self.gates.chunks(64)) {
+            *word = gates
+                .iter()
+                .enumerate()
+                .fold(0, |w, (i, &g)| w | (u64::from(g != 0) << i));
+        }
         self.followed = Some(id);
+    }
+
+    /// Sets bucket `b`'s gate byte and its open bit.
+    #[inline]
+    fn set_gate(&mut self, b: usize, gate: u8) {
+        self.gates[b] = gate;
+        let bit = 1u64 << (b % 64);
+        if gate != 0 {
+            self.open[b / 64] |= bit;
+        } else {
+            self.open[b / 64] &= !bit;
+        }
+    }
+
+    /// False when the bucket of `value` is closed (see
+    /// [`BucketGate::is_closed`]): one bit of an 8 KiB bitmap.
+    #[inline]
+    pub fn is_open(&self, value: ConnectionValue) -> bool {
+        let b = (value.0 & self.bucket_mask) as usize;
+        self.open[b / 64] & (1 << (b % 64)) != 0
     }
 
     /// The gate of the bucket of `value`.
@@ -646,7 +680,7 @@ impl FlowTable {
         let b = (slot.value & self.bucket_mask) as usize;
         self.bucket_flows[b] -= 1;
         if self.bucket_flows[b] == 0 {
-            self.gates[b] &= !BucketGate::HAS_FLOWS;
+            self.set_gate(b, self.gates[b] & !BucketGate::HAS_FLOWS);
         }
     }
 
@@ -668,7 +702,9 @@ impl FlowTable {
         self.live += 1;
         let b = (r.value & self.bucket_mask) as usize;
         self.bucket_flows[b] += 1;
-        self.gates[b] |= BucketGate::HAS_FLOWS;
+        if self.bucket_flows[b] == 1 {
+            self.set_gate(b, self.gates[b] | BucketGate::HAS_FLOWS);
+        }
     }
 
     /// The first free or expired slot of group `g`, freed.
@@ -1133,6 +1169,7 @@ mod tests {
         assert!(t.groups.iter().all(|g| g.overflow() == 0));
         assert!(t.bucket_flows.iter().all(|&c| c == 0));
         assert!(t.gates.iter().all(|&g| g & BucketGate::HAS_FLOWS == 0));
+        assert!(t.open.iter().all(|&w| w == 0), "every bucket foreign and empty");
     }
 
     #[test]
@@ -1150,6 +1187,10 @@ mod tests {
         assert_eq!(t.flows_in_bucket(value), 1);
         assert!(t.gate(value).has_flows());
         assert_eq!(t.gate(value).state(), view.state(b));
+        for v in 0..64 {
+            let v = ConnectionValue(v);
+            assert_eq!(t.is_open(v), !t.gate(v).is_closed(), "bucket {v:?}");
+        }
         // A new view keeps the flows' marks.
         let mut next = OwnershipView::new(64, 2);
         next.set(b, BucketState::Settled);
@@ -1164,6 +1205,11 @@ mod tests {
         assert!(t.gate(ConnectionValue(value.0 ^ 1)).is_closed());
         assert!(t.remove(k, 1));
         assert!(t.gate(value).is_closed());
+        assert!(!t.is_open(value));
+        for v in 0..1024 {
+            let v = ConnectionValue(v);
+            assert_eq!(t.is_open(v), !t.gate(v).is_closed(), "bucket {v:?}");
+        }
         // The RSS value a NIC gave is what counts, not the software one.
         let r = FlowRef::new(&k, ConnectionValue(7));
         assert!(t.insert(r, FlowState::HalfOpen, 2));

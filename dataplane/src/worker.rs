@@ -163,8 +163,7 @@ impl Worker {
                 now_ms,
                 rss: None,
             };
-            for look in looks.iter().take(n) {
-                let Some(mut m) = wire_burst.next() else { break };
+            for (look, mut m) in looks.iter().zip(wire_burst.drain()) {
                 cx.rss = if self.use_rss { m.rss() } else { None };
                 let outcome = self.classifier.decide(&mut m, *look, &mut cx);
                 tally.add(outcome, &mut counts);

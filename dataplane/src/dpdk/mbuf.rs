@@ -287,6 +287,18 @@ impl Burst {
         NonNull::new(p).map(|raw| Mbuf { raw })
     }
 
+    /// Takes every mbuf not yet taken, in order; those the iterator does
+    /// not yield are freed when it is dropped. Its position lives in the
+    /// iterator, not in the burst, so a loop over it keeps it in registers.
+    #[inline]
+    pub fn drain(&mut self) -> Drain<'_> {
+        let (from, to) = (self.next, self.len);
+        self.next = self.len;
+        Drain {
+            pkts: self.pkts[from..to].iter(),
+        }
+    }
+
     /// Prefetches the data of the mbuf `ahead` positions after the next.
     #[inline]
     pub fn prefetch(&self, ahead: usize) {
@@ -333,6 +345,35 @@ impl Burst {
 impl Drop for Burst {
     fn drop(&mut self) {
         self.free_rest();
+    }
+}
+
+/// The mbufs of a burst, taken one by one (see [`Burst::drain`]).
+pub struct Drain<'a> {
+    /// Mbufs not yet yielded, owned by the iterator.
+    pkts: core::slice::Iter<'a, *mut rte_mbuf>,
+}
+
+impl Iterator for Drain<'_> {
+    type Item = Mbuf;
+
+    #[inline]
+    fn next(&mut self) -> Option<Mbuf> {
+        // Slots hold the driver's non-null mbufs; a null one would end the
+        // iteration (and leak nothing: there is nothing to free).
+        self.pkts.next().and_then(|&p| NonNull::new(p)).map(|raw| Mbuf { raw })
+    }
+}
+
+impl Drop for Drain<'_> {
+    fn drop(&mut self) {
+        let rest = self.pkts.as_slice();
+        let mut left = [std::ptr::null_mut(); BURST];
+        let n = rest.len().min(BURST);
+        left[..n].copy_from_slice(&rest[..n]);
+        // SAFETY: the iterator owns the mbufs it has not yielded (the
+        // burst gave them up in `drain`); they are freed once, here.
+        unsafe { free_bulk(&mut left[..n]) }
     }
 }
 
