@@ -124,15 +124,14 @@ pub struct Look(Seen);
 enum Seen {
     /// Not on the fast path: the full parser decides.
     Full,
-    /// Decided already.
+    /// Decided already (among others, every frame of a closed bucket: a
+    /// bucket neither held nor with flows here stays so for the burst, as
+    /// only held buckets get new flows and the view changes between
+    /// bursts).
     Done(Counter),
-    /// A plain TCP segment to a served VIP port. `flow` is there when the
-    /// bucket's gate was open at the look (its group is prefetched).
-    Tcp {
-        flags: u8,
-        value: ConnectionValue,
-        flow: Option<FlowRef>,
-    },
+    /// A plain TCP segment to a served VIP port in an open bucket; its
+    /// flow's group is prefetched.
+    Tcp { flags: u8, flow: FlowRef },
 }
 
 impl Look {
@@ -218,6 +217,22 @@ fn ipv4_header_sums(h: &[u8]) -> bool {
     acc = (acc & 0xffff) + (acc >> 16);
     acc = (acc & 0xffff) + (acc >> 16);
     acc == 0xffff
+}
+
+/// The outcome of a TCP segment to a VIP port in a closed bucket (see
+/// [`crate::flow::BucketGate::is_closed`]), as the accept rules give it.
+#[inline]
+fn closed_tcp(flags: u8) -> Counter {
+    use tcp_flags::{ACK, FIN, RST, SYN};
+    if flags & SYN == 0 {
+        Counter::DropNotOwner
+    } else if flags & (FIN | RST) != 0 {
+        Counter::DropTcpBadFlags
+    } else if flags & ACK == 0 {
+        Counter::DropSynNotOwner
+    } else {
+        Counter::DropNotOwner
+    }
 }
 
 /// A node's packet decisions. See the module documentation.
@@ -353,18 +368,12 @@ impl Classifier {
         let value = rss
             .map(ConnectionValue)
             .unwrap_or_else(|| symmetric::of_folded(t.folded));
-        let flow = if !flows.is_open(value) {
-            None
-        } else {
-            let flow = FlowRef::new(&FlowKey::new(t.client, t.client_port, t.vip, t.vip_port), value);
-            flows.prefetch(&flow);
-            Some(flow)
-        };
-        Look(Seen::Tcp {
-            flags: t.flags,
-            value,
-            flow,
-        })
+        if !flows.is_open(value) {
+            return Look(Seen::Done(closed_tcp(t.flags)));
+        }
+        let flow = FlowRef::new(&FlowKey::new(t.client, t.client_port, t.vip, t.vip_port), value);
+        flows.prefetch(&flow);
+        Look(Seen::Tcp { flags: t.flags, flow })
     }
 
     /// Decides a frame from the wire with what [`Classifier::look`] found
@@ -375,15 +384,8 @@ impl Classifier {
         match look.0 {
             Seen::Full => self.from_wire_full(buf, cx),
             Seen::Done(outcome) => outcome,
-            Seen::Tcp { flags, value, flow } => {
-                // The gate again: an earlier frame of the burst may have
-                // given the bucket its first flow. A gate that opened since
-                // the look (never, as only held buckets get new flows) has
-                // no place computed: the full path then decides.
-                if flow.is_none() && cx.flows.is_open(value) {
-                    return self.from_wire_full(buf, cx);
-                }
-                let outcome = self.vip_tcp(flags, value, flow.as_ref(), cx);
+            Seen::Tcp { flags, flow } => {
+                let outcome = self.vip_tcp(flags, Some(&flow), cx);
                 if outcome.action() == Action::ToKernel && self.rewrite_cluster_mac {
                     buf.bytes_mut()[fast::DST_MAC].copy_from_slice(&self.addrs.kernel_mac.0);
                 }
@@ -566,7 +568,7 @@ impl Classifier {
                     .flows
                     .is_open(value)
                     .then(|| FlowRef::new(&FlowKey::new(ip.src, src_port, ip.dst, dst_port), value));
-                let outcome = self.vip_tcp(flags, value, flow.as_ref(), cx);
+                let outcome = self.vip_tcp(flags, flow.as_ref(), cx);
                 if outcome.action() == Action::ToKernel {
                     self.up(buf, frame, outcome)
                 } else {
@@ -593,29 +595,24 @@ impl Classifier {
     }
 
     /// The accept rules for TCP to a VIP (see DESIGN.md), for a segment
-    /// with `flags` whose connection value is `value`. `flow` is the
-    /// segment's place in the flow table, needed only when the bucket's
-    /// gate is open (held, or with flows here); None means the caller found
-    /// it closed, and a closed gate decides without the table.
+    /// with `flags`. `flow` is the segment's place in the flow table
+    /// (with its connection value), needed only when the bucket's gate is
+    /// open (held, or with flows here); None means the caller found it
+    /// closed, and a closed gate decides without the table.
     #[inline]
-    fn vip_tcp(&self, flags: u8, value: ConnectionValue, flow: Option<&FlowRef>, cx: &mut Context<'_>) -> Counter {
+    fn vip_tcp(&self, flags: u8, flow: Option<&FlowRef>, cx: &mut Context<'_>) -> Counter {
         use tcp_flags::{ACK, FIN, RST, SYN};
         let syn = flags & SYN != 0;
         if syn && flags & (FIN | RST) != 0 {
             return Counter::DropTcpBadFlags;
         }
         let new_connection = syn && flags & ACK == 0;
-        let closed = if new_connection {
-            Counter::DropSynNotOwner
-        } else {
-            Counter::DropNotOwner
-        };
         // Another node's bucket with no flow of ours in it.
-        let Some(flow) = flow else { return closed };
-        let gate = cx.flows.gate(value);
+        let Some(flow) = flow else { return closed_tcp(flags) };
+        let gate = cx.flows.gate(flow.value());
         if gate.is_closed() {
             // Closed by an earlier frame of the burst (its last flow ended).
-            return closed;
+            return closed_tcp(flags);
         }
         let state = gate.state();
         if new_connection {
@@ -1089,11 +1086,8 @@ mod tests {
         assert!(n.flows.gate(other_value).is_closed());
         assert_eq!(
             n.c.look(&other, None, &n.flows),
-            Look(Seen::Tcp {
-                flags: tcp_flags::ACK,
-                value: other_value,
-                flow: None,
-            })
+            Look(Seen::Done(Counter::DropNotOwner)),
+            "decided at the look"
         );
         assert_eq!(n.wire(&other).0, Counter::DropNotOwner);
         // RST ends our flow: the gate closes.

@@ -18,9 +18,11 @@
 //! would pass a packet it should have dropped.
 //!
 //! Timestamps are coarse ticks (a power of two milliseconds, at most a
-//! sixteenth of the shortest timeout; 256 ms with the defaults), written
-//! only when they change. An entry expires at least its timeout and at most
-//! two ticks after its last packet. Expired entries are free slots to
+//! sixteenth of the shortest timeout; 256 ms with the defaults), rewritten
+//! by a packet only when they are more than a 32nd of the state's timeout
+//! old (an established flow's line is written once in 9 s, not on every
+//! packet). An entry expires at least its timeout and at most a 32nd of it
+//! plus two ticks after its last packet. Expired entries are free slots to
 //! inserts, and a sweeper walks a few groups per call to keep the live
 //! count honest. Under pressure a new flow may evict the oldest half-open or
 //! closing entry of its two groups, never an established one: when both
@@ -381,6 +383,9 @@ pub struct FlowTable {
     tick_mask: u32,
     /// Per state: expired when more ticks than this have passed.
     timeout_ticks: [u32; 4],
+    /// Per state: a packet rewrites the tick when more ticks than this
+    /// have passed (0: whenever it changed).
+    refresh_ticks: [u32; 4],
     live: usize,
     sweep_cursor: usize,
     stats: FlowStats,
@@ -409,20 +414,25 @@ impl FlowTable {
             .min(timeouts.closing_ms);
         let tick_shift = (shortest / 16).max(1).ilog2().min(10);
         let tick_mask = (1u32 << (32 - tick_shift).min(24)) - 1;
-        let ticks = |ms: u32| ms.div_ceil(1 << tick_shift).min(tick_mask - 1);
+        let ticks = |ms: u32| ms.div_ceil(1 << tick_shift).min(tick_mask / 2);
+        let states = [
+            FlowState::Empty,
+            FlowState::HalfOpen,
+            FlowState::Established,
+            FlowState::Closing,
+        ];
+        // A packet rewrites its slot's tick only once it is more than a
+        // 32nd of the timeout old; expiry waits that much longer, so it is
+        // never early.
+        let refresh_ticks = states.map(|s| ticks(timeouts.of(s)) / 32);
         FlowTable {
             groups: HugeSlice::new(groups, Group::default()),
             group_mask: groups - 1,
             timeouts,
             tick_shift,
             tick_mask,
-            timeout_ticks: [
-                FlowState::Empty,
-                FlowState::HalfOpen,
-                FlowState::Established,
-                FlowState::Closing,
-            ]
-            .map(|s| ticks(timeouts.of(s))),
+            timeout_ticks: states.map(|s| ticks(timeouts.of(s)) + refresh_ticks[s as usize]),
+            refresh_ticks,
             live: 0,
             sweep_cursor: 0,
             stats: FlowStats::default(),
@@ -644,7 +654,8 @@ impl FlowTable {
             } else {
                 FlowState::Established
             };
-            if after != before || slot.tick() != now_tick {
+            let age = now_tick.wrapping_sub(slot.tick()) & self.tick_mask;
+            if after != before || age > self.refresh_ticks[after as usize] {
                 self.groups[g].slots[i].set(after, now_tick);
             }
         }
@@ -899,32 +910,51 @@ mod tests {
 
     #[test]
     fn entries_expire_after_their_timeout_never_before() {
-        // Random insert times and check times around each timeout.
+        // Random packet times, then check times around each timeout after
+        // the last packet.
         let mut seed = 0x5eed_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
         for shortest in [16u32, 50, 100, 5_000] {
-            let to = FlowTimeouts {
-                half_open_ms: shortest,
-                established_ms: shortest * 7,
-                closing_ms: shortest * 2,
-            };
-            let mut t = FlowTable::new(1024, to);
-            for n in 0..500u32 {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                let at = seed as u32;
-                let state = [FlowState::HalfOpen, FlowState::Established, FlowState::Closing][n as usize % 3];
-                let limit = to.of(state);
-                assert!(t.insert(key(n), state, at));
-                let late = (seed >> 32) as u32 % (limit + 4 * t.tick_ms());
-                let found = t.get(key(n), at.wrapping_add(late)).is_some();
-                if late <= limit {
-                    assert!(found, "{state:?} gone {late} ms after, timeout {limit}");
+            for to in [
+                FlowTimeouts {
+                    half_open_ms: shortest,
+                    established_ms: shortest * 7,
+                    closing_ms: shortest * 2,
+                },
+                FlowTimeouts {
+                    half_open_ms: shortest,
+                    established_ms: shortest * 60,
+                    closing_ms: shortest * 2,
+                },
+            ] {
+                let mut t = FlowTable::new(1024, to);
+                for n in 0..300u32 {
+                    let state = [FlowState::HalfOpen, FlowState::Established, FlowState::Closing][n as usize % 3];
+                    // Flags that keep the state.
+                    let flags = [SYN, ACK, FIN | ACK][n as usize % 3];
+                    let limit = to.of(state);
+                    let mut last = next() as u32;
+                    assert!(t.insert(key(n), state, last));
+                    for _ in 0..next() % 6 {
+                        last = last.wrapping_add(next() as u32 % limit);
+                        assert_eq!(t.touch(key(n), flags, last), Touch::Known(state));
+                    }
+                    let slack = limit / 32 + 2 * t.tick_ms();
+                    let late = next() as u32 % (limit + 2 * slack);
+                    let found = t.get(key(n), last.wrapping_add(late)).is_some();
+                    if late <= limit {
+                        assert!(found, "{state:?} gone {late} ms after, timeout {limit}");
+                    }
+                    if late > limit + slack {
+                        assert!(!found, "{state:?} kept {late} ms after, timeout {limit}");
+                    }
+                    t.remove(key(n), last);
                 }
-                if late > limit + 2 * t.tick_ms() {
-                    assert!(!found, "{state:?} kept {late} ms after, timeout {limit}");
-                }
-                t.remove(key(n), at);
             }
         }
     }
@@ -948,7 +978,7 @@ mod tests {
         assert_eq!(freed, 50);
         assert_eq!(t.len(), 50);
         assert_eq!(t.census(150), [0, 0, 50, 0]);
-        t.sweep(1_000 + 2 * 2, usize::MAX);
+        t.sweep(1_000 + 1_000 / 32 + 2 * 2, usize::MAX);
         assert!(t.is_empty());
         assert_eq!(t.stats().expired, 100);
     }
@@ -1071,7 +1101,8 @@ mod tests {
             t.insert(key(7), FlowState::Established, now);
             assert_eq!(t.get(key(7), now.wrapping_add(limit / 2)), Some(FlowState::Established));
             assert_eq!(t.get(key(7), now.wrapping_add(limit)), Some(FlowState::Established));
-            assert_eq!(t.get(key(7), now.wrapping_add(limit + 2 * t.tick_ms() + 1)), None);
+            let slack = limit / 32 + 2 * t.tick_ms();
+            assert_eq!(t.get(key(7), now.wrapping_add(limit + slack + 1)), None);
         }
     }
 
@@ -1164,7 +1195,8 @@ mod tests {
         for k in kept.iter().skip(1).step_by(2) {
             assert_eq!(t.get(k, 1), Some(FlowState::Established), "moved flows are still found");
         }
-        t.sweep(1_000 + 10, usize::MAX);
+        // Past the timeout and its slack (a 32nd, two ticks).
+        t.sweep(1_000 + 1_000 / 32 + 2 * 2 + 1, usize::MAX);
         assert!(t.is_empty());
         assert!(t.groups.iter().all(|g| g.overflow() == 0));
         assert!(t.bucket_flows.iter().all(|&c| c == 0));
