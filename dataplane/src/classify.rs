@@ -4,8 +4,8 @@
 //! wire port: up to the kernel, answered in place (ARP and neighbour
 //! solicitations for a VIP), or dropped with a reason. A worker splits it in
 //! two over a burst: [`Classifier::look`] at every frame first (a fast path
-//! for plain TCP to a VIP at the cluster MAC: fixed-offset loads, the
-//! connection value, the bucket's gate, the flow table's line prefetched),
+//! for plain TCP to a unicast MAC: fixed-offset loads, the connection
+//! value, the bucket's gate, the flow table's line prefetched),
 //! then [`Classifier::decide`] each one with what the look carried. Frames
 //! off the fast path go through the full parser ([`packet::parse`]), so
 //! every counter is the same either way ([`Classifier::from_wire_full`] is
@@ -130,8 +130,11 @@ enum Seen {
     /// bursts).
     Done(Counter),
     /// A plain TCP segment to a served VIP port in an open bucket; its
-    /// flow's group is prefetched.
-    Tcp { flags: u8, flow: FlowRef },
+    /// flow's group is prefetched. `to_node`: sent to the node's MAC, not
+    /// the cluster's (for the rewrite on the way up).
+    Tcp { flags: u8, flow: FlowRef, to_node: bool },
+    /// A plain TCP segment for the node itself (its MAC, not a VIP).
+    Local,
 }
 
 impl Look {
@@ -186,8 +189,20 @@ mod fast {
     pub const TCP_HEADER_LEN: usize = 20;
 }
 
+/// Whom a fast-path frame is sent to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dest {
+    /// The cluster MAC.
+    Cluster,
+    /// The node's own MAC.
+    Node,
+    /// Another unicast MAC (flooded by the switch).
+    Other,
+}
+
 /// What the fast path read from a frame.
 struct FastTcp {
+    dest: Dest,
     client: Addr,
     vip: Addr,
     client_port: u16,
@@ -241,6 +256,8 @@ pub struct Classifier {
     /// Frames going up keep the cluster MAC as destination when it is a
     /// group address or the kernel's own; else it is rewritten.
     rewrite_cluster_mac: bool,
+    /// The same for the node's MAC.
+    rewrite_node_mac: bool,
 }
 
 impl Classifier {
@@ -248,6 +265,7 @@ impl Classifier {
     pub fn new(addrs: NodeAddresses) -> Self {
         Classifier {
             rewrite_cluster_mac: !addrs.cluster_mac.is_group() && addrs.cluster_mac != addrs.kernel_mac,
+            rewrite_node_mac: !addrs.node_mac.is_group() && addrs.node_mac != addrs.kernel_mac,
             addrs,
         }
     }
@@ -268,21 +286,28 @@ impl Classifier {
         self.addrs.vips.iter().find(|v| v.addr == addr)
     }
 
-    /// Reads a plain TCP segment to a VIP at the cluster MAC with
-    /// fixed-offset loads: untagged, IPv4 with a 20-byte header and a good
-    /// checksum or IPv6 with no extension header, not a fragment, lengths
-    /// consistent, a source MAC that is not spoofed. Anything else is None,
-    /// for the full parser: every frame the fast path takes, the full path
-    /// would parse to the same fields.
+    /// Reads a plain TCP segment to a unicast MAC with fixed-offset loads:
+    /// untagged, IPv4 with a 20-byte header and a good checksum or IPv6
+    /// with no extension header, not a fragment, lengths consistent, a
+    /// source MAC that is not spoofed. Anything else is None, for the full
+    /// parser: every frame the fast path takes, the full path would parse
+    /// to the same fields.
     #[inline]
     fn fast_tcp(&self, frame: &[u8]) -> Option<FastTcp> {
         use fast::*;
         // As the full parser: never look past 64 KiB.
         let frame = &frame[..frame.len().min(usize::from(u16::MAX))];
         let cluster = &self.addrs.cluster_mac.0;
-        if frame.len() < L3 + V4_HEADER_LEN + TCP_HEADER_LEN || frame[DST_MAC] != cluster[..] {
+        if frame.len() < L3 + V4_HEADER_LEN + TCP_HEADER_LEN || frame[0] & 1 != 0 {
             return None;
         }
+        let dest = if frame[DST_MAC] == cluster[..] {
+            Dest::Cluster
+        } else if frame[DST_MAC] == self.addrs.node_mac.0 {
+            Dest::Node
+        } else {
+            Dest::Other
+        };
         let src_mac = &frame[SRC_MAC];
         if src_mac[0] & 1 != 0 || src_mac == cluster || src_mac == self.addrs.node_mac.0 {
             return None;
@@ -339,6 +364,7 @@ impl Classifier {
             (Addr::V6(c), Addr::V6(v), symmetric::fold(&ip[V6_ADDRESSES]))
         };
         Some(FastTcp {
+            dest,
             client,
             vip,
             client_port: (ports >> 16) as u16,
@@ -359,8 +385,15 @@ impl Classifier {
         let Some(t) = self.fast_tcp(frame) else {
             return Look::FULL;
         };
+        // As the full path: not for us, then the destination address.
+        if t.dest == Dest::Other {
+            return Look(Seen::Done(Counter::DropNotForUs));
+        }
         let Some(vip) = self.vip(t.vip) else {
-            return Look::FULL;
+            return Look(match t.dest {
+                Dest::Cluster => Seen::Done(Counter::DropClusterMacNotVip),
+                _ => Seen::Local,
+            });
         };
         if !vip.tcp_ports.contains(t.vip_port) {
             return Look(Seen::Done(Counter::DropVipPortNotServed));
@@ -373,7 +406,11 @@ impl Classifier {
         }
         let flow = FlowRef::new(&FlowKey::new(t.client, t.client_port, t.vip, t.vip_port), value);
         flows.prefetch(&flow);
-        Look(Seen::Tcp { flags: t.flags, flow })
+        Look(Seen::Tcp {
+            flags: t.flags,
+            flow,
+            to_node: t.dest == Dest::Node,
+        })
     }
 
     /// Decides a frame from the wire with what [`Classifier::look`] found
@@ -384,12 +421,23 @@ impl Classifier {
         match look.0 {
             Seen::Full => self.from_wire_full(buf, cx),
             Seen::Done(outcome) => outcome,
-            Seen::Tcp { flags, flow } => {
+            Seen::Tcp { flags, flow, to_node } => {
                 let outcome = self.vip_tcp(flags, Some(&flow), cx);
-                if outcome.action() == Action::ToKernel && self.rewrite_cluster_mac {
+                let rewrite = if to_node {
+                    self.rewrite_node_mac
+                } else {
+                    self.rewrite_cluster_mac
+                };
+                if outcome.action() == Action::ToKernel && rewrite {
                     buf.bytes_mut()[fast::DST_MAC].copy_from_slice(&self.addrs.kernel_mac.0);
                 }
                 outcome
+            }
+            Seen::Local => {
+                if self.rewrite_node_mac {
+                    buf.bytes_mut()[fast::DST_MAC].copy_from_slice(&self.addrs.kernel_mac.0);
+                }
+                Counter::KernelLocal
             }
         }
     }
@@ -833,9 +881,15 @@ mod tests {
     use crate::synth::*;
 
     fn classifier() -> Classifier {
+        classifier_with_kernel(KERNEL_MAC)
+    }
+
+    /// A classifier whose kernel has `kernel_mac` (the node's own, for a
+    /// tap that shares it: then nothing is rewritten on the way up).
+    fn classifier_with_kernel(kernel_mac: Mac) -> Classifier {
         Classifier::new(NodeAddresses {
             node_mac: NODE_MAC,
-            kernel_mac: KERNEL_MAC,
+            kernel_mac,
             cluster_mac: CLUSTER_MAC,
             vips: vec![
                 Vip::new(Addr::V4(V4_VIP), &[80], &[53]),
@@ -962,7 +1016,18 @@ mod tests {
         let mut f = match rng.below(16) {
             0..=6 => tcp4_to(CLUSTER_MAC, host, port, V4_VIP, vip_port, flags),
             7..=10 => tcp6_to(CLUSTER_MAC, v6, port, V6_VIP, vip_port, flags),
-            11 => tcp4_to(NODE_MAC, host, port, V4_VIP, 80, flags),
+            11 => match rng.below(3) {
+                0 => tcp4_to(NODE_MAC, host, port, V4_VIP, 80, flags),
+                1 => tcp6_to(
+                    NODE_MAC,
+                    v6,
+                    port,
+                    [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x21],
+                    80,
+                    flags,
+                ),
+                _ => tcp4_to(Mac([2, 7, 7, 7, 7, 7]), host, port, V4_VIP, 80, flags),
+            },
             12 => add_vlan(&tcp4_to(CLUSTER_MAC, host, port, V4_VIP, 80, flags), 5),
             13 => tcp6_with_ext(&[(0, 8)], flags),
             14 => udp4_to(CLUSTER_MAC, host, port, V4_VIP, 53),
@@ -1009,20 +1074,26 @@ mod tests {
         // the other through the full parser only. Every outcome, every
         // rewritten byte and every change to the flow table must agree,
         // frame after frame.
-        let mut rng = Rng(0x5eed_f00d_1234_5678);
+        for (kernel_mac, seed) in [(KERNEL_MAC, 0x5eed_f00d_1234_5678), (NODE_MAC, 0x0dd_ba11)] {
+            fast_and_full_agree(kernel_mac, seed, 100_000);
+        }
+    }
+
+    fn fast_and_full_agree(kernel_mac: Mac, seed: u64, rounds: usize) {
+        let mut rng = Rng(seed);
         let mut fast = Node::new(BucketState::Foreign);
+        fast.c = classifier_with_kernel(kernel_mac);
         for b in 0..64u32 {
             let state = [BucketState::Foreign, BucketState::Claimed, BucketState::Settled][b as usize % 3];
             fast.view.set(crate::hash::Bucket(b), state);
         }
         let mut full = Node {
-            c: classifier(),
+            c: classifier_with_kernel(kernel_mac),
             view: fast.view.clone(),
             flows: FlowTable::new(1024, FlowTimeouts::default()),
             now: fast.now,
         };
         let mut took_fast = 0;
-        let rounds = 200_000;
         for i in 0..rounds {
             let f = random_frame(&mut rng);
             let rss = (rng.below(8) == 0).then(|| rng.next() as u32);
