@@ -12,13 +12,18 @@
 #
 #   scripts/bench.sh                     # 1M flows, 3 rounds of 5 s, everything
 #   scripts/bench.sh --flows 100000 --rounds 1 --duration 2 --sizes 64 --memory huge
+#   scripts/bench.sh --members "1 3 8" --sizes 64 --memory huge
+#                                        # the node as member 1 of K equal members
+#                                        # (its table holds its own share of the
+#                                        # flows); one row per K
 #   scripts/bench.sh --sweep             # Mpps against flows (64 B, hugepages) and
 #                                        # memory at 1M/10M flows; writes the plot
 #
 # Options: --flows N, --rounds R, --duration S (measured seconds per run),
-# --sizes "64 imix", --memory "huge nohuge", --out DIR (pcaps and results,
-# default /tmp/synshare-bench), --no-build, --sweep, --plot FILE.png
-# (with --sweep; default docs/bench-flows.png).
+# --sizes "64 imix", --memory "huge nohuge", --members "1 3 8" (default 1:
+# the node owns every bucket), --out DIR (pcaps and results, default
+# /tmp/synshare-bench), --no-build, --sweep, --plot FILE.png (with --sweep;
+# default docs/bench-flows.png).
 #
 # Every run is bounded: a testpmd run is stopped (SIGINT) once it has printed
 # enough per-second samples, or killed after a deadline.
@@ -32,6 +37,7 @@ ROUNDS=3
 DURATION=5
 SIZES="64 imix"
 MEMORY="huge nohuge"
+MEMBERS=1
 OUT=${SS_BENCH_DIR:-/tmp/synshare-bench}
 BUILD=1
 SWEEP=0
@@ -43,11 +49,12 @@ while [ $# -gt 0 ]; do
     --duration) DURATION=$2; shift 2 ;;
     --sizes) SIZES=$2; shift 2 ;;
     --memory) MEMORY=$2; shift 2 ;;
+    --members) MEMBERS=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --sweep) SWEEP=1; shift ;;
     --plot) PLOT=$2; shift 2 ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -138,32 +145,40 @@ if [ $SWEEP -eq 1 ]; then
   exit 0
 fi
 
+for k in $MEMBERS; do
+  case $k in '' | *[!0-9]*) echo "bench.sh: --members takes numbers (\"1 3 8\")" >&2; exit 2 ;; esac
+done
 results="$OUT/compare.tsv"
-echo -e "memory\tsize\tround\ttestpmd_mpps\tsynshare_mpps\tratio\tcycles_per_packet\tp50_ns\tp99_ns\tp999_ns\tloadavg" >"$results"
-echo "bench.sh: $FLOWS flows, $ROUNDS round(s) of $DURATION s per tool, sizes: $SIZES, memory: $MEMORY"
+echo -e "memory\tsize\tmembers\tround\ttestpmd_mpps\tsynshare_mpps\tratio\tcycles_per_packet\tp50_ns\tp99_ns\tp999_ns\tloadavg" >"$results"
+echo "bench.sh: $FLOWS flows, $ROUNDS round(s) of $DURATION s per tool, sizes: $SIZES, memory: $MEMORY, members: $MEMBERS"
 for mem in $MEMORY; do
   for size in $SIZES; do
     f=$(pcap "$FLOWS" "$size")
-    for r in $(seq "$ROUNDS"); do
-      tp=$(testpmd_mpps "$f" "$mem")
-      j=$(synshare_json "$f" "$mem")
-      if [ -z "$j" ]; then echo "bench.sh: synshare bench failed ($mem, $size)" >&2; ss=nan; cpp=nan; p50=nan; p99=nan; p999=nan
-      else read -r ss cpp p50 p99 p999 <<<"$(echo "$j" | json mpps cycles_per_packet burst_latency_ns.p50 burst_latency_ns.p99 burst_latency_ns.p999 2>/dev/null || echo nan nan nan nan nan)"; fi
-      ratio=$(awk -v a="$ss" -v b="$tp" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "nan" }')
-      printf "%s\t%s\t%s\t%s\t%.3f\t%s\t%.1f\t%.0f\t%.0f\t%.0f\t%s\n" "$mem" "$size" "$r" "$tp" "$ss" "$ratio" "$cpp" \
-        "$p50" "$p99" "$p999" "$(cut -d' ' -f1 /proc/loadavg)" | tee -a "$results"
+    for k in $MEMBERS; do
+      for r in $(seq "$ROUNDS"); do
+        tp=$(testpmd_mpps "$f" "$mem")
+        j=$(synshare_json "$f" "$mem" --members "$k")
+        if [ -z "$j" ]; then echo "bench.sh: synshare bench failed ($mem, $size, $k members)" >&2; ss=nan; cpp=nan; p50=nan; p99=nan; p999=nan
+        else read -r ss cpp p50 p99 p999 <<<"$(echo "$j" | json mpps cycles_per_packet burst_latency_ns.p50 burst_latency_ns.p99 burst_latency_ns.p999 2>/dev/null || echo nan nan nan nan nan)"; fi
+        ratio=$(awk -v a="$ss" -v b="$tp" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "nan" }')
+        printf "%s\t%s\t%s\t%s\t%s\t%.3f\t%s\t%.1f\t%.0f\t%.0f\t%.0f\t%s\n" "$mem" "$size" "$k" "$r" "$tp" "$ss" "$ratio" "$cpp" \
+          "$p50" "$p99" "$p999" "$(cut -d' ' -f1 /proc/loadavg)" | tee -a "$results"
+      done
     done
   done
 done
 echo
 echo "bench.sh: medians over $ROUNDS round(s), $FLOWS flows (Mpps per forwarding core;"
-echo "          ratio: the median of each round's synshare/testpmd, the two run back to back)"
-printf "%-8s %-6s %12s %14s %8s %12s\n" memory size testpmd synshare ratio cycles/pkt
-col() { awk -v m="$1" -v s="$2" -v c="$3" '$1 == m && $2 == s { print $c }' "$results" | median; }
+echo "          ratio: the median of each round's synshare/testpmd, the two run back to back;"
+echo "          members K: the node is member 1 of K equal members)"
+printf "%-8s %-6s %7s %12s %14s %8s %12s\n" memory size members testpmd synshare ratio cycles/pkt
+col() { awk -v m="$1" -v s="$2" -v k="$3" -v c="$4" '$1 == m && $2 == s && $3 == k { print $c }' "$results" | median; }
 for mem in $MEMORY; do
   for size in $SIZES; do
-    printf "%-8s %-6s %12s %14s %8s %12s\n" "$mem" "$size" "$(col "$mem" "$size" 4)" "$(col "$mem" "$size" 5)" \
-      "$(col "$mem" "$size" 6)" "$(col "$mem" "$size" 7)"
+    for k in $MEMBERS; do
+      printf "%-8s %-6s %7s %12s %14s %8s %12s\n" "$mem" "$size" "$k" "$(col "$mem" "$size" "$k" 5)" \
+        "$(col "$mem" "$size" "$k" 6)" "$(col "$mem" "$size" "$k" 7)" "$(col "$mem" "$size" "$k" 8)"
+    done
   done
 done
 echo "bench.sh: per-round figures in $results"

@@ -151,18 +151,24 @@ impl BurstObserver for Observer {
     }
 }
 
-/// (VmRSS, HugetlbPages) of this process in KiB.
-fn memory_kib() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| -> u64 {
-        status
-            .lines()
+/// (VmRSS, HugetlbPages, AnonHugePages) of this process in KiB: the last
+/// is the heap on transparent huge pages (the flow table's, when the
+/// kernel gave them).
+fn memory_kib() -> (u64, u64, u64) {
+    let field = |text: &str, name: &str| -> u64 {
+        text.lines()
             .find_map(|l| l.strip_prefix(name))
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     };
-    (field("VmRSS:"), field("HugetlbPages:"))
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let rollup = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap_or_default();
+    (
+        field(&status, "VmRSS:"),
+        field(&status, "HugetlbPages:"),
+        field(&rollup, "AnonHugePages:"),
+    )
 }
 
 fn layout(text: &str) -> Result<Layout, String> {
@@ -380,7 +386,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         }
     }
     let preload_s = t.elapsed().as_secs_f64();
-    let (rss_loaded, huge_loaded) = memory_kib();
+    let (rss_loaded, huge_loaded, _) = memory_kib();
     let table_bytes = flows.memory_bytes();
     let table_capacity = flows.capacity();
     let table_live = flows.len();
@@ -429,7 +435,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let timer = {
         let stop = Arc::clone(&stop);
         let measuring = Arc::clone(&measuring);
-        move || -> (u64, u64, (u64, u64)) {
+        move || -> (u64, u64, (u64, u64, u64)) {
             std::thread::sleep(Duration::from_secs_f64(warmup));
             let t0 = dpdk::tsc();
             measuring.store(true, Ordering::Relaxed);
@@ -443,7 +449,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         }
     };
     let worker_lcore = eal.worker_lcores().first().copied();
-    let (t0, t1, (rss_end, huge_end)) = match worker_lcore {
+    let (t0, t1, (rss_end, huge_end, thp_end)) = match worker_lcore {
         Some(lcore) => {
             dpdk::launch(lcore, job).map_err(|e| e.to_string())?;
             let window = timer();
@@ -518,6 +524,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         },
         "rss_kib": { "loaded": rss_loaded, "running": rss_end },
         "hugetlb_kib": { "loaded": huge_loaded, "running": huge_end },
+        "anon_huge_kib": thp_end,
         "mbufs": plan.mbufs,
         "data_room": plan.data_room,
         "members": members,
@@ -550,9 +557,10 @@ pub fn run(args: &[String]) -> Result<(), String> {
         table_bytes as f64 / table_live.max(1) as f64
     );
     println!(
-        "bench: memory: VmRSS {:.1} MiB after loading, {:.1} MiB running; hugepages {:.1} MiB",
+        "bench: memory: VmRSS {:.1} MiB after loading, {:.1} MiB running ({:.1} MiB on transparent huge pages); hugepages {:.1} MiB",
         rss_loaded as f64 / 1024.0,
         rss_end as f64 / 1024.0,
+        thp_end as f64 / 1024.0,
         huge_end as f64 / 1024.0
     );
     println!(

@@ -2,17 +2,24 @@
 //!
 //! [`Classifier::from_wire`] decides what happens to a frame received on the
 //! wire port: up to the kernel, answered in place (ARP and neighbour
-//! solicitations for a VIP), or dropped with a reason.
+//! solicitations for a VIP), or dropped with a reason. A worker splits it in
+//! two over a burst: [`Classifier::look`] at every frame first (a fast path
+//! for plain TCP to a unicast MAC: fixed-offset loads, the connection
+//! value, the bucket's gate, the flow table's line prefetched),
+//! then [`Classifier::decide`] each one with what the look carried. Frames
+//! off the fast path go through the full parser ([`packet::parse`]), so
+//! every counter is the same either way ([`Classifier::from_wire_full`] is
+//! that reference path, for tests and fuzzing).
 //! [`Classifier::from_kernel`] decides what happens to a frame the kernel
 //! sends through the exception port. Both read and rewrite the frame
 //! through [`PacketBuf`], which a DPDK mbuf and a plain test buffer
 //! implement, and return a [`Counter`] that names the outcome.
 
 use crate::counters::Counter;
-use crate::flow::{FlowKey, FlowState, FlowTable, Touch};
-use crate::hash::{ConnectionValue, Toeplitz, SYMMETRIC_KEY};
+use crate::flow::{FlowKey, FlowRef, FlowState, FlowTable, Touch};
+use crate::hash::{symmetric, ConnectionValue};
 use crate::ownership::{BucketState, OwnershipView};
-use crate::packet::{self, arp, proto, tcp_flags, Addr, Frame, Ip, Mac, Payload, L4};
+use crate::packet::{self, arp, ethertype, proto, tcp_flags, Addr, Frame, Ip, Mac, Payload, L4};
 
 /// A frame buffer the classifier can read and rewrite.
 pub trait PacketBuf {
@@ -108,18 +115,158 @@ pub struct Context<'a> {
     pub rss: Option<u32>,
 }
 
+/// What [`Classifier::look`] found in a wire frame, carried to
+/// [`Classifier::decide`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Look(Seen);
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Seen {
+    /// Not on the fast path: the full parser decides.
+    Full,
+    /// Decided already (among others, every frame of a closed bucket: a
+    /// bucket neither held nor with flows here stays so for the burst, as
+    /// only held buckets get new flows and the view changes between
+    /// bursts).
+    Done(Counter),
+    /// A plain TCP segment to a served VIP port in an open bucket; its
+    /// flow's group is prefetched. `to_node`: sent to the node's MAC, not
+    /// the cluster's (for the rewrite on the way up).
+    Tcp { flags: u8, flow: FlowRef, to_node: bool },
+    /// A plain TCP segment for the node itself (its MAC, not a VIP).
+    Local,
+}
+
+impl Look {
+    /// A frame the full parser decides.
+    pub const FULL: Look = Look(Seen::Full);
+
+    /// A frame decided before [`Classifier::decide`] (e.g. a chained mbuf).
+    pub fn decided(outcome: Counter) -> Look {
+        Look(Seen::Done(outcome))
+    }
+
+    /// True when the look took the fast path (for tests and benchmarks).
+    pub fn is_fast(&self) -> bool {
+        !matches!(self.0, Seen::Full)
+    }
+}
+
+impl Default for Look {
+    fn default() -> Self {
+        Look::FULL
+    }
+}
+
+/// Fixed offsets of the fast path's frames: untagged Ethernet, IPv4 with
+/// a 20-byte header or IPv6 with no extension header, then TCP.
+mod fast {
+    use core::ops::Range;
+    pub const DST_MAC: Range<usize> = 0..6;
+    pub const SRC_MAC: Range<usize> = 6..12;
+    pub const ETHERTYPE: Range<usize> = 12..14;
+    pub const L3: usize = 14;
+    /// IPv4 header fields, from L3.
+    pub const V4_VERSION_IHL: usize = 0;
+    pub const V4_TOTAL_LEN: Range<usize> = 2..4;
+    pub const V4_FRAGMENT: Range<usize> = 6..8;
+    pub const V4_PROTOCOL: usize = 9;
+    pub const V4_ADDRESSES: Range<usize> = 12..20;
+    pub const V4_SRC: Range<usize> = 12..16;
+    pub const V4_DST: Range<usize> = 16..20;
+    pub const V4_HEADER_LEN: usize = 20;
+    /// IPv6 header fields, from L3.
+    pub const V6_PAYLOAD_LEN: Range<usize> = 4..6;
+    pub const V6_NEXT_HEADER: usize = 6;
+    pub const V6_ADDRESSES: Range<usize> = 8..40;
+    pub const V6_SRC: Range<usize> = 8..24;
+    pub const V6_DST: Range<usize> = 24..40;
+    pub const V6_HEADER_LEN: usize = 40;
+    /// TCP header fields, from L4.
+    pub const TCP_PORTS: Range<usize> = 0..4;
+    pub const TCP_DATA_OFFSET: usize = 12;
+    pub const TCP_FLAGS: usize = 13;
+    pub const TCP_HEADER_LEN: usize = 20;
+}
+
+/// Whom a fast-path frame is sent to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dest {
+    /// The cluster MAC.
+    Cluster,
+    /// The node's own MAC.
+    Node,
+    /// Another unicast MAC (flooded by the switch).
+    Other,
+}
+
+/// What the fast path read from a frame.
+struct FastTcp {
+    dest: Dest,
+    client: Addr,
+    vip: Addr,
+    client_port: u16,
+    vip_port: u16,
+    flags: u8,
+    /// XOR of the tuple's 16-bit words (see [`symmetric`]).
+    folded: u16,
+}
+
+/// Reads a big-endian u16 at `r` (two bytes).
+#[inline]
+fn be16(b: &[u8], r: core::ops::Range<usize>) -> u16 {
+    u16::from_be_bytes([b[r.start], b[r.start + 1]])
+}
+
+/// True when a 20-byte IPv4 header's checksum verifies: the ones'-
+/// complement sum of its five 32-bit words, folded, is all ones (the same
+/// test as [`packet::checksum`] == 0).
+#[inline]
+fn ipv4_header_sums(h: &[u8]) -> bool {
+    let mut acc = 0u64;
+    for w in h[..20].chunks_exact(4) {
+        acc += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
+    }
+    acc = (acc & 0xffff_ffff) + (acc >> 32);
+    acc = (acc & 0xffff) + (acc >> 16);
+    acc = (acc & 0xffff) + (acc >> 16);
+    acc = (acc & 0xffff) + (acc >> 16);
+    acc == 0xffff
+}
+
+/// The outcome of a TCP segment to a VIP port in a closed bucket (see
+/// [`crate::flow::BucketGate::is_closed`]), as the accept rules give it.
+#[inline]
+fn closed_tcp(flags: u8) -> Counter {
+    use tcp_flags::{ACK, FIN, RST, SYN};
+    if flags & SYN == 0 {
+        Counter::DropNotOwner
+    } else if flags & (FIN | RST) != 0 {
+        Counter::DropTcpBadFlags
+    } else if flags & ACK == 0 {
+        Counter::DropSynNotOwner
+    } else {
+        Counter::DropNotOwner
+    }
+}
+
 /// A node's packet decisions. See the module documentation.
 pub struct Classifier {
     addrs: NodeAddresses,
-    toeplitz: Toeplitz,
+    /// Frames going up keep the cluster MAC as destination when it is a
+    /// group address or the kernel's own; else it is rewritten.
+    rewrite_cluster_mac: bool,
+    /// The same for the node's MAC.
+    rewrite_node_mac: bool,
 }
 
 impl Classifier {
     /// A classifier for a node with these addresses.
     pub fn new(addrs: NodeAddresses) -> Self {
         Classifier {
+            rewrite_cluster_mac: !addrs.cluster_mac.is_group() && addrs.cluster_mac != addrs.kernel_mac,
+            rewrite_node_mac: !addrs.node_mac.is_group() && addrs.node_mac != addrs.kernel_mac,
             addrs,
-            toeplitz: Toeplitz::new(&SYMMETRIC_KEY),
         }
     }
 
@@ -131,7 +278,7 @@ impl Classifier {
     /// The connection value of client → VIP, as every node computes it.
     #[inline]
     pub fn connection_value(&self, client: Addr, vip: Addr, client_port: u16, vip_port: u16) -> ConnectionValue {
-        self.toeplitz.tuple(client, vip, client_port, vip_port)
+        symmetric::tuple(client, vip, client_port, vip_port)
     }
 
     #[inline]
@@ -139,60 +286,174 @@ impl Classifier {
         self.addrs.vips.iter().find(|v| v.addr == addr)
     }
 
-    /// Hints into the cache the flow-table group of a TCP frame to a VIP,
-    /// ahead of [`Classifier::from_wire`]: a worker calls it for a whole
-    /// burst first, so the table's memory latency overlaps. Reads the
-    /// untagged Ethernet/IP/TCP headers only, checks nothing else and
-    /// changes nothing; any other frame is ignored.
+    /// Reads a plain TCP segment to a unicast MAC with fixed-offset loads:
+    /// untagged, IPv4 with a 20-byte header and a good checksum or IPv6
+    /// with no extension header, not a fragment, lengths consistent, a
+    /// source MAC that is not spoofed. Anything else is None, for the full
+    /// parser: every frame the fast path takes, the full path would parse
+    /// to the same fields.
     #[inline]
-    pub fn prefetch_flow(&self, frame: &[u8], flows: &FlowTable) {
-        let be16 = |at: usize| frame.get(at..at + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
-        let key = match be16(12) {
-            Some(packet::ethertype::IPV4) => {
-                let (Some(h), Some(&ihl)) = (frame.get(14..34), frame.get(14)) else {
-                    return;
-                };
-                if h[9] != proto::TCP {
-                    return;
-                }
-                let mut dst = [0u8; 4];
-                dst.copy_from_slice(&h[16..20]);
-                if self.vip(Addr::V4(dst)).is_none() {
-                    return;
-                }
-                let mut src = [0u8; 4];
-                src.copy_from_slice(&h[12..16]);
-                let l4 = 14 + usize::from(ihl & 0x0f) * 4;
-                let (Some(sport), Some(dport)) = (be16(l4), be16(l4 + 2)) else {
-                    return;
-                };
-                FlowKey::new(Addr::V4(src), sport, Addr::V4(dst), dport)
-            }
-            Some(packet::ethertype::IPV6) => {
-                let Some(h) = frame.get(14..54) else { return };
-                if h[6] != proto::TCP {
-                    return;
-                }
-                let mut dst = [0u8; 16];
-                dst.copy_from_slice(&h[24..40]);
-                if self.vip(Addr::V6(dst)).is_none() {
-                    return;
-                }
-                let mut src = [0u8; 16];
-                src.copy_from_slice(&h[8..24]);
-                let (Some(sport), Some(dport)) = (be16(54), be16(56)) else {
-                    return;
-                };
-                FlowKey::new(Addr::V6(src), sport, Addr::V6(dst), dport)
-            }
-            _ => return,
+    fn fast_tcp(&self, frame: &[u8]) -> Option<FastTcp> {
+        use fast::*;
+        // As the full parser: never look past 64 KiB.
+        let frame = &frame[..frame.len().min(usize::from(u16::MAX))];
+        let cluster = &self.addrs.cluster_mac.0;
+        if frame.len() < L3 + V4_HEADER_LEN + TCP_HEADER_LEN || frame[0] & 1 != 0 {
+            return None;
+        }
+        let dest = if frame[DST_MAC] == cluster[..] {
+            Dest::Cluster
+        } else if frame[DST_MAC] == self.addrs.node_mac.0 {
+            Dest::Node
+        } else {
+            Dest::Other
         };
-        flows.prefetch(&key);
+        let src_mac = &frame[SRC_MAC];
+        if src_mac[0] & 1 != 0 || src_mac == cluster || src_mac == self.addrs.node_mac.0 {
+            return None;
+        }
+        let ip = &frame[L3..];
+        let (l4, l4_len) = match be16(frame, ETHERTYPE) {
+            ethertype::IPV4 => {
+                let total = usize::from(be16(ip, V4_TOTAL_LEN));
+                if ip[V4_VERSION_IHL] != 0x45
+                    || total < V4_HEADER_LEN + TCP_HEADER_LEN
+                    || total > ip.len()
+                    || be16(ip, V4_FRAGMENT) & 0x3fff != 0
+                    || ip[V4_PROTOCOL] != proto::TCP
+                    || !ipv4_header_sums(ip)
+                {
+                    return None;
+                }
+                (&ip[V4_HEADER_LEN..total], total - V4_HEADER_LEN)
+            }
+            ethertype::IPV6 => {
+                if ip.len() < V6_HEADER_LEN + TCP_HEADER_LEN {
+                    return None;
+                }
+                let payload = usize::from(be16(ip, V6_PAYLOAD_LEN));
+                if ip[0] >> 4 != 6
+                    || ip[V6_NEXT_HEADER] != proto::TCP
+                    || payload < TCP_HEADER_LEN
+                    || V6_HEADER_LEN + payload > ip.len()
+                {
+                    return None;
+                }
+                (&ip[V6_HEADER_LEN..V6_HEADER_LEN + payload], payload)
+            }
+            _ => return None,
+        };
+        let data_offset = usize::from(l4[TCP_DATA_OFFSET] >> 4) * 4;
+        if data_offset < TCP_HEADER_LEN || data_offset > l4_len {
+            return None;
+        }
+        let ports = u32::from_be_bytes([l4[0], l4[1], l4[2], l4[3]]);
+        let flags = l4[TCP_FLAGS];
+        let _ = TCP_PORTS;
+        let (client, vip, addresses) = if ip[0] >> 4 == 4 {
+            let mut c = [0u8; 4];
+            c.copy_from_slice(&ip[V4_SRC]);
+            let mut v = [0u8; 4];
+            v.copy_from_slice(&ip[V4_DST]);
+            (Addr::V4(c), Addr::V4(v), symmetric::fold(&ip[V4_ADDRESSES]))
+        } else {
+            let mut c = [0u8; 16];
+            c.copy_from_slice(&ip[V6_SRC]);
+            let mut v = [0u8; 16];
+            v.copy_from_slice(&ip[V6_DST]);
+            (Addr::V6(c), Addr::V6(v), symmetric::fold(&ip[V6_ADDRESSES]))
+        };
+        Some(FastTcp {
+            dest,
+            client,
+            vip,
+            client_port: (ports >> 16) as u16,
+            vip_port: ports as u16,
+            flags,
+            folded: addresses ^ symmetric::fold32(ports),
+        })
+    }
+
+    /// The first look at a wire frame, for a whole burst before any of it
+    /// is decided: on the fast path (see the module documentation), the
+    /// connection value (`rss`, the NIC's, when given), the bucket's gate
+    /// and, when the gate is open, the flow's place in the table, whose
+    /// line is prefetched. Changes nothing. `flows` must have followed the
+    /// burst's view ([`FlowTable::follow`]).
+    #[inline]
+    pub fn look(&self, frame: &[u8], rss: Option<u32>, flows: &FlowTable) -> Look {
+        let Some(t) = self.fast_tcp(frame) else {
+            return Look::FULL;
+        };
+        // As the full path: not for us, then the destination address.
+        if t.dest == Dest::Other {
+            return Look(Seen::Done(Counter::DropNotForUs));
+        }
+        let Some(vip) = self.vip(t.vip) else {
+            return Look(match t.dest {
+                Dest::Cluster => Seen::Done(Counter::DropClusterMacNotVip),
+                _ => Seen::Local,
+            });
+        };
+        if !vip.tcp_ports.contains(t.vip_port) {
+            return Look(Seen::Done(Counter::DropVipPortNotServed));
+        }
+        let value = rss
+            .map(ConnectionValue)
+            .unwrap_or_else(|| symmetric::of_folded(t.folded));
+        if !flows.is_open(value) {
+            return Look(Seen::Done(closed_tcp(t.flags)));
+        }
+        let flow = FlowRef::new(&FlowKey::new(t.client, t.client_port, t.vip, t.vip_port), value);
+        flows.prefetch(&flow);
+        Look(Seen::Tcp {
+            flags: t.flags,
+            flow,
+            to_node: t.dest == Dest::Node,
+        })
+    }
+
+    /// Decides a frame from the wire with what [`Classifier::look`] found
+    /// in it (the frame must be the one looked at, unchanged since). The
+    /// frame may be rewritten, as by [`Classifier::from_wire`].
+    #[inline]
+    pub fn decide<B: PacketBuf>(&self, buf: &mut B, look: Look, cx: &mut Context<'_>) -> Counter {
+        match look.0 {
+            Seen::Full => self.from_wire_full(buf, cx),
+            Seen::Done(outcome) => outcome,
+            Seen::Tcp { flags, flow, to_node } => {
+                let outcome = self.vip_tcp(flags, Some(&flow), cx);
+                let rewrite = if to_node {
+                    self.rewrite_node_mac
+                } else {
+                    self.rewrite_cluster_mac
+                };
+                if outcome.action() == Action::ToKernel && rewrite {
+                    buf.bytes_mut()[fast::DST_MAC].copy_from_slice(&self.addrs.kernel_mac.0);
+                }
+                outcome
+            }
+            Seen::Local => {
+                if self.rewrite_node_mac {
+                    buf.bytes_mut()[fast::DST_MAC].copy_from_slice(&self.addrs.kernel_mac.0);
+                }
+                Counter::KernelLocal
+            }
+        }
     }
 
     /// Decides a frame received on the wire port. The frame may be
     /// rewritten: destination MAC of frames going up, or a whole reply.
     pub fn from_wire<B: PacketBuf>(&self, buf: &mut B, cx: &mut Context<'_>) -> Counter {
+        cx.flows.follow(cx.view);
+        let look = self.look(buf.bytes(), cx.rss, cx.flows);
+        self.decide(buf, look, cx)
+    }
+
+    /// [`Classifier::from_wire`] through the full parser only: the
+    /// reference the fast path is tested against.
+    pub fn from_wire_full<B: PacketBuf>(&self, buf: &mut B, cx: &mut Context<'_>) -> Counter {
+        cx.flows.follow(cx.view);
         let frame = match packet::parse(buf.bytes()) {
             Ok(f) => f,
             Err(e) => return Counter::malformed(e),
@@ -347,7 +608,15 @@ impl Classifier {
                 if !vip.tcp_ports.contains(dst_port) {
                     return Counter::DropVipPortNotServed;
                 }
-                let outcome = self.vip_tcp(ip, src_port, dst_port, flags, cx);
+                let value = cx
+                    .rss
+                    .map(ConnectionValue)
+                    .unwrap_or_else(|| symmetric::tuple(ip.src, ip.dst, src_port, dst_port));
+                let flow = cx
+                    .flows
+                    .is_open(value)
+                    .then(|| FlowRef::new(&FlowKey::new(ip.src, src_port, ip.dst, dst_port), value));
+                let outcome = self.vip_tcp(flags, flow.as_ref(), cx);
                 if outcome.action() == Action::ToKernel {
                     self.up(buf, frame, outcome)
                 } else {
@@ -361,7 +630,7 @@ impl Classifier {
                 let value = cx
                     .rss
                     .map(ConnectionValue)
-                    .unwrap_or_else(|| self.toeplitz.tuple(ip.src, ip.dst, src_port, dst_port));
+                    .unwrap_or_else(|| symmetric::tuple(ip.src, ip.dst, src_port, dst_port));
                 match cx.view.state(value.bucket(cx.view.mask())) {
                     BucketState::Foreign => Counter::DropUdpNotOwner,
                     _ => self.up(buf, frame, Counter::KernelVipUdp),
@@ -373,52 +642,61 @@ impl Classifier {
         }
     }
 
-    /// The accept rules for TCP to a VIP (see DESIGN.md).
+    /// The accept rules for TCP to a VIP (see DESIGN.md), for a segment
+    /// with `flags`. `flow` is the segment's place in the flow table
+    /// (with its connection value), needed only when the bucket's gate is
+    /// open (held, or with flows here); None means the caller found it
+    /// closed, and a closed gate decides without the table.
     #[inline]
-    fn vip_tcp(&self, ip: &Ip, src_port: u16, dst_port: u16, flags: u8, cx: &mut Context<'_>) -> Counter {
+    fn vip_tcp(&self, flags: u8, flow: Option<&FlowRef>, cx: &mut Context<'_>) -> Counter {
         use tcp_flags::{ACK, FIN, RST, SYN};
         let syn = flags & SYN != 0;
         if syn && flags & (FIN | RST) != 0 {
             return Counter::DropTcpBadFlags;
         }
-        let value = cx
-            .rss
-            .map(ConnectionValue)
-            .unwrap_or_else(|| self.toeplitz.tuple(ip.src, ip.dst, src_port, dst_port));
-        let state = cx.view.state(value.bucket(cx.view.mask()));
-        let key = FlowKey::new(ip.src, src_port, ip.dst, dst_port);
-        if syn && flags & ACK == 0 {
+        let new_connection = syn && flags & ACK == 0;
+        // Another node's bucket with no flow of ours in it.
+        let Some(flow) = flow else { return closed_tcp(flags) };
+        let gate = cx.flows.gate(flow.value());
+        if gate.is_closed() {
+            // Closed by an earlier frame of the burst (its last flow ended).
+            return closed_tcp(flags);
+        }
+        let state = gate.state();
+        if new_connection {
             // A SYN is accepted only where this node holds the claim, even
             // for a flow it knows: a retransmitted SYN in a bucket it has
             // released belongs to the new owner now.
             if state == BucketState::Foreign {
-                cx.flows.remove(&key, cx.now_ms);
+                cx.flows.remove(flow, cx.now_ms);
                 return Counter::DropSynNotOwner;
             }
-            return if cx.flows.insert(key, FlowState::HalfOpen, cx.now_ms) {
+            return if cx.flows.insert(flow, FlowState::HalfOpen, cx.now_ms) {
                 Counter::KernelVipSyn
             } else {
                 Counter::KernelVipSynUntracked
             };
         }
-        match cx.flows.touch(&key, flags, cx.now_ms) {
-            Touch::Known(_) => Counter::KernelVipFlow,
-            Touch::Unknown => match state {
-                BucketState::Settled => {
-                    // A connection we do not know in a bucket we have held
-                    // for longer than the drain period: a SYN-cookie
-                    // connection or an evicted entry. Track it from now on.
-                    // Only a segment with ACK (and neither RST nor FIN) can
-                    // belong to a live connection: a flood of flagless or
-                    // odd segments must not fill the table.
-                    if flags & (RST | FIN) == 0 && flags & ACK != 0 {
-                        cx.flows.insert(key, FlowState::Established, cx.now_ms);
-                    }
-                    Counter::KernelVipAdopted
+        if gate.has_flows() {
+            if let Touch::Known(_) = cx.flows.touch(flow, flags, cx.now_ms) {
+                return Counter::KernelVipFlow;
+            }
+        }
+        match state {
+            BucketState::Settled => {
+                // A connection we do not know in a bucket we have held
+                // for longer than the drain period: a SYN-cookie
+                // connection or an evicted entry. Track it from now on.
+                // Only a segment with ACK (and neither RST nor FIN) can
+                // belong to a live connection: a flood of flagless or
+                // odd segments must not fill the table.
+                if flags & (RST | FIN) == 0 && flags & ACK != 0 {
+                    cx.flows.insert(flow, FlowState::Established, cx.now_ms);
                 }
-                BucketState::Claimed => Counter::DropRecentBucket,
-                BucketState::Foreign => Counter::DropNotOwner,
-            },
+                Counter::KernelVipAdopted
+            }
+            BucketState::Claimed => Counter::DropRecentBucket,
+            BucketState::Foreign => Counter::DropNotOwner,
         }
     }
 
@@ -445,7 +723,7 @@ impl Classifier {
             return self.answer_solicit(buf, frame, ip, target);
         }
         let state = if echo {
-            let value = self.toeplitz.addresses(ip.src, ip.dst);
+            let value = symmetric::addresses(ip.src, ip.dst);
             cx.view.state(value.bucket(cx.view.mask()))
         } else if error {
             // An error about a packet the VIP sent: it quotes that packet,
@@ -453,10 +731,10 @@ impl Classifier {
             match self.quoted_flow(buf.bytes(), ip) {
                 Some((client, client_port, vip_port)) => {
                     let key = FlowKey::new(client, client_port, ip.dst, vip_port);
-                    if cx.flows.get(&key, cx.now_ms).is_some() {
+                    if cx.flows.get(key, cx.now_ms).is_some() {
                         return self.up(buf, frame, Counter::KernelVipIcmp);
                     }
-                    let value = self.toeplitz.tuple(client, ip.dst, client_port, vip_port);
+                    let value = symmetric::tuple(client, ip.dst, client_port, vip_port);
                     cx.view.state(value.bucket(cx.view.mask()))
                 }
                 None => return Counter::DropIcmpBad,
@@ -603,9 +881,15 @@ mod tests {
     use crate::synth::*;
 
     fn classifier() -> Classifier {
+        classifier_with_kernel(KERNEL_MAC)
+    }
+
+    /// A classifier whose kernel has `kernel_mac` (the node's own, for a
+    /// tap that shares it: then nothing is rewritten on the way up).
+    fn classifier_with_kernel(kernel_mac: Mac) -> Classifier {
         Classifier::new(NodeAddresses {
             node_mac: NODE_MAC,
-            kernel_mac: KERNEL_MAC,
+            kernel_mac,
             cluster_mac: CLUSTER_MAC,
             vips: vec![
                 Vip::new(Addr::V4(V4_VIP), &[80], &[53]),
@@ -646,6 +930,242 @@ mod tests {
             let outcome = self.c.from_wire(&mut buf, &mut cx);
             (outcome, buf)
         }
+
+        /// As [`Node::wire`], through the full parser only, with `rss`.
+        fn wire_full(&mut self, frame: &[u8], rss: Option<u32>) -> (Counter, TestBuf) {
+            let mut buf = TestBuf::new(frame);
+            let mut cx = Context {
+                view: &self.view,
+                flows: &mut self.flows,
+                now_ms: self.now,
+                rss,
+            };
+            let outcome = self.c.from_wire_full(&mut buf, &mut cx);
+            (outcome, buf)
+        }
+
+        /// As [`Node::wire`], with `rss`; also says whether the fast path
+        /// took the frame.
+        fn wire_fast(&mut self, frame: &[u8], rss: Option<u32>) -> (Counter, TestBuf, bool) {
+            let mut buf = TestBuf::new(frame);
+            let mut cx = Context {
+                view: &self.view,
+                flows: &mut self.flows,
+                now_ms: self.now,
+                rss,
+            };
+            cx.flows.follow(cx.view);
+            let look = self.c.look(buf.bytes(), rss, cx.flows);
+            let outcome = self.c.decide(&mut buf, look, &mut cx);
+            (outcome, buf, look.is_fast())
+        }
+    }
+
+    /// A small xorshift for the randomised tests.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+
+        fn pick<T: Copy>(&mut self, from: &[T]) -> T {
+            from[self.below(from.len() as u64) as usize]
+        }
+    }
+
+    /// Recomputes the IPv4 header checksum of an untagged frame.
+    fn fix_ipv4_checksum(f: &mut [u8]) {
+        if f.len() >= 34 && f[12..14] == [8, 0] {
+            let ihl = (usize::from(f[14] & 0x0f) * 4).clamp(20, f.len() - 14);
+            f[24] = 0;
+            f[25] = 0;
+            let sum = packet::checksum(&f[14..14 + ihl]);
+            f[24..26].copy_from_slice(&sum.to_be_bytes());
+        }
+    }
+
+    /// A frame a client, a neighbour or an attacker might send: mostly TCP
+    /// to a VIP, often broken in one of the places the fast path reads.
+    fn random_frame(rng: &mut Rng) -> Vec<u8> {
+        let any = rng.next() as u8;
+        let flags = rng.pick(&[
+            tcp_flags::SYN,
+            tcp_flags::ACK,
+            tcp_flags::ACK,
+            tcp_flags::ACK | tcp_flags::FIN,
+            tcp_flags::RST,
+            tcp_flags::SYN | tcp_flags::ACK,
+            tcp_flags::SYN | tcp_flags::FIN,
+            0,
+            any,
+        ]);
+        // Few clients and ports, so flows repeat and meet their entries.
+        let port = 40000 + rng.below(24) as u16;
+        let host = [192, 0, 2, 10 + rng.below(3) as u8];
+        let mut v6 = V6_CLIENT;
+        v6[15] = rng.below(3) as u8;
+        let vip_port = rng.pick(&[80, 80, 80, 81]);
+        let mut f = match rng.below(16) {
+            0..=6 => tcp4_to(CLUSTER_MAC, host, port, V4_VIP, vip_port, flags),
+            7..=10 => tcp6_to(CLUSTER_MAC, v6, port, V6_VIP, vip_port, flags),
+            11 => match rng.below(3) {
+                0 => tcp4_to(NODE_MAC, host, port, V4_VIP, 80, flags),
+                1 => tcp6_to(
+                    NODE_MAC,
+                    v6,
+                    port,
+                    [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x21],
+                    80,
+                    flags,
+                ),
+                _ => tcp4_to(Mac([2, 7, 7, 7, 7, 7]), host, port, V4_VIP, 80, flags),
+            },
+            12 => add_vlan(&tcp4_to(CLUSTER_MAC, host, port, V4_VIP, 80, flags), 5),
+            13 => tcp6_with_ext(&[(0, 8)], flags),
+            14 => udp4_to(CLUSTER_MAC, host, port, V4_VIP, 53),
+            _ => tcp4_to(CLUSTER_MAC, host, port, [192, 0, 2, 99], 80, flags),
+        };
+        let v6_frame = f[12..14] == [0x86, 0xdd];
+        // Up to three hostile changes, in the fields the fast path reads.
+        for _ in 0..rng.below(4) {
+            let at = match rng.below(12) {
+                0 => rng.below(12) as usize,     // MACs
+                1 => 12 + rng.below(2) as usize, // EtherType
+                2 => 14,                         // version, IHL
+                3 => 16 + rng.below(2) as usize, // IPv4 total / IPv6 payload length
+                4 => 20 + rng.below(2) as usize, // fragment / next header
+                5 => 23,                         // IPv4 protocol
+                6 => 24 + rng.below(2) as usize, // IPv4 checksum
+                7 if v6_frame => 54 + 12,        // TCP data offset
+                7 => 34 + 12,
+                8 => rng.below(f.len() as u64 + 1) as usize,
+                _ => usize::MAX,
+            };
+            match (at, rng.below(5)) {
+                (usize::MAX, 0) => f.truncate(rng.below(f.len() as u64 + 1) as usize),
+                (usize::MAX, 1) => f.extend((0..rng.below(40)).map(|_| rng.next() as u8)),
+                (usize::MAX, 2) if f.len() >= 12 => {
+                    let mac = rng.pick(&[CLUSTER_MAC, NODE_MAC, Mac::BROADCAST]);
+                    f[6..12].copy_from_slice(&mac.0);
+                }
+                (usize::MAX, _) => {}
+                (i, _) if i < f.len() => f[i] = rng.next() as u8,
+                _ => {}
+            }
+        }
+        if rng.below(2) == 0 {
+            fix_ipv4_checksum(&mut f);
+        }
+        f
+    }
+
+    #[test]
+    fn the_fast_path_decides_as_the_full_parser_on_random_and_hostile_frames() {
+        // Two nodes with the same view (buckets in all three states) and
+        // the same table: one decides through the fast path where it can,
+        // the other through the full parser only. Every outcome, every
+        // rewritten byte and every change to the flow table must agree,
+        // frame after frame.
+        for (kernel_mac, seed) in [(KERNEL_MAC, 0x5eed_f00d_1234_5678), (NODE_MAC, 0x0dd_ba11)] {
+            fast_and_full_agree(kernel_mac, seed, 100_000);
+        }
+    }
+
+    fn fast_and_full_agree(kernel_mac: Mac, seed: u64, rounds: usize) {
+        let mut rng = Rng(seed);
+        let mut fast = Node::new(BucketState::Foreign);
+        fast.c = classifier_with_kernel(kernel_mac);
+        for b in 0..64u32 {
+            let state = [BucketState::Foreign, BucketState::Claimed, BucketState::Settled][b as usize % 3];
+            fast.view.set(crate::hash::Bucket(b), state);
+        }
+        let mut full = Node {
+            c: classifier_with_kernel(kernel_mac),
+            view: fast.view.clone(),
+            flows: FlowTable::new(1024, FlowTimeouts::default()),
+            now: fast.now,
+        };
+        let mut took_fast = 0;
+        for i in 0..rounds {
+            let f = random_frame(&mut rng);
+            let rss = (rng.below(8) == 0).then(|| rng.next() as u32);
+            let (a, buf_a, was_fast) = fast.wire_fast(&f, rss);
+            let (b, buf_b) = full.wire_full(&f, rss);
+            assert_eq!(a, b, "frame {i}: {f:02x?}");
+            assert_eq!(buf_a.bytes(), buf_b.bytes(), "frame {i}");
+            assert_eq!(fast.flows.len(), full.flows.len(), "frame {i}");
+            assert_eq!(fast.flows.stats(), full.flows.stats(), "frame {i}");
+            took_fast += usize::from(was_fast);
+            if i % 1000 == 999 {
+                fast.now += 700;
+                full.now += 700;
+            }
+        }
+        assert_eq!(fast.flows.census(fast.now), full.flows.census(full.now));
+        assert!(fast.flows.stats().inserted > 100, "{:?}", fast.flows.stats());
+        // Both paths had plenty to do.
+        assert!(took_fast > rounds / 5 && took_fast < rounds * 4 / 5, "{took_fast} fast");
+    }
+
+    #[test]
+    fn a_burst_decides_as_frame_by_frame() {
+        // A SYN and the handshake's ACK in the same burst, in a bucket with
+        // no flows at the look: the ACK must find the flow the SYN made.
+        let syn = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::SYN);
+        let ack = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::ACK);
+        let mut n = Node::new(BucketState::Claimed);
+        n.flows.follow(&n.view);
+        let looks = [n.c.look(&syn, None, &n.flows), n.c.look(&ack, None, &n.flows)];
+        let mut cx = Context {
+            view: &n.view,
+            flows: &mut n.flows,
+            now_ms: n.now,
+            rss: None,
+        };
+        let outcomes: Vec<Counter> = [&syn, &ack]
+            .iter()
+            .zip(looks)
+            .map(|(f, look)| n.c.decide(&mut TestBuf::new(f), look, &mut cx))
+            .collect();
+        assert_eq!(outcomes, [Counter::KernelVipSyn, Counter::KernelVipFlow]);
+    }
+
+    #[test]
+    fn a_closed_gate_drops_without_the_table() {
+        // A bucket neither held nor with flows: decided from its gate; one
+        // of our flows in a released bucket opens it again.
+        let syn = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::SYN);
+        let ack = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::ACK);
+        let mut n = Node::new(BucketState::Claimed);
+        let value = n.c.connection_value(Addr::V4(CLIENT_V4), Addr::V4(V4_VIP), 40000, 80);
+        assert_eq!(n.wire(&syn).0, Counter::KernelVipSyn);
+        n.view = OwnershipView::new(64, 2);
+        n.flows.follow(&n.view);
+        assert!(n.flows.gate(value).has_flows());
+        assert!(!n.flows.gate(value).is_closed());
+        assert_eq!(n.wire(&ack).0, Counter::KernelVipFlow);
+        let other = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40001, V4_VIP, 80, tcp_flags::ACK);
+        let other_value = n.c.connection_value(Addr::V4(CLIENT_V4), Addr::V4(V4_VIP), 40001, 80);
+        assert!(n.flows.gate(other_value).is_closed());
+        assert_eq!(
+            n.c.look(&other, None, &n.flows),
+            Look(Seen::Done(Counter::DropNotOwner)),
+            "decided at the look"
+        );
+        assert_eq!(n.wire(&other).0, Counter::DropNotOwner);
+        // RST ends our flow: the gate closes.
+        let rst = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::RST);
+        assert_eq!(n.wire(&rst).0, Counter::KernelVipFlow);
+        assert!(n.flows.gate(value).is_closed());
+        assert_eq!(n.wire(&ack).0, Counter::DropNotOwner);
     }
 
     #[test]
@@ -862,9 +1382,10 @@ mod tests {
     }
 
     #[test]
-    fn prefetching_reads_any_frame_safely_and_changes_nothing() {
+    fn looking_reads_any_frame_safely_and_changes_nothing() {
         let c = classifier();
         let mut n = Node::new(BucketState::Settled);
+        n.flows.follow(&n.view);
         let frames = [
             tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::SYN),
             tcp6_to(CLUSTER_MAC, V6_CLIENT, 40000, V6_VIP, 80, tcp_flags::ACK),
@@ -875,14 +1396,23 @@ mod tests {
         for f in &frames {
             // Every prefix, and garbage in the IPv4 header length.
             for len in 0..=f.len() {
-                c.prefetch_flow(&f[..len], &n.flows);
+                if c.look(&f[..len], None, &n.flows).is_fast() {
+                    assert!(packet::parse(&f[..len]).is_ok(), "prefix {len} of {f:?}");
+                }
             }
             let mut g = f.clone();
             if g.len() > 14 {
                 g[14] = 0x4f;
             }
-            c.prefetch_flow(&g, &n.flows);
+            assert!(!c.look(&g, None, &n.flows).is_fast());
         }
+        assert!(c.look(&frames[0], None, &n.flows).is_fast());
+        assert!(c.look(&frames[1], None, &n.flows).is_fast());
+        assert!(
+            !c.look(&frames[3], None, &n.flows).is_fast(),
+            "extension headers: full path"
+        );
+        assert!(!c.look(&frames[4], None, &n.flows).is_fast(), "VLAN: full path");
         assert!(n.flows.is_empty());
         assert_eq!(n.wire(&frames[0]).0, Counter::KernelVipSyn);
     }

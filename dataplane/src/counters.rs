@@ -191,6 +191,37 @@ impl Counts {
     }
 }
 
+/// Adds a burst's outcomes to [`Counts`] a run at a time: consecutive equal
+/// outcomes (a burst of another node's traffic, say) are added once, with
+/// the run kept in registers instead of a load and store per frame.
+#[derive(Debug, Default)]
+pub struct Tally {
+    run: Option<(Counter, u64)>,
+}
+
+impl Tally {
+    /// Counts one outcome.
+    #[inline]
+    pub fn add(&mut self, c: Counter, counts: &mut Counts) {
+        match &mut self.run {
+            Some((last, n)) if *last == c => *n += 1,
+            run => {
+                if let Some((last, n)) = run.replace((c, 1)) {
+                    counts.add_n(last, n);
+                }
+            }
+        }
+    }
+
+    /// Adds the pending run to `counts` (at the end of each burst).
+    #[inline]
+    pub fn flush(&mut self, counts: &mut Counts) {
+        if let Some((last, n)) = self.run.take() {
+            counts.add_n(last, n);
+        }
+    }
+}
+
 /// A worker's counters and gauges as the rest of the node reads them.
 /// Written only by the worker (relaxed stores, every few milliseconds).
 #[repr(align(64))]
@@ -245,5 +276,40 @@ impl WorkerStats {
             *v = a.load(Ordering::Relaxed);
         }
         c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tally_adds_up_to_one_add_per_outcome() {
+        let outcomes = [
+            Counter::DropNotOwner,
+            Counter::DropNotOwner,
+            Counter::KernelVipFlow,
+            Counter::DropNotOwner,
+            Counter::KernelVipSyn,
+            Counter::KernelVipSyn,
+            Counter::KernelVipSyn,
+        ];
+        let mut one_by_one = Counts::default();
+        let mut tallied = Counts::default();
+        let mut tally = Tally::default();
+        for (i, c) in outcomes.iter().enumerate() {
+            one_by_one.add(*c);
+            tally.add(*c, &mut tallied);
+            if i == 3 {
+                // A burst ends mid-run.
+                tally.flush(&mut tallied);
+                assert_eq!(tallied, one_by_one);
+            }
+        }
+        tally.flush(&mut tallied);
+        assert_eq!(tallied, one_by_one);
+        assert_eq!(tallied.get(Counter::DropNotOwner), 3);
+        tally.flush(&mut tallied);
+        assert_eq!(tallied, one_by_one, "a second flush adds nothing");
     }
 }

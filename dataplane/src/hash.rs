@@ -4,8 +4,13 @@
 //! With [`SYMMETRIC_KEY`] (0x6d5a repeated) the value is the same for both
 //! directions of a connection, and a NIC programmed with the same key and
 //! fields computes it in hardware. This is the software path, for ports with
-//! no RSS (TAP, af_packet): a table of 32-bit partial results per input byte
-//! position and byte value, so a 12-byte IPv4 tuple costs 12 lookups.
+//! no RSS (TAP, af_packet).
+//!
+//! [`Toeplitz`] is the general function for any key: a table of 32-bit
+//! partial results per input byte position and byte value (36 KiB), the
+//! reference. The packet path uses [`symmetric`] instead: with the key's
+//! period of 16 bits, Toeplitz depends only on the XOR of the input's 16-bit
+//! words, and is two lookups in 2 KiB (see its documentation for why).
 
 use crate::packet::Addr;
 
@@ -115,6 +120,115 @@ impl Toeplitz {
     }
 }
 
+/// Toeplitz under [`SYMMETRIC_KEY`] without the per-position table.
+///
+/// Toeplitz XORs, for every input bit `i` that is set, the 32 key bits
+/// starting at bit `i`. The symmetric key repeats 0x6d5a, so that window
+/// depends only on `i mod 16`: it is `r(i mod 16)` twice over, where
+/// `r(j)` is 0x6d5a rotated left by `j`. Input bit `i` is bit `i mod 16`
+/// (from the top) of the input's 16-bit word `i / 16`, so the hash is the
+/// XOR of `r(j)` over the bits `j` set in the XOR of all the input's
+/// big-endian 16-bit words ([`symmetric::fold`]): a linear function of 16
+/// bits, the same in both halves. That is also why the value is symmetric
+/// (the XOR does not care about word order) and why it has 16 bits of
+/// entropy. The tests prove it equal to [`Toeplitz`] (and, in
+/// `tests/eal.rs`, to DPDK's `rte_softrss`) on random tuples.
+pub mod symmetric {
+    use super::ConnectionValue;
+    use crate::packet::Addr;
+
+    /// The key's 16-bit period.
+    const PERIOD: u16 = 0x6d5a;
+
+    /// `table[v]`: the hash of a folded word whose high (`HIGH`) or low
+    /// byte is `v`, both halves filled.
+    const fn byte_table(high: bool) -> [u32; 256] {
+        let mut t = [0u32; 256];
+        let mut v = 0;
+        while v < 256 {
+            let mut g = 0u16;
+            let mut bit = 0;
+            while bit < 8 {
+                // Bit `bit` from the top of this byte is bit `j` from the
+                // top of the folded word.
+                if v & (0x80 >> bit) != 0 {
+                    let j = if high { bit } else { bit + 8 };
+                    g ^= PERIOD.rotate_left(j);
+                }
+                bit += 1;
+            }
+            t[v] = (g as u32) << 16 | g as u32;
+            v += 1;
+        }
+        t
+    }
+
+    static HIGH: [u32; 256] = byte_table(true);
+    static LOW: [u32; 256] = byte_table(false);
+
+    /// The hash of an input whose 16-bit words XOR to `folded`.
+    #[inline]
+    pub fn of_folded(folded: u16) -> ConnectionValue {
+        let [h, l] = folded.to_be_bytes();
+        ConnectionValue(HIGH[usize::from(h)] ^ LOW[usize::from(l)])
+    }
+
+    /// Folds a 32-bit big-endian word (two 16-bit words) to 16 bits.
+    #[inline]
+    pub fn fold32(w: u32) -> u16 {
+        (w >> 16) as u16 ^ w as u16
+    }
+
+    /// XOR of the big-endian 16-bit words of `bytes` (an odd last byte is
+    /// the high byte of a word padded with zero, as Toeplitz sees it).
+    #[inline]
+    pub fn fold(bytes: &[u8]) -> u16 {
+        let mut x = 0u32;
+        let mut words = bytes.chunks_exact(4);
+        for w in &mut words {
+            x ^= u32::from_be_bytes([w[0], w[1], w[2], w[3]]);
+        }
+        let mut f = fold32(x);
+        let rest = words.remainder();
+        let mut pairs = rest.chunks_exact(2);
+        for p in &mut pairs {
+            f ^= u16::from_be_bytes([p[0], p[1]]);
+        }
+        if let [last] = pairs.remainder() {
+            f ^= u16::from(*last) << 8;
+        }
+        f
+    }
+
+    /// The fold of an address pair; None for a mixed pair.
+    #[inline]
+    fn addresses_folded(src: Addr, dst: Addr) -> Option<u16> {
+        match (src, dst) {
+            (Addr::V4(s), Addr::V4(d)) => Some(fold32(u32::from_be_bytes(s) ^ u32::from_be_bytes(d))),
+            (Addr::V6(s), Addr::V6(d)) => Some(fold(&s) ^ fold(&d)),
+            _ => None,
+        }
+    }
+
+    /// As [`super::Toeplitz::tuple`] with [`super::SYMMETRIC_KEY`].
+    #[inline]
+    pub fn tuple(src: Addr, dst: Addr, src_port: u16, dst_port: u16) -> ConnectionValue {
+        match addresses_folded(src, dst) {
+            Some(f) => of_folded(f ^ src_port ^ dst_port),
+            None => ConnectionValue(0),
+        }
+    }
+
+    /// As [`super::Toeplitz::addresses`] with [`super::SYMMETRIC_KEY`].
+    #[inline]
+    pub fn addresses(src: Addr, dst: Addr) -> ConnectionValue {
+        match addresses_folded(src, dst) {
+            Some(f) => of_folded(f),
+            None => ConnectionValue(0),
+        }
+    }
+}
+
 /// Writes `src` then `dst` at the start of `input`; returns the length, or
 /// None for a mixed pair.
 #[inline]
@@ -202,6 +316,82 @@ mod tests {
             let v = Addr::V4([b[4], b[5], b[6], b[7]]);
             let (p, q) = ((seed >> 3) as u16, (seed >> 21) as u16);
             assert_eq!(t.tuple(c, v, p, q), t.tuple(v, c, q, p));
+        }
+    }
+
+    /// A random tuple source for the equivalence tests.
+    fn xorshift(seed: &mut u64) -> u64 {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        *seed
+    }
+
+    #[test]
+    fn the_folded_form_equals_the_table_on_random_tuples() {
+        let t = Toeplitz::new(&SYMMETRIC_KEY);
+        let mut seed = 0x0bad_cafe_f00d_d00du64;
+        for _ in 0..20_000 {
+            let (a, b, c, d) = (
+                xorshift(&mut seed),
+                xorshift(&mut seed),
+                xorshift(&mut seed),
+                xorshift(&mut seed),
+            );
+            let (p, q) = (c as u16, (c >> 16) as u16);
+            let (s4, d4) = ((a as u32).to_be_bytes(), (b as u32).to_be_bytes());
+            assert_eq!(
+                symmetric::tuple(Addr::V4(s4), Addr::V4(d4), p, q),
+                t.tuple(Addr::V4(s4), Addr::V4(d4), p, q)
+            );
+            assert_eq!(
+                symmetric::addresses(Addr::V4(s4), Addr::V4(d4)),
+                t.addresses(Addr::V4(s4), Addr::V4(d4))
+            );
+            let mut s6 = [0u8; 16];
+            let mut d6 = [0u8; 16];
+            s6[..8].copy_from_slice(&a.to_be_bytes());
+            s6[8..].copy_from_slice(&c.to_be_bytes());
+            d6[..8].copy_from_slice(&b.to_be_bytes());
+            d6[8..].copy_from_slice(&d.to_be_bytes());
+            assert_eq!(
+                symmetric::tuple(Addr::V6(s6), Addr::V6(d6), p, q),
+                t.tuple(Addr::V6(s6), Addr::V6(d6), p, q)
+            );
+            assert_eq!(
+                symmetric::addresses(Addr::V6(s6), Addr::V6(d6)),
+                t.addresses(Addr::V6(s6), Addr::V6(d6))
+            );
+            // Raw inputs of every length up to 36 bytes, odd ones too.
+            let mut raw = [0u8; 36];
+            for (i, chunk) in raw.chunks_mut(8).enumerate() {
+                let w = [a, b, c, d, a ^ d][i].to_be_bytes();
+                chunk.copy_from_slice(&w[..chunk.len()]);
+            }
+            let n = (d % 37) as usize;
+            assert_eq!(
+                symmetric::of_folded(symmetric::fold(&raw[..n])).0,
+                t.hash_bytes(&raw[..n]),
+                "{n} bytes"
+            );
+        }
+        // Mixed families hash to zero on both.
+        let mixed = (Addr::V4([1, 2, 3, 4]), Addr::V6([1; 16]));
+        assert_eq!(
+            symmetric::tuple(mixed.0, mixed.1, 1, 2),
+            t.tuple(mixed.0, mixed.1, 1, 2)
+        );
+        assert_eq!(symmetric::addresses(mixed.0, mixed.1).0, 0);
+    }
+
+    #[test]
+    fn every_folded_word_gives_the_table_value() {
+        // The folded form is linear in 16 bits: checking each of them
+        // against an input that holds exactly that folded word covers it.
+        let t = Toeplitz::new(&SYMMETRIC_KEY);
+        for x in 0..=u16::MAX {
+            let input = x.to_be_bytes();
+            assert_eq!(symmetric::of_folded(x).0, t.hash_bytes(&input));
         }
     }
 

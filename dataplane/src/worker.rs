@@ -1,9 +1,9 @@
 //! The poll-mode loop of one worker lcore: wire → decisions → kernel, and
 //! kernel → wire, in bursts, with no lock and no allocation per packet.
 
-use crate::classify::{Action, Classifier, Context};
-use crate::counters::{Counter, Counts, WorkerStats};
-use crate::dpdk::{self, Burst, Mbuf, RxQueue, TxBatch, TxQueue};
+use crate::classify::{Action, Classifier, Context, Look};
+use crate::counters::{Counter, Counts, Tally, WorkerStats};
+use crate::dpdk::{self, Burst, FreeBatch, Mbuf, RxQueue, TxBatch, TxQueue, BURST};
 use crate::flow::FlowTable;
 use crate::ownership::OwnershipView;
 use crate::publish::{Lease, Subscriber};
@@ -29,7 +29,7 @@ impl Default for WorkerTuning {
         WorkerTuning {
             idle_polls: 256,
             idle_sleep_us: 100,
-            sweep_groups: 64,
+            sweep_groups: 128,
             stats_interval_ms: 10,
         }
     }
@@ -124,6 +124,9 @@ impl Worker {
         let mut kernel_burst = Burst::default();
         let mut to_kernel = TxBatch::default();
         let mut to_wire = TxBatch::default();
+        let mut drops = FreeBatch::default();
+        let mut tally = Tally::default();
+        let mut looks = [Look::FULL; BURST];
         let mut idle = 0u32;
         let mut idle_total = 0u64;
         // Allocated once: what the worker enforces without a lease.
@@ -140,18 +143,30 @@ impl Worker {
             let started = dpdk::tsc();
             let now_ms = (started / per_ms) as u32;
             // One snapshot of the ownership view per burst, and one look at
-            // the lease (the clock was read above).
+            // the lease (the clock was read above): without a lease the
+            // worker enforces a view that holds nothing (known flows go
+            // on). The view in force is folded into the flow table's bucket
+            // gates when it changes.
             let leased = self.lease.valid_at(started);
             let current = self.view.refresh();
             let view = if leased { current } else { &closed };
+            self.flows.follow(view);
 
             let n = self.wire_rx.receive(&mut wire_burst);
             wire_rx_total += n as u64;
-            // Start the flow-table loads of the whole burst before deciding
-            // any of it: with a table larger than the cache, the misses
-            // then overlap instead of stalling one packet at a time.
-            for frame in wire_burst.pending() {
-                self.classifier.prefetch_flow(frame, &self.flows);
+            // Look at the whole burst before deciding any of it (fast parse,
+            // connection value, bucket gate, and a prefetch of the flow's
+            // table line where the gate is open): with a table larger than
+            // the cache, the misses then overlap instead of stalling one
+            // packet at a time.
+            for (i, (look, frame)) in looks.iter_mut().zip(wire_burst.pending_frames()).enumerate() {
+                wire_burst.prefetch(i + 3);
+                *look = if frame.segments != 1 {
+                    Look::decided(Counter::DropMultiSegment)
+                } else {
+                    let rss = if self.use_rss { frame.rss } else { None };
+                    self.classifier.look(frame.bytes, rss, &self.flows)
+                };
             }
             let mut cx = Context {
                 view,
@@ -159,16 +174,10 @@ impl Worker {
                 now_ms,
                 rss: None,
             };
-            for _ in 0..n {
-                wire_burst.prefetch(3);
-                let Some(mut m) = wire_burst.next() else { break };
-                if m.segments() != 1 {
-                    counts.add(Counter::DropMultiSegment);
-                    continue;
-                }
+            for (look, mut m) in looks.iter().zip(wire_burst.drain()) {
                 cx.rss = if self.use_rss { m.rss() } else { None };
-                let outcome = self.classifier.from_wire(&mut m, &mut cx);
-                counts.add(outcome);
+                let outcome = self.classifier.decide(&mut m, *look, &mut cx);
+                tally.add(outcome, &mut counts);
                 match outcome.action() {
                     Action::ToKernel => enqueue(
                         &mut self.kernel_tx,
@@ -178,7 +187,7 @@ impl Worker {
                         Counter::DropKernelTxFull,
                     ),
                     Action::ToWire => enqueue(&mut self.wire_tx, &mut to_wire, m, &mut counts, Counter::DropWireTxFull),
-                    Action::Drop => drop(m),
+                    Action::Drop => drops.push(m),
                 }
             }
 
@@ -188,12 +197,14 @@ impl Worker {
                 kernel_burst.prefetch(3);
                 let Some(mut m) = kernel_burst.next() else { break };
                 let outcome = self.classifier.from_kernel(&mut m);
-                counts.add(outcome);
+                tally.add(outcome, &mut counts);
                 match outcome.action() {
                     Action::ToWire => enqueue(&mut self.wire_tx, &mut to_wire, m, &mut counts, Counter::DropWireTxFull),
-                    _ => drop(m),
+                    _ => drops.push(m),
                 }
             }
+            tally.flush(&mut counts);
+            drops.free();
 
             flush(
                 &mut self.kernel_tx,

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use synshare_dataplane::classify::{Classifier, Context, NodeAddresses, PacketBuf, Vip};
 use synshare_dataplane::counters::Counter;
-use synshare_dataplane::dpdk::{self, Burst, Eal, Mbuf, Mempool, Port, PortConfig, TxBatch, BURST};
+use synshare_dataplane::dpdk::{self, Burst, Eal, FreeBatch, Mbuf, Mempool, Port, PortConfig, TxBatch, BURST};
 use synshare_dataplane::flow::{FlowTable, FlowTimeouts};
-use synshare_dataplane::hash::{Toeplitz, MICROSOFT_KEY, SYMMETRIC_KEY};
+use synshare_dataplane::hash::{symmetric, Toeplitz, MICROSOFT_KEY, SYMMETRIC_KEY};
 use synshare_dataplane::ownership::{BucketState, OwnershipView};
 use synshare_dataplane::packet::{tcp_flags, Addr};
 use synshare_dataplane::synth::*;
@@ -71,6 +71,13 @@ fn dpdk_layer_under_eal() {
     assert!(batch.is_empty());
     let mut burst = Burst::default();
     assert_eq!(rx.receive(&mut burst), 3);
+    // Looked at before they are taken: bytes, no RSS hash (net_ring has
+    // none), one segment each.
+    let seen: Vec<(Vec<u8>, Option<u32>, u16)> = burst
+        .pending_frames()
+        .map(|r| (r.bytes.to_vec(), r.rss, r.segments))
+        .collect();
+    assert_eq!(seen, frames.iter().map(|f| (f.clone(), None, 1)).collect::<Vec<_>>());
 
     let classifier = Classifier::new(NodeAddresses {
         node_mac: NODE_MAC,
@@ -117,6 +124,11 @@ fn dpdk_layer_under_eal() {
     // The replies go out and come back (loopback), then are dropped here.
     assert_eq!(tx.send(&mut replies), 0);
     assert_eq!(rx.receive(&mut burst), 2);
+    // Draining takes them in order; what is not taken is freed.
+    let mut drain = burst.drain();
+    assert!(drain.next().is_some_and(|m| m.segments() == 1));
+    drop(drain);
+    assert!(burst.is_empty());
     drop(burst);
     assert_eq!(pool.available(), full, "every mbuf went back to the pool once");
     let stats = ring.stats().expect("stats");
@@ -143,6 +155,21 @@ fn dpdk_layer_under_eal() {
     drop(pending);
     assert_eq!(pool.available(), full, "no leak through TX or drops");
 
+    // Drops are freed together: a full batch frees itself on the next push,
+    // the rest on free() or drop.
+    let mut drops = FreeBatch::default();
+    for _ in 0..BURST + 3 {
+        drops.push(pool.alloc().expect("alloc"));
+    }
+    assert_eq!(drops.len(), 3);
+    assert_eq!(pool.available(), full - 3);
+    drops.free();
+    assert!(drops.is_empty());
+    assert_eq!(pool.available(), full);
+    drops.push(pool.alloc().expect("alloc"));
+    drop(drops);
+    assert_eq!(pool.available(), full, "no leak through bulk frees");
+
     drop(null);
     drop(ring);
     drop(pool);
@@ -150,7 +177,9 @@ fn dpdk_layer_under_eal() {
 }
 
 /// Our software Toeplitz against DPDK's own `rte_softrss`, the
-/// hardware-style reference, for IPv4 and IPv6 4-tuples and both keys.
+/// hardware-style reference, for IPv4 and IPv6 4-tuples and both keys; and
+/// the table-free form the packet path uses (symmetric key only) against
+/// both, with and without ports.
 #[test]
 fn software_toeplitz_matches_dpdk_softrss() {
     let mut seed = 0x2545_f491_4f6c_dd1du64;
@@ -162,7 +191,7 @@ fn software_toeplitz_matches_dpdk_softrss() {
     };
     for key in [SYMMETRIC_KEY, MICROSOFT_KEY] {
         let t = Toeplitz::new(&key);
-        for _ in 0..2000 {
+        for _ in 0..20_000 {
             let (a, b, p) = (next(), next(), next());
             let (sport, dport) = (p as u16, (p >> 16) as u16);
             // IPv4: DPDK takes host-order words: src, dst, (sport << 16 | dport).
@@ -176,6 +205,16 @@ fn software_toeplitz_matches_dpdk_softrss() {
                 t.tuple(Addr::V4(s4), Addr::V4(d4), sport, dport).0,
                 dpdk::softrss(&words, &key)
             );
+            if key == SYMMETRIC_KEY {
+                assert_eq!(
+                    symmetric::tuple(Addr::V4(s4), Addr::V4(d4), sport, dport).0,
+                    dpdk::softrss(&words, &key)
+                );
+                assert_eq!(
+                    symmetric::addresses(Addr::V4(s4), Addr::V4(d4)).0,
+                    dpdk::softrss(&words[..2], &key)
+                );
+            }
             // IPv6.
             let mut s6 = [0u8; 16];
             let mut d6 = [0u8; 16];
@@ -192,6 +231,16 @@ fn software_toeplitz_matches_dpdk_softrss() {
                 t.tuple(Addr::V6(s6), Addr::V6(d6), sport, dport).0,
                 dpdk::softrss(&w6, &key)
             );
+            if key == SYMMETRIC_KEY {
+                assert_eq!(
+                    symmetric::tuple(Addr::V6(s6), Addr::V6(d6), sport, dport).0,
+                    dpdk::softrss(&w6, &key)
+                );
+                assert_eq!(
+                    symmetric::addresses(Addr::V6(s6), Addr::V6(d6)).0,
+                    dpdk::softrss(&w6[..8], &key)
+                );
+            }
         }
     }
 }

@@ -1,8 +1,11 @@
-//! A node's packet decisions on arbitrary frames: `Classifier::from_wire`
-//! (twice, so a first packet's flow-table change meets the second) and
-//! `Classifier::from_kernel`, with a view holding buckets in every state and
-//! a flow table under pressure. Each decision is checked, not only survived
-//! (see `check_from_wire`, `check_from_kernel`).
+//! A node's packet decisions on arbitrary frames: `Classifier::look` then
+//! `Classifier::decide`, as a worker runs them (twice, so a first packet's
+//! flow-table change meets the second), against
+//! `Classifier::from_wire_full` (the full parser only) on a second table,
+//! and `Classifier::from_kernel`, with a view holding buckets in every state
+//! and a flow table under pressure. Each decision is checked, not only
+//! survived (see `check_from_wire`, `check_from_kernel`), and the fast path
+//! must agree with the full one in outcome, bytes and table.
 //!
 //! Input: one control byte, then the frame. Control bits 0-1: the NIC's RSS
 //! hash (none, or a value derived from the byte); bit 2: the clock just
@@ -32,19 +35,32 @@ fuzz_target!(|data: &[u8]| {
     };
     let start = if ctrl & 4 != 0 { u32::MAX - 20 } else { 1000 };
     let mut table = flows(start);
+    let mut reference = flows(start);
     for pass in 0..2u32 {
         let now = start.wrapping_add(pass * u32::from(ctrl >> 3) * 7);
         let mut buf = TestBuf::new(frame);
         let before = buf.bytes().to_vec();
-        c.prefetch_flow(&before, &table);
+        table.follow(view);
+        let look = c.look(&before, rss, &table);
         let mut cx = Context {
             view,
             flows: &mut table,
             now_ms: now,
             rss,
         };
-        let outcome = c.from_wire(&mut buf, &mut cx);
+        let outcome = c.decide(&mut buf, look, &mut cx);
         check_from_wire(&before, buf.bytes(), outcome);
+        let mut full = TestBuf::new(frame);
+        let mut cx = Context {
+            view,
+            flows: &mut reference,
+            now_ms: now,
+            rss,
+        };
+        assert_eq!(c.from_wire_full(&mut full, &mut cx), outcome, "fast and full paths differ");
+        assert_eq!(full.bytes(), buf.bytes(), "fast and full paths rewrite differently");
+        assert_eq!(reference.len(), table.len());
+        assert_eq!(reference.stats(), table.stats());
     }
     let live = table.len();
     let census: usize = table.census(start).iter().sum();

@@ -98,11 +98,8 @@ impl Mbuf {
     /// The NIC's RSS hash, when the port delivered one.
     #[inline]
     pub fn rss(&self) -> Option<u32> {
-        let mut valid = 0;
-        // SAFETY: reads fields of a valid mbuf we own; `valid` outlives the
-        // call.
-        let h = unsafe { dpdk_sys::ss_pktmbuf_rss(self.raw.as_ptr(), &mut valid) };
-        (valid != 0).then_some(h)
+        // SAFETY: a valid mbuf we own.
+        unsafe { rss_of(self.raw.as_ptr()) }
     }
 
     /// Copies `frame` into a fresh mbuf from `pool`.
@@ -135,6 +132,37 @@ unsafe fn data_ptr(m: *const rte_mbuf) -> *mut u8 {
     // SAFETY: the caller passes a valid mbuf; buf_addr + data_off stays
     // inside its buffer, as DPDK maintains it.
     unsafe { (*m).buf_addr.cast::<u8>().add(usize::from((*m).data_off)) }
+}
+
+/// The RSS hash of `m` when the driver set one (`RTE_MBUF_F_RX_RSS_HASH`),
+/// read from the mbuf's fields rather than through a C call per packet.
+///
+/// # Safety
+/// `m` must point to a valid mbuf.
+#[inline(always)]
+unsafe fn rss_of(m: *const rte_mbuf) -> Option<u32> {
+    // SAFETY: the caller passes a valid mbuf; `hash.rss` is a plain u32 of
+    // the union, meaningful when the flag says so (checked first).
+    unsafe {
+        if (*m).ol_flags & u64::from(dpdk_sys::RTE_MBUF_F_RX_RSS_HASH) != 0 {
+            Some((*m).__bindgen_anon_2.hash.rss)
+        } else {
+            None
+        }
+    }
+}
+
+/// Returns `pkts` to their pools in one call.
+///
+/// # Safety
+/// Every pointer must be a valid mbuf the caller owns and gives up.
+#[inline]
+unsafe fn free_bulk(pkts: &mut [*mut rte_mbuf]) {
+    if !pkts.is_empty() {
+        // SAFETY: the caller owns the mbufs; rte_pktmbuf_free_bulk frees each
+        // (all segments, reference counts honoured), grouping puts by pool.
+        unsafe { dpdk_sys::rte_pktmbuf_free_bulk(pkts.as_mut_ptr(), pkts.len() as u32) }
+    }
 }
 
 /// `rte_prefetch0`.
@@ -259,6 +287,18 @@ impl Burst {
         NonNull::new(p).map(|raw| Mbuf { raw })
     }
 
+    /// Takes every mbuf not yet taken, in order; those the iterator does
+    /// not yield are freed when it is dropped. Its position lives in the
+    /// iterator, not in the burst, so a loop over it keeps it in registers.
+    #[inline]
+    pub fn drain(&mut self) -> Drain<'_> {
+        let (from, to) = (self.next, self.len);
+        self.next = self.len;
+        Drain {
+            pkts: self.pkts[from..to].iter(),
+        }
+    }
+
     /// Prefetches the data of the mbuf `ahead` positions after the next.
     #[inline]
     pub fn prefetch(&self, ahead: usize) {
@@ -274,19 +314,30 @@ impl Burst {
     /// before taking them (e.g. to prefetch what deciding them will read).
     #[inline]
     pub fn pending(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.pending_frames().map(|r| r.bytes)
+    }
+
+    /// As [`Burst::pending`], with each frame's RSS hash and segment count.
+    #[inline]
+    pub fn pending_frames(&self) -> impl Iterator<Item = Received<'_>> + '_ {
         self.pkts[self.next..self.len].iter().map(|&m| {
             // SAFETY: slots next..len hold valid mbufs this burst owns; their
             // first segment's `data_len` bytes at the mtod pointer stay
             // valid and unchanged while `self` is borrowed.
-            unsafe { std::slice::from_raw_parts(data_ptr(m), usize::from((*m).data_len)) }
+            unsafe {
+                Received {
+                    bytes: std::slice::from_raw_parts(data_ptr(m), usize::from((*m).data_len)),
+                    rss: rss_of(m),
+                    segments: (*m).nb_segs,
+                }
+            }
         })
     }
 
     fn free_rest(&mut self) {
-        for &p in &self.pkts[self.next..self.len] {
-            // SAFETY: slots next..len hold mbufs this burst still owns.
-            unsafe { dpdk_sys::ss_pktmbuf_free(p) }
-        }
+        // SAFETY: slots next..len hold mbufs this burst still owns; they are
+        // given up here (next = len below).
+        unsafe { free_bulk(&mut self.pkts[self.next..self.len]) }
         self.next = self.len;
     }
 }
@@ -294,6 +345,98 @@ impl Burst {
 impl Drop for Burst {
     fn drop(&mut self) {
         self.free_rest();
+    }
+}
+
+/// The mbufs of a burst, taken one by one (see [`Burst::drain`]).
+pub struct Drain<'a> {
+    /// Mbufs not yet yielded, owned by the iterator.
+    pkts: core::slice::Iter<'a, *mut rte_mbuf>,
+}
+
+impl Iterator for Drain<'_> {
+    type Item = Mbuf;
+
+    #[inline]
+    fn next(&mut self) -> Option<Mbuf> {
+        // Slots hold the driver's non-null mbufs; a null one would end the
+        // iteration (and leak nothing: there is nothing to free).
+        self.pkts.next().and_then(|&p| NonNull::new(p)).map(|raw| Mbuf { raw })
+    }
+}
+
+impl Drop for Drain<'_> {
+    fn drop(&mut self) {
+        let rest = self.pkts.as_slice();
+        let mut left = [std::ptr::null_mut(); BURST];
+        let n = rest.len().min(BURST);
+        left[..n].copy_from_slice(&rest[..n]);
+        // SAFETY: the iterator owns the mbufs it has not yielded (the
+        // burst gave them up in `drain`); they are freed once, here.
+        unsafe { free_bulk(&mut left[..n]) }
+    }
+}
+
+/// A received frame, looked at before its mbuf is taken from the burst.
+pub struct Received<'a> {
+    /// The first segment's bytes.
+    pub bytes: &'a [u8],
+    /// The NIC's RSS hash, when the port delivered one.
+    pub rss: Option<u32>,
+    /// Number of segments.
+    pub segments: u16,
+}
+
+/// Mbufs to free, owned until freed together (one call per burst instead
+/// of one per packet).
+pub struct FreeBatch {
+    pkts: [*mut rte_mbuf; BURST],
+    len: usize,
+}
+
+impl Default for FreeBatch {
+    fn default() -> Self {
+        FreeBatch {
+            pkts: [std::ptr::null_mut(); BURST],
+            len: 0,
+        }
+    }
+}
+
+impl FreeBatch {
+    /// Adds `m`, freeing the batch first when it is full.
+    #[inline]
+    pub fn push(&mut self, m: Mbuf) {
+        if self.len == BURST {
+            self.free();
+        }
+        self.pkts[self.len] = m.into_raw();
+        self.len += 1;
+    }
+
+    /// Mbufs waiting.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Frees every mbuf held.
+    #[inline]
+    pub fn free(&mut self) {
+        // SAFETY: slots 0..len hold mbufs the batch owns (taken from their
+        // owners by `push`); they are given up here (len = 0 below).
+        unsafe { free_bulk(&mut self.pkts[..self.len]) }
+        self.len = 0;
+    }
+}
+
+impl Drop for FreeBatch {
+    fn drop(&mut self) {
+        self.free();
     }
 }
 
@@ -347,11 +490,9 @@ impl TxBatch {
     /// could not be queued) and returns how many were freed.
     pub(crate) fn sent(&mut self, sent: usize) -> usize {
         let sent = sent.min(self.len);
-        for &p in &self.pkts[sent..self.len] {
-            // SAFETY: slots sent..len were not taken by the driver; the batch
-            // still owns them.
-            unsafe { dpdk_sys::ss_pktmbuf_free(p) }
-        }
+        // SAFETY: slots sent..len were not taken by the driver; the batch
+        // still owns them and gives them up here (len = 0 below).
+        unsafe { free_bulk(&mut self.pkts[sent..self.len]) }
         let dropped = self.len - sent;
         self.len = 0;
         dropped

@@ -1,5 +1,6 @@
 //! A small safe layer over DPDK: EAL, mempools, ports with their queues and
-//! statistics, mbufs and bursts with single ownership, lcore launch.
+//! statistics, mbufs and bursts with single ownership, lcore launch; and
+//! huge-page backed memory for the packet path's large tables.
 //!
 //! This module and its children are the only code of the dataplane allowed
 //! to use `unsafe`; every block says why it is sound.
@@ -9,11 +10,13 @@
 mod eal;
 mod lcore;
 mod mbuf;
+mod memory;
 mod port;
 
 pub use eal::Eal;
 pub use lcore::{launch, wait_all, LaunchError};
-pub use mbuf::{Burst, Mbuf, Mempool, TxBatch, BURST};
+pub use mbuf::{Burst, Drain, FreeBatch, Mbuf, Mempool, Received, TxBatch, BURST};
+pub use memory::HugeSlice;
 pub use port::{Port, PortConfig, PortId, PortStats, RxQueue, TxQueue};
 
 use std::ffi::CStr;
@@ -69,9 +72,19 @@ pub fn version() -> String {
 }
 
 /// The TSC, and its frequency in Hz.
+#[inline(always)]
 pub fn tsc() -> u64 {
+    // What rte_get_tsc_cycles does on x86_64, without a call per read.
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: RDTSC reads the time-stamp counter; no memory is touched.
+    unsafe {
+        core::arch::x86_64::_rdtsc()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
     // SAFETY: reads the time-stamp counter; no memory is touched.
-    unsafe { dpdk_sys::ss_tsc() }
+    unsafe {
+        dpdk_sys::ss_tsc()
+    }
 }
 
 /// The TSC frequency EAL measured (valid after [`Eal::init`]).
