@@ -40,7 +40,7 @@ ns() { local n=$1; shift; ip netns exec "$n" "$@"; }
 node_mac() { printf '02:00:00:00:00:%02x' "$((0x20 + $1))"; }
 
 our_namespaces() {
-  ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^ss-(switch|client|client2|coord|node[0-9]+)$' || true
+  ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^ss-(switch|client|client2|coord|spectator|node[0-9]+)$' || true
 }
 
 # A CPU cgroup per node for its service (v2, or v1 cpu + cpuacct).
@@ -258,10 +258,11 @@ start_node() {
 }
 
 up() {
-  local nodes=1 weights="" layout=rendezvous huge=auto workers=1 mode=static cpu=on
+  local nodes=1 weights="" layout=rendezvous huge=auto workers=1 mode=static cpu=on mac=unicast
   while [ $# -gt 0 ]; do
     case $1 in
       --mode) mode=$2; shift 2 ;;
+      --mac) mac=$2; shift 2 ;;
       --cpu) cpu=$2; shift 2 ;;
       --nodes) nodes=$2; shift 2 ;;
       --weights) weights=$2; shift 2 ;;
@@ -275,6 +276,16 @@ up() {
 
   ip netns add ss-switch
   ns ss-switch ip link add br0 type bridge
+  if [ "$mac" = multicast ]; then
+    # The cluster MAC of group 239.255.2.100 (from the VIP 192.0.2.100);
+    # the switch snoops IGMP/MLD and queries every 5 s; a membership not
+    # reported again for 12 s expires.
+    CLUSTER_MAC=01:00:5e:7f:02:64
+    ns ss-switch ip link set br0 type bridge mcast_snooping 1 mcast_querier 1 \
+      mcast_query_interval 500 mcast_query_response_interval 200 mcast_membership_interval 1200 \
+      mcast_startup_query_interval 100
+  fi
+  echo "$CLUSTER_MAC" > "$STATE/cluster_mac"
   ns ss-switch ip link set br0 up
   ns ss-switch ip link set lo up
 
@@ -292,6 +303,15 @@ up() {
   ns ss-client ip link set eth0 up
   # af_packet on the nodes reads frames as sent: no partial checksums.
   ns ss-client ethtool -K eth0 tx off >/dev/null
+  if [ "$mac" = multicast ]; then
+    # A host on the switch that is no member: the cluster group must not
+    # be registered on its port.
+    ip netns add ss-spectator
+    plug ss-spectator eth0 br0 ss-sp
+    ns ss-spectator ip link set lo up
+    ns ss-spectator ip addr add 192.0.2.11/24 dev eth0
+    ns ss-spectator ip link set eth0 up
+  fi
 
   if [ "$mode" = coordinator ]; then
     ip netns add ss-coord

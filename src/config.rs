@@ -877,6 +877,9 @@ impl NodeConfig {
                 return bad(&format!("{at}exception.mac"), format!("{m} is a group address"));
             }
         }
+        if let Err(e) = crate::membership::groups(x.cluster_mac, x.vips) {
+            return bad(&format!("{at}cluster_mac"), e);
+        }
         if x.cluster_mac == Mac([0; 6]) || x.cluster_mac == Mac::BROADCAST {
             return bad(
                 &format!("{at}cluster_mac"),

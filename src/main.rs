@@ -10,6 +10,7 @@ mod coordinator;
 mod exchange;
 mod kernel_flows;
 mod measure;
+mod membership;
 mod metrics;
 mod node;
 mod pktgen;

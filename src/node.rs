@@ -10,6 +10,7 @@ use crate::config::{CpuSource, Hugepages, NodeConfig};
 use crate::exchange::{self, AgentParams, Command, ExchangeHandle, WorkerLink};
 use crate::kernel_flows;
 use crate::measure::{self, Measured};
+use crate::membership::{self, Membership};
 use crate::status::{self, NodeStatus};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
@@ -180,6 +181,8 @@ struct Segment {
     node_mac: synshare_dataplane::packet::Mac,
     sharing: Sharing,
     stats: Vec<Arc<WorkerStats>>,
+    /// Multicast mode: the cluster group membership on the TAP.
+    membership: Option<Membership>,
 }
 
 /// Node-wide availability state, shared by every segment's exchange.
@@ -286,6 +289,12 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
                 .map_err(|e| format!("segment {} exception port {}: {e}", v.index, v.exception.iface))?;
             info!(segment = v.index, tap = %v.exception.iface, addresses = ?v.exception.addresses, "TAP set up");
         }
+        let membership = membership::groups(v.cluster_mac, v.vips)
+            .map_err(|e| format!("segment {} cluster_mac: {e}", v.index))?
+            .map(|g| {
+                info!(segment = v.index, group = %g.v4, group6 = %g.v6, "multicast cluster MAC: joining the cluster group while serving");
+                Membership::new(g, &v.exception.iface, &v.exception.addresses)
+            });
         let classifier = Arc::new(Classifier::new(NodeAddresses {
             node_mac,
             kernel_mac,
@@ -400,6 +409,7 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
             node_mac,
             sharing,
             stats,
+            membership,
         });
     }
 
@@ -514,6 +524,30 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
         if interrupt.load(Ordering::Relaxed) {
             info!("SIGINT: stopping now");
             break;
+        }
+        // Multicast mode: in the cluster group while holding buckets or
+        // serving flows of the segment.
+        for seg in segments.iter_mut() {
+            let Some(m) = seg.membership.as_mut() else { continue };
+            let held = match &seg.sharing {
+                Sharing::Static { view, .. } => view.count(BucketState::Settled) as u32,
+                Sharing::Dynamic(h) => h.status().held,
+                Sharing::Stopped => 0,
+            };
+            let seg_flows: u64 = seg.stats.iter().map(|s| s.flows.load(Ordering::Relaxed)).sum();
+            let want = held > 0 || seg_flows > 0;
+            if want != m.joined() {
+                match m.set(want) {
+                    Ok(()) => info!(
+                        segment = seg.index,
+                        held,
+                        flows = seg_flows,
+                        joined = want,
+                        "cluster group membership"
+                    ),
+                    Err(e) => warn!(segment = seg.index, error = %e, "cluster group membership"),
+                }
+            }
         }
         if stop.swap(false, Ordering::Relaxed) {
             if stopping.is_some() || !dynamic || c.stop_drain_s == 0 {
@@ -670,6 +704,18 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(20));
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    // Leave the cluster groups while the workers still carry the kernel's
+    // leave messages to the wire.
+    let mut left = false;
+    for seg in segments.iter_mut() {
+        if let Some(m) = seg.membership.as_mut() {
+            left |= m.joined();
+            let _ = m.set(false);
+        }
+    }
+    if left {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     service_stop.store(true, Ordering::Relaxed);
     let _ = service.join();
 

@@ -253,8 +253,10 @@ fn closed_tcp(flags: u8) -> Counter {
 /// A node's packet decisions. See the module documentation.
 pub struct Classifier {
     addrs: NodeAddresses,
-    /// Frames going up keep the cluster MAC as destination when it is a
-    /// group address or the kernel's own; else it is rewritten.
+    /// Frames going up to the cluster MAC get the kernel's MAC as
+    /// destination (unless it is the kernel's own), also when the cluster
+    /// MAC is a multicast one: the kernel's TCP takes only frames addressed
+    /// to the host.
     rewrite_cluster_mac: bool,
     /// The same for the node's MAC.
     rewrite_node_mac: bool,
@@ -264,7 +266,7 @@ impl Classifier {
     /// A classifier for a node with these addresses.
     pub fn new(addrs: NodeAddresses) -> Self {
         Classifier {
-            rewrite_cluster_mac: !addrs.cluster_mac.is_group() && addrs.cluster_mac != addrs.kernel_mac,
+            rewrite_cluster_mac: addrs.cluster_mac != addrs.kernel_mac,
             rewrite_node_mac: !addrs.node_mac.is_group() && addrs.node_mac != addrs.kernel_mac,
             addrs,
         }
@@ -479,10 +481,12 @@ impl Classifier {
         }
     }
 
-    /// Sends a frame up: unicast frames get the kernel's MAC as destination.
+    /// Sends a frame up: unicast frames and frames to the cluster MAC get
+    /// the kernel's MAC as destination; other multicast (queries, neighbour
+    /// discovery) stays as it is.
     #[inline]
     fn up<B: PacketBuf>(&self, buf: &mut B, frame: &Frame, outcome: Counter) -> Counter {
-        if !frame.dst.is_group() && frame.dst != self.addrs.kernel_mac {
+        if (!frame.dst.is_group() || frame.dst == self.addrs.cluster_mac) && frame.dst != self.addrs.kernel_mac {
             buf.bytes_mut()[0..6].copy_from_slice(&self.addrs.kernel_mac.0);
         }
         outcome
