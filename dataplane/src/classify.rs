@@ -349,9 +349,9 @@ impl Classifier {
         if data_offset < TCP_HEADER_LEN || data_offset > l4_len {
             return None;
         }
-        let ports = u32::from_be_bytes([l4[0], l4[1], l4[2], l4[3]]);
+        let p = &l4[TCP_PORTS];
+        let ports = u32::from_be_bytes([p[0], p[1], p[2], p[3]]);
         let flags = l4[TCP_FLAGS];
-        let _ = TCP_PORTS;
         let (client, vip, addresses) = if ip[0] >> 4 == 4 {
             let mut c = [0u8; 4];
             c.copy_from_slice(&ip[V4_SRC]);
