@@ -237,12 +237,20 @@ start_node() {
     ns "$n" sysctl -qw net.ipv4.conf.ss-tap.arp_announce=2 net.ipv4.conf.ss-tap.arp_ignore=1 \
       net.ipv6.conf.ss-tap.accept_dad=0 net.ipv6.conf.ss-tap.dad_transmits=0
     # Segment A on ss-tap for node1 and node2; B on ss-tap (node3) or ss-tap2 (node2).
-    [ "$i" -le 2 ] && ns "$n" ip addr add "192.0.2.$((20 + i))/25" dev ss-tap
-    [ "$i" = 3 ] && ns "$n" ip addr add "192.0.2.$((150 + i))/25" dev ss-tap
+    if [ "$i" -le 2 ]; then
+      ns "$n" ip addr add "192.0.2.$((20 + i))/25" dev ss-tap
+      ns "$n" ip addr add "2001:db8:a::$((20 + i))/64" dev ss-tap nodad
+    fi
+    if [ "$i" = 3 ]; then
+      ns "$n" ip addr add "192.0.2.$((150 + i))/25" dev ss-tap
+      ns "$n" ip addr add "2001:db8:b::$((150 + i))/64" dev ss-tap nodad
+    fi
     if [ "$i" = 2 ]; then
       for _ in $(seq 100); do ns "$n" ip link show ss-tap2 >/dev/null 2>&1 && break; sleep 0.1; done
-      ns "$n" sysctl -qw net.ipv4.conf.ss-tap2.arp_announce=2 net.ipv4.conf.ss-tap2.arp_ignore=1
+      ns "$n" sysctl -qw net.ipv4.conf.ss-tap2.arp_announce=2 net.ipv4.conf.ss-tap2.arp_ignore=1 \
+        net.ipv6.conf.ss-tap2.accept_dad=0 net.ipv6.conf.ss-tap2.dad_transmits=0
       ns "$n" ip addr add "192.0.2.$((150 + i))/25" dev ss-tap2
+      ns "$n" ip addr add "2001:db8:b::$((150 + i))/64" dev ss-tap2 nodad
       ns "$n" ip link set ss-tap2 up
       ns "$n" ethtool -K ss-tap2 tx off >/dev/null 2>&1 || true
     fi
@@ -331,6 +339,15 @@ up() {
     local n=ss-node$i
     ip netns add "$n"
     plug "$n" wire br0 "ss-n$i"
+    if [ "$mac" = multicast ]; then
+      # The Linux bridge snoops by IP group: once its querier runs, a frame
+      # to a multicast MAC with a unicast IP (a VIP) goes only to multicast
+      # router ports. A hardware switch forwards by the group's MAC to the
+      # ports that joined it; marking the node ports as router ports stands
+      # in for that here. Which ports joined is read from the bridge's own
+      # table (bridge mdb), which is what the nodes control.
+      ns ss-switch bridge link set dev "ss-n$i-br" mcast_router 2
+    fi
     ns "$n" ip link set lo up
     ns "$n" ip link set wire address "$(node_mac "$i")"
     # Keep the kernel off the wire: no IPv6, no ARP answers, and every
@@ -391,13 +408,15 @@ up_segments() {
   ns ss-switch ip link set lo up
   for br in br0 br1; do ns ss-switch ip link add "$br" type bridge; ns ss-switch ip link set "$br" up; done
   local c
-  for c in "ss-client br0 192.0.2.10/25 02:00:00:00:00:10" "ss-client2 br1 192.0.2.138/25 02:00:00:00:00:11"; do
+  for c in "ss-client br0 192.0.2.10/25 02:00:00:00:00:10 2001:db8:a::10/64" "ss-client2 br1 192.0.2.138/25 02:00:00:00:00:11 2001:db8:b::10/64"; do
     set -- $c
     ip netns add "$1"
     plug "$1" eth0 "$2" "ss-t$RANDOM"
     ns "$1" ip link set lo up
     ns "$1" ip link set eth0 address "$4"
+    ns "$1" sysctl -qw net.ipv6.conf.eth0.accept_dad=0
     ns "$1" ip addr add "$3" dev eth0
+    ns "$1" ip addr add "$5" dev eth0 nodad
     ns "$1" ip link set eth0 up
     ns "$1" ethtool -K eth0 tx off >/dev/null
   done
@@ -412,6 +431,7 @@ up_segments() {
       ns "$n" ip link set wire address "$(node_mac "$i")"
       keep_kernel_off "$n" wire
       ns "$n" ip addr add 192.0.2.100/32 dev lo
+      ns "$n" ip addr add 2001:db8:a::100/128 dev lo
     fi
     if [ "$i" -ge 2 ]; then
       local bif=wire; [ "$i" = 2 ] && bif=wire2
@@ -419,18 +439,19 @@ up_segments() {
       ns "$n" ip link set "$bif" address "$(printf '02:00:00:00:01:%02x' "$((0x20 + i))")"
       keep_kernel_off "$n" "$bif"
       ns "$n" ip addr add 192.0.2.200/32 dev lo
+      ns "$n" ip addr add 2001:db8:b::200/128 dev lo
     fi
     local seg_a="" seg_b="" lcores="0,1" main=$(( i % 2 == 1 ? 0 : 1 ))
     seg_a='wire: (device: "net_af_packet0,iface=wire"),
     exception: (iface: "ss-tap"),
     cluster_mac: "02:5e:00:00:01:00",
-    vips: [(addr: "192.0.2.100", tcp_ports: [80])],
+    vips: [(addr: "192.0.2.100", tcp_ports: [80]), (addr: "2001:db8:a::100", tcp_ports: [80])],
     sharing: (members: []),
     exchange: Some((bind: "0.0.0.0:7946", peers: {PEERS_A}, key: "'$KEY'", state_dir: "'$STATE'/state", segment: 0, min_epoch_ms: 500, hysteresis: 0.05)),'
     seg_b='wire: (device: "net_af_packet1,iface=WIREB"),
     exception: (iface: "TAPB"),
     cluster_mac: "02:5e:00:00:02:00",
-    vips: [(addr: "192.0.2.200", tcp_ports: [80])],
+    vips: [(addr: "192.0.2.200", tcp_ports: [80]), (addr: "2001:db8:b::200", tcp_ports: [80])],
     sharing: (members: []),
     exchange: Some((bind: "0.0.0.0:7947", peers: {PEERS_B}, key: "'$KEY'", state_dir: "'$STATE'/state", segment: 1, min_epoch_ms: 500, hysteresis: 0.05)),'
     local body extra=""
