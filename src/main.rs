@@ -94,7 +94,9 @@ fn run(args: &[String]) -> Result<(), String> {
         }
         "coordinator" => {
             let path = flag(rest, "--config").ok_or("synshare coordinator: --config FILE is required")?;
-            let c = config::CoordinatorConfig::load(&PathBuf::from(&path)).map_err(|e| e.to_string())?;
+            let c = config::CoordinatorConfig::check(&PathBuf::from(&path))
+                .map_err(|e| e.to_string())?
+                .config;
             init_logging();
             coordinator::run(c)
         }
@@ -123,7 +125,11 @@ fn run(args: &[String]) -> Result<(), String> {
             let path = rest
                 .get(1)
                 .ok_or("synshare check-config --coordinator: name the file")?;
-            let c = config::CoordinatorConfig::load(&PathBuf::from(path)).map_err(|e| e.to_string())?;
+            let checked = config::CoordinatorConfig::check(&PathBuf::from(path)).map_err(|e| e.to_string())?;
+            for w in &checked.warnings {
+                eprintln!("warning: {w}");
+            }
+            let c = checked.config;
             println!(
                 "{path}: valid: coordinator {}, {} node(s), {} buckets",
                 c.name,
@@ -134,7 +140,11 @@ fn run(args: &[String]) -> Result<(), String> {
         }
         "check-config" => {
             let path = rest.first().ok_or("synshare check-config: name the file")?;
-            let c = load(path)?;
+            let checked = NodeConfig::check(&PathBuf::from(path)).map_err(|e| e.to_string())?;
+            for w in &checked.warnings {
+                eprintln!("warning: {w}");
+            }
+            let c = checked.config;
             println!(
                 "{path}: valid: node {} (id {}), {} segment(s), {} VIP(s), {} member(s), {} buckets, layout {:?}, {}",
                 c.name,
