@@ -128,12 +128,6 @@ fn check_text<T: Validate>(path: &Path, text: &str) -> Result<Checked<T>, Config
     let spans = Spans::scan(text);
     let mut findings = Findings::default();
     config.validate(&mut findings);
-    for (field, _) in spans.duplicates() {
-        findings.error(
-            field.clone(),
-            "this key is written twice: only the last entry would count",
-        );
-    }
     if readable_by_others(path) {
         for field in config.inline_keys() {
             findings.warn(
@@ -152,6 +146,13 @@ fn check_text<T: Validate>(path: &Path, text: &str) -> Result<Checked<T>, Config
         message: f.message,
     };
     let mut errors: Vec<ConfigError> = findings.errors.into_iter().map(place).collect();
+    // Placed at the second entry, not the first.
+    errors.extend(spans.duplicates().iter().map(|(field, at)| ConfigError {
+        file: path.to_owned(),
+        position: Some(*at),
+        field: Some(field.clone()),
+        message: "this key is written twice: only the last entry would count".into(),
+    }));
     if errors.is_empty() {
         let mut warnings: Vec<ConfigError> = findings.warnings.into_iter().map(place).collect();
         warnings.sort_by_key(|w| w.position);

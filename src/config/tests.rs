@@ -673,6 +673,22 @@ fn every_problem_is_reported_at_once() {
 }
 
 #[test]
+fn a_key_written_twice_is_placed_at_its_second_entry() {
+    let text = NODE.replacen(
+        "3: \"192.0.2.23:7946\"}",
+        "3: \"192.0.2.23:7946\",\n            2: \"192.0.2.24:7946\"}",
+        1,
+    );
+    let errors = errors_of(Base::Node, &text).unwrap_err().0;
+    let e = errors
+        .iter()
+        .find(|e| e.field.as_deref() == Some("exchange.peers.2"))
+        .expect("an error");
+    let line = text.lines().position(|l| l.contains("192.0.2.24")).unwrap() + 1;
+    assert_eq!(e.position, Some((line, 13)), "{e}");
+}
+
+#[test]
 fn warnings_are_printed_but_do_not_refuse() {
     let text = NODE
         .replacen("metrics: \"127.0.0.1:9901\"", "metrics: \"0.0.0.0:9901\"", 1)

@@ -568,7 +568,7 @@ impl NodeConfig {
             })
             .collect();
         let is_vip = |ip: IpAddr| vips.iter().find(|(_, v)| v.addr == ip).map(|(p, _)| p.clone());
-        if let Some(p) = is_vip(e.bind.ip()) {
+        if let Some(p) = is_vip(e.bind.ip()).filter(|_| !e.bind.ip().is_unspecified()) {
             f.error(
                 format!("{at}.bind"),
                 format!(
