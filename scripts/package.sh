@@ -13,5 +13,12 @@ if ! cargo deb --version >/dev/null 2>&1; then
   cargo install --locked --quiet cargo-deb
 fi
 cargo build --release --quiet
+# The man page and shell completions, generated from the CLI's definition.
+mkdir -p target/package
+target/release/synshare man > target/package/synshare.1
+gzip -9nf target/package/synshare.1
+target/release/synshare completions bash > target/package/synshare.bash
+target/release/synshare completions zsh > target/package/_synshare
+target/release/synshare completions fish > target/package/synshare.fish
 cargo deb --no-build --quiet --output target/debian/ >/dev/null
 ls target/debian/synshare_*.deb

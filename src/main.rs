@@ -1,10 +1,13 @@
 //! `synshare`: load balancing with no load balancer.
 //!
-//! Commands: `node`, `check-config`, `status`, `version`. `--help` on each.
+//! The command line is declared in [`cli`]; this file runs its commands.
+//! Exit status: 0, 78 (EX_CONFIG) for a refused configuration, 2 for a
+//! usage error (clap's), 1 for anything else.
 
 #![deny(unsafe_code)]
 
 mod bench;
+mod cli;
 mod config;
 mod coordinator;
 mod exchange;
@@ -16,195 +19,706 @@ mod node;
 mod pktgen;
 mod status;
 
-use config::NodeConfig;
-use std::path::PathBuf;
+use clap::Parser;
+use cli::watch::{self, Reply};
+use cli::{Cli, Command, LogFormat, Target};
+use config::{CoordinatorConfig, NodeConfig};
+use serde::Serialize;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
-const USAGE: &str = "\
-synshare: every server of a cluster sees every packet for a shared virtual IP,
-and accepts the connections whose hash falls in its own share.
+/// Why a command failed, and so its exit status.
+enum Failure {
+    /// A configuration was refused: exit 78.
+    Config(config::ConfigErrors),
+    /// Anything else: exit 1 with this message (none: already said).
+    Other(String),
+}
 
-Usage:
-  synshare node --config FILE.ron      run a node (DPDK dataplane + control core)
-  synshare check-config [--coordinator] FILE.ron
-                                       validate a node (or coordinator) configuration and exit
-  synshare status (--config FILE.ron | --socket PATH) [--json]
-                                       show a running node's shares and counters
-  synshare pktgen --out FILE.pcap [...] write synthetic VIP traffic as a pcap
-  synshare bench --pcap FILE.pcap [...] benchmark the worker loop on one lcore
-  synshare drain|undrain (--config FILE.ron | --socket PATH)
-                                       stop / resume taking new connections
-  synshare capacity WEIGHT (--config FILE.ron | --socket PATH)
-                                       change the configured capacity weight
-  synshare coordinator --config FILE.ron
-                                       run a coordinator (coordinator mode)
-  synshare version                     print versions
-  synshare COMMAND --help              help on a command
-";
-
-fn help(cmd: &str) -> &'static str {
-    match cmd {
-        "node" => "synshare node --config FILE.ron\n\nRuns one node until SIGINT or SIGTERM. The configuration names EAL's\nlcores and memory, the wire port (a PCI address or a DPDK vdev), the TAP\nexception port, the VIPs, the cluster MAC and the members' weights.\nSee configs/ for commented examples.\n",
-        "check-config" => "synshare check-config FILE.ron\n\nParses and validates a node configuration without starting anything.\nExit 0 when valid; otherwise prints file:line:column, the field and the\nproblem, and exits 1.\n",
-        "drain" | "undrain" => "synshare drain|undrain (--config FILE.ron | --socket PATH)\n\nA draining node advertises weight 0: the cluster's next table gives it no\nbuckets, so it takes no new connections; it keeps serving the ones it has.\n`synshare status` shows its connections falling to zero.\n",
-        "capacity" => "synshare capacity WEIGHT (--config FILE.ron | --socket PATH)\n\nSets the node's configured capacity weight while it runs (SIGHUP reloads\navailability.capacity from the configuration file instead).\n",
-        "coordinator" => "synshare coordinator --config FILE.ron\n\nRuns a coordinator: the nodes report their availability to it, it computes\nthe bucket table and pushes it. See configs/coordinator.ron.\n",
-        "status" => "synshare status (--config FILE.ron | --socket PATH) [--json]\n\nAsks a running node, over its local Unix socket, for its members and\nshares, table epoch, port and worker counters and flow-table fill.\n",
-        "pktgen" => pktgen::HELP,
-        "bench" => bench::HELP,
-        _ => USAGE,
+impl From<String> for Failure {
+    fn from(s: String) -> Self {
+        Failure::Other(s)
     }
 }
 
-fn init_logging() {
+impl From<&str> for Failure {
+    fn from(s: &str) -> Self {
+        Failure::Other(s.to_owned())
+    }
+}
+
+impl From<config::ConfigErrors> for Failure {
+    fn from(e: config::ConfigErrors) -> Self {
+        Failure::Config(e)
+    }
+}
+
+type Outcome = Result<(), Failure>;
+
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SYNSHARE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    // Colours are for people at a terminal; the journal and files get none.
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-}
-
-/// Finds `--name VALUE` in `args`.
-fn flag(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-}
-
-fn load(path: &str) -> Result<NodeConfig, String> {
-    NodeConfig::load(&PathBuf::from(path)).map_err(|e| e.to_string())
-}
-
-fn run(args: &[String]) -> Result<(), String> {
-    let Some(cmd) = args.first() else {
-        return Err(USAGE.to_owned());
+        .with_writer(std::io::stderr);
+    // A second call (none today) would keep the first subscriber.
+    let _ = match format {
+        LogFormat::Text => builder.with_ansi(ansi).try_init(),
+        LogFormat::Json => builder.json().with_ansi(false).flatten_event(true).try_init(),
     };
-    let rest = &args[1..];
-    if rest.iter().any(|a| a == "--help" || a == "-h") {
-        print!("{}", help(cmd));
+}
+
+/// The status socket of the node or coordinator `target` names. A
+/// configuration is only parsed for it, not validated: asking a running
+/// node needs no access to its key file or cgroup.
+fn socket(target: &Target) -> Result<PathBuf, Failure> {
+    match (&target.socket, &target.config) {
+        (Some(s), _) => Ok(s.clone()),
+        (None, Some(c)) => match NodeConfig::read_unchecked(c) {
+            Ok(n) => Ok(node::socket_path(&n)),
+            Err(node_err) => match CoordinatorConfig::read_unchecked(c) {
+                Ok(k) => Ok(coordinator::socket_path(&k)),
+                Err(_) => Err(Failure::Config(node_err)),
+            },
+        },
+        // clap requires one of the two.
+        (None, None) => Err("--config FILE or --socket PATH".into()),
+    }
+}
+
+/// Asks for the status: a node's or a coordinator's.
+fn query(socket: &Path) -> Result<Reply, String> {
+    let reply = status::request(socket, "status")?;
+    // A coordinator answers with the exchange's state only.
+    if let Ok(x) = serde_json::from_str::<exchange::ExchangeStatus>(&reply) {
+        return Ok(Reply::Coordinator(Box::new(x)));
+    }
+    serde_json::from_str::<status::NodeStatus>(&reply)
+        .map(|s| Reply::Node(Box::new(s)))
+        .map_err(|e| {
+            format!(
+                "bad reply from {}: {e}: {}",
+                socket.display(),
+                reply.chars().take(200).collect::<String>()
+            )
+        })
+}
+
+fn show(socket: &Path, reply: &Reply) -> String {
+    match reply {
+        Reply::Node(s) => status::summary(s),
+        Reply::Coordinator(x) => format!("coordinator at {}\n{}", socket.display(), status::exchange_summary(x)),
+    }
+}
+
+fn reply_json(reply: &Reply) -> serde_json::Value {
+    match reply {
+        Reply::Node(s) => serde_json::to_value(s),
+        Reply::Coordinator(x) => serde_json::to_value(x),
+    }
+    .unwrap_or(serde_json::Value::Null)
+}
+
+fn status_cmd(target: &Target, json: bool, watch: bool, interval: f64, count: Option<u64>) -> Outcome {
+    let socket = socket(target)?;
+    if !watch {
+        let reply = query(&socket)?;
+        if json {
+            cli::out::json(&reply_json(&reply));
+        } else {
+            cli::out::print(&show(&socket, &reply));
+        }
         return Ok(());
     }
-    match cmd.as_str() {
-        "node" => {
-            let path = flag(rest, "--config").ok_or("synshare node: --config FILE is required")?;
-            let config = load(&path)?;
-            init_logging();
-            node::run(config, &PathBuf::from(path))
+    let clear = !json && std::io::stdout().is_terminal();
+    let mut last: Option<(Instant, watch::Reading)> = None;
+    let mut shown = 0u64;
+    loop {
+        let started = Instant::now();
+        let reply = query(&socket)?;
+        let now = watch::counters(&reply);
+        let rates = last
+            .as_ref()
+            .and_then(|(t, before)| watch::rates(before, &now, started.duration_since(*t).as_secs_f64()));
+        if json {
+            cli::out::json_line(&serde_json::json!({ "status": reply_json(&reply), "rates": rates }));
+        } else {
+            let mut text = String::new();
+            if clear {
+                // Home and clear: the new figures replace the old ones.
+                text += "\x1b[H\x1b[2J";
+            } else if shown > 0 {
+                text += "\n";
+            }
+            text += &show(&socket, &reply);
+            match &rates {
+                Some(r) => text += &watch::summary(r),
+                None => text += "  rates: after the next update\n",
+            }
+            cli::out::print(&text);
         }
-        "coordinator" => {
-            let path = flag(rest, "--config").ok_or("synshare coordinator: --config FILE is required")?;
-            let c = config::CoordinatorConfig::load(&PathBuf::from(&path)).map_err(|e| e.to_string())?;
-            init_logging();
-            coordinator::run(c)
+        last = Some((started, now));
+        shown += 1;
+        if count.is_some_and(|n| shown >= n) {
+            return Ok(());
         }
-        "drain" | "undrain" | "capacity" => {
-            let (request, rest) = if cmd == "capacity" {
-                let v = rest.first().ok_or("synshare capacity: give the weight")?;
-                (format!("capacity {v}"), &rest[1..])
+        std::thread::sleep(Duration::from_secs_f64(interval).saturating_sub(started.elapsed()));
+    }
+}
+
+fn nodes_cmd(target: &Target, json: bool) -> Outcome {
+    let reply = query(&socket(target)?)?;
+    let members = cli::nodes::members(&reply);
+    if json {
+        cli::out::json(&members);
+    } else {
+        cli::out::print(&cli::nodes::table(&members));
+    }
+    Ok(())
+}
+
+/// The node's answer to a request: `{"ok": bool, "message": "..."}`.
+#[derive(Serialize, serde::Deserialize)]
+struct Answer {
+    ok: bool,
+    message: String,
+}
+
+fn ask(socket: &Path, request: &str) -> Result<Answer, Failure> {
+    let reply = status::request(socket, request)?;
+    serde_json::from_str(&reply)
+        .map_err(|e| Failure::Other(format!("bad reply from {}: {e}: {reply}", socket.display())))
+}
+
+/// Sends drain, undrain or capacity; prints the answer.
+fn request_cmd(target: &Target, request: &str, json: bool) -> Outcome {
+    let answer = ask(&socket(target)?, request)?;
+    if json {
+        cli::out::json(&answer);
+    } else {
+        outln!("{}", answer.message);
+    }
+    if answer.ok {
+        Ok(())
+    } else {
+        Err(Failure::Other(String::new()))
+    }
+}
+
+/// Buckets held on every segment and flows in every worker.
+fn held_and_flows(s: &status::NodeStatus) -> (u64, u64) {
+    std::iter::once(s).chain(s.segments.iter()).fold((0, 0), |(h, f), seg| {
+        (
+            h + u64::from(seg.held),
+            f + seg.workers.iter().map(|w| w.flows).sum::<u64>(),
+        )
+    })
+}
+
+fn drain_cmd(target: &Target, json: bool, wait: bool, timeout_s: f64) -> Outcome {
+    if !wait {
+        return request_cmd(target, "drain", json);
+    }
+    let socket = socket(target)?;
+    let answer = ask(&socket, "drain")?;
+    if !answer.ok {
+        if json {
+            cli::out::json(&answer);
+        } else {
+            outln!("{}", answer.message);
+        }
+        return Err(Failure::Other(String::new()));
+    }
+    if !json {
+        outln!("{}; waiting for its buckets and flows to reach 0", answer.message);
+    }
+    let started = Instant::now();
+    let timeout = Duration::from_secs_f64(timeout_s);
+    let mut last_said = None;
+    loop {
+        // The node said yes to "drain": it is a node, not a coordinator.
+        let s = status::query(&socket)?;
+        let (held, flows) = held_and_flows(&s);
+        let waited_s = started.elapsed().as_secs_f64();
+        let drained = held == 0 && flows == 0;
+        let timed_out = !drained && started.elapsed() >= timeout;
+        if drained || timed_out {
+            let message = if drained {
+                format!("{}: drained in {waited_s:.1} s: no bucket held, no flow left", s.name)
             } else {
-                (cmd.clone(), rest)
+                format!(
+                    "{}: not drained after {timeout_s} s: still {held} bucket(s) held and {flows} flow(s)",
+                    s.name
+                )
             };
-            let socket = match (flag(rest, "--socket"), flag(rest, "--config")) {
-                (Some(s), _) => PathBuf::from(s),
-                (None, Some(c)) => node::socket_path(&load(&c)?),
-                (None, None) => return Err(format!("synshare {cmd}: --config FILE or --socket PATH")),
-            };
-            let reply = status::request(&socket, &request)?;
-            let v: serde_json::Value = serde_json::from_str(&reply).map_err(|e| format!("bad reply: {e}"))?;
-            println!("{}", v["message"].as_str().unwrap_or(&reply));
-            if v["ok"].as_bool() == Some(true) {
+            if json {
+                cli::out::json(&serde_json::json!({
+                    "ok": drained, "message": message, "held": held, "flows": flows, "waited_s": waited_s,
+                }));
+            } else {
+                outln!("{message}");
+            }
+            return if drained {
                 Ok(())
             } else {
-                Err(String::new())
+                Err(Failure::Other(String::new()))
+            };
+        }
+        if !json && last_said != Some((held, flows)) {
+            outln!("  {:>6.1} s: {held} bucket(s) held, {flows} flow(s)", waited_s);
+            last_said = Some((held, flows));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A problem as `check-config --json` writes it.
+#[derive(Serialize)]
+struct JsonProblem {
+    line: Option<usize>,
+    column: Option<usize>,
+    field: Option<String>,
+    message: String,
+}
+
+impl From<&config::ConfigError> for JsonProblem {
+    fn from(e: &config::ConfigError) -> Self {
+        JsonProblem {
+            line: e.position.map(|p| p.0),
+            column: e.position.map(|p| p.1),
+            field: e.field.clone(),
+            message: e.message.clone(),
+        }
+    }
+}
+
+fn warning_line(w: &config::ConfigError) -> String {
+    let mut at = w.file.display().to_string();
+    if let Some((l, c)) = w.position {
+        at += &format!(":{l}:{c}");
+    }
+    match &w.field {
+        Some(f) => format!("{at}: warning: field `{f}`: {}", w.message),
+        None => format!("{at}: warning: {}", w.message),
+    }
+}
+
+fn node_summary(c: &NodeConfig) -> serde_json::Value {
+    serde_json::json!({
+        "kind": "node",
+        "name": c.name,
+        "id": c.id,
+        "segments": 1 + c.segments.len(),
+        "vips": c.all_segments().iter().map(|s| s.vips.len()).sum::<usize>(),
+        "members": c.sharing.members.len(),
+        "buckets": c.sharing.buckets,
+        "layout": format!("{:?}", c.sharing.layout).to_lowercase(),
+        "workers": c.workers,
+        "sharing": if c.exchange.is_some() { "exchange" } else { "static" },
+        "status_socket": node::socket_path(c),
+    })
+}
+
+fn coordinator_summary(c: &CoordinatorConfig) -> serde_json::Value {
+    serde_json::json!({
+        "kind": "coordinator",
+        "name": c.name,
+        "nodes": c.exchange.peers.len(),
+        "buckets": c.buckets,
+        "layout": format!("{:?}", c.layout).to_lowercase(),
+        "status_socket": coordinator::socket_path(c),
+    })
+}
+
+fn check_config_cmd(file: &Path, coordinator: bool, json: bool) -> Outcome {
+    let checked = if coordinator {
+        CoordinatorConfig::check(file).map(|c| (coordinator_summary(&c.config), c.warnings))
+    } else {
+        NodeConfig::check(file).map(|c| (node_summary(&c.config), c.warnings))
+    };
+    let shown = file.display();
+    match checked {
+        Ok((summary, warnings)) => {
+            if json {
+                cli::out::json(&serde_json::json!({
+                    "file": file, "valid": true, "summary": summary, "errors": [],
+                    "warnings": warnings.iter().map(JsonProblem::from).collect::<Vec<_>>(),
+                }));
+            } else {
+                for w in &warnings {
+                    eprintln!("{}", warning_line(w));
+                }
+                let s = &summary;
+                let what = if coordinator {
+                    format!(
+                        "coordinator {}, {} node(s), {} buckets, layout {}",
+                        s["name"].as_str().unwrap_or(""),
+                        s["nodes"],
+                        s["buckets"],
+                        s["layout"].as_str().unwrap_or("")
+                    )
+                } else {
+                    format!(
+                        "node {} (id {}), {} segment(s), {} VIP(s), {} member(s), {} buckets, layout {}, {} worker(s), {}",
+                        s["name"].as_str().unwrap_or(""),
+                        s["id"],
+                        s["segments"],
+                        s["vips"],
+                        s["members"],
+                        s["buckets"],
+                        s["layout"].as_str().unwrap_or(""),
+                        s["workers"],
+                        if s["sharing"] == "exchange" { "exchange" } else { "static shares" }
+                    )
+                };
+                let warned = if warnings.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({} warning(s))", warnings.len())
+                };
+                outln!("{shown}: valid: {what}{warned}");
+            }
+            Ok(())
+        }
+        Err(errors) => {
+            if json {
+                cli::out::json(&serde_json::json!({
+                    "file": file, "valid": false,
+                    "errors": errors.0.iter().map(JsonProblem::from).collect::<Vec<_>>(),
+                    "warnings": [],
+                }));
+                Err(Failure::Config(config::ConfigErrors(Vec::new())))
+            } else {
+                Err(Failure::Config(errors))
             }
         }
-        "check-config" if rest.first().map(String::as_str) == Some("--coordinator") => {
-            let path = rest
-                .get(1)
-                .ok_or("synshare check-config --coordinator: name the file")?;
-            let c = config::CoordinatorConfig::load(&PathBuf::from(path)).map_err(|e| e.to_string())?;
-            println!(
-                "{path}: valid: coordinator {}, {} node(s), {} buckets",
-                c.name,
-                c.exchange.peers.len(),
-                c.buckets
-            );
-            Ok(())
+    }
+}
+
+#[derive(Serialize)]
+struct Version {
+    version: &'static str,
+    git: &'static str,
+    dpdk_built: &'static str,
+    dpdk_running: String,
+}
+
+fn run(cli: Cli) -> Outcome {
+    match cli.command {
+        Command::Node { config } => {
+            init_logging(cli.log_format);
+            let checked = NodeConfig::check(&config)?;
+            for w in &checked.warnings {
+                tracing::warn!("{}", warning_line(w));
+            }
+            Ok(node::run(checked.config, &config)?)
         }
-        "check-config" => {
-            let path = rest.first().ok_or("synshare check-config: name the file")?;
-            let c = load(path)?;
-            println!(
-                "{path}: valid: node {} (id {}), {} segment(s), {} VIP(s), {} member(s), {} buckets, layout {:?}, {}",
-                c.name,
-                c.id,
-                1 + c.segments.len(),
-                c.vips.len(),
-                c.sharing.members.len(),
-                c.sharing.buckets,
-                c.sharing.layout,
-                if c.exchange.is_some() {
-                    "exchange"
-                } else {
-                    "static shares"
-                }
-            );
-            Ok(())
+        Command::Coordinator { config } => {
+            init_logging(cli.log_format);
+            let checked = CoordinatorConfig::check(&config)?;
+            for w in &checked.warnings {
+                tracing::warn!("{}", warning_line(w));
+            }
+            Ok(coordinator::run(checked.config)?)
         }
-        "status" => {
-            let socket = match (flag(rest, "--socket"), flag(rest, "--config")) {
-                (Some(s), _) => PathBuf::from(s),
-                (None, Some(c)) => node::socket_path(&load(&c)?),
-                (None, None) => return Err("synshare status: --config FILE or --socket PATH".into()),
-            };
-            let json = rest.iter().any(|a| a == "--json");
-            let reply = status::request(&socket, "status")?;
-            // A coordinator answers with the exchange's state only.
-            if let Ok(x) = serde_json::from_str::<exchange::ExchangeStatus>(&reply) {
-                if json {
-                    println!("{}", serde_json::to_string_pretty(&x).map_err(|e| e.to_string())?);
-                } else {
-                    print!("coordinator at {}\n{}", socket.display(), status::exchange_summary(&x));
-                }
+        Command::CheckConfig {
+            coordinator,
+            file,
+            json,
+        } => check_config_cmd(&file, coordinator, json),
+        Command::Status {
+            target,
+            json,
+            watch,
+            interval,
+            count,
+        } => status_cmd(&target, json, watch, interval, count),
+        Command::Nodes { target, json } => nodes_cmd(&target, json),
+        Command::Drain {
+            target,
+            json,
+            wait,
+            timeout,
+        } => drain_cmd(&target, json, wait, timeout),
+        Command::Undrain { target, json } => request_cmd(&target, "undrain", json),
+        Command::Capacity { weight, target, json } => request_cmd(&target, &format!("capacity {weight}"), json),
+        Command::Pktgen { args } => {
+            if args.iter().any(|a| a == "--help" || a == "-h") {
+                cli::out::print(pktgen::HELP);
                 return Ok(());
             }
-            let s = status::query(&socket)?;
+            Ok(pktgen::run(&args)?)
+        }
+        Command::Bench { args } => {
+            if args.iter().any(|a| a == "--help" || a == "-h") {
+                cli::out::print(bench::HELP);
+                return Ok(());
+            }
+            Ok(bench::run(&args)?)
+        }
+        Command::Version { json } => {
+            let v = Version {
+                version: env!("CARGO_PKG_VERSION"),
+                git: env!("SYNSHARE_GIT"),
+                dpdk_built: env!("SYNSHARE_DPDK_BUILT"),
+                dpdk_running: synshare_dataplane::dpdk::version(),
+            };
             if json {
-                println!("{}", serde_json::to_string_pretty(&s).map_err(|e| e.to_string())?);
+                cli::out::json(&v);
             } else {
-                print!("{}", status::summary(&s));
+                outln!(
+                    "synshare {} ({}), built against DPDK {}, running {}",
+                    v.version,
+                    v.git,
+                    v.dpdk_built,
+                    v.dpdk_running
+                );
             }
             Ok(())
         }
-        "pktgen" => pktgen::run(rest),
-        "bench" => bench::run(rest),
-        "version" | "--version" | "-V" => {
-            println!(
-                "synshare {} ({}), built against DPDK {}, running {}",
-                env!("CARGO_PKG_VERSION"),
-                env!("SYNSHARE_GIT"),
-                env!("SYNSHARE_DPDK_BUILT"),
-                synshare_dataplane::dpdk::version()
-            );
+        Command::Completions { shell } => {
+            cli::out::print_bytes(&cli::completions(shell));
             Ok(())
         }
-        "help" | "--help" | "-h" => {
-            print!("{USAGE}");
+        Command::Man { command } => {
+            cli::out::print_bytes(&cli::man_page(command.as_deref())?);
             Ok(())
         }
-        other => Err(format!("unknown command {other:?}\n\n{USAGE}")),
+    }
+}
+
+impl Failure {
+    /// The exit status.
+    fn code(&self) -> u8 {
+        match self {
+            Failure::Config(_) => config::EX_CONFIG,
+            Failure::Other(_) => 1,
+        }
+    }
+
+    /// What to print on stderr.
+    fn message(&self) -> String {
+        match self {
+            Failure::Config(errors) => errors.to_string(),
+            Failure::Other(message) => message.clone(),
+        }
     }
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match run(&args) {
+    let cli = Cli::parse();
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("{e}");
-            ExitCode::FAILURE
+        Err(failure) => {
+            let message = failure.message();
+            if !message.is_empty() {
+                eprintln!("{message}");
+            }
+            ExitCode::from(failure.code())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use config::tests::{broken, Base, CASES};
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("synshare-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// The path check-config takes for each refused case ends in exit 78,
+    /// with the field named on stderr.
+    #[test]
+    fn every_refused_configuration_exits_78_naming_the_field() {
+        let dir = temp_dir("check-config");
+        for (i, case) in CASES.iter().enumerate() {
+            let path = dir.join(format!("broken{i}.ron"));
+            std::fs::write(&path, broken(case)).unwrap();
+            let failure = check_config_cmd(&path, case.base == Base::Coordinator, false)
+                .err()
+                .unwrap_or_else(|| panic!("{}: accepted", case.name));
+            assert_eq!(failure.code(), 78, "{}", case.name);
+            let stderr = failure.message();
+            let line = stderr
+                .lines()
+                .find(|l| l.contains(&format!("field `{}`", case.field)))
+                .unwrap_or_else(|| panic!("{}: {stderr}", case.name));
+            assert!(line.starts_with(&format!("{}:", path.display())), "{line}");
+            assert!(line.contains(case.says), "{}: {line}", case.name);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn valid_configurations_pass_and_other_failures_exit_1() {
+        let dir = temp_dir("check-config-valid");
+        let path = dir.join("node.ron");
+        std::fs::write(&path, config::tests::NODE).unwrap();
+        assert!(check_config_cmd(&path, false, false).is_ok());
+        // A node's file checked as a coordinator's is refused, not accepted.
+        assert_eq!(check_config_cmd(&path, true, false).err().map(|f| f.code()), Some(78));
+        // A file that cannot be read is a configuration refused too.
+        let missing = dir.join("missing.ron");
+        assert_eq!(
+            check_config_cmd(&missing, false, false).err().map(|f| f.code()),
+            Some(78)
+        );
+        // Anything else: 1.
+        let target = Target {
+            config: None,
+            socket: Some(dir.join("no-node.sock")),
+        };
+        assert_eq!(nodes_cmd(&target, false).err().map(|f| f.code()), Some(1));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A node's status socket answering from `answer` until dropped.
+    struct FakeNode {
+        socket: PathBuf,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    }
+
+    impl FakeNode {
+        fn start(name: &str, mut answer: impl FnMut(&str) -> String + Send + 'static) -> FakeNode {
+            let socket = temp_dir(name).join("node.sock");
+            let listener = status::listen(&socket).unwrap();
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let flag = std::sync::Arc::clone(&stop);
+            let thread = std::thread::spawn(move || {
+                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    status::serve(&listener, &mut answer);
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            });
+            FakeNode {
+                socket,
+                stop,
+                thread: Some(thread),
+            }
+        }
+
+        fn target(&self) -> Target {
+            Target {
+                config: None,
+                socket: Some(self.socket.clone()),
+            }
+        }
+    }
+
+    impl Drop for FakeNode {
+        fn drop(&mut self) {
+            self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+            if let Some(dir) = self.socket.parent() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+
+    /// A node that, once told to drain, lets one bucket and then one flow
+    /// go per status request; `flows_stay` keeps one flow for ever.
+    fn draining_node(name: &str, flows_stay: bool) -> (FakeNode, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = std::sync::Arc::clone(&requests);
+        let (mut held, mut flows, mut draining) = (3u32, 2u64, false);
+        let node = FakeNode::start(name, move |request| {
+            log.lock().unwrap().push(request.to_owned());
+            if request == "drain" {
+                draining = true;
+                return serde_json::json!({"ok": true, "message": "n draining"}).to_string();
+            }
+            if draining {
+                if held > 0 {
+                    held -= 1;
+                } else if flows > u64::from(flows_stay) {
+                    flows -= 1;
+                }
+            }
+            let s = status::NodeStatus {
+                name: "n".into(),
+                held,
+                workers: vec![status::WorkerStatus {
+                    flows,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            };
+            serde_json::to_string(&s).unwrap()
+        });
+        (node, requests)
+    }
+
+    #[test]
+    fn drain_wait_returns_once_no_bucket_and_no_flow_is_left() {
+        let (node, requests) = draining_node("drain-wait", false);
+        let started = Instant::now();
+        assert!(drain_cmd(&node.target(), true, true, 30.0).is_ok());
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let requests = requests.lock().unwrap().clone();
+        assert_eq!(requests[0], "drain");
+        // Polls see 2, 1, 0 buckets, then 1, 0 flows: it stops at the fifth.
+        assert_eq!(requests.iter().filter(|r| *r == "status").count(), 5, "{requests:?}");
+    }
+
+    #[test]
+    fn drain_wait_times_out_with_exit_1() {
+        let (node, _) = draining_node("drain-timeout", true);
+        let started = Instant::now();
+        let failure = drain_cmd(&node.target(), true, true, 0.5).expect_err("a timeout");
+        assert_eq!(failure.code(), 1);
+        assert!(started.elapsed() >= Duration::from_millis(500));
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_refused_drain_does_not_wait() {
+        let node = FakeNode::start("drain-refused", |_| {
+            serde_json::json!({"ok": false, "message": "static shares"}).to_string()
+        });
+        assert_eq!(
+            drain_cmd(&node.target(), true, true, 30.0).err().map(|f| f.code()),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn watch_polls_count_times_at_the_interval() {
+        let polls = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let seen = std::sync::Arc::clone(&polls);
+        let node = FakeNode::start("watch", move |_| {
+            seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            serde_json::to_string(&exchange::ExchangeStatus::default()).unwrap()
+        });
+        let started = Instant::now();
+        assert!(status_cmd(&node.target(), true, true, 0.1, Some(3)).is_ok());
+        assert_eq!(polls.load(std::sync::atomic::Ordering::Relaxed), 3);
+        assert!(started.elapsed() >= Duration::from_millis(200));
+    }
+
+    #[test]
+    fn held_and_flows_count_every_segment() {
+        let seg = |held, flows| status::NodeStatus {
+            held,
+            workers: vec![status::WorkerStatus {
+                flows,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let mut s = seg(0, 0);
+        assert_eq!(held_and_flows(&s), (0, 0));
+        s.segments = vec![seg(3, 0), seg(0, 7)];
+        assert_eq!(held_and_flows(&s), (3, 7));
     }
 }

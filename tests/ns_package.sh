@@ -25,6 +25,7 @@ check "the package builds ($(basename "${deb:-none}"))" test -f "$deb"
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$deb" >"$SS_TMP/apt.log" 2>&1
 check "apt installs it" dpkg -s synshare
 check "it ships the units and the binary" bash -c "dpkg -L synshare | grep -q $UNIT && dpkg -L synshare | grep -q synshare-coordinator@.service && test -x /usr/bin/synshare"
+check "and the man page and completions" bash -c "dpkg -L synshare | grep -q man1/synshare.1.gz && dpkg -L synshare | grep -q bash-completion/completions/synshare && zcat /usr/share/man/man1/synshare.1.gz | grep -q '^.TH synshare'"
 echo "    $(/usr/bin/synshare version)"
 
 # A one-node cluster in namespaces; its node is then run by the unit.

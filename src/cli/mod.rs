@@ -1,0 +1,401 @@
+//! The command line: what `synshare` accepts, declared once with clap's
+//! derive, from which the parser, `--help` of every command, the shell
+//! completions and the man pages all come.
+
+pub mod nodes;
+pub mod out;
+pub mod watch;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+const ABOUT: &str = "Load balancing without a load balancer: every server of a cluster sees every \
+packet for a shared virtual IP and accepts the connections whose hash falls in its own share";
+
+const EXIT_CODES: &str = "\
+Exit status: 0 on success; 78 (EX_CONFIG) when a configuration is refused; 2 on a usage error; \
+1 on any other failure.";
+
+/// synshare's command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "synshare",
+    version,
+    about = ABOUT,
+    after_help = EXIT_CODES,
+    propagate_version = true,
+    arg_required_else_help = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// Format of the log lines on stderr (node and coordinator). Colours
+    /// only on a terminal and without NO_COLOR; SYNSHARE_LOG sets the
+    /// level (e.g. SYNSHARE_LOG=debug).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line (for journald's or a collector's parsers).
+    Json,
+}
+
+/// Which running node (or coordinator) to talk to.
+#[derive(Clone, Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct Target {
+    /// Its configuration file (the status socket is read from it).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Its status socket.
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a node (DPDK dataplane and control core) until SIGINT or SIGTERM
+    #[command(long_about = "\
+Run a node (DPDK dataplane and control core).
+
+The configuration names EAL's lcores and memory, the wire port (a PCI address or a DPDK vdev), \
+the TAP exception port, the VIPs, the cluster MAC and the members or the exchange. It is \
+checked as check-config checks it before anything starts; a refused configuration exits 78.
+
+SIGTERM drains (with an exchange: the others take new connections at once) and stops once the \
+known flows end or stop_drain_s passes; SIGINT, or a second SIGTERM, stops at once; SIGHUP \
+reloads availability.capacity and the exchange keys. See configs/ for commented examples.")]
+    Node {
+        /// The node's configuration.
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Run a coordinator: the nodes report to it, it computes the table
+    #[command(long_about = "\
+Run a coordinator (member 0): the nodes report their availability to it; it computes the bucket \
+table and leads while it runs. In peer mode the same process is the witness a two-node cluster \
+needs. See configs/coordinator.ron.")]
+    Coordinator {
+        /// The coordinator's configuration.
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Check a node's (or a coordinator's) configuration and exit
+    #[command(long_about = "\
+Check a node's (or, with --coordinator, a coordinator's) configuration without starting \
+anything: what a start would refuse, and what the node would read on this machine (key files, \
+cgroup, hwmon and powercap paths).
+
+Each problem is printed as FILE:LINE:COLUMN: field `PATH`: what is wrong. Warnings (legal but \
+likely wrong, or about this machine rather than the one it runs on) are printed and do not \
+fail. Exit 0 when valid, 78 (EX_CONFIG) when not.")]
+    CheckConfig {
+        /// The file is a coordinator's configuration.
+        #[arg(long)]
+        coordinator: bool,
+        /// The configuration file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Print the result as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a running node's shares, peers and counters
+    #[command(long_about = "\
+Ask a running node, over its local Unix socket, for its members and shares, table epoch, \
+exchange and peers, availability, port and worker counters and flow-table fill. On a \
+coordinator's socket: the exchange's state.
+
+With --watch the status is shown again every --interval seconds with rates: packets per second \
+of each port and frames per second of each outcome counter, from the counters' differences \
+(with --json: one JSON object per line, {\"status\": ..., \"rates\": ...}).")]
+    Status {
+        #[command(flatten)]
+        target: Target,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Show it again every --interval seconds, with rates.
+        #[arg(long)]
+        watch: bool,
+        /// Seconds between two updates.
+        #[arg(long, value_name = "S", default_value_t = 1.0, requires = "watch", value_parser = positive_seconds)]
+        interval: f64,
+        /// Stop after this many updates (default: until interrupted).
+        #[arg(long, value_name = "N", requires = "watch")]
+        count: Option<u64>,
+    },
+    /// List the cluster's members as a running node sees them, one per line
+    #[command(long_about = "\
+List the cluster's members as a running node (or coordinator) sees them: one line per member \
+and segment with its role, whether it is live, its weight, the buckets the table gives it and \
+its share, and when it was last heard.")]
+    Nodes {
+        #[command(flatten)]
+        target: Target,
+        /// Print JSON (an array of members).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop taking new connections; keep serving the ones held
+    #[command(long_about = "\
+A draining node advertises weight 0: the cluster's next table gives it no buckets, so it takes \
+no new connections; it keeps serving the ones it has. With --wait, wait until it holds no bucket \
+on any segment and its flow tables are empty (it can then be stopped without breaking a \
+connection), or exit 1 after --timeout seconds.")]
+    Drain {
+        #[command(flatten)]
+        target: Target,
+        /// Print the node's answer as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Wait until no bucket is held and no flow is left.
+        #[arg(long)]
+        wait: bool,
+        /// Give up waiting after this many seconds (exit 1).
+        #[arg(long, value_name = "S", default_value_t = 300.0, requires = "wait", value_parser = positive_seconds)]
+        timeout: f64,
+    },
+    /// Take new connections again after a drain
+    Undrain {
+        #[command(flatten)]
+        target: Target,
+        /// Print the node's answer as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change the node's configured capacity weight while it runs
+    #[command(long_about = "\
+Set the node's configured capacity weight while it runs (SIGHUP reloads availability.capacity \
+from the configuration file instead).")]
+    Capacity {
+        /// The new weight, from 0 to 1000000 (relative to the other members).
+        #[arg(value_name = "WEIGHT", value_parser = capacity_weight)]
+        weight: f64,
+        #[command(flatten)]
+        target: Target,
+        /// Print the node's answer as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write synthetic VIP traffic as a pcap file (see `synshare pktgen --help`)
+    #[command(disable_help_flag = true, override_help = crate::pktgen::HELP)]
+    Pktgen {
+        /// pktgen's own options.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
+    /// Benchmark the worker loop on one lcore (see `synshare bench --help`)
+    #[command(disable_help_flag = true, override_help = crate::bench::HELP)]
+    Bench {
+        /// bench's own options.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
+    /// Print the versions of synshare and of DPDK
+    Version {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a shell completion script to stdout
+    #[command(long_about = "\
+Write a completion script for SHELL to stdout, e.g.
+  synshare completions bash > /usr/share/bash-completion/completions/synshare
+  synshare completions zsh > /usr/share/zsh/vendor-completions/_synshare
+  synshare completions fish > /usr/share/fish/vendor_completions.d/synshare.fish")]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write a man page (roff) to stdout
+    #[command(long_about = "\
+Write the man page of synshare, or of one COMMAND, as roff to stdout, e.g.
+  synshare man > synshare.1
+  synshare man node > synshare-node.1")]
+    Man {
+        /// A command's page instead of synshare's.
+        #[arg(value_name = "COMMAND")]
+        command: Option<String>,
+    },
+}
+
+fn positive_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 86_400.0 => Ok(v),
+        _ => Err(format!("{s:?}: seconds, above 0 and at most 86400")),
+    }
+}
+
+fn capacity_weight(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.0..=1_000_000.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?}: a number from 0 to 1000000")),
+    }
+}
+
+/// The clap command, for completions and man pages.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
+/// The completion script for `shell`.
+pub fn completions(shell: clap_complete::Shell) -> Vec<u8> {
+    let mut cmd = command();
+    let mut buf = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "synshare", &mut buf);
+    buf
+}
+
+/// The man page of synshare, or of its command `name`.
+pub fn man_page(name: Option<&str>) -> Result<Vec<u8>, String> {
+    let mut root = command();
+    // Propagates the version and the global options to the commands.
+    root.build();
+    let page = match name {
+        None => clap_mangen::Man::new(root),
+        Some(n) => {
+            let sub = root
+                .get_subcommands()
+                .find(|c| c.get_name() == n)
+                .ok_or_else(|| {
+                    let names: Vec<&str> = root.get_subcommands().map(|c| c.get_name()).collect();
+                    format!("synshare man: no command {n:?} (commands: {})", names.join(", "))
+                })?
+                .clone()
+                .name(format!("synshare-{n}"))
+                .bin_name(format!("synshare {n}"));
+            clap_mangen::Man::new(sub)
+        }
+    };
+    let mut buf = Vec::new();
+    page.render(&mut buf).map_err(|e| format!("man page: {e}"))?;
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("synshare").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_definition_is_consistent() {
+        command().debug_assert();
+    }
+
+    #[test]
+    fn unknown_flags_and_misplaced_values_are_errors() {
+        use clap::error::ErrorKind;
+        assert_eq!(
+            parse(&["node", "--confg", "x"]).unwrap_err().kind(),
+            ErrorKind::UnknownArgument
+        );
+        // Was read as the weight.
+        assert!(parse(&["capacity", "--config", "f"]).is_err());
+        assert!(parse(&["capacity", "-1", "--socket", "s"]).is_err());
+        assert!(parse(&["status"]).is_err(), "a target is required");
+        assert!(parse(&["status", "--config", "a", "--socket", "b"]).is_err());
+        assert!(
+            parse(&["status", "--socket", "s", "--interval", "2"]).is_err(),
+            "--interval needs --watch"
+        );
+        assert!(
+            parse(&["drain", "--socket", "s", "--timeout", "5"]).is_err(),
+            "--timeout needs --wait"
+        );
+        assert!(parse(&["status", "--socket", "s", "--watch", "--interval", "0"]).is_err());
+        assert!(parse(&["completions", "tcsh"]).is_err());
+    }
+
+    #[test]
+    fn todays_invocations_still_parse() {
+        for args in [
+            &["node", "--config", "n.ron"][..],
+            &["coordinator", "--config", "c.ron"],
+            &["check-config", "n.ron"],
+            &["check-config", "--coordinator", "c.ron"],
+            &["status", "--socket", "/run/synshare/ss-node1.sock", "--json"],
+            &["status", "--config", "n.ron"],
+            &["drain", "--socket", "s"],
+            &["undrain", "--config", "n.ron"],
+            &["capacity", "3", "--socket", "s"],
+            &["capacity", "2.5", "--config", "n.ron"],
+            &["pktgen", "--out", "x.pcap", "--flows", "nope"],
+            &["bench", "--pcap", "x.pcap", "--plan"],
+            &["version"],
+            &["nodes", "--socket", "s"],
+            &["drain", "--socket", "s", "--wait", "--timeout", "30", "--json"],
+            &[
+                "status",
+                "--socket",
+                "s",
+                "--watch",
+                "--interval",
+                "0.5",
+                "--count",
+                "3",
+            ],
+            &["--log-format", "json", "node", "--config", "n.ron"],
+            &["node", "--config", "n.ron", "--log-format", "json"],
+        ] {
+            assert!(parse(args).is_ok(), "{args:?}: {:?}", parse(args).err());
+        }
+        let Ok(Cli {
+            command: Command::Pktgen { args },
+            ..
+        }) = parse(&["pktgen", "--out", "x.pcap", "--help"])
+        else {
+            panic!("pktgen");
+        };
+        assert_eq!(args, ["--out", "x.pcap", "--help"]);
+    }
+
+    #[test]
+    fn help_of_a_command_is_its_own() {
+        let e = parse(&["help", "node"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::DisplayHelp);
+        let text = e.to_string();
+        assert!(
+            text.contains("Usage: synshare node") && text.contains("--config <FILE>"),
+            "{text}"
+        );
+        assert!(!text.contains("Commands:"), "{text}");
+        let pktgen = parse(&["help", "pktgen"]).unwrap_err().to_string();
+        assert!(pktgen.starts_with("synshare pktgen --out FILE.pcap"), "{pktgen}");
+    }
+
+    #[test]
+    fn completions_and_man_pages_are_generated() {
+        for shell in [
+            clap_complete::Shell::Bash,
+            clap_complete::Shell::Zsh,
+            clap_complete::Shell::Fish,
+        ] {
+            let script = String::from_utf8(completions(shell)).unwrap();
+            assert!(
+                script.contains("check-config") && script.contains("log-format"),
+                "{shell}"
+            );
+        }
+        let page = String::from_utf8(man_page(None).unwrap()).unwrap();
+        assert!(page.starts_with(".ie") || page.contains(".TH synshare"), "{page}");
+        assert!(page.contains("check\\-config"), "{page}");
+        let node = String::from_utf8(man_page(Some("node")).unwrap()).unwrap();
+        assert!(node.contains(".TH synshare-node 1"), "{node}");
+        assert!(node.contains("synshare\\-node \\- Run a node"), "{node}");
+        assert!(node.contains("\\-\\-log\\-format"), "{node}");
+        assert!(man_page(Some("nope")).is_err());
+    }
+}

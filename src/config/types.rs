@@ -1,0 +1,618 @@
+//! The configuration's types: what a node's and a coordinator's RON files
+//! say, with their defaults. Every default is written once, here: sections
+//! whose fields all have one take `#[serde(default)]` and a `Default` impl
+//! (built from the defaults of the code that uses them, such as the
+//! protocol's `Settings` and the flow table's `FlowTimeouts`, so a test of
+//! that code tests the values production uses); the few fields beside
+//! required ones take theirs from [`defaults`].
+
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use synshare_control::availability::Formula;
+use synshare_control::layout::Layout;
+use synshare_control::protocol::Settings;
+use synshare_control::wire::{Key, Keys};
+use synshare_dataplane::flow::FlowTimeouts;
+use synshare_dataplane::packet::Mac;
+
+/// Defaults of fields that sit beside required ones (serde needs a function
+/// per such field).
+pub mod defaults {
+    /// `eal.memory_mb`.
+    pub fn memory_mb() -> u32 {
+        256
+    }
+    /// `wire.rx_desc` and `wire.tx_desc`.
+    pub fn descriptors() -> u16 {
+        1024
+    }
+    /// `workers`.
+    pub fn workers() -> u16 {
+        1
+    }
+    /// `stop_drain_s`.
+    pub fn stop_drain_s() -> u32 {
+        30
+    }
+    /// `buckets` of a coordinator (the nodes' is `SharingConfig::default`).
+    pub fn buckets() -> u32 {
+        65_536
+    }
+}
+
+fn mac<'de, D: Deserializer<'de>>(d: D) -> Result<Mac, D::Error> {
+    let s = String::deserialize(d)?;
+    Mac::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("{s:?} is not a MAC address (aa:bb:cc:dd:ee:ff)")))
+}
+
+fn opt_mac<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Mac>, D::Error> {
+    match Option::<String>::deserialize(d)? {
+        None => Ok(None),
+        Some(s) => Mac::parse(&s)
+            .map(Some)
+            .ok_or_else(|| serde::de::Error::custom(format!("{s:?} is not a MAC address (aa:bb:cc:dd:ee:ff)"))),
+    }
+}
+
+/// Hugepage use.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Hugepages {
+    /// Use hugepages when enough are free, else `--no-huge`.
+    #[default]
+    Auto,
+    /// Require hugepages.
+    On,
+    /// Never (`--no-huge`, slower).
+    Off,
+}
+
+/// EAL settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EalConfig {
+    /// The lcores, as EAL's `-l` takes them ("2,3", "2-5"), or a mapping of
+    /// lcores to CPUs as its `--lcores` takes them ("0@0,1@1,2@1"): the
+    /// control lcore and the worker lcores.
+    pub lcores: String,
+    /// Memory in MiB.
+    #[serde(default = "defaults::memory_mb")]
+    pub memory_mb: u32,
+    /// Hugepage use.
+    #[serde(default)]
+    pub hugepages: Hugepages,
+    /// EAL's `--file-prefix`; distinct for every process on a machine.
+    pub file_prefix: String,
+    /// The control lcore (EAL's `--main-lcore`); by default the lowest of
+    /// `lcores`. The other lcores run workers.
+    #[serde(default)]
+    pub main_lcore: Option<u32>,
+    /// Further EAL arguments, passed as they are.
+    #[serde(default)]
+    pub extra_args: Vec<String>,
+}
+
+/// The wire port.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireConfig {
+    /// A PCI address (`0000:3b:00.0`) or a virtual device with its
+    /// arguments (`net_af_packet0,iface=eth1`).
+    pub device: String,
+    /// RX descriptors per queue.
+    #[serde(default = "defaults::descriptors")]
+    pub rx_desc: u16,
+    /// TX descriptors per queue.
+    #[serde(default = "defaults::descriptors")]
+    pub tx_desc: u16,
+    /// Use the NIC's RSS hash as the connection value (needs several queues,
+    /// that is `workers` > 1, and a NIC that hashes TCP/UDP with the
+    /// cluster's key).
+    #[serde(default)]
+    pub rss: bool,
+}
+
+/// The exception port to the host kernel.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExceptionConfig {
+    /// The TAP interface's name in the kernel.
+    pub iface: String,
+    /// Its MAC; by default the wire port's, so that the kernel's frames
+    /// need no rewriting beyond the Ethernet source.
+    #[serde(default, deserialize_with = "opt_mac")]
+    pub mac: Option<Mac>,
+    /// The node's own addresses with their prefix length ("192.0.2.21/24",
+    /// "2001:db8::21/64"). When given, the node sets the TAP up itself each
+    /// time it creates it: these addresses, ARP and DAD settings that keep
+    /// the kernel from announcing them wrongly, checksum offload off (the
+    /// wire computes none), link up. Empty: left to the operator.
+    #[serde(default)]
+    pub addresses: Vec<String>,
+}
+
+/// A virtual IP and the ports it serves.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VipConfig {
+    /// The address.
+    pub addr: IpAddr,
+    /// TCP ports served.
+    #[serde(default)]
+    pub tcp_ports: Vec<u16>,
+    /// UDP ports served.
+    #[serde(default)]
+    pub udp_ports: Vec<u16>,
+}
+
+/// Idle back-off of the workers.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdleConfig {
+    /// Empty polls before sleeping.
+    pub empty_polls: u32,
+    /// Sleep per empty poll after that, in microseconds (0: busy-poll).
+    pub sleep_us: u32,
+}
+
+impl Default for IdleConfig {
+    fn default() -> Self {
+        IdleConfig {
+            empty_polls: 256,
+            sleep_us: 100,
+        }
+    }
+}
+
+/// The flow tables (one per worker).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlowTableConfig {
+    /// Flows per worker.
+    pub capacity: u32,
+    /// Half-open entries expire after this, in ms.
+    pub half_open_ms: u32,
+    /// Established entries expire after this idle time, in seconds.
+    pub established_s: u32,
+    /// Entries after a FIN expire after this, in ms.
+    pub closing_ms: u32,
+}
+
+impl Default for FlowTableConfig {
+    fn default() -> Self {
+        let t = FlowTimeouts::default();
+        FlowTableConfig {
+            capacity: 262_144,
+            half_open_ms: t.half_open_ms,
+            established_s: t.established_ms / 1000,
+            closing_ms: t.closing_ms,
+        }
+    }
+}
+
+/// A cluster member and its configured capacity weight.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberConfig {
+    /// Member id, unique in the cluster.
+    pub id: u32,
+    /// Configured capacity weight (relative).
+    pub weight: f64,
+}
+
+/// How the VIPs' connections are shared.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SharingConfig {
+    /// Buckets of the connection-value space (a power of two).
+    pub buckets: u32,
+    /// `rendezvous` (minimal movement) or `ranges` (contiguous).
+    pub layout: Layout,
+    /// After acquiring a bucket, unknown non-SYN packets in it are dropped
+    /// for this long (they may belong to the previous owner), in ms.
+    pub drain_ms: u32,
+    /// The members, the same list on every node (static shares; with an
+    /// exchange, membership is discovered and this list may be empty).
+    pub members: Vec<MemberConfig>,
+}
+
+impl Default for SharingConfig {
+    fn default() -> Self {
+        SharingConfig {
+            buckets: defaults::buckets(),
+            layout: Layout::default(),
+            drain_ms: Settings::default().drain_ms as u32,
+            members: Vec::new(),
+        }
+    }
+}
+
+/// The availability exchange with the other members (peer mode), and with
+/// a coordinator where one runs. Defaults come from the protocol's own
+/// [`Settings::default`], so the simulator tests the values production uses.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExchangeConfig {
+    /// Where heartbeats are received (UDP).
+    pub bind: SocketAddr,
+    /// The other members: member id → heartbeat address. Datagrams from any
+    /// other source are dropped before authentication.
+    pub peers: BTreeMap<u32, SocketAddr>,
+    /// A coordinator's address (member 0; it votes and leads, holds no
+    /// buckets). In peer mode it is the witness a two-node cluster needs.
+    pub coordinator: Option<SocketAddr>,
+    /// A file of keys, one `ID SECRET` per line (ID 0-255, SECRET at least
+    /// 16 bytes); the first is sent with, all are accepted (rolling
+    /// rotation). It must not be group- or world-readable. A path starting
+    /// with `$CREDENTIALS_DIRECTORY/` is a systemd credential.
+    pub key_file: Option<String>,
+    /// The key inline, instead of `key_file` (tests).
+    pub key: Option<String>,
+    /// The inline key's id.
+    pub key_id: u8,
+    /// Where the exchange keeps its state (consensus log, incarnation)
+    /// across restarts.
+    pub state_dir: PathBuf,
+    /// The segment (one member set and table per segment).
+    pub segment: u16,
+    /// Heartbeat interval, ms.
+    pub interval_ms: u64,
+    /// A member not heard both ways this long is not live, ms.
+    pub timeout_ms: u64,
+    /// A lease lasts this long after the heartbeat that renewed it; a
+    /// silent member's buckets move about this long after it is found not
+    /// live (default: `timeout_ms`).
+    pub lease_ms: Option<u64>,
+    /// Weight-driven table changes at most this often, ms.
+    pub min_epoch_ms: u64,
+    /// Weight changes up to this (capacity units) change no table.
+    pub hysteresis: f64,
+}
+
+impl Default for ExchangeConfig {
+    fn default() -> Self {
+        let s = Settings::default();
+        ExchangeConfig {
+            bind: SocketAddr::from(([0, 0, 0, 0], 7946)),
+            peers: BTreeMap::new(),
+            coordinator: None,
+            key_file: None,
+            key: None,
+            key_id: 0,
+            state_dir: PathBuf::from("/var/lib/synshare"),
+            segment: 0,
+            interval_ms: s.interval_ms,
+            timeout_ms: s.timeout_ms,
+            lease_ms: None,
+            min_epoch_ms: s.min_epoch_ms,
+            hysteresis: f64::from(s.hysteresis_milli) / 1000.0,
+        }
+    }
+}
+
+/// Keys known to be samples: refused.
+pub const SAMPLE_KEYS: &[&str] = &["change-me-to-a-long-random-secret"];
+
+impl ExchangeConfig {
+    /// The keys, from `key_file` or `key`.
+    pub fn keys(&self) -> Result<Keys, String> {
+        let keys = match (&self.key_file, &self.key) {
+            (Some(f), None) => read_key_file(&expand_credentials(f)?)?,
+            (None, Some(k)) => vec![Key {
+                id: self.key_id,
+                secret: k.as_bytes().to_vec(),
+            }],
+            (Some(_), Some(_)) => return Err("give key_file or key, not both".into()),
+            (None, None) => return Err("key_file (or key) is required: heartbeats are authenticated".into()),
+        };
+        for k in &keys {
+            if k.secret.len() < 16 {
+                return Err(format!("key {}: at least 16 bytes", k.id));
+            }
+            if SAMPLE_KEYS.iter().any(|s| s.as_bytes() == k.secret) {
+                return Err(format!(
+                    "key {}: a published sample key; generate your own (e.g. openssl rand -hex 32)",
+                    k.id
+                ));
+            }
+        }
+        Keys::new(keys).ok_or_else(|| "two keys share an id".into())
+    }
+
+    /// The protocol settings this section gives.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            segment: self.segment,
+            interval_ms: self.interval_ms,
+            timeout_ms: self.timeout_ms,
+            lease_ms: self.lease_ms.unwrap_or(self.timeout_ms),
+            min_epoch_ms: self.min_epoch_ms,
+            hysteresis_milli: (self.hysteresis * 1000.0).round() as u32,
+            remove_after_ms: 3 * self.timeout_ms,
+            ..Settings::default()
+        }
+    }
+
+    /// Every configured member's address (the coordinator as member 0).
+    pub fn addresses(&self) -> BTreeMap<u32, SocketAddr> {
+        let mut a = self.peers.clone();
+        if let Some(c) = self.coordinator {
+            a.insert(0, c);
+        }
+        a
+    }
+}
+
+/// `$CREDENTIALS_DIRECTORY/NAME` as the path systemd gives it.
+pub fn expand_credentials(path: &str) -> Result<PathBuf, String> {
+    match path.strip_prefix("$CREDENTIALS_DIRECTORY/") {
+        Some(rest) => std::env::var("CREDENTIALS_DIRECTORY")
+            .map(|d| Path::new(&d).join(rest))
+            .map_err(|_| {
+                format!("{path}: CREDENTIALS_DIRECTORY is not set (not started by systemd with LoadCredential)")
+            }),
+        None => Ok(PathBuf::from(path)),
+    }
+}
+
+fn read_key_file(path: &Path) -> Result<Vec<Key>, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(format!(
+            "{}: readable by group or others (mode {:o}); chmod 600",
+            path.display(),
+            meta.permissions().mode() & 0o777
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut keys = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (id, secret) = line
+            .split_once(char::is_whitespace)
+            .ok_or_else(|| format!("{}:{}: expected `ID SECRET`", path.display(), n + 1))?;
+        let id: u8 = id
+            .parse()
+            .map_err(|_| format!("{}:{}: key id {id:?}: 0 to 255", path.display(), n + 1))?;
+        keys.push(Key {
+            id,
+            secret: secret.trim().as_bytes().to_vec(),
+        });
+    }
+    if keys.is_empty() {
+        return Err(format!("{}: no key", path.display()));
+    }
+    Ok(keys)
+}
+
+/// "ADDRESS/PREFIX" with a prefix that fits the address family.
+pub fn parse_prefix(s: &str) -> Option<(IpAddr, u8)> {
+    let (a, p) = s.split_once('/')?;
+    let addr: IpAddr = a.parse().ok()?;
+    let prefix: u8 = p.parse().ok()?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    (prefix <= max).then_some((addr, prefix))
+}
+
+/// Where CPU load is read from.
+#[derive(Clone, Debug, Deserialize, PartialEq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CpuSource {
+    /// Not measured.
+    #[default]
+    None,
+    /// The whole machine (/proc/stat): for a dedicated server.
+    Host,
+    /// The service's cgroup (v2, or v1 cpu+cpuacct) against its CPU quota:
+    /// for servers that share a machine.
+    Cgroup(String),
+}
+
+/// How the node measures its available capacity.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AvailabilityConfig {
+    /// Configured capacity weight; changeable at run time.
+    pub capacity: f64,
+    /// Sampling period, ms.
+    pub sample_ms: u64,
+    /// CPU load source.
+    pub cpu: CpuSource,
+    /// Availability falls as (1 - cpu_busy) ^ cpu_exponent.
+    pub cpu_exponent: f64,
+    /// Availability falls to 0 as connections reach this.
+    pub max_connections: Option<u64>,
+    /// A TCP address of the local service to probe; no answer: availability 0.
+    pub service_probe: Option<SocketAddr>,
+    /// An hwmon temperature file (millidegrees), with the temperatures where
+    /// availability starts to fall and reaches 0 (°C).
+    pub temperature: Option<(PathBuf, f64, f64)>,
+    /// A powercap energy counter (µJ) and the power budget (W).
+    pub power: Option<(PathBuf, f64)>,
+    /// EWMA weight of a new sample.
+    pub alpha: f64,
+    /// Largest change per sample, as a fraction of capacity.
+    pub max_step: f64,
+    /// A healthy node keeps at least this fraction of its capacity.
+    pub floor: f64,
+}
+
+impl Default for AvailabilityConfig {
+    fn default() -> Self {
+        let f = Formula::default();
+        AvailabilityConfig {
+            capacity: f.capacity,
+            sample_ms: 250,
+            cpu: CpuSource::None,
+            cpu_exponent: f.cpu_exponent,
+            max_connections: None,
+            service_probe: None,
+            temperature: None,
+            power: None,
+            alpha: 0.5,
+            max_step: 0.25,
+            floor: f.floor,
+        }
+    }
+}
+
+/// Another segment the node has a wire port on (patent Fig. 6, claims
+/// 11-15): its own VIPs, cluster MAC, members and table, and exchange.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentConfig {
+    /// The wire port on this segment.
+    pub wire: WireConfig,
+    /// The exception port for this segment's traffic.
+    pub exception: ExceptionConfig,
+    /// The MAC this segment's VIPs resolve to.
+    #[serde(deserialize_with = "mac")]
+    pub cluster_mac: Mac,
+    /// This segment's VIPs.
+    pub vips: Vec<VipConfig>,
+    /// This segment's sharing (members and weights for static shares).
+    pub sharing: SharingConfig,
+    /// This segment's exchange (its own segment id and port).
+    #[serde(default)]
+    pub exchange: Option<ExchangeConfig>,
+}
+
+/// A node's whole configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The node's name (in logs, status, state files and the default
+    /// status socket's name).
+    pub name: String,
+    /// The node's member id.
+    pub id: u32,
+    /// EAL settings.
+    pub eal: EalConfig,
+    /// The wire port.
+    pub wire: WireConfig,
+    /// The exception port.
+    pub exception: ExceptionConfig,
+    /// The MAC the VIPs resolve to.
+    #[serde(deserialize_with = "mac")]
+    pub cluster_mac: Mac,
+    /// The VIPs.
+    pub vips: Vec<VipConfig>,
+    /// Worker lcores (and queues per port) per segment.
+    #[serde(default = "defaults::workers")]
+    pub workers: u16,
+    /// Idle back-off.
+    #[serde(default)]
+    pub idle: IdleConfig,
+    /// Flow tables.
+    #[serde(default)]
+    pub flow_table: FlowTableConfig,
+    /// Sharing.
+    #[serde(default)]
+    pub sharing: SharingConfig,
+    /// Where the status socket listens (a Unix socket path); by default
+    /// `/run/synshare/NAME.sock`.
+    #[serde(default)]
+    pub status_socket: Option<PathBuf>,
+    /// Where the Prometheus metrics are served (HTTP, `GET /metrics`).
+    #[serde(default)]
+    pub metrics: Option<SocketAddr>,
+    /// The availability exchange; without it, shares are static (from
+    /// `sharing.members`).
+    #[serde(default)]
+    pub exchange: Option<ExchangeConfig>,
+    /// How available capacity is measured.
+    #[serde(default)]
+    pub availability: AvailabilityConfig,
+    /// Further segments the node is on (the fields above are its first).
+    #[serde(default)]
+    pub segments: Vec<SegmentConfig>,
+    /// On SIGTERM, with an exchange: take no new connections (the others
+    /// take the share at once), keep serving known flows until they end or
+    /// this many seconds pass, then stop. 0: stop at once. SIGINT, or a
+    /// second SIGTERM, stops at once.
+    #[serde(default = "defaults::stop_drain_s")]
+    pub stop_drain_s: u32,
+}
+
+/// One segment's fields, wherever they are written.
+pub struct SegmentView<'a> {
+    /// Index among the node's segments (0: the top-level fields).
+    pub index: usize,
+    /// Wire port.
+    pub wire: &'a WireConfig,
+    /// Exception port.
+    pub exception: &'a ExceptionConfig,
+    /// Cluster MAC.
+    pub cluster_mac: Mac,
+    /// VIPs.
+    pub vips: &'a [VipConfig],
+    /// Sharing.
+    pub sharing: &'a SharingConfig,
+    /// Exchange.
+    pub exchange: Option<&'a ExchangeConfig>,
+}
+
+impl SegmentView<'_> {
+    /// The prefix of this segment's field paths: "" for the first,
+    /// "segments[I]." for the others.
+    pub fn at(&self) -> String {
+        if self.index == 0 {
+            String::new()
+        } else {
+            format!("segments[{}].", self.index - 1)
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Every segment of the node, the first from the top-level fields.
+    pub fn all_segments(&self) -> Vec<SegmentView<'_>> {
+        let mut v = vec![SegmentView {
+            index: 0,
+            wire: &self.wire,
+            exception: &self.exception,
+            cluster_mac: self.cluster_mac,
+            vips: &self.vips,
+            sharing: &self.sharing,
+            exchange: self.exchange.as_ref(),
+        }];
+        for (i, s) in self.segments.iter().enumerate() {
+            v.push(SegmentView {
+                index: i + 1,
+                wire: &s.wire,
+                exception: &s.exception,
+                cluster_mac: s.cluster_mac,
+                vips: &s.vips,
+                sharing: &s.sharing,
+                exchange: s.exchange.as_ref(),
+            });
+        }
+        v
+    }
+}
+
+/// A coordinator's configuration (`synshare coordinator`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoordinatorConfig {
+    /// Its name (in logs, its state file and its default status socket).
+    pub name: String,
+    /// The exchange; `peers` are the nodes.
+    pub exchange: ExchangeConfig,
+    /// Buckets (a power of two), the same as the nodes'.
+    #[serde(default = "defaults::buckets")]
+    pub buckets: u32,
+    /// Layout, the same as the nodes'.
+    #[serde(default)]
+    pub layout: Layout,
+    /// Where its status socket listens; by default
+    /// `/run/synshare/NAME.sock`.
+    #[serde(default)]
+    pub status_socket: Option<PathBuf>,
+}
