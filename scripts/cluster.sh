@@ -197,6 +197,7 @@ write_coordinator_config() {
     buckets: 65536,
     layout: $layout,
     status_socket: Some("/run/synshare/ss-coord.sock"),
+    metrics: Some("127.0.0.1:9746"),
 )
 EOF
 }

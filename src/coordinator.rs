@@ -50,8 +50,28 @@ pub fn run(c: CoordinatorConfig) -> Result<(), String> {
         c.exchange.bind,
         socket.display()
     );
+    let metrics = match c.metrics {
+        Some(addr) => {
+            let l = std::net::TcpListener::bind(addr).map_err(|e| format!("metrics on {addr}: {e}"))?;
+            l.set_nonblocking(true).map_err(|e| e.to_string())?;
+            info!(%addr, "metrics");
+            Some(l)
+        }
+        None => None,
+    };
+    let started = std::time::Instant::now();
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     while !stop.load(Ordering::Relaxed) {
+        if let Some(l) = &metrics {
+            crate::metrics::serve(l, |path| match path {
+                "/metrics" => Some((
+                    "text/plain; version=0.0.4",
+                    crate::metrics::render_coordinator(&c.name, started.elapsed().as_secs_f64(), &ex.status()),
+                )),
+                "/status.json" => Some(("application/json", serde_json::to_string(&ex.status()).unwrap_or_default())),
+                _ => None,
+            });
+        }
         status::serve(&listener, |request| match request.split_whitespace().next() {
             Some("status") | None => serde_json::to_string(&ex.status()).unwrap_or_default(),
             Some(other) => {

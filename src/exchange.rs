@@ -127,7 +127,7 @@ fn save_state(path: &Path, p: &Persisted) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(&p.encode())?;
-    f.sync_all()?;
+    f.sync_data()?;
     std::fs::rename(&tmp, path)
 }
 
@@ -255,21 +255,12 @@ impl Driver {
             self.receive(Duration::from_millis(wait));
             let now = self.now_ms();
             let out = self.agent.tick(now);
-            // Nothing leaves before the state it rests on is on disk; if
-            // it cannot be saved, nothing leaves at all (and the lease runs
-            // out, so the node stops taking connections).
-            match self.persist() {
-                Ok(()) => self.send(out),
-                Err(e) => error!(error = %e, "state not saved: sending nothing"),
-            }
+            self.persist_and_send(out);
             if self.publish(now) {
                 // A release is in force on every worker: say so at once,
                 // the new holder is waiting for it.
                 let out = self.agent.tick(self.now_ms());
-                match self.persist() {
-                    Ok(()) => self.send(out),
-                    Err(e) => error!(error = %e, "state not saved: sending nothing"),
-                }
+                self.persist_and_send(out);
             }
             self.log_events();
             if now >= last_status + 25 {
@@ -288,6 +279,20 @@ impl Driver {
                     }
                 }
             }
+        }
+    }
+
+    /// Sends heartbeats at once (they rest on nothing saved: a heartbeat
+    /// only ever says less than the memory holds, and a restarted process
+    /// holds nothing), then saves the consensus state and only then sends
+    /// the consensus messages that rest on it. If the state cannot be
+    /// saved, no consensus message leaves (and the lease runs out).
+    fn persist_and_send(&mut self, out: Vec<synshare_control::protocol::Outgoing>) {
+        let (consensus, heartbeats): (Vec<_>, Vec<_>) = out.into_iter().partition(|o| o.to.is_some());
+        self.send(heartbeats);
+        match self.persist() {
+            Ok(()) => self.send(consensus),
+            Err(e) => error!(error = %e, "state not saved: sending no consensus message"),
         }
     }
 

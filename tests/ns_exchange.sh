@@ -18,6 +18,9 @@ pass "3 nodes converged in $MODE mode: held $($X held 3)"
 if [ "$MODE" = coordinator ]; then
   creator=$(node_json 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["exchange"]["epoch_creator"])')
   check "the coordinator (member 0) made the table (creator $creator)" test "$creator" = 0
+  check "the coordinator's metrics show the three nodes up and its table" bash -c '
+    m=$(ip netns exec ss-coord curl -s -m5 http://127.0.0.1:9746/metrics)
+    [ "$(grep -c "^synshare_peer_up{.*} 1$" <<<"$m")" -ge 3 ] && grep -q "^synshare_member_share_ratio{" <<<"$m" && grep -q "role=\"coordinator\"" <<<"$m"'
   check "synshare status on the coordinator shows the three nodes" \
     bash -c '"$1" status --socket /run/synshare/ss-coord.sock | grep -c "^    peer" | grep -qx 3' _ "$BIN"
 fi

@@ -615,4 +615,7 @@ pub struct CoordinatorConfig {
     /// `/run/synshare/NAME.sock`.
     #[serde(default)]
     pub status_socket: Option<PathBuf>,
+    /// Where its Prometheus metrics are served (HTTP), if anywhere.
+    #[serde(default)]
+    pub metrics: Option<std::net::SocketAddr>,
 }
