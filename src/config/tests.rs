@@ -467,6 +467,17 @@ pub const CASES: &[Case] = &[
         "::ffff:",
     ),
     case(
+        "a multicast cluster MAC that is not the VIP's group",
+        N,
+        &[(
+            "cluster_mac: \"02:5e:00:00:01:00\"",
+            "cluster_mac: \"01:00:5e:00:00:01\"",
+        )],
+        "cluster_mac",
+        "the cluster MAC is 01:00:5e:7f:02:64",
+        "01:00:5e:00:00:01",
+    ),
+    case(
         "the TAP MAC equal to the cluster MAC",
         N,
         &[("iface: \"ss-tap\",", "iface: \"ss-tap\", mac: \"02:5e:00:00:01:00\",")],
