@@ -68,7 +68,10 @@ pub fn run(c: CoordinatorConfig) -> Result<(), String> {
                     "text/plain; version=0.0.4",
                     crate::metrics::render_coordinator(&c.name, started.elapsed().as_secs_f64(), &ex.status()),
                 )),
-                "/status.json" => Some(("application/json", serde_json::to_string(&ex.status()).unwrap_or_default())),
+                "/status.json" => Some((
+                    "application/json",
+                    serde_json::to_string(&ex.status()).unwrap_or_default(),
+                )),
                 _ => None,
             });
         }

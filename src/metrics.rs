@@ -310,154 +310,165 @@ fn exchange_families(o: &mut String, node: &str, me: u32, xs: &[(&crate::exchang
     }
     let s_id = me;
 
-        let mut m = Family::new(&mut *o,
-            "lease_seconds",
-            "gauge",
-            "Lease left; 0: fenced (no majority heard both ways), no new connections taken.",
+    let mut m = Family::new(
+        &mut *o,
+        "lease_seconds",
+        "gauge",
+        "Lease left; 0: fenced (no majority heard both ways), no new connections taken.",
+    );
+    for (x, seg) in xs {
+        m.sample(
+            &[("node", node), ("segment", seg)],
+            format!("{:.3}", x.lease_ms.unwrap_or(0) as f64 / 1000.0),
         );
-        for (x, seg) in &xs {
+    }
+    let mut m = Family::new(
+        &mut *o,
+        "fenced",
+        "gauge",
+        "1 while this node has no lease (or another process uses its id).",
+    );
+    for (x, seg) in xs {
+        m.sample(
+            &[("node", node), ("segment", seg)],
+            u8::from(x.lease_ms.is_none() || x.duplicate_id),
+        );
+    }
+    let mut m = Family::new(
+        &mut *o,
+        "leader",
+        "gauge",
+        "1 on the member that leads the segment's consensus, as seen here.",
+    );
+    for (x, seg) in xs {
+        m.sample(
+            &[("node", node), ("segment", seg)],
+            u8::from(x.leader >= 0 && x.leader as u64 == u64::from(s_id)),
+        );
+    }
+    let mut m = Family::new(
+        &mut *o,
+        "voters",
+        "gauge",
+        "Members that vote in the segment's consensus.",
+    );
+    for (x, seg) in xs {
+        m.sample(&[("node", node), ("segment", seg)], x.voters.len());
+    }
+    let mut m = Family::new(
+        &mut *o,
+        "peer_up",
+        "gauge",
+        "1 while a configured peer is heard both ways.",
+    );
+    for (x, seg) in xs {
+        for p in &x.peers {
             m.sample(
-                &[("node", node), ("segment", seg)],
-                format!("{:.3}", x.lease_ms.unwrap_or(0) as f64 / 1000.0),
+                &[("node", node), ("segment", seg), ("peer", &p.id.to_string())],
+                u8::from(p.live),
             );
         }
-        let mut m = Family::new(&mut *o,
-            "fenced",
-            "gauge",
-            "1 while this node has no lease (or another process uses its id).",
-        );
-        for (x, seg) in &xs {
-            m.sample(
-                &[("node", node), ("segment", seg)],
-                u8::from(x.lease_ms.is_none() || x.duplicate_id),
-            );
-        }
-        let mut m = Family::new(&mut *o,
-            "leader",
-            "gauge",
-            "1 on the member that leads the segment's consensus, as seen here.",
-        );
-        for (x, seg) in &xs {
-            m.sample(
-                &[("node", node), ("segment", seg)],
-                u8::from(x.leader >= 0 && x.leader as u64 == u64::from(s_id)),
-            );
-        }
-        let mut m = Family::new(&mut *o,
-            "voters",
-            "gauge",
-            "Members that vote in the segment's consensus.",
-        );
-        for (x, seg) in &xs {
-            m.sample(&[("node", node), ("segment", seg)], x.voters.len());
-        }
-        let mut m = Family::new(&mut *o,
-            "peer_up",
-            "gauge",
-            "1 while a configured peer is heard both ways.",
-        );
-        for (x, seg) in &xs {
-            for p in &x.peers {
+    }
+    let mut m = Family::new(
+        &mut *o,
+        "peer_last_heard_seconds",
+        "gauge",
+        "Seconds since a peer's last heartbeat (absent: never heard).",
+    );
+    for (x, seg) in xs {
+        for p in &x.peers {
+            if let Some(ms) = p.heard_ms_ago {
                 m.sample(
                     &[("node", node), ("segment", seg), ("peer", &p.id.to_string())],
-                    u8::from(p.live),
+                    format!("{:.3}", ms as f64 / 1000.0),
                 );
-            }
-        }
-        let mut m = Family::new(&mut *o,
-            "peer_last_heard_seconds",
-            "gauge",
-            "Seconds since a peer's last heartbeat (absent: never heard).",
-        );
-        for (x, seg) in &xs {
-            for p in &x.peers {
-                if let Some(ms) = p.heard_ms_ago {
-                    m.sample(
-                        &[("node", node), ("segment", seg), ("peer", &p.id.to_string())],
-                        format!("{:.3}", ms as f64 / 1000.0),
-                    );
-                }
-            }
-        }
-        let stat = |x: &crate::exchange::ExchangeStatus, k: &str| x.stats.get(k).copied().unwrap_or(0);
-        let mut m = Family::new(&mut *o,
-            "exchange_datagrams_total",
-            "counter",
-            "Exchange datagrams by kind and what happened to them.",
-        );
-        for (x, seg) in &xs {
-            for (kind, what, k) in [
-                ("heartbeat", "sent", "sent"),
-                ("heartbeat", "accepted", "accepted"),
-                ("consensus", "sent", "consensus_sent"),
-                ("consensus", "accepted", "consensus_accepted"),
-                ("any", "received", "received"),
-            ] {
-                m.sample(
-                    &[("node", node), ("segment", seg), ("kind", kind), ("event", what)],
-                    stat(x, k),
-                );
-            }
-        }
-        let mut m = Family::new(&mut *o,
-            "exchange_rejected_total",
-            "counter",
-            "Exchange datagrams dropped, by reason (a flood shows as unknown_source).",
-        );
-        for (x, seg) in &xs {
-            for (k, v) in x.stats.iter().filter(|(k, _)| k.starts_with("rejected_")) {
-                m.sample(
-                    &[("node", node), ("segment", seg), ("reason", &k["rejected_".len()..])],
-                    v,
-                );
-            }
-        }
-        let mut m = Family::new(&mut *o,
-            "buckets_handed_off_total",
-            "counter",
-            "Buckets claimed and released in hand-offs.",
-        );
-        for (x, seg) in &xs {
-            m.sample(
-                &[("node", node), ("segment", seg), ("direction", "claimed")],
-                stat(x, "buckets_claimed"),
-            );
-            m.sample(
-                &[("node", node), ("segment", seg), ("direction", "released")],
-                stat(x, "buckets_released"),
-            );
-        }
-        let mut m = Family::new(&mut *o,
-            "tables_total",
-            "counter",
-            "Bucket tables applied here and proposed here.",
-        );
-        for (x, seg) in &xs {
-            m.sample(
-                &[("node", node), ("segment", seg), ("event", "applied")],
-                stat(x, "epochs_adopted"),
-            );
-            m.sample(
-                &[("node", node), ("segment", seg), ("event", "proposed")],
-                stat(x, "epochs_created"),
-            );
-        }
-        let mut m = Family::new(&mut *o,
-            "membership_events_total",
-            "counter",
-            "Members lost (not live), joined, lease losses (fencing), voter changes.",
-        );
-        for (x, seg) in &xs {
-            for (ev, k) in [
-                ("lost", "failovers"),
-                ("joined", "joins"),
-                ("fenced", "fenced"),
-                ("voters_changed", "voter_changes"),
-            ] {
-                m.sample(&[("node", node), ("segment", seg), ("event", ev)], stat(x, k));
             }
         }
     }
+    let stat = |x: &crate::exchange::ExchangeStatus, k: &str| x.stats.get(k).copied().unwrap_or(0);
+    let mut m = Family::new(
+        &mut *o,
+        "exchange_datagrams_total",
+        "counter",
+        "Exchange datagrams by kind and what happened to them.",
+    );
+    for (x, seg) in xs {
+        for (kind, what, k) in [
+            ("heartbeat", "sent", "sent"),
+            ("heartbeat", "accepted", "accepted"),
+            ("consensus", "sent", "consensus_sent"),
+            ("consensus", "accepted", "consensus_accepted"),
+            ("any", "received", "received"),
+        ] {
+            m.sample(
+                &[("node", node), ("segment", seg), ("kind", kind), ("event", what)],
+                stat(x, k),
+            );
+        }
+    }
+    let mut m = Family::new(
+        &mut *o,
+        "exchange_rejected_total",
+        "counter",
+        "Exchange datagrams dropped, by reason (a flood shows as unknown_source).",
+    );
+    for (x, seg) in xs {
+        for (k, v) in x.stats.iter().filter(|(k, _)| k.starts_with("rejected_")) {
+            m.sample(
+                &[("node", node), ("segment", seg), ("reason", &k["rejected_".len()..])],
+                v,
+            );
+        }
+    }
+    let mut m = Family::new(
+        &mut *o,
+        "buckets_handed_off_total",
+        "counter",
+        "Buckets claimed and released in hand-offs.",
+    );
+    for (x, seg) in xs {
+        m.sample(
+            &[("node", node), ("segment", seg), ("direction", "claimed")],
+            stat(x, "buckets_claimed"),
+        );
+        m.sample(
+            &[("node", node), ("segment", seg), ("direction", "released")],
+            stat(x, "buckets_released"),
+        );
+    }
+    let mut m = Family::new(
+        &mut *o,
+        "tables_total",
+        "counter",
+        "Bucket tables applied here and proposed here.",
+    );
+    for (x, seg) in xs {
+        m.sample(
+            &[("node", node), ("segment", seg), ("event", "applied")],
+            stat(x, "epochs_adopted"),
+        );
+        m.sample(
+            &[("node", node), ("segment", seg), ("event", "proposed")],
+            stat(x, "epochs_created"),
+        );
+    }
+    let mut m = Family::new(
+        &mut *o,
+        "membership_events_total",
+        "counter",
+        "Members lost (not live), joined, lease losses (fencing), voter changes.",
+    );
+    for (x, seg) in xs {
+        for (ev, k) in [
+            ("lost", "failovers"),
+            ("joined", "joins"),
+            ("fenced", "fenced"),
+            ("voters_changed", "voter_changes"),
+        ] {
+            m.sample(&[("node", node), ("segment", seg), ("event", ev)], stat(x, k));
+        }
+    }
+}
 
 /// The exposition of a coordinator: its exchange, the members' shares and
 /// weights in the table it made.
@@ -465,18 +476,46 @@ pub fn render_coordinator(name: &str, uptime_s: f64, x: &crate::exchange::Exchan
     let mut o = String::with_capacity(8192);
     let seg = x.segment.to_string();
     let mut m = Family::new(&mut o, "build_info", "gauge", "Version of synshare; always 1.");
-    m.sample(&[("node", name), ("version", env!("CARGO_PKG_VERSION")), ("role", "coordinator")], 1);
+    m.sample(
+        &[
+            ("node", name),
+            ("version", env!("CARGO_PKG_VERSION")),
+            ("role", "coordinator"),
+        ],
+        1,
+    );
     let mut m = Family::new(&mut o, "uptime_seconds", "gauge", "Seconds since the process started.");
     m.sample(&[("node", name)], format!("{uptime_s:.3}"));
-    let mut m = Family::new(&mut o, "table_epoch", "gauge", "Log index of the bucket table in force.");
+    let mut m = Family::new(
+        &mut o,
+        "table_epoch",
+        "gauge",
+        "Log index of the bucket table in force.",
+    );
     m.sample(&[("node", name), ("segment", &seg)], x.epoch);
-    let mut m = Family::new(&mut o, "member_share_ratio", "gauge", "Each member's share of the buckets in the table in force.");
+    let mut m = Family::new(
+        &mut o,
+        "member_share_ratio",
+        "gauge",
+        "Each member's share of the buckets in the table in force.",
+    );
     for mem in &x.members {
-        m.sample(&[("node", name), ("segment", &seg), ("member", &mem.id.to_string())], format!("{:.6}", mem.share_pct / 100.0));
+        m.sample(
+            &[("node", name), ("segment", &seg), ("member", &mem.id.to_string())],
+            format!("{:.6}", mem.share_pct / 100.0),
+        );
     }
-    let mut m = Family::new(&mut o, "member_weight", "gauge", "Each member's weight in the table in force.");
+    let mut m = Family::new(
+        &mut o,
+        "member_weight",
+        "gauge",
+        "Each member's weight in the table in force.",
+    );
     for mem in &x.members {
-        m.sample(&[("node", name), ("segment", &seg), ("member", &mem.id.to_string())], format!("{:.6}", mem.weight));
+        m.sample(
+            &[("node", name), ("segment", &seg), ("member", &mem.id.to_string())],
+            format!("{:.6}", mem.weight),
+        );
     }
     exchange_families(&mut o, name, 0, &[(x, seg.as_str())]);
     o
