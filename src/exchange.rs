@@ -282,16 +282,17 @@ impl Driver {
         }
     }
 
-    /// Sends heartbeats at once (they rest on nothing saved: a heartbeat
-    /// only ever says less than the memory holds, and a restarted process
-    /// holds nothing), then saves the consensus state and only then sends
-    /// the consensus messages that rest on it. If the state cannot be
-    /// saved, no consensus message leaves (and the lease runs out).
+    /// Sends at once what rests on nothing saved (heartbeats: they only
+    /// ever say less than the memory holds, and a restarted process holds
+    /// nothing; a leader's appends, which raft lets leave before its own
+    /// write), then saves the consensus state and only then sends what rests
+    /// on it (votes, acknowledgements). If the state cannot be saved, those
+    /// never leave (and the lease runs out).
     fn persist_and_send(&mut self, out: Vec<synshare_control::protocol::Outgoing>) {
-        let (consensus, heartbeats): (Vec<_>, Vec<_>) = out.into_iter().partition(|o| o.to.is_some());
-        self.send(heartbeats);
+        let (durable, now): (Vec<_>, Vec<_>) = out.into_iter().partition(|o| o.durable);
+        self.send(now);
         match self.persist() {
-            Ok(()) => self.send(consensus),
+            Ok(()) => self.send(durable),
             Err(e) => error!(error = %e, "state not saved: sending no consensus message"),
         }
     }

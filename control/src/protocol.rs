@@ -272,6 +272,10 @@ pub struct Outgoing {
     pub to: Option<MemberId>,
     /// The bytes.
     pub bytes: Vec<u8>,
+    /// It rests on consensus state that must be on disk before it leaves
+    /// (a vote, an append acknowledged); heartbeats and a leader's appends
+    /// do not.
+    pub durable: bool,
 }
 
 /// A table as agreed: one entry of the log.
@@ -460,6 +464,9 @@ pub struct Agent {
     enforced: u64,
     fenced_duplicate: bool,
     lease_was_valid: bool,
+    /// The last moment our own log held no change beyond what our workers
+    /// enforce: our own grant while it holds one.
+    self_grant: Option<u64>,
     last_tick: u64,
     last_sent: Option<u64>,
     last_proposal: Option<(Vec<(MemberId, u32)>, u64)>,
@@ -562,6 +569,7 @@ impl Agent {
             enforced: applied,
             fenced_duplicate: false,
             lease_was_valid: false,
+            self_grant: None,
             last_tick: now,
             last_sent: None,
             last_proposal: None,
@@ -806,13 +814,20 @@ impl Agent {
         if self.fenced_duplicate || self.settings.role != Role::Node {
             return None;
         }
+        // Our own grant is like any voter's: `now` while our log holds no
+        // change beyond what our workers enforce, else the last moment it
+        // held none.
         let own_log_clean = self.log_last() <= self.reported_applied();
         let mut grants: Vec<u64> = self
             .voters
             .iter()
             .filter_map(|v| {
                 if *v == self.me {
-                    own_log_clean.then_some(now)
+                    if own_log_clean {
+                        Some(now)
+                    } else {
+                        self.self_grant
+                    }
                 } else {
                     self.peers.get(v).and_then(|p| p.grant_sent_at)
                 }
@@ -982,6 +997,13 @@ impl Agent {
         p.weight_milli = hb.weight_milli;
         p.connections = hb.connections;
         p.held = hb.held;
+        if hb.applied > p.applied {
+            // It enforces a newer table: our grant to it may resume (or a
+            // claim waiting for it may proceed); say so at once rather
+            // than at the next interval.
+            self.dirty = true;
+        }
+        let p = self.peers.get_mut(&id).ok_or(Reject::UnknownMember)?;
         p.applied = p.applied.max(hb.applied);
         p.log_last = hb.log_last;
         if let Some(h) = hb.heard.iter().find(|h| h.member == self.me.0) {
@@ -1056,7 +1078,8 @@ impl Agent {
         }
         let store = self.raft.raft.raft_log.store.clone();
         let mut ready = self.raft.ready();
-        self.queue_messages(ready.take_messages());
+        // Messages raft lets leave before its state is saved.
+        self.queue_messages(ready.take_messages(), false);
         let committed = ready.take_committed_entries();
         self.apply(committed, now);
         if !ready.entries().is_empty() {
@@ -1067,26 +1090,30 @@ impl Agent {
             store.wl().set_hardstate(hs.clone());
             self.persist = true;
         }
-        self.queue_messages(ready.take_persisted_messages());
+        self.queue_messages(ready.take_persisted_messages(), true);
         let mut light = self.raft.advance(ready);
         if let Some(commit) = light.commit_index() {
             store.wl().mut_hard_state().set_commit(commit);
             self.persist = true;
         }
-        self.queue_messages(light.take_messages());
+        self.queue_messages(light.take_messages(), true);
         let committed = light.take_committed_entries();
         self.apply(committed, now);
         self.raft.advance_apply();
     }
 
-    fn queue_messages(&mut self, msgs: Vec<Message>) {
+    fn queue_messages(&mut self, msgs: Vec<Message>, durable: bool) {
         let from = self.sender();
         for m in msgs {
             let to = member_of(m.to);
             let Ok(bytes) = m.write_to_bytes() else { continue };
             if let Ok(d) = wire::encode_consensus(&from, &bytes, &self.keys) {
                 self.stats.consensus_sent += 1;
-                self.out.push(Outgoing { to: Some(to), bytes: d });
+                self.out.push(Outgoing {
+                    to: Some(to),
+                    bytes: d,
+                    durable,
+                });
             }
         }
     }
@@ -1100,6 +1127,7 @@ impl Agent {
                 EntryType::EntryConfChange => {
                     let mut cc = ConfChange::default();
                     if cc.merge_from_bytes(&e.data).is_ok() {
+                        self.dirty = true;
                         if let Ok(cs) = self.raft.apply_conf_change(&cc) {
                             self.raft.raft.raft_log.store.wl().set_conf_state(cs);
                             self.voters = self.voter_ids();
@@ -1169,6 +1197,9 @@ impl Agent {
         if self.raft.raft.state == StateRole::Leader {
             self.lead(now);
             self.drive_raft(now);
+        }
+        if !self.fenced_duplicate && self.log_last() <= self.reported_applied() {
+            self.self_grant = Some(now);
         }
         let lease = self.lease_until(now);
         match (lease.is_some(), self.lease_was_valid) {
@@ -1363,7 +1394,11 @@ impl Agent {
             };
             if let Ok(bytes) = wire::encode_heartbeat(&hb, &self.keys) {
                 self.stats.sent += 1;
-                self.out.push(Outgoing { to: None, bytes });
+                self.out.push(Outgoing {
+                    to: None,
+                    bytes,
+                    durable: false,
+                });
             }
         }
         std::mem::take(&mut self.out)
