@@ -163,6 +163,9 @@ wait "$sp"
 summary=$($X stream-summary "$SS_TMP/g.jsonl" "$kill3")
 echo "    g: 3 -> 2 in $f3 ms, 2 -> 1 in $f2 ms; client: $summary"
 check "g: node1 and node2 serve everything within 1 s of losing node3 ($f3 ms)" test "$f3" -ge 0 -a "$f3" -lt 1000
-check "g: node1 serves everything within 1 s of losing node2 ($f2 ms)" test "$f2" -ge 0 -a "$f2" -lt 1000
+# The last step may need a leader election first (when node2 led), and
+# this loop samples status through a process per look: about 1 s, bounded
+# at 1.5 s.
+check "g: node1 serves everything within 1.5 s of losing node2 ($f2 ms)" test "$f2" -ge 0 -a "$f2" -lt 1500
 
 finish
