@@ -57,42 +57,35 @@ pub fn render(s: &NodeStatus) -> String {
     let mut m = Family::new(&mut o, "uptime_seconds", "gauge", "Seconds since the node started.");
     m.sample(&[("node", node)], format!("{:.3}", s.uptime_s));
 
-    let mut m = Family::new(
-        &mut o,
-        "port_packets_total",
-        "counter",
-        "Packets through a port, as its driver counts them.",
-    );
-    each(&mut |x, seg| {
-        for (port, p) in [("wire", &x.wire), ("exception", &x.exception)] {
-            m.sample(
-                &[("node", node), ("segment", seg), ("port", port), ("direction", "rx")],
-                p.ipackets,
-            );
-            m.sample(
-                &[("node", node), ("segment", seg), ("port", port), ("direction", "tx")],
-                p.opackets,
-            );
-        }
-    });
-    let mut m = Family::new(
-        &mut o,
-        "port_bytes_total",
-        "counter",
-        "Bytes through a port, as its driver counts them.",
-    );
-    each(&mut |x, seg| {
-        for (port, p) in [("wire", &x.wire), ("exception", &x.exception)] {
-            m.sample(
-                &[("node", node), ("segment", seg), ("port", port), ("direction", "rx")],
-                p.ibytes,
-            );
-            m.sample(
-                &[("node", node), ("segment", seg), ("port", port), ("direction", "tx")],
-                p.obytes,
-            );
-        }
-    });
+    type PerPort = fn(&crate::status::PortStatus) -> (u64, u64);
+    let per_port: [(&'static str, &str, PerPort); 2] = [
+        (
+            "port_packets_total",
+            "Packets through a port, as its driver counts them.",
+            |p| (p.ipackets, p.opackets),
+        ),
+        (
+            "port_bytes_total",
+            "Bytes through a port, as its driver counts them.",
+            |p| (p.ibytes, p.obytes),
+        ),
+    ];
+    for (name, help, value) in per_port {
+        let mut m = Family::new(&mut o, name, "counter", help);
+        each(&mut |x, seg| {
+            for (port, p) in [("wire", &x.wire), ("exception", &x.exception)] {
+                let (rx, tx) = value(p);
+                m.sample(
+                    &[("node", node), ("segment", seg), ("port", port), ("direction", "rx")],
+                    rx,
+                );
+                m.sample(
+                    &[("node", node), ("segment", seg), ("port", port), ("direction", "tx")],
+                    tx,
+                );
+            }
+        });
+    }
     let mut m = Family::new(
         &mut o,
         "port_dropped_packets_total",
@@ -144,52 +137,36 @@ pub fn render(s: &NodeStatus) -> String {
             }
         }
     });
-    let mut m = Family::new(&mut o, "flows", "gauge", "Entries in a worker's flow table.");
-    each(&mut |x, seg| {
-        for w in &x.workers {
-            m.sample(
-                &[("node", node), ("segment", seg), ("worker", &w.index.to_string())],
-                w.flows,
-            );
-        }
-    });
-    let mut m = Family::new(&mut o, "flow_capacity", "gauge", "Capacity of a worker's flow table.");
-    each(&mut |x, seg| {
-        for w in &x.workers {
-            m.sample(
-                &[("node", node), ("segment", seg), ("worker", &w.index.to_string())],
-                w.flow_capacity,
-            );
-        }
-    });
-    let mut m = Family::new(
-        &mut o,
-        "flow_insert_failed_total",
-        "counter",
-        "Flows not recorded: their group was full of established flows.",
-    );
-    each(&mut |x, seg| {
-        for w in &x.workers {
-            m.sample(
-                &[("node", node), ("segment", seg), ("worker", &w.index.to_string())],
-                w.flow_insert_failed,
-            );
-        }
-    });
-    let mut m = Family::new(
-        &mut o,
-        "flow_evicted_total",
-        "counter",
-        "Half-open flows evicted under pressure.",
-    );
-    each(&mut |x, seg| {
-        for w in &x.workers {
-            m.sample(
-                &[("node", node), ("segment", seg), ("worker", &w.index.to_string())],
-                w.flow_evicted,
-            );
-        }
-    });
+    type PerWorker = fn(&crate::status::WorkerStatus) -> u64;
+    let per_worker: [(&'static str, &str, &str, PerWorker); 4] = [
+        ("flows", "gauge", "Entries in a worker's flow table.", |w| w.flows),
+        ("flow_capacity", "gauge", "Capacity of a worker's flow table.", |w| {
+            w.flow_capacity
+        }),
+        (
+            "flow_insert_failed_total",
+            "counter",
+            "Flows not recorded: their group was full of established flows.",
+            |w| w.flow_insert_failed,
+        ),
+        (
+            "flow_evicted_total",
+            "counter",
+            "Half-open flows evicted under pressure.",
+            |w| w.flow_evicted,
+        ),
+    ];
+    for (name, kind, help, value) in per_worker {
+        let mut m = Family::new(&mut o, name, kind, help);
+        each(&mut |x, seg| {
+            for w in &x.workers {
+                m.sample(
+                    &[("node", node), ("segment", seg), ("worker", &w.index.to_string())],
+                    value(w),
+                );
+            }
+        });
+    }
     let mut m = Family::new(
         &mut o,
         "table_epoch",
