@@ -161,7 +161,9 @@ check "nothing forged was taken (table $epoch, members $members, live peers $pee
   test "$members" = 1,2,3 -a "$peers" = "$( [ "$MODE" = coordinator ] && echo 0,2,3 || echo 2,3)"
 check "datagrams from an address that is no member dropped before any check ($unknown >= 10)" test "$unknown" -ge 10
 check "wrong-key heartbeats counted ($bad_tag >= 20)" test "$bad_tag" -ge 20
-check "garbage counted ($garbage >= 40)" test "$garbage" -ge 40
+# A garbage datagram whose random key-id byte happens to be 0 reaches the
+# tag check and is counted there: judge the 60 together.
+check "garbage counted ($garbage + $bad_tag >= 60)" test $((garbage + bad_tag)) -ge 60
 check "replays counted ($replay >= 5)" test "$replay" -ge 5
 check "foreign segment counted ($foreign >= 1)" test "$foreign" -ge 1
 
