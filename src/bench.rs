@@ -6,7 +6,7 @@
 //! again) is the wire RX; `net_null0` (`no-rx=1`) takes everything sent, on
 //! TX queue 0 as the wire TX and on TX queue 1 as the exception (kernel)
 //! port, and its empty RX queue stands for the kernel's side. The worker is
-//! `synshare_dataplane::worker::Worker` itself: parse, connection value,
+//! `synshare_dpdk::worker::Worker` itself: parse, connection value,
 //! ownership view, flow table, accept or drop, batch and transmit, sweep,
 //! counters. Only the exception port is swapped for a sink, and a
 //! [`BurstObserver`] times each burst into an HdrHistogram.
@@ -25,14 +25,14 @@ use std::time::{Duration, Instant};
 use synshare_control::layout::{Layout, MemberId, Table, Weighted};
 use synshare_dataplane::classify::{Action, Classifier, NodeAddresses, Vip};
 use synshare_dataplane::counters::{Counter, WorkerStats};
-use synshare_dataplane::dpdk::{self, Eal, Mempool, Port, PortConfig};
-use synshare_dataplane::flow::{FlowKey, FlowState, FlowTable, FlowTimeouts};
+use synshare_dataplane::flow::{FlowKey, FlowState, FlowTimeouts};
 use synshare_dataplane::hash::Bucket;
 use synshare_dataplane::ownership::{BucketState, OwnershipView};
 use synshare_dataplane::packet::{self, Addr, Payload, L4};
 use synshare_dataplane::publish::Publisher;
 use synshare_dataplane::synth::{CLUSTER_MAC, KERNEL_MAC, NODE_MAC, V4_VIP, V6_VIP};
-use synshare_dataplane::worker::{BurstObserver, Worker, WorkerTuning};
+use synshare_dpdk::worker::{BurstObserver, NodeFlows, Worker, WorkerTuning};
+use synshare_dpdk::{self as dpdk, Eal, Mempool, Port, PortConfig};
 
 pub const HELP: &str = "\
 synshare bench --pcap FILE.pcap [options]
@@ -358,7 +358,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     if !(8..=1 << 31).contains(&capacity) {
         return Err(format!("--flow-capacity {capacity}: from 8 to 2147483648"));
     }
-    let mut flows = FlowTable::new(capacity as usize, FlowTimeouts::default());
+    let mut flows = NodeFlows::new_in(capacity as usize, FlowTimeouts::default());
     let now_ms = (dpdk::tsc() / (hz / 1_000)) as u32;
     let mut loaded = 0u64;
     for k in &own_keys {

@@ -465,7 +465,7 @@ fn run(cli: Cli) -> Outcome {
                 version: env!("CARGO_PKG_VERSION"),
                 git: env!("SYNSHARE_GIT"),
                 dpdk_built: env!("SYNSHARE_DPDK_BUILT"),
-                dpdk_running: synshare_dataplane::dpdk::version(),
+                dpdk_running: synshare_dpdk::version(),
             };
             if json {
                 cli::out::json(&v);

@@ -23,13 +23,13 @@ use synshare_control::layout::{MemberId, Table, Weighted};
 use synshare_control::wire::Role;
 use synshare_dataplane::classify::{Classifier, NodeAddresses, Vip};
 use synshare_dataplane::counters::WorkerStats;
-use synshare_dataplane::dpdk::{self, Eal, Mempool, Port, PortConfig};
-use synshare_dataplane::flow::{FlowKey, FlowState, FlowTable, FlowTimeouts};
+use synshare_dataplane::flow::{FlowKey, FlowState, FlowTimeouts};
 use synshare_dataplane::hash::{Bucket, SYMMETRIC_KEY};
 use synshare_dataplane::ownership::{BucketState, OwnershipView};
 use synshare_dataplane::packet::Addr;
 use synshare_dataplane::publish::{Lease, Publisher};
-use synshare_dataplane::worker::{Worker, WorkerTuning};
+use synshare_dpdk::worker::{NodeFlows, Worker, WorkerTuning};
+use synshare_dpdk::{self as dpdk, Eal, Mempool, Port, PortConfig};
 use tracing::{info, warn};
 
 const HUGEPAGE_DIR: &str = "/sys/kernel/mm/hugepages/hugepages-2048kB";
@@ -375,7 +375,7 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
         let mut stats = Vec::new();
         let mut workers = Vec::new();
         for (i, sub) in subscribers.into_iter().enumerate() {
-            let mut flows = FlowTable::new(c.flow_table.capacity as usize, timeouts);
+            let mut flows = NodeFlows::new_in(c.flow_table.capacity as usize, timeouts);
             let now_ms = (dpdk::tsc() / per_ms) as u32;
             for f in &kernel_flows {
                 let key = FlowKey::new(Addr::from(f.client), f.client_port, Addr::from(f.vip), f.vip_port);

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use synshare_control::layout::{MemberId, Table};
 use synshare_dataplane::counters::{Counter, Counts, WorkerStats};
-use synshare_dataplane::dpdk::Port;
+use synshare_dpdk::Port;
 
 /// A port's driver counters.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]

@@ -16,7 +16,7 @@
 //! implement, and return a [`Counter`] that names the outcome.
 
 use crate::counters::Counter;
-use crate::flow::{FlowKey, FlowRef, FlowState, FlowTable, Touch};
+use crate::flow::{FlowKey, FlowRef, FlowState, FlowTable, Group, GroupStore, Touch};
 use crate::hash::{symmetric, ConnectionValue};
 use crate::ownership::{BucketState, OwnershipView};
 use crate::packet::{self, arp, ethertype, proto, tcp_flags, Addr, Frame, Ip, Mac, Payload, L4};
@@ -103,11 +103,11 @@ pub struct NodeAddresses {
 }
 
 /// The state a worker passes in with each frame.
-pub struct Context<'a> {
+pub struct Context<'a, G = Box<[Group]>> {
     /// This node's rights on each bucket.
     pub view: &'a OwnershipView,
     /// This worker's flow table.
-    pub flows: &'a mut FlowTable,
+    pub flows: &'a mut FlowTable<G>,
     /// Now, in milliseconds (wrapping).
     pub now_ms: u32,
     /// The NIC's RSS hash of the frame, when the port computed one with the
@@ -383,7 +383,7 @@ impl Classifier {
     /// line is prefetched. Changes nothing. `flows` must have followed the
     /// burst's view ([`FlowTable::follow`]).
     #[inline]
-    pub fn look(&self, frame: &[u8], rss: Option<u32>, flows: &FlowTable) -> Look {
+    pub fn look<G: GroupStore>(&self, frame: &[u8], rss: Option<u32>, flows: &FlowTable<G>) -> Look {
         let Some(t) = self.fast_tcp(frame) else {
             return Look::FULL;
         };
@@ -419,7 +419,7 @@ impl Classifier {
     /// in it (the frame must be the one looked at, unchanged since). The
     /// frame may be rewritten, as by [`Classifier::from_wire`].
     #[inline]
-    pub fn decide<B: PacketBuf>(&self, buf: &mut B, look: Look, cx: &mut Context<'_>) -> Counter {
+    pub fn decide<B: PacketBuf, G: GroupStore>(&self, buf: &mut B, look: Look, cx: &mut Context<'_, G>) -> Counter {
         match look.0 {
             Seen::Full => self.from_wire_full(buf, cx),
             Seen::Done(outcome) => outcome,
@@ -446,7 +446,7 @@ impl Classifier {
 
     /// Decides a frame received on the wire port. The frame may be
     /// rewritten: destination MAC of frames going up, or a whole reply.
-    pub fn from_wire<B: PacketBuf>(&self, buf: &mut B, cx: &mut Context<'_>) -> Counter {
+    pub fn from_wire<B: PacketBuf, G: GroupStore>(&self, buf: &mut B, cx: &mut Context<'_, G>) -> Counter {
         cx.flows.follow(cx.view);
         let look = self.look(buf.bytes(), cx.rss, cx.flows);
         self.decide(buf, look, cx)
@@ -454,7 +454,7 @@ impl Classifier {
 
     /// [`Classifier::from_wire`] through the full parser only: the
     /// reference the fast path is tested against.
-    pub fn from_wire_full<B: PacketBuf>(&self, buf: &mut B, cx: &mut Context<'_>) -> Counter {
+    pub fn from_wire_full<B: PacketBuf, G: GroupStore>(&self, buf: &mut B, cx: &mut Context<'_, G>) -> Counter {
         cx.flows.follow(cx.view);
         let frame = match packet::parse(buf.bytes()) {
             Ok(f) => f,
@@ -597,7 +597,14 @@ impl Classifier {
         Counter::ReplyNdp
     }
 
-    fn wire_vip<B: PacketBuf>(&self, buf: &mut B, frame: &Frame, ip: &Ip, vip: &Vip, cx: &mut Context<'_>) -> Counter {
+    fn wire_vip<B: PacketBuf, G: GroupStore>(
+        &self,
+        buf: &mut B,
+        frame: &Frame,
+        ip: &Ip,
+        vip: &Vip,
+        cx: &mut Context<'_, G>,
+    ) -> Counter {
         if ip.fragment {
             // Later fragments carry no ports, so no node could place them
             // consistently: fragments to a VIP are dropped and counted.
@@ -652,7 +659,7 @@ impl Classifier {
     /// open (held, or with flows here); None means the caller found it
     /// closed, and a closed gate decides without the table.
     #[inline]
-    fn vip_tcp(&self, flags: u8, flow: Option<&FlowRef>, cx: &mut Context<'_>) -> Counter {
+    fn vip_tcp<G: GroupStore>(&self, flags: u8, flow: Option<&FlowRef>, cx: &mut Context<'_, G>) -> Counter {
         use tcp_flags::{ACK, FIN, RST, SYN};
         let syn = flags & SYN != 0;
         if syn && flags & (FIN | RST) != 0 {
@@ -704,14 +711,14 @@ impl Classifier {
         }
     }
 
-    fn wire_vip_icmp<B: PacketBuf>(
+    fn wire_vip_icmp<B: PacketBuf, G: GroupStore>(
         &self,
         buf: &mut B,
         frame: &Frame,
         ip: &Ip,
         kind: u8,
         code: u8,
-        cx: &mut Context<'_>,
+        cx: &mut Context<'_, G>,
     ) -> Counter {
         let v6 = matches!(ip.src, Addr::V6(_));
         let echo = if v6 { kind == 128 } else { kind == 8 };

@@ -37,7 +37,6 @@
 //! Time is a `u32` in milliseconds passed in by the caller; ages are taken
 //! with wrapping arithmetic, so the clock may wrap.
 
-use crate::dpdk::HugeSlice;
 use crate::hash::{symmetric, ConnectionValue};
 use crate::ownership::{BucketState, OwnershipView};
 use crate::packet::Addr;
@@ -322,9 +321,10 @@ impl Slot {
 
 /// Four slots in one cache line. Slot 0's group bits count the flows whose
 /// primary group this is but which live in their second-choice group.
+/// Opaque outside this module: only [`GroupStore`]s hold them.
 #[derive(Clone, Copy, Default)]
 #[repr(C, align(64))]
-struct Group {
+pub struct Group {
     slots: [Slot; WAYS],
 }
 
@@ -367,14 +367,35 @@ pub enum Touch {
     Known(FlowState),
 }
 
+/// The memory a flow table's groups live in, and how a group's line is
+/// brought into the cache ahead of a lookup.
+///
+/// `Box<[Group]>` is plain memory with no prefetch (tests, benchmarks of
+/// the decisions alone); the node's workers use `synshare-dpdk`'s
+/// huge-page backed store, whose prefetch is a real one.
+pub trait GroupStore: core::ops::DerefMut<Target = [Group]> {
+    /// `len` empty groups.
+    fn with_len(len: usize) -> Self;
+
+    /// Hints `group`'s line into the cache (a hint: never faults, changes
+    /// nothing).
+    #[inline(always)]
+    fn prefetch(&self, _group: usize) {}
+}
+
+impl GroupStore for Box<[Group]> {
+    fn with_len(len: usize) -> Self {
+        vec![Group::default(); len].into_boxed_slice()
+    }
+}
+
 /// Buckets of a table before it first follows a view.
 const DEFAULT_BUCKETS: usize = 65536;
 
-/// A bounded flow table. See the module documentation.
-pub struct FlowTable {
-    /// On transparent huge pages where the kernel gives them: a random
-    /// lookup then misses the cache, not also the TLB.
-    groups: HugeSlice<Group>,
+/// A bounded flow table. See the module documentation. `G` is where its
+/// groups live (see [`GroupStore`]).
+pub struct FlowTable<G = Box<[Group]>> {
+    groups: G,
     group_mask: usize,
     timeouts: FlowTimeouts,
     /// A tick is `1 << tick_shift` milliseconds.
@@ -402,9 +423,22 @@ pub struct FlowTable {
 }
 
 impl FlowTable {
-    /// A table with room for at least `capacity` flows (rounded up to a
-    /// power of two number of four-slot groups).
+    /// A table in plain memory with room for at least `capacity` flows
+    /// (see [`FlowTable::new_in`]).
     pub fn new(capacity: usize, timeouts: FlowTimeouts) -> Self {
+        FlowTable::new_in(capacity, timeouts)
+    }
+
+    /// Bytes of memory per slot.
+    pub const fn bytes_per_slot() -> usize {
+        core::mem::size_of::<Group>() / WAYS
+    }
+}
+
+impl<G: GroupStore> FlowTable<G> {
+    /// A table with room for at least `capacity` flows (rounded up to a
+    /// power of two number of four-slot groups), its groups in a `G`.
+    pub fn new_in(capacity: usize, timeouts: FlowTimeouts) -> Self {
         let groups = capacity.div_ceil(WAYS).max(1).next_power_of_two();
         // A tick of at most a sixteenth of the shortest timeout, at most
         // 1,024 ms.
@@ -426,7 +460,7 @@ impl FlowTable {
         // never early.
         let refresh_ticks = states.map(|s| ticks(timeouts.of(s)) / 32);
         FlowTable {
-            groups: HugeSlice::new(groups, Group::default()),
+            groups: G::with_len(groups),
             group_mask: groups - 1,
             timeouts,
             tick_shift,
@@ -478,11 +512,6 @@ impl FlowTable {
     /// Bytes of memory the slots take.
     pub fn memory_bytes(&self) -> usize {
         self.groups.len() * core::mem::size_of::<Group>()
-    }
-
-    /// Bytes of memory per slot.
-    pub const fn bytes_per_slot() -> usize {
-        core::mem::size_of::<Group>() / WAYS
     }
 
     /// Bytes of the per-bucket gates and counts (independent of the
@@ -619,7 +648,7 @@ impl FlowTable {
     /// table much larger than the cache).
     #[inline]
     pub fn prefetch(&self, r: &FlowRef) {
-        crate::dpdk::prefetch(&self.groups[self.primary(r.hash)]);
+        self.groups.prefetch(self.primary(r.hash));
     }
 
     /// Looks a flow up without changing anything.

@@ -1,20 +1,21 @@
-//! synshare's dataplane.
+//! synshare's packet decisions.
 //!
-//! The packet decisions ([`packet`], [`hash`], [`flow`], [`ownership`],
-//! [`classify`]) are plain code over byte slices: no EAL, no I/O, no clock.
-//! [`dpdk`] is the small safe layer over DPDK, the only place with unsafe
-//! code; [`worker`] is the poll-mode loop that joins the two.
+//! [`packet`], [`hash`], [`flow`], [`ownership`], [`classify`],
+//! [`counters`] and [`publish`] are plain code over byte slices: no EAL, no
+//! I/O, no clock, no unsafe code, and no DPDK headers to build or test
+//! them. The DPDK layer and the poll-mode worker loop that joins the two
+//! are the crate `synshare-dpdk`. `synth` (feature `synth`) builds test
+//! frames.
 
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod classify;
 pub mod counters;
-pub mod dpdk;
 pub mod flow;
 pub mod hash;
 pub mod ownership;
 pub mod packet;
 pub mod publish;
+#[cfg(any(test, feature = "synth"))]
 pub mod synth;
-pub mod worker;

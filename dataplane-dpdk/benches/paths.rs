@@ -19,12 +19,13 @@
 use std::time::{Duration, Instant};
 use synshare_dataplane::classify::{Classifier, Context, Look, NodeAddresses, PacketBuf, Vip};
 use synshare_dataplane::counters::Counter;
-use synshare_dataplane::dpdk;
-use synshare_dataplane::flow::{FlowKey, FlowState, FlowTable, FlowTimeouts};
+use synshare_dataplane::flow::{FlowKey, FlowState, FlowTimeouts};
 use synshare_dataplane::hash::Bucket;
 use synshare_dataplane::ownership::{BucketState, OwnershipView};
 use synshare_dataplane::packet::{tcp_flags, Addr};
 use synshare_dataplane::synth::{tcp4_to, tcp6_to, CLUSTER_MAC, KERNEL_MAC, NODE_MAC, V4_VIP, V6_VIP};
+use synshare_dpdk as dpdk;
+use synshare_dpdk::worker::NodeFlows;
 
 const BURST: usize = 32;
 const BUCKETS: u32 = 65536;
@@ -114,7 +115,7 @@ impl Rng {
 struct Setup {
     c: Classifier,
     view: OwnershipView,
-    flows: FlowTable,
+    flows: NodeFlows,
     frames: Vec<Vec<u8>>,
     expect: Counter,
     advance_clock: bool,
@@ -127,7 +128,7 @@ fn setup(own_every: u32, flows: u64, kind: &str) -> Setup {
     let owned = |a: Addr, p: u16| {
         view.state(c.connection_value(a, vip_of(a), p, 80).bucket(view.mask())) != BucketState::Foreign
     };
-    let mut table = FlowTable::new((flows + flows / 4) as usize, FlowTimeouts::default());
+    let mut table = NodeFlows::new_in((flows + flows / 4) as usize, FlowTimeouts::default());
     let mut own = Vec::with_capacity(flows as usize);
     let mut foreign = Vec::new();
     let mut i = 0u64;

@@ -1,15 +1,20 @@
 //! The poll-mode loop of one worker lcore: wire → decisions → kernel, and
 //! kernel → wire, in bursts, with no lock and no allocation per packet.
 
-use crate::classify::{Action, Classifier, Context, Look};
-use crate::counters::{Counter, Counts, Tally, WorkerStats};
-use crate::dpdk::{self, Burst, FreeBatch, Mbuf, RxQueue, TxBatch, TxQueue, BURST};
-use crate::flow::FlowTable;
-use crate::ownership::OwnershipView;
-use crate::publish::{Lease, Subscriber};
+use crate::{Burst, FreeBatch, HugeSlice, Mbuf, RxQueue, TxBatch, TxQueue, BURST};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use synshare_dataplane::classify::{Action, Classifier, Context, Look};
+use synshare_dataplane::counters::{Counter, Counts, Tally, WorkerStats};
+use synshare_dataplane::flow::{FlowTable, Group};
+use synshare_dataplane::ownership::OwnershipView;
+use synshare_dataplane::publish::{Lease, Subscriber};
+
+/// A worker's flow table: its groups on transparent huge pages where the
+/// kernel gives them, so a random lookup misses the cache but not also the
+/// TLB.
+pub type NodeFlows = FlowTable<HugeSlice<Group>>;
 
 /// How a worker idles and keeps house.
 #[derive(Clone, Debug)]
@@ -47,7 +52,7 @@ pub struct Worker {
     /// no bucket (known flows go on, nothing new is taken).
     pub lease: Lease,
     /// This worker's flow table.
-    pub flows: FlowTable,
+    pub flows: NodeFlows,
     /// Wire RX queue.
     pub wire_rx: RxQueue,
     /// Wire TX queue.
@@ -117,7 +122,7 @@ impl Worker {
     /// Runs until `stop` is set, reporting each busy iteration to
     /// `observer` (see [`BurstObserver`]). Returns 0.
     pub fn run_observed<O: BurstObserver>(mut self, observer: &mut O) -> i32 {
-        let hz = dpdk::tsc_hz().max(1_000);
+        let hz = crate::tsc_hz().max(1_000);
         let per_ms = hz / 1_000;
         let mut counts = Counts::default();
         let mut wire_burst = Burst::default();
@@ -140,7 +145,7 @@ impl Worker {
             .store(self.flows.capacity() as u64, Ordering::Relaxed);
 
         while !self.stop.load(Ordering::Relaxed) {
-            let started = dpdk::tsc();
+            let started = crate::tsc();
             let now_ms = (started / per_ms) as u32;
             // One snapshot of the ownership view per burst, and one look at
             // the lease (the clock was read above): without a lease the
@@ -214,7 +219,7 @@ impl Worker {
             );
             flush(&mut self.wire_tx, &mut to_wire, &mut counts, Counter::DropWireTxFull);
             if O::ACTIVE && n + k > 0 {
-                observer.burst(n, k, dpdk::tsc().wrapping_sub(started));
+                observer.burst(n, k, crate::tsc().wrapping_sub(started));
             }
 
             if now_ms != last_ms {

@@ -5,11 +5,11 @@
 //! whatever an owner still holds when it is dropped is freed once. A double
 //! free or a leak would need unsafe code outside this module.
 
-use super::DpdkError;
-use crate::classify::PacketBuf;
+use crate::DpdkError;
 use dpdk_sys::{rte_mbuf, rte_mempool};
 use std::ffi::CString;
 use std::ptr::NonNull;
+use synshare_dataplane::classify::PacketBuf;
 
 /// Packets per burst.
 pub const BURST: usize = 32;

@@ -1,6 +1,6 @@
 //! Running closures on EAL worker lcores.
 
-use super::DpdkError;
+use crate::DpdkError;
 use std::ffi::{c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 

@@ -1,10 +1,10 @@
 //! Ethernet ports and their queues.
 
-use super::mbuf::{Burst, Mempool, TxBatch, BURST};
-use super::DpdkError;
-use crate::packet::Mac;
+use crate::mbuf::{Burst, Mempool, TxBatch, BURST};
+use crate::DpdkError;
 use std::ffi::{CStr, CString};
 use std::sync::Arc;
+use synshare_dataplane::packet::Mac;
 
 /// A DPDK port number.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]

@@ -1,6 +1,6 @@
 //! EAL initialisation and clean-up.
 
-use super::DpdkError;
+use crate::DpdkError;
 use std::ffi::{c_char, CString};
 use std::sync::atomic::{AtomicBool, Ordering};
 

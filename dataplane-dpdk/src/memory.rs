@@ -10,6 +10,7 @@
 use std::alloc::{self, Layout};
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
+use synshare_dataplane::flow::{Group, GroupStore};
 
 /// A huge page.
 const HUGE_PAGE: usize = 2 << 20;
@@ -112,6 +113,20 @@ impl<T: Copy> Drop for HugeSlice<T> {
             // so there is nothing to drop element by element.
             unsafe { alloc::dealloc(self.ptr.as_ptr().cast(), layout) }
         }
+    }
+}
+
+/// The node's flow tables live here: a random lookup then misses the
+/// cache but not also the TLB, and the look at a burst prefetches each
+/// flow's group.
+impl GroupStore for HugeSlice<Group> {
+    fn with_len(len: usize) -> Self {
+        HugeSlice::new(len, Group::default())
+    }
+
+    #[inline(always)]
+    fn prefetch(&self, group: usize) {
+        crate::prefetch(&self[group]);
     }
 }
 

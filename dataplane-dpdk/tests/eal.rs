@@ -5,12 +5,13 @@
 use std::sync::Arc;
 use synshare_dataplane::classify::{Classifier, Context, NodeAddresses, PacketBuf, Vip};
 use synshare_dataplane::counters::Counter;
-use synshare_dataplane::dpdk::{self, Burst, Eal, FreeBatch, Mbuf, Mempool, Port, PortConfig, TxBatch, BURST};
-use synshare_dataplane::flow::{FlowTable, FlowTimeouts};
+use synshare_dataplane::flow::FlowTimeouts;
 use synshare_dataplane::hash::{symmetric, Toeplitz, MICROSOFT_KEY, SYMMETRIC_KEY};
 use synshare_dataplane::ownership::{BucketState, OwnershipView};
 use synshare_dataplane::packet::{tcp_flags, Addr};
 use synshare_dataplane::synth::*;
+use synshare_dpdk::worker::NodeFlows;
+use synshare_dpdk::{self as dpdk, Burst, Eal, FreeBatch, Mbuf, Mempool, Port, PortConfig, TxBatch, BURST};
 
 fn port_config() -> PortConfig {
     PortConfig {
@@ -92,7 +93,7 @@ fn dpdk_layer_under_eal() {
     for b in 0..1024 {
         view.set(synshare_dataplane::hash::Bucket(b), BucketState::Settled);
     }
-    let mut flows = FlowTable::new(1024, FlowTimeouts::default());
+    let mut flows = NodeFlows::new_in(1024, FlowTimeouts::default());
     let mut outcomes = Vec::new();
     let mut replies = TxBatch::default();
     while let Some(mut m) = burst.next() {

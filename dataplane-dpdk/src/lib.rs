@@ -1,17 +1,21 @@
-//! A small safe layer over DPDK: EAL, mempools, ports with their queues and
-//! statistics, mbufs and bursts with single ownership, lcore launch; and
-//! huge-page backed memory for the packet path's large tables.
+//! synshare's DPDK side: a small safe layer over DPDK (EAL, mempools,
+//! ports with their queues and statistics, mbufs and bursts with single
+//! ownership, lcore launch, huge-page backed memory for the packet path's
+//! large tables) and the poll-mode [`worker`] loop that joins it to the
+//! packet decisions of `synshare-dataplane`.
 //!
-//! This module and its children are the only code of the dataplane allowed
-//! to use `unsafe`; every block says why it is sound.
+//! This crate is the only code of the dataplane allowed to use `unsafe`;
+//! every block says why it is sound. The decisions crate builds and tests
+//! with no DPDK headers.
 
-#![allow(unsafe_code)]
+#![warn(missing_docs)]
 
 mod eal;
 mod lcore;
 mod mbuf;
 mod memory;
 mod port;
+pub mod worker;
 
 pub use eal::Eal;
 pub use lcore::{launch, wait_all, LaunchError};
