@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The test command. On a fresh machine it installs what it needs (via
-# scripts/setup.sh), then runs: formatting and clippy, the unit and property
-# tests, the DPDK layer under a real EAL, and the namespace tests with real
-# synshare nodes, kernels and clients. Ends with "N passed, M failed".
+# scripts/setup.sh), then runs: formatting and clippy, whether the offline
+# test fixtures are current, the unit and property tests, the DPDK layer
+# under a real EAL, and the namespace tests with real synshare nodes,
+# kernels and clients. Ends with "N passed, M failed".
 #
 #   scripts/test.sh             everything
 #   scripts/test.sh --quick     skip the namespace tests
@@ -27,6 +28,8 @@ stage() {
 
 stage fmt cargo fmt --all -- --check
 stage clippy cargo clippy --workspace --all-targets --release --quiet -- -D warnings
+# The offline hostile-traffic fixtures are what tests/hostile.py writes (no root, < 1 s).
+stage fixtures bash tests/fixtures_current.sh
 
 echo "== cargo test (unit, property, DPDK under EAL)"
 cargo test --workspace --release 2>&1 | tee "$log"

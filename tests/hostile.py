@@ -22,6 +22,12 @@ scripts/cluster.sh creates.
         second (0: as fast as possible); prints {"sent", "seconds", "rate",
         "burst", "burst_seconds"}.
   hostile.py dump DIR                           each case's first frame in DIR/NAME
+  hostile.py pcap DIR                           every case's frames as fixtures for the offline test
+        (dataplane/tests/hostile_fixtures.rs): DIR/NAME.pcap (classic pcap,
+        LINKTYPE_ETHERNET) with the frames of PCAP_UNITS units of the case,
+        and DIR/expected.tsv with the counter one node must raise for them,
+        once holding every bucket and once holding none (see "Offline").
+        Byte-identical on every run (no randomness, fixed timestamps).
   hostile.py rss PID                            the process's VmRSS in kB
 """
 import argparse
@@ -141,11 +147,20 @@ def pad(frame):
 
 
 # --- the cases ---------------------------------------------------------------
-# Each case: (name, counter, mode, build(i) -> frame or [frames]). mode
-# "each": every node counts each unit (frame, or list of frames) once in
+# Each case: (name, counter, mode, build(i) -> frame or [frames], offline).
+# mode "each": every node counts each unit (frame, or list of frames) once in
 # `counter` (the decision does not depend on who owns the connection); "sum":
 # exactly one node counts it (the bucket's owner); "absent": the frames never
 # reach the dataplane, no node counts them.
+#
+# Offline (`hostile.py pcap`, decided by dataplane/tests/hostile_fixtures.rs
+# with no namespaces): one node decides every frame of the case by itself,
+# once holding every bucket, settled as static shares hold them ("owner"),
+# and once holding none ("none"). There each frame raises exactly one
+# counter: `counter` on both nodes unless `offline` says otherwise for a node
+# ({"owner": ..., "none": ...}). A "sum" case must name what the node that
+# does not own the bucket counts. Fragments reach the classifier one by one
+# offline, as from a NIC (no af_packet reassembly).
 
 def syn4(i, flags=SYN, dport=80, dst=VIP4):
     return tcp(CLIENT4, dst, 2000 + i, dport, flags)
@@ -162,8 +177,8 @@ def frame6(payload, dst_mac=CLUSTER_MAC, src_mac=CLIENT_MAC):
 def case_list():
     c = []
 
-    def add(name, counter, mode, build):
-        c.append((name, counter, mode, build))
+    def add(name, counter, mode, build, offline=None):
+        c.append((name, counter, mode, build, offline or {}))
 
     # Truncated and malformed headers. (The kernel refuses to send an
     # Ethernet frame shorter than its 14-byte header, so truncation starts
@@ -244,7 +259,10 @@ def case_list():
         return [frame4(ipv4(CLIENT4, VIP4, TCP, seg[:24], frag=0x2000, ident=0x2000 + i)),
                 frame4(ipv4(CLIENT4, VIP4, TCP, seg[24:], frag=3, ident=0x2000 + i))]
 
-    add("ipv4_fragmented_datagram", "drop_vip_port_not_served", "each", fragmented)
+    # Offline, as from a NIC, each of its two fragments is a fragment to the
+    # VIP; the reassembly is af_packet's, not the classifier's.
+    add("ipv4_fragmented_datagram", "drop_vip_port_not_served", "each", fragmented,
+        offline={"owner": "drop_vip_fragment", "none": "drop_vip_fragment"})
     add("ipv6_first_fragment", "drop_vip_fragment", "each",
         lambda i: frame6(ipv6(CLIENT6, VIP6, 44, struct.pack("!BBHI", TCP, 0, 0x0001, 1000 + i)
                               + tcp(CLIENT6, VIP6, 2000 + i, 80, SYN))))
@@ -258,13 +276,16 @@ def case_list():
     # every node before any lookup. Null and xmas (FIN+PSH+URG) are not SYNs:
     # the bucket's owner (settled, static shares) passes them to its kernel,
     # which discards them, and the other node drops them: one node counts
-    # each in kernel_vip_adopted.
+    # each in kernel_vip_adopted (offline: the node holding no bucket counts
+    # them in drop_not_owner).
     add("tcp_syn_fin", "drop_tcp_bad_flags", "each", lambda i: frame4(ipv4(CLIENT4, VIP4, TCP, syn4(i, SYN | FIN))))
     add("tcp_syn_rst", "drop_tcp_bad_flags", "each", lambda i: frame4(ipv4(CLIENT4, VIP4, TCP, syn4(i, SYN | RST))))
     add("tcp_all_flags", "drop_tcp_bad_flags", "each", lambda i: frame4(ipv4(CLIENT4, VIP4, TCP, syn4(i, 0xFF))))
-    add("tcp_null", "kernel_vip_adopted", "sum", lambda i: frame4(ipv4(CLIENT4, VIP4, TCP, syn4(i, 0))))
+    add("tcp_null", "kernel_vip_adopted", "sum", lambda i: frame4(ipv4(CLIENT4, VIP4, TCP, syn4(i, 0))),
+        offline={"none": "drop_not_owner"})
     add("tcp_xmas", "kernel_vip_adopted", "sum",
-        lambda i: frame4(ipv4(CLIENT4, VIP4, TCP, syn4(i + 100, FIN | PSH | URG))))
+        lambda i: frame4(ipv4(CLIENT4, VIP4, TCP, syn4(i + 100, FIN | PSH | URG))),
+        offline={"none": "drop_not_owner"})
     add("tcp_port_not_served", "drop_vip_port_not_served", "each",
         lambda i: frame4(ipv4(CLIENT4, VIP4, TCP, syn4(i, SYN, dport=81))))
     add("ip_protocol_not_served", "drop_vip_protocol", "each",
@@ -351,7 +372,7 @@ def run_cases(a):
         cases = [c for c in cases if c[0] not in names]
     s = raw_socket(a.iface)
     nodes = range(1, a.nodes + 1)
-    for name, counter, mode, build in cases:
+    for name, counter, mode, build, _ in cases:
         units = [build(i) for i in range(a.count)]
         before = [counters(i) or {} for i in nodes]
         for u in units:
@@ -429,6 +450,69 @@ def flood(a):
                       "burst": min(a.burst, sent), "burst_seconds": round(burst_s if burst_s is not None else secs, 2)}))
 
 
+# --- offline fixtures ---------------------------------------------------------
+
+PCAP_UNITS = 3  # units (build(0), build(1), ...) of each case in its pcap
+NODE_STATES = ("owner", "none")
+
+
+def pcap(frames):
+    """A classic pcap file (little-endian, microseconds, LINKTYPE_ETHERNET)
+    of `frames`, each stamped with its index in microseconds since the epoch
+    so that the file depends on nothing but the frames."""
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+    for k, f in enumerate(frames):
+        out.append(struct.pack("<IIII", 0, k, len(f), len(f)) + f)
+    return b"".join(out)
+
+
+def offline_counters(name, counter, mode, offline):
+    """The counter one node raises for each frame of the case, per node state."""
+    if mode == "sum" and "none" not in offline:
+        raise SystemExit(f"{name}: a 'sum' case must say what a node holding no bucket counts (offline)")
+    unknown = set(offline) - set(NODE_STATES)
+    if unknown:
+        raise SystemExit(f"{name}: unknown node states {sorted(unknown)}")
+    return {state: offline.get(state, counter) for state in NODE_STATES}
+
+
+def write_fixtures(d):
+    """DIR/NAME.pcap for every case and DIR/expected.tsv. Any other .pcap or
+    .tsv file in DIR (a case renamed or gone) is removed."""
+    os.makedirs(d, exist_ok=True)
+    rows = []
+    written = {"expected.tsv"}
+    for name, counter, mode, build, offline in case_list():
+        frames = []
+        for i in range(PCAP_UNITS):
+            u = build(i)
+            frames.extend(u if isinstance(u, list) else [u])
+        file = name + ".pcap"
+        with open(os.path.join(d, file), "wb") as out:
+            out.write(pcap(frames))
+        written.add(file)
+        by_state = offline_counters(name, counter, mode, offline)
+        rows.append((name, file, len(frames), *(by_state[s] for s in NODE_STATES), len(frames), counter, mode))
+    for f in os.listdir(d):
+        if f not in written and (f.endswith(".pcap") or f.endswith(".tsv")):
+            os.remove(os.path.join(d, f))
+    with open(os.path.join(d, "expected.tsv"), "w") as out:
+        out.write(
+            "# Generated by `tests/hostile.py pcap DIR`: do not edit; regenerate and commit\n"
+            "# (tests/fixtures_current.sh checks that these files are current).\n"
+            "# One node of the test cluster (node1: MAC 02:00:00:00:00:21, its TAP on the same\n"
+            "# MAC; cluster MAC 02:5e:00:00:01:00; VIPs 192.0.2.100 and 2001:db8::100, TCP 80,\n"
+            "# UDP 53) decides the frames of FILE by itself, twice: holding every bucket,\n"
+            "# settled as static shares hold them, it must count `count` of them in the\n"
+            "# counter `owner`; holding no bucket, in `none`; and nothing in any other counter.\n"
+            "# ns_counter and ns_mode: how tests/ns_hostile.sh judges the case across the\n"
+            "# nodes of the namespace cluster (tests/hostile.py, \"Each case\").\n"
+        )
+        out.write("case\tfile\tframes\t" + "\t".join(NODE_STATES) + "\tcount\tns_counter\tns_mode\n")
+        for r in rows:
+            out.write("\t".join(map(str, r)) + "\n")
+
+
 def rss(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -456,11 +540,13 @@ def main():
     f.add_argument("--iface", default="eth0")
     d = sub.add_parser("dump", help="write each case's first frame to DIR/NAME (for offline checks)")
     d.add_argument("dir")
+    x = sub.add_parser("pcap", help="write every case's frames and expected counters to DIR (offline fixtures)")
+    x.add_argument("dir")
     r = sub.add_parser("rss")
     r.add_argument("pid", type=int)
     a = ap.parse_args()
     if a.cmd == "list":
-        for name, counter, mode, _ in case_list():
+        for name, counter, mode, _, _ in case_list():
             print(f"{name:36} {counter:28} {mode}")
     elif a.cmd == "cases":
         run_cases(a)
@@ -468,11 +554,13 @@ def main():
         flood(a)
     elif a.cmd == "dump":
         os.makedirs(a.dir, exist_ok=True)
-        for name, counter, _, build in case_list():
+        for name, counter, _, build, _ in case_list():
             u = build(0)
             for k, f in enumerate(u if isinstance(u, list) else [u]):
                 with open(os.path.join(a.dir, name + ("" if k == 0 else f".{k}")), "wb") as out:
                     out.write(f)
+    elif a.cmd == "pcap":
+        write_fixtures(a.dir)
     elif a.cmd == "rss":
         print(rss(a.pid))
 

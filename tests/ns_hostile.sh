@@ -19,6 +19,9 @@
 # PACKET_FANOUT_FLAG_DEFRAG): lone IPv4 fragments never reach the dataplane
 # and are not counted, a complete fragmented IPv4 datagram arrives whole.
 # IPv6 fragments reach it and are counted; with a NIC, IPv4 ones are too.
+#
+# The same cases decided offline, by one classifier from committed pcap
+# fixtures (no root, milliseconds): dataplane/tests/hostile_fixtures.rs.
 source "$(dirname "$0")/lib.sh"
 STATE=${SS_STATE:-/tmp/ss-cluster}
 H="python3 $ROOT/tests/hostile.py"

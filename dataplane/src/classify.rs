@@ -32,6 +32,47 @@ pub trait PacketBuf {
     fn set_len(&mut self, len: usize) -> bool;
 }
 
+/// A frame in a fixed 2 KiB buffer, like an mbuf's data room: for
+/// deciding frames outside a worker (tests, fixtures, fuzzing).
+#[derive(Clone)]
+pub struct FrameBuf {
+    data: Box<[u8; 2048]>,
+    len: usize,
+}
+
+impl FrameBuf {
+    /// A buffer holding `frame` (cut at 2 KiB).
+    pub fn new(frame: &[u8]) -> Self {
+        let mut data = Box::new([0u8; 2048]);
+        let len = frame.len().min(2048);
+        data[..len].copy_from_slice(&frame[..len]);
+        FrameBuf { data, len }
+    }
+
+    /// Replaces the content with `frame` without allocating.
+    pub fn load(&mut self, frame: &[u8]) {
+        let len = frame.len().min(2048);
+        self.data[..len].copy_from_slice(&frame[..len]);
+        self.len = len;
+    }
+}
+
+impl PacketBuf for FrameBuf {
+    fn bytes(&self) -> &[u8] {
+        &self.data[..self.len]
+    }
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.data[..self.len]
+    }
+    fn set_len(&mut self, len: usize) -> bool {
+        if len > self.data.len() {
+            return false;
+        }
+        self.len = len;
+        true
+    }
+}
+
 /// Where a frame goes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Action {

@@ -22,45 +22,7 @@ pub const V6_CLIENT: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0,
 /// The IPv6 VIP in examples.
 pub const V6_VIP: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0x00];
 
-/// A frame in a fixed 2 KiB buffer, like an mbuf's data room.
-#[derive(Clone)]
-pub struct TestBuf {
-    data: Box<[u8; 2048]>,
-    len: usize,
-}
-
-impl TestBuf {
-    /// A buffer holding `frame` (cut at 2 KiB).
-    pub fn new(frame: &[u8]) -> Self {
-        let mut data = Box::new([0u8; 2048]);
-        let len = frame.len().min(2048);
-        data[..len].copy_from_slice(&frame[..len]);
-        TestBuf { data, len }
-    }
-
-    /// Replaces the content with `frame` without allocating.
-    pub fn load(&mut self, frame: &[u8]) {
-        let len = frame.len().min(2048);
-        self.data[..len].copy_from_slice(&frame[..len]);
-        self.len = len;
-    }
-}
-
-impl PacketBuf for TestBuf {
-    fn bytes(&self) -> &[u8] {
-        &self.data[..self.len]
-    }
-    fn bytes_mut(&mut self) -> &mut [u8] {
-        &mut self.data[..self.len]
-    }
-    fn set_len(&mut self, len: usize) -> bool {
-        if len > self.data.len() {
-            return false;
-        }
-        self.len = len;
-        true
-    }
-}
+pub use crate::classify::FrameBuf as TestBuf;
 
 fn ethernet(dst: Mac, src: Mac, ether_type: u16) -> Vec<u8> {
     let mut f = Vec::with_capacity(128);
