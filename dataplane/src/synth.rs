@@ -2,7 +2,6 @@
 //! fuzzers' seeds, the traffic generator and the benchmarks; and
 //! [`TestBuf`], a fixed-size frame buffer that stands in for an mbuf.
 
-use crate::classify::PacketBuf;
 use crate::packet::{checksum, ethertype, ones_sum, proto, Mac};
 
 /// The node's MAC in examples.
