@@ -187,6 +187,17 @@ impl Look {
         Look(Seen::Done(outcome))
     }
 
+    /// The outcome, when the look alone decided the frame (a drop, such
+    /// as every frame of a closed bucket): [`Classifier::decide`] would
+    /// return it unchanged, without touching the frame.
+    #[inline(always)]
+    pub fn outcome(&self) -> Option<Counter> {
+        match self.0 {
+            Seen::Done(c) => Some(c),
+            _ => None,
+        }
+    }
+
     /// True when the look took the fast path (for tests and benchmarks).
     pub fn is_fast(&self) -> bool {
         !matches!(self.0, Seen::Full)
