@@ -6,9 +6,9 @@
 #   output: net_null0,no-rx=1                      (a sink)
 #
 # For 64-byte frames and IMIX, with hugepages and with --no-huge, it runs
-# testpmd then synshare bench, ROUNDS times each, one forwarding lcore each
-# (EAL -l 0,1: lcore 1 forwards), with the same mbuf pool (count and data
-# room) and prints the Mpps of both and the ratio synshare/testpmd.
+# testpmd then `synshare-bench bench`, ROUNDS times each, one forwarding
+# lcore each (EAL -l 0,1: lcore 1 forwards), with the same mbuf pool (count
+# and data room) and prints the Mpps of both and the ratio synshare/testpmd.
 #
 #   scripts/bench.sh                     # 1M flows, 3 rounds of 5 s, everything
 #   scripts/bench.sh --flows 100000 --rounds 1 --duration 2 --sizes 64 --memory huge
@@ -23,14 +23,15 @@
 # --sizes "64 imix", --memory "huge nohuge", --members "1 3 8" (default 1:
 # the node owns every bucket), --out DIR (pcaps and results, default
 # /tmp/synshare-bench), --no-build, --sweep, --plot FILE.png (with --sweep;
-# default docs/bench-flows.png).
+# default docs/bench-flows.png). It builds and runs
+# target/release/synshare-bench (SS_BENCH_BIN=PATH runs another build).
 #
 # Every run is bounded: a testpmd run is stopped (SIGINT) once it has printed
 # enough per-second samples, or killed after a deadline.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-BIN=${SS_BIN:-$ROOT/target/release/synshare}
+BIN=${SS_BENCH_BIN:-$ROOT/target/release/synshare-bench}
 
 FLOWS=1000000
 ROUNDS=3
@@ -54,13 +55,13 @@ while [ $# -gt 0 ]; do
     --no-build) BUILD=0; shift ;;
     --sweep) SWEEP=1; shift ;;
     --plot) PLOT=$2; shift 2 ;;
-    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
 
 command -v dpdk-testpmd >/dev/null || { echo "bench.sh: dpdk-testpmd not found (scripts/setup.sh installs DPDK)" >&2; exit 1; }
-if [ $BUILD -eq 1 ]; then cargo build --release --quiet || exit 1; fi
+if [ $BUILD -eq 1 ]; then cargo build --release --quiet -p synshare-bench || exit 1; fi
 [ -x "$BIN" ] || { echo "bench.sh: $BIN missing" >&2; exit 1; }
 mkdir -p "$OUT"
 
@@ -158,7 +159,7 @@ for mem in $MEMORY; do
       for r in $(seq "$ROUNDS"); do
         tp=$(testpmd_mpps "$f" "$mem")
         j=$(synshare_json "$f" "$mem" --members "$k")
-        if [ -z "$j" ]; then echo "bench.sh: synshare bench failed ($mem, $size, $k members)" >&2; ss=nan; cpp=nan; p50=nan; p99=nan; p999=nan
+        if [ -z "$j" ]; then echo "bench.sh: synshare-bench bench failed ($mem, $size, $k members)" >&2; ss=nan; cpp=nan; p50=nan; p99=nan; p999=nan
         else read -r ss cpp p50 p99 p999 <<<"$(echo "$j" | json mpps cycles_per_packet burst_latency_ns.p50 burst_latency_ns.p99 burst_latency_ns.p999 2>/dev/null || echo nan nan nan nan nan)"; fi
         ratio=$(awk -v a="$ss" -v b="$tp" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "nan" }')
         printf "%s\t%s\t%s\t%s\t%s\t%.3f\t%s\t%.1f\t%.0f\t%.0f\t%.0f\t%s\n" "$mem" "$size" "$k" "$r" "$tp" "$ss" "$ratio" "$cpp" \

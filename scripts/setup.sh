@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what synshare needs on a fresh Debian 12 machine, reserves
-# hugepages where it can, and builds the release binary. Idempotent.
+# hugepages where it can, and builds the release binaries (synshare and the
+# benchmark tools, synshare-bench). Idempotent.
 #
 #   scripts/setup.sh            # packages + hugepages + build
 #   SYNSHARE_HUGEPAGES=0 ...    # skip hugepages (nodes then use --no-huge)
@@ -60,5 +61,5 @@ if ! command -v cargo >/dev/null; then
   echo "setup: cargo not found; install a Rust toolchain" >&2
   exit 1
 fi
-cargo build --release --quiet
-echo "setup: built target/release/synshare ($(target/release/synshare version))"
+cargo build --release --workspace --quiet
+echo "setup: built target/release/synshare ($(target/release/synshare version)) and target/release/synshare-bench"

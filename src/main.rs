@@ -6,7 +6,6 @@
 
 #![deny(unsafe_code)]
 
-mod bench;
 mod cli;
 mod config;
 mod coordinator;
@@ -16,7 +15,6 @@ mod measure;
 mod membership;
 mod metrics;
 mod node;
-mod pktgen;
 mod status;
 
 use clap::Parser;
@@ -446,20 +444,6 @@ fn run(cli: Cli) -> Outcome {
         } => drain_cmd(&target, json, wait, timeout),
         Command::Undrain { target, json } => request_cmd(&target, "undrain", json),
         Command::Capacity { weight, target, json } => request_cmd(&target, &format!("capacity {weight}"), json),
-        Command::Pktgen { args } => {
-            if args.iter().any(|a| a == "--help" || a == "-h") {
-                cli::out::print(pktgen::HELP);
-                return Ok(());
-            }
-            Ok(pktgen::run(&args)?)
-        }
-        Command::Bench { args } => {
-            if args.iter().any(|a| a == "--help" || a == "-h") {
-                cli::out::print(bench::HELP);
-                return Ok(());
-            }
-            Ok(bench::run(&args)?)
-        }
         Command::Version { json } => {
             let v = Version {
                 version: env!("CARGO_PKG_VERSION"),

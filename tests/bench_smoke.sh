@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Smoke run of the benchmark tools, for CI: pktgen writes a small pcap,
-# `synshare bench` replays it for about 2 s (with --no-huge, so it needs no
-# hugepages) and must report a positive Mpps. Standalone: it does not use
-# tests/lib.sh (whose clean-up tears namespaces down). Ends with
-# "bench_smoke: N passed, M failed" and appends "bench_smoke N M" to
-# $SS_RESULTS when set.
+# Smoke run of the benchmark tools, for CI: `synshare-bench pktgen` writes a
+# small pcap, `synshare-bench bench` replays it for about 2 s (with
+# --no-huge, so it needs no hugepages) and must report a positive Mpps.
+# Standalone: it does not use tests/lib.sh (whose clean-up tears namespaces
+# down). Ends with "bench_smoke: N passed, M failed" and appends
+# "bench_smoke N M" to $SS_RESULTS when set. It runs
+# target/release/synshare-bench, or SS_BENCH_BIN=PATH.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BIN=${SS_BIN:-$ROOT/target/release/synshare}
+BIN=${SS_BENCH_BIN:-$ROOT/target/release/synshare-bench}
 PASSED=0
 FAILED=0
 TMP=$(mktemp -d)
@@ -23,7 +24,7 @@ finish() {
 }
 
 if [ ! -x "$BIN" ]; then
-  fail "no binary at $BIN (cargo build --release)"
+  fail "no binary at $BIN (cargo build --release -p synshare-bench)"
   finish
   exit 1
 fi

@@ -53,7 +53,7 @@ msg=$("$BIN" check-config --coordinator "$coord" 2>&1); rc=$?
 echo "    $msg"
 check "a coordinator named ../../tmp/x: exit 78, names the field" bash -c '[ "$1" -eq 78 ] && grep -qE "coordinator.ron:[0-9]+:[0-9]+: field \`name\`" <<<"$2"' _ "$rc" "$msg"
 check "check-config on a missing file fails" bash -c '! "$1" check-config /nonexistent.ron' _ "$BIN"
-for cmd in node check-config status nodes drain undrain capacity coordinator pktgen bench; do
+for cmd in node check-config status nodes drain undrain capacity coordinator; do
   check "synshare $cmd --help" bash -c '"$1" "$2" --help | grep -q synshare' _ "$BIN" "$cmd"
 done
 check "synshare help node is node's help" bash -c '"$1" help node | grep -q -- "--config <FILE>"' _ "$BIN"

@@ -1,5 +1,5 @@
-//! `synshare pktgen`: writes a pcap file of synthetic traffic to the VIPs,
-//! for `synshare bench` and `dpdk-testpmd` to replay from memory.
+//! `synshare-bench pktgen`: writes a pcap file of synthetic traffic to the
+//! VIPs, for `synshare-bench bench` and `dpdk-testpmd` to replay from memory.
 //!
 //! Flow `i` is a TCP connection from a client to a VIP on port 80. Clients
 //! come from documentation ranges only: IPv4 198.51.100.0/24 and
@@ -22,9 +22,10 @@
 //! TCP/IPv6 frame is at least 78 bytes, so "64-byte" IPv6 frames are 78.
 //! IMIX is CSIT's: 64, 570 and 1518 bytes in the ratio 7:4:1.
 
+use crate::opts::{Opts, PROGRAM};
+use crate::pcap::PcapWriter;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
-use std::path::Path;
+use std::io::{BufWriter, Write};
 use synshare_dataplane::packet::{tcp_flags, Mac};
 use synshare_dataplane::synth::{
     arp_request, neighbour_solicit, tcp4_sized_to, tcp6_sized_to, CLIENT_MAC, CLUSTER_MAC, NODE_MAC, V4_VIP, V6_CLIENT,
@@ -41,11 +42,11 @@ const NODE_V4: [u8; 4] = [192, 0, 2, 21];
 const OTHER_NODE_MAC: Mac = Mac([0x02, 0x00, 0x00, 0x00, 0x00, 0x22]);
 
 pub const HELP: &str = "\
-synshare pktgen --out FILE.pcap [options]
+synshare-bench pktgen --out FILE.pcap [options]
 
 Writes a classic libpcap file of synthetic traffic to the VIPs 192.0.2.100
 and 2001:db8::100, port 80, at the cluster MAC 02:5e:00:00:01:00, for
-`synshare bench` and dpdk-testpmd (net_pcap, infinite_rx=1).
+`synshare-bench bench` and dpdk-testpmd (net_pcap, infinite_rx=1).
 
 Options:
   --flows N          TCP connections (default 1000000; at most 33022976)
@@ -65,58 +66,6 @@ Options:
                      for the VIPs, percent (default 1)
   --seed N           seed of the shuffles and draws (default 1)
 ";
-
-/// A small option parser: `--name value` pairs and `--switch`es.
-pub struct Opts {
-    pairs: Vec<(String, Option<String>)>,
-}
-
-impl Opts {
-    /// Parses `args` for `cmd`: `valued` options take a value, `switches`
-    /// do not; anything else is an error.
-    pub fn parse(cmd: &str, args: &[String], valued: &[&str], switches: &[&str]) -> Result<Opts, String> {
-        let mut pairs = Vec::new();
-        let mut it = args.iter();
-        while let Some(a) = it.next() {
-            if valued.contains(&a.as_str()) {
-                let v = it.next().ok_or_else(|| format!("synshare {cmd}: {a} needs a value"))?;
-                pairs.push((a.clone(), Some(v.clone())));
-            } else if switches.contains(&a.as_str()) {
-                pairs.push((a.clone(), None));
-            } else {
-                return Err(format!(
-                    "synshare {cmd}: unknown argument {a:?} (see synshare {cmd} --help)"
-                ));
-            }
-        }
-        Ok(Opts { pairs })
-    }
-
-    /// The last value given for `name`.
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .rev()
-            .find(|(n, _)| n == name)
-            .and_then(|(_, v)| v.as_deref())
-    }
-
-    /// True when the switch `name` was given.
-    pub fn has(&self, name: &str) -> bool {
-        self.pairs.iter().any(|(n, _)| n == name)
-    }
-
-    /// The value of `name` parsed as a `T`, or `default`.
-    pub fn num<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T, String> {
-        match self.get(name) {
-            None => Ok(default),
-            Some(v) => v
-                .replace('_', "")
-                .parse()
-                .map_err(|_| format!("{name} {v:?}: not a valid number")),
-        }
-    }
-}
 
 /// Kinds of VIP frames, by TCP flags.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -343,100 +292,6 @@ pub fn client(spec_seed: u64, ipv6_pct: f64, i: u64) -> Client {
     Client { v6, v4, v6_addr, port }
 }
 
-/// A classic libpcap file writer (microsecond timestamps, Ethernet).
-pub struct PcapWriter<W: Write> {
-    out: W,
-    written: u64,
-}
-
-impl<W: Write> PcapWriter<W> {
-    /// Writes the global header.
-    pub fn new(mut out: W) -> std::io::Result<Self> {
-        let mut h = Vec::with_capacity(24);
-        h.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-        h.extend_from_slice(&2u16.to_le_bytes());
-        h.extend_from_slice(&4u16.to_le_bytes());
-        h.extend_from_slice(&0i32.to_le_bytes()); // thiszone
-        h.extend_from_slice(&0u32.to_le_bytes()); // sigfigs
-        h.extend_from_slice(&65535u32.to_le_bytes()); // snaplen
-        h.extend_from_slice(&1u32.to_le_bytes()); // LINKTYPE_ETHERNET
-        out.write_all(&h)?;
-        Ok(PcapWriter { out, written: 0 })
-    }
-
-    /// Appends one frame, stamped one microsecond after the previous one.
-    pub fn frame(&mut self, frame: &[u8]) -> std::io::Result<()> {
-        let ts_sec = (self.written / 1_000_000) as u32;
-        let ts_usec = (self.written % 1_000_000) as u32;
-        let len = frame.len() as u32;
-        let mut h = [0u8; 16];
-        h[0..4].copy_from_slice(&ts_sec.to_le_bytes());
-        h[4..8].copy_from_slice(&ts_usec.to_le_bytes());
-        h[8..12].copy_from_slice(&len.to_le_bytes());
-        h[12..16].copy_from_slice(&len.to_le_bytes());
-        self.out.write_all(&h)?;
-        self.out.write_all(frame)?;
-        self.written += 1;
-        Ok(())
-    }
-
-    /// Flushes and returns the writer.
-    pub fn finish(mut self) -> std::io::Result<W> {
-        self.out.flush()?;
-        Ok(self.out)
-    }
-}
-
-/// Calls `f` with every frame of the classic pcap file at `path` (either
-/// byte order, micro- or nanosecond timestamps). Returns the frame count.
-pub fn for_each_frame(path: &Path, mut f: impl FnMut(&[u8])) -> Result<u64, String> {
-    let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut r = BufReader::with_capacity(1 << 20, file);
-    let mut h = [0u8; 24];
-    r.read_exact(&mut h)
-        .map_err(|e| format!("{}: no pcap header: {e}", path.display()))?;
-    let magic = [h[0], h[1], h[2], h[3]];
-    let le = match magic {
-        [0xd4, 0xc3, 0xb2, 0xa1] | [0x4d, 0x3c, 0xb2, 0xa1] => true,
-        [0xa1, 0xb2, 0xc3, 0xd4] | [0xa1, 0xb2, 0x3c, 0x4d] => false,
-        _ => return Err(format!("{}: not a classic pcap file", path.display())),
-    };
-    let u32_at = |b: &[u8], at: usize| {
-        let w = [b[at], b[at + 1], b[at + 2], b[at + 3]];
-        if le {
-            u32::from_le_bytes(w)
-        } else {
-            u32::from_be_bytes(w)
-        }
-    };
-    if u32_at(&h, 20) != 1 {
-        return Err(format!(
-            "{}: link type {} is not Ethernet",
-            path.display(),
-            u32_at(&h, 20)
-        ));
-    }
-    let mut buf = vec![0u8; 65536];
-    let mut n = 0u64;
-    loop {
-        let mut rh = [0u8; 16];
-        match r.read_exact(&mut rh) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
-            Err(e) => return Err(format!("{}: {e}", path.display())),
-        }
-        let len = u32_at(&rh, 8) as usize;
-        if len > buf.len() {
-            return Err(format!("{}: record {n} of {len} bytes is too long", path.display()));
-        }
-        r.read_exact(&mut buf[..len])
-            .map_err(|e| format!("{}: record {n} truncated: {e}", path.display()))?;
-        f(&buf[..len]);
-        n += 1;
-    }
-    Ok(n)
-}
-
 /// What `generate` wrote.
 #[derive(Clone, Debug, Default)]
 pub struct Summary {
@@ -530,7 +385,7 @@ pub fn generate<W: Write>(spec: &Spec, out: W) -> Result<Summary, String> {
     Ok(s)
 }
 
-/// `synshare pktgen`.
+/// `synshare-bench pktgen`.
 pub fn run(args: &[String]) -> Result<(), String> {
     let opts = Opts::parse(
         "pktgen",
@@ -550,7 +405,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     )?;
     let out = opts
         .get("--out")
-        .ok_or("synshare pktgen: --out FILE.pcap is required")?;
+        .ok_or_else(|| format!("{PROGRAM} pktgen: --out FILE.pcap is required"))?;
     let spec = Spec::from_opts(&opts)?;
     let file = File::create(out).map_err(|e| format!("{out}: {e}"))?;
     let s = generate(&spec, BufWriter::with_capacity(1 << 20, file))?;
@@ -580,6 +435,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pcap::for_each_frame;
     use synshare_dataplane::packet::{self, Payload, L4};
 
     fn args(list: &[&str]) -> Vec<String> {

@@ -1,5 +1,6 @@
-//! `synshare bench`: the real worker loop on one lcore, fed from a pcap
-//! replayed from memory, against the ceiling of the same virtual devices.
+//! `synshare-bench bench`: the real worker loop on one lcore, fed from a
+//! pcap replayed from memory, against the ceiling of the same virtual
+//! devices.
 //!
 //! Ports: `net_pcap0` (`rx_pcap=FILE,infinite_rx=1`: the PMD loads every
 //! frame of the file into mbufs at start and copies them out again and
@@ -15,7 +16,8 @@
 //! the file that falls in this node's buckets (and, on request, with extra
 //! flows the traffic never touches, to fill the table to a given size).
 
-use crate::pktgen::{for_each_frame, Opts};
+use crate::opts::{Opts, PROGRAM};
+use crate::pcap::for_each_frame;
 use hdrhistogram::Histogram;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -29,13 +31,13 @@ use synshare_dataplane::flow::{FlowKey, FlowState, FlowTimeouts};
 use synshare_dataplane::hash::Bucket;
 use synshare_dataplane::ownership::{BucketState, OwnershipView};
 use synshare_dataplane::packet::{self, Addr, Payload, L4};
-use synshare_dataplane::publish::Publisher;
+use synshare_dataplane::publish::{Lease, Publisher};
 use synshare_dataplane::synth::{CLUSTER_MAC, KERNEL_MAC, NODE_MAC, V4_VIP, V6_VIP};
 use synshare_dpdk::worker::{BurstObserver, NodeFlows, Worker, WorkerTuning};
 use synshare_dpdk::{self as dpdk, Eal, Mempool, Port, PortConfig};
 
 pub const HELP: &str = "\
-synshare bench --pcap FILE.pcap [options]
+synshare-bench bench --pcap FILE.pcap [options]
 
 Runs synshare's worker loop on one lcore with FILE.pcap replayed from
 memory (net_pcap, infinite_rx=1) as the wire and net_null as the output and
@@ -179,7 +181,7 @@ fn layout(text: &str) -> Result<Layout, String> {
     }
 }
 
-/// `synshare bench`.
+/// `synshare-bench bench`.
 pub fn run(args: &[String]) -> Result<(), String> {
     let opts = Opts::parse(
         "bench",
@@ -199,7 +201,10 @@ pub fn run(args: &[String]) -> Result<(), String> {
         ],
         &["--no-huge", "--json", "--plan"],
     )?;
-    let pcap = PathBuf::from(opts.get("--pcap").ok_or("synshare bench: --pcap FILE is required")?);
+    let pcap = PathBuf::from(
+        opts.get("--pcap")
+            .ok_or_else(|| format!("{PROGRAM} bench: --pcap FILE is required"))?,
+    );
     let pcap_text = pcap.to_str().ok_or("--pcap: the path must be UTF-8")?;
     if pcap_text.contains(',') || pcap_text.contains('=') {
         return Err("--pcap: the path must not contain ',' or '=' (DPDK device arguments)".into());
@@ -401,7 +406,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         index: 0,
         classifier: Arc::clone(&classifier),
         view: sub,
-        lease: synshare_dataplane::publish::Lease::forever(),
+        lease: Lease::forever(),
         flows,
         wire_rx: pcap_port.rx_queue(0),
         wire_tx: null_port.tx_queue(0),
