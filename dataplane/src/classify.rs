@@ -18,6 +18,7 @@
 use crate::counters::Counter;
 use crate::flow::{FlowKey, FlowRef, FlowState, FlowTable, Group, GroupStore, Touch};
 use crate::hash::{symmetric, ConnectionValue};
+use crate::header::{self, ethernet, icmp, ipv4, ipv6, tcp};
 use crate::ownership::{BucketState, OwnershipView};
 use crate::packet::{self, arp, ethertype, proto, tcp_flags, Addr, Frame, Ip, Mac, Payload, L4};
 
@@ -210,37 +211,6 @@ impl Default for Look {
     }
 }
 
-/// Fixed offsets of the fast path's frames: untagged Ethernet, IPv4 with
-/// a 20-byte header or IPv6 with no extension header, then TCP.
-mod fast {
-    use core::ops::Range;
-    pub const DST_MAC: Range<usize> = 0..6;
-    pub const SRC_MAC: Range<usize> = 6..12;
-    pub const ETHERTYPE: Range<usize> = 12..14;
-    pub const L3: usize = 14;
-    /// IPv4 header fields, from L3.
-    pub const V4_VERSION_IHL: usize = 0;
-    pub const V4_TOTAL_LEN: Range<usize> = 2..4;
-    pub const V4_FRAGMENT: Range<usize> = 6..8;
-    pub const V4_PROTOCOL: usize = 9;
-    pub const V4_ADDRESSES: Range<usize> = 12..20;
-    pub const V4_SRC: Range<usize> = 12..16;
-    pub const V4_DST: Range<usize> = 16..20;
-    pub const V4_HEADER_LEN: usize = 20;
-    /// IPv6 header fields, from L3.
-    pub const V6_PAYLOAD_LEN: Range<usize> = 4..6;
-    pub const V6_NEXT_HEADER: usize = 6;
-    pub const V6_ADDRESSES: Range<usize> = 8..40;
-    pub const V6_SRC: Range<usize> = 8..24;
-    pub const V6_DST: Range<usize> = 24..40;
-    pub const V6_HEADER_LEN: usize = 40;
-    /// TCP header fields, from L4.
-    pub const TCP_PORTS: Range<usize> = 0..4;
-    pub const TCP_DATA_OFFSET: usize = 12;
-    pub const TCP_FLAGS: usize = 13;
-    pub const TCP_HEADER_LEN: usize = 20;
-}
-
 /// Whom a fast-path frame is sent to.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Dest {
@@ -262,28 +232,6 @@ struct FastTcp {
     flags: u8,
     /// XOR of the tuple's 16-bit words (see [`symmetric`]).
     folded: u16,
-}
-
-/// Reads a big-endian u16 at `r` (two bytes).
-#[inline]
-fn be16(b: &[u8], r: core::ops::Range<usize>) -> u16 {
-    u16::from_be_bytes([b[r.start], b[r.start + 1]])
-}
-
-/// True when a 20-byte IPv4 header's checksum verifies: the ones'-
-/// complement sum of its five 32-bit words, folded, is all ones (the same
-/// test as [`packet::checksum`] == 0).
-#[inline]
-fn ipv4_header_sums(h: &[u8]) -> bool {
-    let mut acc = 0u64;
-    for w in h[..20].chunks_exact(4) {
-        acc += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
-    }
-    acc = (acc & 0xffff_ffff) + (acc >> 32);
-    acc = (acc & 0xffff) + (acc >> 16);
-    acc = (acc & 0xffff) + (acc >> 16);
-    acc = (acc & 0xffff) + (acc >> 16);
-    acc == 0xffff
 }
 
 /// The outcome of a TCP segment to a VIP port in a closed bucket (see
@@ -348,82 +296,72 @@ impl Classifier {
     /// to the same fields.
     #[inline]
     fn fast_tcp(&self, frame: &[u8]) -> Option<FastTcp> {
-        use fast::*;
         // As the full parser: never look past 64 KiB.
         let frame = &frame[..frame.len().min(usize::from(u16::MAX))];
-        let cluster = &self.addrs.cluster_mac.0;
-        if frame.len() < L3 + V4_HEADER_LEN + TCP_HEADER_LEN || frame[0] & 1 != 0 {
+        const ETH: usize = ethernet::Header::<&[u8]>::LEN;
+        const V4: usize = ipv4::Header::<&[u8]>::LEN;
+        const V6: usize = ipv6::Header::<&[u8]>::LEN;
+        const TCP: usize = tcp::Header::<&[u8]>::LEN;
+        if frame.len() < ETH + V4 + TCP {
             return None;
         }
-        let dest = if frame[DST_MAC] == cluster[..] {
+        let eth = ethernet::Header::new_unchecked(frame);
+        if eth.dst_is_group() || eth.src_is_group() {
+            return None;
+        }
+        let dst = eth.dst();
+        let dest = if dst == self.addrs.cluster_mac {
             Dest::Cluster
-        } else if frame[DST_MAC] == self.addrs.node_mac.0 {
+        } else if dst == self.addrs.node_mac {
             Dest::Node
         } else {
             Dest::Other
         };
-        let src_mac = &frame[SRC_MAC];
-        if src_mac[0] & 1 != 0 || src_mac == cluster || src_mac == self.addrs.node_mac.0 {
+        let src = eth.src();
+        if src == self.addrs.cluster_mac || src == self.addrs.node_mac {
             return None;
         }
-        let ip = &frame[L3..];
-        let (l4, l4_len) = match be16(frame, ETHERTYPE) {
+        let l3 = &frame[ETH..];
+        let (l4, client, vip, addresses) = match eth.ethertype() {
             ethertype::IPV4 => {
-                let total = usize::from(be16(ip, V4_TOTAL_LEN));
-                if ip[V4_VERSION_IHL] != 0x45
-                    || total < V4_HEADER_LEN + TCP_HEADER_LEN
-                    || total > ip.len()
-                    || be16(ip, V4_FRAGMENT) & 0x3fff != 0
-                    || ip[V4_PROTOCOL] != proto::TCP
-                    || !ipv4_header_sums(ip)
+                let ip = ipv4::Header::new_unchecked(l3);
+                let total = ip.total_len();
+                if ip.version_ihl() != ipv4::VERSION_IHL_PLAIN
+                    || total < V4 + TCP
+                    || total > l3.len()
+                    || ip.fragment() & (ipv4::MORE_FRAGMENTS | ipv4::OFFSET_MASK) != 0
+                    || ip.protocol() != proto::TCP
+                    || !ip.plain_checksum_ok()
                 {
                     return None;
                 }
-                (&ip[V4_HEADER_LEN..total], total - V4_HEADER_LEN)
+                let folded = symmetric::fold(&l3[ipv4::field::ADDRESSES]);
+                (&l3[V4..total], Addr::V4(ip.src()), Addr::V4(ip.dst()), folded)
             }
             ethertype::IPV6 => {
-                if ip.len() < V6_HEADER_LEN + TCP_HEADER_LEN {
+                let ip = ipv6::Header::new_checked(l3)?;
+                let payload = ip.payload_len();
+                if ip.version() != 6 || ip.next_header() != proto::TCP || payload < TCP || V6 + payload > l3.len() {
                     return None;
                 }
-                let payload = usize::from(be16(ip, V6_PAYLOAD_LEN));
-                if ip[0] >> 4 != 6
-                    || ip[V6_NEXT_HEADER] != proto::TCP
-                    || payload < TCP_HEADER_LEN
-                    || V6_HEADER_LEN + payload > ip.len()
-                {
-                    return None;
-                }
-                (&ip[V6_HEADER_LEN..V6_HEADER_LEN + payload], payload)
+                let folded = symmetric::fold(&l3[ipv6::field::ADDRESSES]);
+                (&l3[V6..V6 + payload], Addr::V6(ip.src()), Addr::V6(ip.dst()), folded)
             }
             _ => return None,
         };
-        let data_offset = usize::from(l4[TCP_DATA_OFFSET] >> 4) * 4;
-        if data_offset < TCP_HEADER_LEN || data_offset > l4_len {
+        let t = tcp::Header::new_unchecked(l4);
+        let data_offset = t.header_len();
+        if data_offset < TCP || data_offset > l4.len() {
             return None;
         }
-        let p = &l4[TCP_PORTS];
-        let ports = u32::from_be_bytes([p[0], p[1], p[2], p[3]]);
-        let flags = l4[TCP_FLAGS];
-        let (client, vip, addresses) = if ip[0] >> 4 == 4 {
-            let mut c = [0u8; 4];
-            c.copy_from_slice(&ip[V4_SRC]);
-            let mut v = [0u8; 4];
-            v.copy_from_slice(&ip[V4_DST]);
-            (Addr::V4(c), Addr::V4(v), symmetric::fold(&ip[V4_ADDRESSES]))
-        } else {
-            let mut c = [0u8; 16];
-            c.copy_from_slice(&ip[V6_SRC]);
-            let mut v = [0u8; 16];
-            v.copy_from_slice(&ip[V6_DST]);
-            (Addr::V6(c), Addr::V6(v), symmetric::fold(&ip[V6_ADDRESSES]))
-        };
+        let ports = t.ports();
         Some(FastTcp {
             dest,
             client,
             vip,
             client_port: (ports >> 16) as u16,
             vip_port: ports as u16,
-            flags,
+            flags: t.flags(),
             folded: addresses ^ symmetric::fold32(ports),
         })
     }
@@ -483,13 +421,13 @@ impl Classifier {
                     self.rewrite_cluster_mac
                 };
                 if outcome.action() == Action::ToKernel && rewrite {
-                    buf.bytes_mut()[fast::DST_MAC].copy_from_slice(&self.addrs.kernel_mac.0);
+                    ethernet::Header::new_unchecked(buf.bytes_mut()).set_dst(self.addrs.kernel_mac);
                 }
                 outcome
             }
             Seen::Local => {
                 if self.rewrite_node_mac {
-                    buf.bytes_mut()[fast::DST_MAC].copy_from_slice(&self.addrs.kernel_mac.0);
+                    ethernet::Header::new_unchecked(buf.bytes_mut()).set_dst(self.addrs.kernel_mac);
                 }
                 Counter::KernelLocal
             }
@@ -524,7 +462,14 @@ impl Classifier {
             Payload::Arp(a) => self.wire_arp(buf, &frame, &a),
             Payload::Ipv4(ip) | Payload::Ipv6(ip) => match self.vip(ip.dst) {
                 Some(vip) => self.wire_vip(buf, &frame, &ip, vip, cx),
-                None if ip.l4 == (L4::Icmp { kind: 135, code: 0 }) => self.wire_ndp_solicit(buf, &frame, &ip),
+                None if ip.l4
+                    == (L4::Icmp {
+                        kind: icmp::nd::NEIGHBOUR_SOLICIT,
+                        code: 0,
+                    }) =>
+                {
+                    self.wire_ndp_solicit(buf, &frame, &ip)
+                }
                 None if for_cluster => Counter::DropClusterMacNotVip,
                 None => self.up(buf, &frame, Counter::KernelLocal),
             },
@@ -539,7 +484,7 @@ impl Classifier {
     #[inline]
     fn up<B: PacketBuf>(&self, buf: &mut B, frame: &Frame, outcome: Counter) -> Counter {
         if (!frame.dst.is_group() || frame.dst == self.addrs.cluster_mac) && frame.dst != self.addrs.kernel_mac {
-            buf.bytes_mut()[0..6].copy_from_slice(&self.addrs.kernel_mac.0);
+            ethernet::Header::new_unchecked(buf.bytes_mut()).set_dst(self.addrs.kernel_mac);
         }
         outcome
     }
@@ -566,14 +511,13 @@ impl Classifier {
             // node's own MAC.
             let l3 = usize::from(frame.l3_offset);
             let b = buf.bytes_mut();
-            b[0..6].copy_from_slice(&frame.src.0);
-            b[6..12].copy_from_slice(&self.addrs.node_mac.0);
-            let ab = &mut b[l3..l3 + arp::LEN];
-            ab[6..8].copy_from_slice(&arp::REPLY.to_be_bytes());
-            ab[18..24].copy_from_slice(&a.sha.0);
-            ab[24..28].copy_from_slice(&a.spa);
-            ab[8..14].copy_from_slice(&self.addrs.cluster_mac.0);
-            ab[14..18].copy_from_slice(&a.tpa);
+            let mut eth = ethernet::Header::new_unchecked(&mut *b);
+            eth.set_dst(frame.src);
+            eth.set_src(self.addrs.node_mac);
+            let mut reply = header::arp::Packet::new_unchecked(&mut b[l3..l3 + arp::LEN]);
+            reply.set_oper(arp::REPLY);
+            reply.set_target(a.sha, a.spa);
+            reply.set_sender(self.addrs.cluster_mac, a.tpa);
             return Counter::ReplyArp;
         }
         self.up(buf, frame, Counter::KernelLocal)
@@ -582,13 +526,10 @@ impl Classifier {
     /// A neighbour solicitation not addressed to a VIP's own address: it
     /// may still ask for a VIP (solicited-node multicast destination).
     fn wire_ndp_solicit<B: PacketBuf>(&self, buf: &mut B, frame: &Frame, ip: &Ip) -> Counter {
-        let l4 = usize::from(ip.l4_offset);
-        let end = usize::from(ip.end);
-        if end - l4 < 24 {
+        let message = icmp::Header::new_unchecked(&buf.bytes()[usize::from(ip.l4_offset)..usize::from(ip.end)]);
+        let Some(target) = message.nd_target() else {
             return Counter::DropNdpBad;
-        }
-        let mut target = [0u8; 16];
-        target.copy_from_slice(&buf.bytes()[l4 + 8..l4 + 24]);
+        };
         match self.vip(Addr::V6(target)) {
             Some(_) => self.answer_solicit(buf, frame, ip, target),
             None => self.up(buf, frame, Counter::KernelLocal),
@@ -606,46 +547,49 @@ impl Classifier {
         };
         // RFC 4861 7.1.1: hop limit 255, code 0, at least 24 bytes, a valid
         // checksum, no extension headers in what we answer.
-        if ip.hop_limit != 255 || l4 != l3 + 40 || end - l4 < 24 || icmpv6_checksum(buf.bytes(), l3, l4, end) != 0 {
+        if ip.hop_limit != 255
+            || l4 != l3 + ipv6::Header::<&[u8]>::LEN
+            || end - l4 < icmp::field::ND_OPTIONS
+            || icmpv6_checksum(buf.bytes(), l3, l4, end) != 0
+        {
             return Counter::DropNdpBad;
         }
+        use icmp::{field, nd};
         let dad = src == [0u8; 16];
         let (dst_ip, dst_mac) = if dad {
-            let mut all_nodes = [0u8; 16];
-            all_nodes[0] = 0xff;
-            all_nodes[1] = 0x02;
-            all_nodes[15] = 1;
-            (all_nodes, Mac([0x33, 0x33, 0, 0, 0, 1]))
+            (ALL_NODES, ALL_NODES_MAC)
         } else {
             (src, frame.src)
         };
-        let new_end = l4 + 32;
+        let new_end = l4 + nd::ADVERT_WITH_LL_LEN;
         if !buf.set_len(new_end) {
             return Counter::DropNdpBad;
         }
         let b = buf.bytes_mut();
-        b[0..6].copy_from_slice(&dst_mac.0);
-        b[6..12].copy_from_slice(&self.addrs.node_mac.0);
-        let h = &mut b[l3..l3 + 40];
-        h[4..6].copy_from_slice(&32u16.to_be_bytes());
-        h[6] = proto::ICMPV6;
-        h[7] = 255;
-        h[8..24].copy_from_slice(&target);
-        h[24..40].copy_from_slice(&dst_ip);
+        let mut eth = ethernet::Header::new_unchecked(&mut *b);
+        eth.set_dst(dst_mac);
+        eth.set_src(self.addrs.node_mac);
+        let mut h = ipv6::Header::new_unchecked(&mut b[l3..l4]);
+        h.set_payload(nd::ADVERT_WITH_LL_LEN as u16, proto::ICMPV6, 255);
+        h.set_addresses(target, dst_ip);
         let m = &mut b[l4..new_end];
-        m[0] = 136; // neighbour advertisement
-        m[1] = 0;
-        m[2] = 0;
-        m[3] = 0;
+        m[field::KIND] = nd::NEIGHBOUR_ADVERT;
+        m[field::CODE] = 0;
+        m[field::CHECKSUM].fill(0);
         // Solicited (unless answering DAD) and override.
-        m[4] = if dad { 0x20 } else { 0x60 };
-        m[5..8].fill(0);
-        m[8..24].copy_from_slice(&target);
-        m[24] = 2; // target link-layer address option
-        m[25] = 1;
-        m[26..32].copy_from_slice(&self.addrs.cluster_mac.0);
+        m[field::ND_FLAGS] = if dad {
+            nd::FLAG_OVERRIDE
+        } else {
+            nd::FLAG_SOLICITED | nd::FLAG_OVERRIDE
+        };
+        m[field::ND_RESERVED].fill(0);
+        m[field::ND_TARGET].copy_from_slice(&target);
+        let option = &mut m[field::ND_OPTIONS..];
+        option[nd::OPT_KIND] = nd::OPT_TARGET_LL;
+        option[nd::OPT_LEN] = 1;
+        option[nd::OPT_LL_ADDR].copy_from_slice(&self.addrs.cluster_mac.0);
         let sum = icmpv6_checksum(b, l3, l4, new_end);
-        b[l4 + 2..l4 + 4].copy_from_slice(&sum.to_be_bytes());
+        icmp::Header::new_unchecked(&mut b[l4..new_end]).set_checksum(sum);
         Counter::ReplyNdp
     }
 
@@ -813,39 +757,14 @@ impl Classifier {
 
     /// The (client, client port, VIP port) quoted in an ICMP error.
     fn quoted_flow(&self, b: &[u8], ip: &Ip) -> Option<(Addr, u16, u16)> {
-        let inner = usize::from(ip.l4_offset) + 8;
-        let end = usize::from(ip.end);
-        let q = b.get(inner..end)?;
-        let (src, dst, ports_at) = match ip.src {
-            Addr::V4(_) => {
-                let ihl = usize::from(*q.first()? & 0x0f) * 4;
-                if q.len() < ihl + 4 || ihl < 20 || q[9] != proto::TCP && q[9] != proto::UDP {
-                    return None;
-                }
-                (
-                    Addr::V4([q[12], q[13], q[14], q[15]]),
-                    Addr::V4([q[16], q[17], q[18], q[19]]),
-                    ihl,
-                )
-            }
-            Addr::V6(_) => {
-                if q.len() < 44 || q[6] != proto::TCP && q[6] != proto::UDP {
-                    return None;
-                }
-                let mut s = [0u8; 16];
-                s.copy_from_slice(&q[8..24]);
-                let mut d = [0u8; 16];
-                d.copy_from_slice(&q[24..40]);
-                (Addr::V6(s), Addr::V6(d), 40)
-            }
-        };
+        let message = icmp::Header::new_checked(b.get(usize::from(ip.l4_offset)..usize::from(ip.end))?)?;
+        let (src, dst, src_port, dst_port) =
+            header::quoted_connection(message.quoted()?, matches!(ip.src, Addr::V6(_)))?;
         // The quoted packet went VIP → client.
         if src != ip.dst {
             return None;
         }
-        let vip_port = u16::from_be_bytes([q[ports_at], q[ports_at + 1]]);
-        let client_port = u16::from_be_bytes([q[ports_at + 2], q[ports_at + 3]]);
-        Some((dst, client_port, vip_port))
+        Some((dst, dst_port, src_port))
     }
 
     /// Decides a frame the kernel sent through the exception port: out to
@@ -864,20 +783,30 @@ impl Classifier {
                     return Counter::DropKernelVipAdvert;
                 }
                 if a.sha == self.addrs.kernel_mac && self.addrs.kernel_mac != self.addrs.node_mac {
-                    buf.bytes_mut()[l3 + 8..l3 + 14].copy_from_slice(&self.addrs.node_mac.0);
+                    header::arp::Packet::new_unchecked(&mut buf.bytes_mut()[l3..]).set_sha(self.addrs.node_mac);
                 }
             }
             Payload::Ipv6(ip) => {
-                if let L4::Icmp { kind: 133..=137, .. } = ip.l4 {
+                if let L4::Icmp {
+                    kind: icmp::nd::ROUTER_SOLICIT..=icmp::nd::REDIRECT,
+                    ..
+                } = ip.l4
+                {
                     if self.vip(ip.src).is_some() {
                         return Counter::DropKernelVipAdvert;
                     }
-                    let l4 = usize::from(ip.l4_offset);
-                    if ip.l4 == (L4::Icmp { kind: 136, code: 0 }) && usize::from(ip.end) >= l4 + 24 {
-                        let mut target = [0u8; 16];
-                        target.copy_from_slice(&buf.bytes()[l4 + 8..l4 + 24]);
-                        if self.vip(Addr::V6(target)).is_some() {
-                            return Counter::DropKernelVipAdvert;
+                    let message =
+                        icmp::Header::new_unchecked(&buf.bytes()[usize::from(ip.l4_offset)..usize::from(ip.end)]);
+                    if ip.l4
+                        == (L4::Icmp {
+                            kind: icmp::nd::NEIGHBOUR_ADVERT,
+                            code: 0,
+                        })
+                    {
+                        if let Some(target) = message.nd_target() {
+                            if self.vip(Addr::V6(target)).is_some() {
+                                return Counter::DropKernelVipAdvert;
+                            }
                         }
                     }
                     if self.addrs.kernel_mac != self.addrs.node_mac {
@@ -887,7 +816,7 @@ impl Classifier {
             }
             _ => {}
         }
-        buf.bytes_mut()[6..12].copy_from_slice(&self.addrs.node_mac.0);
+        ethernet::Header::new_unchecked(buf.bytes_mut()).set_src(self.addrs.node_mac);
         Counter::WireFromKernel
     }
 
@@ -896,40 +825,51 @@ impl Classifier {
     fn rewrite_ndp_options<B: PacketBuf>(&self, buf: &mut B, l3: usize, ip: &Ip) {
         let l4 = usize::from(ip.l4_offset);
         let end = usize::from(ip.end);
-        let first_option = match ip.l4 {
-            L4::Icmp { kind: 133, .. } => 8,
-            L4::Icmp { kind: 134, .. } => 16,
-            L4::Icmp { kind: 135 | 136, .. } => 24,
-            L4::Icmp { kind: 137, .. } => 40,
-            _ => return,
+        use icmp::nd;
+        let L4::Icmp { kind, .. } = ip.l4 else { return };
+        let Some(first_option) = nd::first_option(kind) else {
+            return;
         };
         let b = buf.bytes_mut();
         let mut at = l4 + first_option;
         let mut changed = false;
         while at + 8 <= end {
-            let len = usize::from(b[at + 1]) * 8;
-            if len == 0 || at + len > end {
+            let option = &mut b[at..end];
+            let len = usize::from(option[nd::OPT_LEN]) * 8;
+            if len == 0 || len > option.len() {
                 break;
             }
-            if (b[at] == 1 || b[at] == 2) && b[at + 2..at + 8] == self.addrs.kernel_mac.0 {
-                b[at + 2..at + 8].copy_from_slice(&self.addrs.node_mac.0);
+            let kind = option[nd::OPT_KIND];
+            if (kind == nd::OPT_SOURCE_LL || kind == nd::OPT_TARGET_LL)
+                && option[nd::OPT_LL_ADDR] == self.addrs.kernel_mac.0
+            {
+                option[nd::OPT_LL_ADDR].copy_from_slice(&self.addrs.node_mac.0);
                 changed = true;
             }
             at += len;
         }
         if changed {
-            b[l4 + 2..l4 + 4].fill(0);
+            let mut message = icmp::Header::new_unchecked(&mut b[l4..end]);
+            message.set_checksum(0);
             let sum = icmpv6_checksum(b, l3, l4, end);
-            b[l4 + 2..l4 + 4].copy_from_slice(&sum.to_be_bytes());
+            icmp::Header::new_unchecked(&mut b[l4..end]).set_checksum(sum);
         }
     }
 }
+
+/// ff02::1, all nodes.
+const ALL_NODES: [u8; 16] = [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+/// The Ethernet group of ff02::1.
+const ALL_NODES_MAC: Mac = Mac([0x33, 0x33, 0, 0, 0, 1]);
 
 /// The ICMPv6 checksum over the IPv6 pseudo-header and `b[l4..end]`: zero
 /// when a received message verifies; the value to store when the checksum
 /// field is zero.
 fn icmpv6_checksum(b: &[u8], l3: usize, l4: usize, end: usize) -> u16 {
-    let mut acc = packet::ones_sum(0, &b[l3 + 8..l3 + 40]);
+    let mut acc = packet::ones_sum(
+        0,
+        &b[l3 + ipv6::field::ADDRESSES.start..l3 + ipv6::field::ADDRESSES.end],
+    );
     let len = (end - l4) as u32;
     acc = packet::ones_sum(acc, &len.to_be_bytes());
     acc = packet::ones_sum(acc, &[0, 0, 0, proto::ICMPV6]);

@@ -14,6 +14,7 @@ pub mod classify;
 pub mod counters;
 pub mod flow;
 pub mod hash;
+pub mod header;
 pub mod ownership;
 pub mod packet;
 pub mod publish;

@@ -7,6 +7,7 @@
 //! reads the frame through the summary can index out of bounds. Errors are a
 //! plain `Copy` enum, counted by the caller, never allocated.
 
+use crate::header::{self, ethernet, icmp, ipv4, ipv6, tcp, udp, vlan};
 use core::fmt;
 
 /// A MAC address.
@@ -187,29 +188,10 @@ pub mod tcp_flags {
     pub const ACK: u8 = 0x10;
 }
 
-/// Byte offsets of Ethernet fields.
-mod eth {
-    use core::ops::Range;
-    pub const DST: Range<usize> = 0..6;
-    pub const SRC: Range<usize> = 6..12;
-    pub const TYPE: usize = 12;
-    pub const HEADER_LEN: usize = 14;
-}
-
-/// Byte offsets of ARP fields, from the start of the ARP header.
+/// ARP constants (the field offsets are [`crate::header::arp::field`]).
 pub mod arp {
-    use core::ops::Range;
     /// Length of an Ethernet/IPv4 ARP packet.
     pub const LEN: usize = 28;
-    pub(crate) const HTYPE: usize = 0;
-    pub(crate) const PTYPE: usize = 2;
-    pub(crate) const HLEN: usize = 4;
-    pub(crate) const PLEN: usize = 5;
-    pub(crate) const OPER: usize = 6;
-    pub(crate) const SHA: Range<usize> = 8..14;
-    pub(crate) const SPA: Range<usize> = 14..18;
-    pub(crate) const THA: Range<usize> = 18..24;
-    pub(crate) const TPA: Range<usize> = 24..28;
     /// ARP request
     pub const REQUEST: u16 = 1;
     /// ARP reply
@@ -313,18 +295,6 @@ pub struct Frame {
     pub payload: Payload,
 }
 
-#[inline]
-fn be16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
-}
-
-#[inline]
-fn mac_at(b: &[u8], r: core::ops::Range<usize>) -> Mac {
-    let mut m = [0u8; 6];
-    m.copy_from_slice(&b[r]);
-    Mac(m)
-}
-
 /// Ones'-complement sum of `data` as big-endian 16-bit words, folded to 16
 /// bits, not inverted. An odd last byte is padded with zero.
 pub fn ones_sum(mut acc: u32, data: &[u8]) -> u32 {
@@ -350,23 +320,17 @@ pub fn checksum(data: &[u8]) -> u16 {
 pub fn parse(frame: &[u8]) -> Result<Frame, ParseError> {
     // Offsets are u16: never look past 64 KiB (an mbuf segment holds less).
     let frame = &frame[..frame.len().min(usize::from(u16::MAX))];
-    if frame.len() < eth::HEADER_LEN {
-        return Err(ParseError::Truncated);
-    }
-    let dst = mac_at(frame, eth::DST);
-    let src = mac_at(frame, eth::SRC);
-    let mut ether_type = be16(frame, eth::TYPE);
-    let mut off = eth::HEADER_LEN;
+    let eth = ethernet::Header::new_checked(frame).ok_or(ParseError::Truncated)?;
+    let mut ether_type = eth.ethertype();
+    let mut off = ethernet::Header::<&[u8]>::LEN;
     let mut vlans = 0u8;
     while ether_type == ethertype::VLAN || ether_type == ethertype::QINQ {
         if vlans == 2 {
             return Err(ParseError::TooManyVlans);
         }
-        if frame.len() < off + 4 {
-            return Err(ParseError::Truncated);
-        }
-        ether_type = be16(frame, off + 2);
-        off += 4;
+        let tag = vlan::Tag::new_checked(&frame[off..]).ok_or(ParseError::Truncated)?;
+        ether_type = tag.ethertype();
+        off += vlan::Tag::<&[u8]>::LEN;
         vlans += 1;
     }
     let payload = match ether_type {
@@ -376,8 +340,8 @@ pub fn parse(frame: &[u8]) -> Result<Frame, ParseError> {
         other => Payload::Other(other),
     };
     Ok(Frame {
-        dst,
-        src,
+        dst: eth.dst(),
+        src: eth.src(),
         l3_offset: off as u16,
         vlans,
         payload,
@@ -385,36 +349,28 @@ pub fn parse(frame: &[u8]) -> Result<Frame, ParseError> {
 }
 
 fn parse_arp(b: &[u8]) -> Result<Arp, ParseError> {
-    if b.len() < arp::LEN {
-        return Err(ParseError::Truncated);
-    }
-    if be16(b, arp::HTYPE) != 1 || be16(b, arp::PTYPE) != ethertype::IPV4 || b[arp::HLEN] != 6 || b[arp::PLEN] != 4 {
+    let a = header::arp::Packet::new_checked(b).ok_or(ParseError::Truncated)?;
+    if !a.is_ethernet_ipv4() {
         return Err(ParseError::BadArp);
     }
-    let mut spa = [0u8; 4];
-    spa.copy_from_slice(&b[arp::SPA]);
-    let mut tpa = [0u8; 4];
-    tpa.copy_from_slice(&b[arp::TPA]);
     Ok(Arp {
-        oper: be16(b, arp::OPER),
-        sha: mac_at(b, arp::SHA),
-        spa,
-        tha: mac_at(b, arp::THA),
-        tpa,
+        oper: a.oper(),
+        sha: a.sha(),
+        spa: a.spa(),
+        tha: a.tha(),
+        tpa: a.tpa(),
     })
 }
 
 fn parse_ipv4(frame: &[u8], off: usize) -> Result<Ip, ParseError> {
     let b = &frame[off..];
-    if b.len() < 20 {
-        return Err(ParseError::Truncated);
-    }
-    if b[0] >> 4 != 4 {
+    let h = ipv4::Header::new_checked(b).ok_or(ParseError::Truncated)?;
+    if h.version() != 4 {
         return Err(ParseError::BadIpv4Header);
     }
-    let ihl = usize::from(b[0] & 0x0f) * 4;
-    let total = usize::from(be16(b, 2));
-    if ihl < 20 || total < ihl {
+    let ihl = h.header_len();
+    let total = h.total_len();
+    if ihl < ipv4::Header::<&[u8]>::LEN || total < ihl {
         return Err(ParseError::BadIpv4Header);
     }
     if total > b.len() {
@@ -423,27 +379,25 @@ fn parse_ipv4(frame: &[u8], off: usize) -> Result<Ip, ParseError> {
     if checksum(&b[..ihl]) != 0 {
         return Err(ParseError::BadIpv4Checksum);
     }
-    let frag = be16(b, 6);
-    let more_fragments = frag & 0x2000 != 0;
-    let frag_offset = frag & 0x1fff;
-    let proto = b[9];
-    let src = Addr::V4([b[12], b[13], b[14], b[15]]);
-    let dst = Addr::V4([b[16], b[17], b[18], b[19]]);
+    let frag = h.fragment();
+    let more_fragments = frag & ipv4::MORE_FRAGMENTS != 0;
+    let frag_offset = frag & ipv4::OFFSET_MASK;
+    let proto = h.protocol();
     let l4_offset = off + ihl;
     let end = off + total;
     let l4 = if frag_offset != 0 {
         L4::Fragment
     } else {
-        parse_l4(frame, l4_offset, end, proto)?
+        parse_l4(&frame[l4_offset..end], proto)?
     };
     Ok(Ip {
-        src,
-        dst,
+        src: Addr::V4(h.src()),
+        dst: Addr::V4(h.dst()),
         l4_offset: l4_offset as u16,
         end: end as u16,
         proto,
         fragment: more_fragments || frag_offset != 0,
-        hop_limit: b[8],
+        hop_limit: h.ttl(),
         l4,
     })
 }
@@ -452,54 +406,46 @@ fn parse_ipv4(frame: &[u8], off: usize) -> Result<Ip, ParseError> {
 const MAX_IPV6_EXTENSIONS: usize = 8;
 
 fn parse_ipv6(frame: &[u8], off: usize) -> Result<Ip, ParseError> {
+    use ipv6::ext;
     let b = &frame[off..];
-    if b.len() < 40 {
-        return Err(ParseError::Truncated);
-    }
-    if b[0] >> 4 != 6 {
+    let h = ipv6::Header::new_checked(b).ok_or(ParseError::Truncated)?;
+    if h.version() != 6 {
         return Err(ParseError::BadIpv6Header);
     }
-    let payload_len = usize::from(be16(b, 4));
-    if 40 + payload_len > b.len() {
+    let fixed = ipv6::Header::<&[u8]>::LEN;
+    if fixed + h.payload_len() > b.len() {
         return Err(ParseError::Truncated);
     }
-    let mut src = [0u8; 16];
-    src.copy_from_slice(&b[8..24]);
-    let mut dst = [0u8; 16];
-    dst.copy_from_slice(&b[24..40]);
-    let end = off + 40 + payload_len;
-    let mut next = b[6];
-    let mut at = off + 40;
+    let end = off + fixed + h.payload_len();
+    let mut next = h.next_header();
+    let mut at = off + fixed;
     let mut fragment = false;
     let mut later_fragment = false;
     let mut walked = 0;
     loop {
         let ext_len = match next {
-            // Hop-by-hop, routing, destination options.
-            0 | 43 | 60 => {
+            ext::HOP_BY_HOP | ext::ROUTING | ext::DEST_OPTIONS => {
                 if at + 2 > end {
                     return Err(ParseError::BadIpv6Extension);
                 }
-                (usize::from(frame[at + 1]) + 1) * 8
+                (usize::from(frame[at + ext::LEN]) + 1) * 8
             }
-            // Fragment header.
-            44 => {
-                if at + 8 > end {
+            ext::FRAGMENT => {
+                if at + ext::FRAGMENT_LEN > end {
                     return Err(ParseError::BadIpv6Extension);
                 }
                 fragment = true;
-                let offset_flags = be16(frame, at + 2);
-                if offset_flags >> 3 != 0 {
+                let o = &frame[at + ext::FRAGMENT_OFFSET.start..at + ext::FRAGMENT_OFFSET.end];
+                if u16::from_be_bytes([o[0], o[1]]) >> 3 != 0 {
                     later_fragment = true;
                 }
-                8
+                ext::FRAGMENT_LEN
             }
-            // Authentication header.
-            51 => {
+            ext::AUTH => {
                 if at + 2 > end {
                     return Err(ParseError::BadIpv6Extension);
                 }
-                (usize::from(frame[at + 1]) + 2) * 4
+                (usize::from(frame[at + ext::LEN]) + 2) * 4
             }
             _ => break,
         };
@@ -507,7 +453,7 @@ fn parse_ipv6(frame: &[u8], off: usize) -> Result<Ip, ParseError> {
         if walked > MAX_IPV6_EXTENSIONS || at + ext_len > end {
             return Err(ParseError::BadIpv6Extension);
         }
-        next = frame[at];
+        next = frame[at + ext::NEXT_HEADER];
         at += ext_len;
         if later_fragment {
             break;
@@ -516,53 +462,52 @@ fn parse_ipv6(frame: &[u8], off: usize) -> Result<Ip, ParseError> {
     let l4 = if later_fragment {
         L4::Fragment
     } else {
-        parse_l4(frame, at, end, next)?
+        parse_l4(&frame[at..end], next)?
     };
     Ok(Ip {
-        src: Addr::V6(src),
-        dst: Addr::V6(dst),
+        src: Addr::V6(h.src()),
+        dst: Addr::V6(h.dst()),
         l4_offset: at as u16,
         end: end as u16,
         proto: next,
         fragment,
-        hop_limit: b[7],
+        hop_limit: h.hop_limit(),
         l4,
     })
 }
 
-fn parse_l4(frame: &[u8], at: usize, end: usize, proto: u8) -> Result<L4, ParseError> {
-    let avail = end - at;
+/// Layer 4 of `b`, the IP packet's bytes from its transport header to its
+/// end.
+fn parse_l4(b: &[u8], proto: u8) -> Result<L4, ParseError> {
     Ok(match proto {
         proto::TCP => {
-            if avail < 20 {
-                return Err(ParseError::BadTcpHeader);
-            }
-            let data_offset = usize::from(frame[at + 12] >> 4) * 4;
-            if data_offset < 20 || data_offset > avail {
+            let t = tcp::Header::new_checked(b).ok_or(ParseError::BadTcpHeader)?;
+            let data_offset = t.header_len();
+            if data_offset < tcp::Header::<&[u8]>::LEN || data_offset > b.len() {
                 return Err(ParseError::BadTcpHeader);
             }
             L4::Tcp {
-                src_port: be16(frame, at),
-                dst_port: be16(frame, at + 2),
-                flags: frame[at + 13],
+                src_port: t.src_port(),
+                dst_port: t.dst_port(),
+                flags: t.flags(),
             }
         }
         proto::UDP => {
-            if avail < 8 {
-                return Err(ParseError::BadUdpHeader);
-            }
-            let len = usize::from(be16(frame, at + 4));
-            if len < 8 || len > avail {
+            let u = udp::Header::new_checked(b).ok_or(ParseError::BadUdpHeader)?;
+            if u.length() < udp::Header::<&[u8]>::LEN || u.length() > b.len() {
                 return Err(ParseError::BadUdpHeader);
             }
             L4::Udp {
-                src_port: be16(frame, at),
-                dst_port: be16(frame, at + 2),
+                src_port: u.src_port(),
+                dst_port: u.dst_port(),
             }
         }
-        proto::ICMP | proto::ICMPV6 if avail >= 4 => L4::Icmp {
-            kind: frame[at],
-            code: frame[at + 1],
+        proto::ICMP | proto::ICMPV6 => match icmp::Header::new_checked(b) {
+            Some(i) => L4::Icmp {
+                kind: i.kind(),
+                code: i.code(),
+            },
+            None => L4::Other(proto),
         },
         other => L4::Other(other),
     })
