@@ -786,16 +786,7 @@ fn segment_status(
         Sharing::Stopped => (0, String::new(), 0, Vec::new(), None, None),
         Sharing::Dynamic(d) => {
             let x = d.status();
-            let members = x
-                .members
-                .iter()
-                .map(|m| status::MemberStatus {
-                    id: m.id,
-                    weight: m.weight,
-                    buckets: m.buckets,
-                    share_pct: m.share_pct,
-                })
-                .collect();
+            let members = x.members.iter().map(status::MemberStatus::from).collect();
             let inputs = av.last_inputs.unwrap_or_default();
             let a = status::AvailabilityStatus {
                 capacity: av.capacity,

@@ -73,6 +73,17 @@ pub struct MemberStatus {
     pub share_pct: f64,
 }
 
+impl From<&crate::exchange::EpochMember> for MemberStatus {
+    fn from(m: &crate::exchange::EpochMember) -> Self {
+        MemberStatus {
+            id: m.id,
+            weight: m.weight,
+            buckets: m.buckets,
+            share_pct: m.share_pct,
+        }
+    }
+}
+
 /// The node's availability and its inputs.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct AvailabilityStatus {
