@@ -63,12 +63,12 @@ pub fn render(s: &NodeStatus) -> String {
         (
             "port_packets_total",
             "Packets through a port, as its driver counts them.",
-            |p| (p.ipackets, p.opackets),
+            |p| (p.stats.ipackets, p.stats.opackets),
         ),
         (
             "port_bytes_total",
             "Bytes through a port, as its driver counts them.",
-            |p| (p.ibytes, p.obytes),
+            |p| (p.stats.ibytes, p.stats.obytes),
         ),
     ];
     for (name, help, value) in per_port {
@@ -97,7 +97,7 @@ pub fn render(s: &NodeStatus) -> String {
         "Packets a port dropped, by reason (RX ring full, errors, no mbuf).",
     );
     each(&mut |x, seg| {
-        for (port, p) in [("wire", &x.wire), ("exception", &x.exception)] {
+        for (port, p) in [("wire", &x.wire.stats), ("exception", &x.exception.stats)] {
             for (why, v) in [
                 ("missed", p.imissed),
                 ("rx_error", p.ierrors),

@@ -737,8 +737,8 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
     drop(segments);
     drop(pool);
     drop(eal);
-    if last.wire.rx_nombuf > 0 {
-        warn!(rx_nombuf = last.wire.rx_nombuf, "the mbuf pool ran dry at times");
+    if last.wire.stats.rx_nombuf > 0 {
+        warn!(rx_nombuf = last.wire.stats.rx_nombuf, "the mbuf pool ran dry at times");
     }
     Ok(())
 }
