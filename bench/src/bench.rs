@@ -25,14 +25,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use synshare_control::layout::{Layout, MemberId, Table, Weighted};
-use synshare_dataplane::classify::{Action, Classifier, NodeAddresses, Vip};
+use synshare_dataplane::classify::Action;
 use synshare_dataplane::counters::{Counter, WorkerStats};
 use synshare_dataplane::flow::{FlowKey, FlowState, FlowTimeouts};
 use synshare_dataplane::hash::Bucket;
 use synshare_dataplane::ownership::{BucketState, OwnershipView};
 use synshare_dataplane::packet::{self, Addr, Payload, L4};
 use synshare_dataplane::publish::{Lease, Publisher};
-use synshare_dataplane::synth::{CLUSTER_MAC, KERNEL_MAC, NODE_MAC, V4_VIP, V6_VIP};
+use synshare_dataplane::synth::{self, V4_VIP, V6_VIP};
 use synshare_dpdk::worker::{BurstObserver, NodeFlows, Worker, WorkerTuning};
 use synshare_dpdk::{self as dpdk, Eal, Mempool, Port, PortConfig};
 
@@ -263,15 +263,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
             view.set(Bucket(b as u32), BucketState::Settled);
         }
     }
-    let classifier = Arc::new(Classifier::new(NodeAddresses {
-        node_mac: NODE_MAC,
-        kernel_mac: KERNEL_MAC,
-        cluster_mac: CLUSTER_MAC,
-        vips: vec![
-            Vip::new(Addr::V4(V4_VIP), &[80], &[53]),
-            Vip::new(Addr::V6(V6_VIP), &[80], &[53]),
-        ],
-    }));
+    let classifier = Arc::new(synth::classifier());
 
     let prefix = opts
         .get("--file-prefix")

@@ -80,14 +80,13 @@ fn dpdk_layer_under_eal() {
         .collect();
     assert_eq!(seen, frames.iter().map(|f| (f.clone(), None, 1)).collect::<Vec<_>>());
 
+    // The example node, its VIPs serving TCP 80 only.
     let classifier = Classifier::new(NodeAddresses {
-        node_mac: NODE_MAC,
-        kernel_mac: KERNEL_MAC,
-        cluster_mac: CLUSTER_MAC,
         vips: vec![
             Vip::new(Addr::V4(V4_VIP), &[80], &[]),
             Vip::new(Addr::V6(V6_VIP), &[80], &[]),
         ],
+        ..node_addresses()
     });
     let mut view = OwnershipView::new(1024, 1);
     for b in 0..1024 {

@@ -1,8 +1,10 @@
 //! Synthetic frames, with correct lengths and checksums, for tests, the
-//! fuzzers' seeds, the traffic generator and the benchmarks; and
-//! [`TestBuf`], a fixed-size frame buffer that stands in for an mbuf.
+//! fuzzers' seeds, the traffic generator and the benchmarks; the example
+//! node's addresses and [`classifier`]; and [`TestBuf`], a fixed-size frame
+//! buffer that stands in for an mbuf.
 
-use crate::packet::{checksum, ethertype, ones_sum, proto, Mac};
+use crate::classify::{Classifier, NodeAddresses, Vip};
+use crate::packet::{checksum, ethertype, ones_sum, proto, Addr, Mac};
 
 /// The node's MAC in examples.
 pub const NODE_MAC: Mac = Mac([0x02, 0x00, 0x00, 0x00, 0x00, 0x21]);
@@ -22,6 +24,25 @@ pub const V6_CLIENT: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0,
 pub const V6_VIP: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0x00];
 
 pub use crate::classify::FrameBuf as TestBuf;
+
+/// The example node's addresses: [`NODE_MAC`], [`KERNEL_MAC`] behind its
+/// exception port, [`CLUSTER_MAC`], and both VIPs serving TCP 80 and UDP 53.
+pub fn node_addresses() -> NodeAddresses {
+    NodeAddresses {
+        node_mac: NODE_MAC,
+        kernel_mac: KERNEL_MAC,
+        cluster_mac: CLUSTER_MAC,
+        vips: vec![
+            Vip::new(Addr::V4(V4_VIP), &[80], &[53]),
+            Vip::new(Addr::V6(V6_VIP), &[80], &[53]),
+        ],
+    }
+}
+
+/// The example node's classifier ([`node_addresses`]).
+pub fn classifier() -> Classifier {
+    Classifier::new(node_addresses())
+}
 
 fn ethernet(dst: Mac, src: Mac, ether_type: u16) -> Vec<u8> {
     let mut f = Vec::with_capacity(128);
