@@ -5,8 +5,9 @@ use crate::exchange::{ExchangeStatus, PeerStatus};
 use crate::status::{MemberStatus, NodeStatus};
 use std::fmt::Write as _;
 use std::io::{Read, Write};
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
+use tracing::info;
 
 /// A metric family: HELP and TYPE once, then its samples.
 struct Family<'a> {
@@ -441,6 +442,18 @@ pub fn render_coordinator(name: &str, uptime_s: f64, x: &ExchangeStatus) -> Stri
 
 /// The status page: one HTML file, no external assets.
 pub const STATUS_PAGE: &str = include_str!("web/status.html");
+
+/// The non-blocking listener on `addr`, the configured metrics address
+/// (none without one).
+pub fn listen(addr: Option<SocketAddr>) -> Result<Option<TcpListener>, String> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    let l = TcpListener::bind(addr).map_err(|e| format!("metrics on {addr}: {e}"))?;
+    l.set_nonblocking(true).map_err(|e| e.to_string())?;
+    info!(%addr, "metrics");
+    Ok(Some(l))
+}
 
 /// Answers what is waiting on `listener` (non-blocking): `route` maps a
 /// path to a content type and a body; anything else is 404. Each

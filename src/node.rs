@@ -436,15 +436,7 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
     let socket = socket_path(&c);
     let listener = status::listen(&socket).map_err(|e| format!("status socket {}: {e}", socket.display()))?;
-    let metrics_listener = match c.metrics {
-        Some(addr) => {
-            let l = std::net::TcpListener::bind(addr).map_err(|e| format!("metrics on {addr}: {e}"))?;
-            l.set_nonblocking(true).map_err(|e| e.to_string())?;
-            info!(%addr, "metrics");
-            Some(l)
-        }
-        None => None,
-    };
+    let metrics_listener = crate::metrics::listen(c.metrics)?;
 
     // Every fallible step is done: launch the workers.
     let worker_stop = Arc::new(AtomicBool::new(false));
