@@ -148,26 +148,12 @@ fn udp_datagram(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
 
 /// A TCP/IPv4 segment to the cluster MAC.
 pub fn tcp4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
-    ipv4(
-        CLUSTER_MAC,
-        src,
-        dst,
-        proto::TCP,
-        tcp_segment(sport, dport, flags, payload),
-        Some(16),
-    )
+    tcp4_payload_to(CLUSTER_MAC, src, sport, dst, dport, flags, payload)
 }
 
 /// A TCP/IPv4 segment without payload to `dst_mac`.
 pub fn tcp4_to(dst_mac: Mac, src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: u8) -> Vec<u8> {
-    ipv4(
-        dst_mac,
-        src,
-        dst,
-        proto::TCP,
-        tcp_segment(sport, dport, flags, b""),
-        Some(16),
-    )
+    tcp4_payload_to(dst_mac, src, sport, dst, dport, flags, b"")
 }
 
 /// A TCP/IPv4 segment with `payload` to `dst_mac`.
@@ -192,28 +178,12 @@ pub fn tcp4_payload_to(
 
 /// A TCP/IPv6 segment to the cluster MAC.
 pub fn tcp6(src: [u8; 16], sport: u16, dst: [u8; 16], dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
-    ipv6(
-        CLUSTER_MAC,
-        src,
-        dst,
-        proto::TCP,
-        64,
-        tcp_segment(sport, dport, flags, payload),
-        Some(16),
-    )
+    tcp6_payload_to(CLUSTER_MAC, src, sport, dst, dport, flags, payload)
 }
 
 /// A TCP/IPv6 segment without payload to `dst_mac`.
 pub fn tcp6_to(dst_mac: Mac, src: [u8; 16], sport: u16, dst: [u8; 16], dport: u16, flags: u8) -> Vec<u8> {
-    ipv6(
-        dst_mac,
-        src,
-        dst,
-        proto::TCP,
-        64,
-        tcp_segment(sport, dport, flags, b""),
-        Some(16),
-    )
+    tcp6_payload_to(dst_mac, src, sport, dst, dport, flags, b"")
 }
 
 /// A TCP/IPv6 segment with `payload` to `dst_mac`.
@@ -239,24 +209,21 @@ pub fn tcp6_payload_to(
 
 /// A UDP/IPv4 datagram to the cluster MAC.
 pub fn udp4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: &[u8]) -> Vec<u8> {
-    ipv4(
-        CLUSTER_MAC,
-        src,
-        dst,
-        proto::UDP,
-        udp_datagram(sport, dport, payload),
-        Some(6),
-    )
+    udp4_payload_to(CLUSTER_MAC, src, sport, dst, dport, payload)
 }
 
 /// A UDP/IPv4 datagram with a small payload to `dst_mac`.
 pub fn udp4_to(dst_mac: Mac, src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Vec<u8> {
+    udp4_payload_to(dst_mac, src, sport, dst, dport, b"query")
+}
+
+fn udp4_payload_to(dst_mac: Mac, src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: &[u8]) -> Vec<u8> {
     ipv4(
         dst_mac,
         src,
         dst,
         proto::UDP,
-        udp_datagram(sport, dport, b"query"),
+        udp_datagram(sport, dport, payload),
         Some(6),
     )
 }
