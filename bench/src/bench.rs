@@ -303,36 +303,23 @@ pub fn run(args: &[String]) -> Result<(), String> {
         Mempool::new("ss_bench", plan.mbufs, 256, plan.data_room, 0)
             .map_err(|e| format!("{e} ({} mbufs of {} bytes)", plan.mbufs, plan.data_room))?,
     );
+    // One RX queue, `tx_queues` TX queues; `what` names the port in errors.
+    let start = |name: &str, tx_queues: u16, what: String| -> Result<Port, String> {
+        let config = PortConfig {
+            rx_queues: 1,
+            tx_queues,
+            rx_desc: 1024,
+            tx_desc: 1024,
+            rss_key: None,
+            promiscuous: false,
+        };
+        let id = Port::find(name).map_err(|e| e.to_string())?;
+        Port::start(id, name, &config, Arc::clone(&pool)).map_err(|e| format!("{what}: {e}"))
+    };
     let t = Instant::now();
-    let pcap_port = Port::start(
-        Port::find("net_pcap0").map_err(|e| e.to_string())?,
-        "net_pcap0",
-        &PortConfig {
-            rx_queues: 1,
-            tx_queues: 1,
-            rx_desc: 1024,
-            tx_desc: 1024,
-            rss_key: None,
-            promiscuous: false,
-        },
-        Arc::clone(&pool),
-    )
-    .map_err(|e| format!("net_pcap0 (loading {}): {e}", pcap.display()))?;
+    let pcap_port = start("net_pcap0", 1, format!("net_pcap0 (loading {})", pcap.display()))?;
     let load_s = t.elapsed().as_secs_f64();
-    let null_port = Port::start(
-        Port::find("net_null0").map_err(|e| e.to_string())?,
-        "net_null0",
-        &PortConfig {
-            rx_queues: 1,
-            tx_queues: 2,
-            rx_desc: 1024,
-            tx_desc: 1024,
-            rss_key: None,
-            promiscuous: false,
-        },
-        Arc::clone(&pool),
-    )
-    .map_err(|e| format!("net_null0: {e}"))?;
+    let null_port = start("net_null0", 2, "net_null0".into())?;
 
     // Pre-load the flow table, on the worker's clock.
     let t = Instant::now();
