@@ -50,15 +50,7 @@ pub fn run(c: CoordinatorConfig) -> Result<(), String> {
         c.exchange.bind,
         socket.display()
     );
-    let metrics = match c.metrics {
-        Some(addr) => {
-            let l = std::net::TcpListener::bind(addr).map_err(|e| format!("metrics on {addr}: {e}"))?;
-            l.set_nonblocking(true).map_err(|e| e.to_string())?;
-            info!(%addr, "metrics");
-            Some(l)
-        }
-        None => None,
-    };
+    let metrics = crate::metrics::listen(c.metrics)?;
     let started = std::time::Instant::now();
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     while !stop.load(Ordering::Relaxed) {

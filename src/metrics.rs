@@ -1,11 +1,13 @@
 //! Prometheus text exposition of a node's status, served over plain HTTP on
 //! a local address (`metrics` in the configuration).
 
-use crate::status::NodeStatus;
+use crate::exchange::{ExchangeStatus, PeerStatus};
+use crate::status::{MemberStatus, NodeStatus};
 use std::fmt::Write as _;
 use std::io::{Read, Write};
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
+use tracing::info;
 
 /// A metric family: HELP and TYPE once, then its samples.
 struct Family<'a> {
@@ -62,12 +64,12 @@ pub fn render(s: &NodeStatus) -> String {
         (
             "port_packets_total",
             "Packets through a port, as its driver counts them.",
-            |p| (p.ipackets, p.opackets),
+            |p| (p.stats.ipackets, p.stats.opackets),
         ),
         (
             "port_bytes_total",
             "Bytes through a port, as its driver counts them.",
-            |p| (p.ibytes, p.obytes),
+            |p| (p.stats.ibytes, p.stats.obytes),
         ),
     ];
     for (name, help, value) in per_port {
@@ -75,14 +77,17 @@ pub fn render(s: &NodeStatus) -> String {
         each(&mut |x, seg| {
             for (port, p) in [("wire", &x.wire), ("exception", &x.exception)] {
                 let (rx, tx) = value(p);
-                m.sample(
-                    &[("node", node), ("segment", seg), ("port", port), ("direction", "rx")],
-                    rx,
-                );
-                m.sample(
-                    &[("node", node), ("segment", seg), ("port", port), ("direction", "tx")],
-                    tx,
-                );
+                for (direction, v) in [("rx", rx), ("tx", tx)] {
+                    m.sample(
+                        &[
+                            ("node", node),
+                            ("segment", seg),
+                            ("port", port),
+                            ("direction", direction),
+                        ],
+                        v,
+                    );
+                }
             }
         });
     }
@@ -93,7 +98,7 @@ pub fn render(s: &NodeStatus) -> String {
         "Packets a port dropped, by reason (RX ring full, errors, no mbuf).",
     );
     each(&mut |x, seg| {
-        for (port, p) in [("wire", &x.wire), ("exception", &x.exception)] {
+        for (port, p) in [("wire", &x.wire.stats), ("exception", &x.exception.stats)] {
             for (why, v) in [
                 ("missed", p.imissed),
                 ("rx_error", p.ierrors),
@@ -113,14 +118,12 @@ pub fn render(s: &NodeStatus) -> String {
     each(&mut |x, seg| {
         for w in &x.workers {
             let i = w.index.to_string();
-            m.sample(
-                &[("node", node), ("segment", seg), ("worker", &i), ("source", "wire")],
-                w.wire_rx,
-            );
-            m.sample(
-                &[("node", node), ("segment", seg), ("worker", &i), ("source", "kernel")],
-                w.kernel_rx,
-            );
+            for (source, v) in [("wire", w.wire_rx), ("kernel", w.kernel_rx)] {
+                m.sample(
+                    &[("node", node), ("segment", seg), ("worker", &i), ("source", source)],
+                    v,
+                );
+            }
         }
     });
     let mut m = Family::new(
@@ -167,48 +170,25 @@ pub fn render(s: &NodeStatus) -> String {
             }
         });
     }
-    let mut m = Family::new(
-        &mut o,
-        "table_epoch",
-        "gauge",
-        "Log index of the bucket table in force.",
-    );
-    each(&mut |x, seg| m.sample(&[("node", node), ("segment", seg)], x.epoch));
-    let mut m = Family::new(&mut o, "held_buckets", "gauge", "Buckets this node holds.");
-    each(&mut |x, seg| m.sample(&[("node", node), ("segment", seg)], x.held));
-    let mut m = Family::new(&mut o, "buckets", "gauge", "Buckets of the segment's table.");
-    each(&mut |x, seg| m.sample(&[("node", node), ("segment", seg)], x.buckets));
-    let mut m = Family::new(
-        &mut o,
-        "member_share_ratio",
-        "gauge",
-        "Each member's share of the buckets in the table in force.",
-    );
-    each(&mut |x, seg| {
-        for mem in &x.members {
-            m.sample(
-                &[("node", node), ("segment", seg), ("member", &mem.id.to_string())],
-                format!("{:.6}", mem.share_pct / 100.0),
-            );
-        }
-    });
-    let mut m = Family::new(
-        &mut o,
-        "member_weight",
-        "gauge",
-        "Each member's weight in the table in force.",
-    );
-    each(&mut |x, seg| {
-        for mem in &x.members {
-            m.sample(
-                &[("node", node), ("segment", seg), ("member", &mem.id.to_string())],
-                format!("{:.6}", mem.weight),
-            );
-        }
-    });
+    type PerSegment = fn(&NodeStatus) -> u64;
+    let per_segment: [(&'static str, &str, PerSegment); 3] = [
+        ("table_epoch", "Log index of the bucket table in force.", |x| x.epoch),
+        ("held_buckets", "Buckets this node holds.", |x| x.held.into()),
+        ("buckets", "Buckets of the segment's table.", |x| x.buckets.into()),
+    ];
+    for (name, help, value) in per_segment {
+        let mut m = Family::new(&mut o, name, "gauge", help);
+        each(&mut |x, seg| m.sample(&[("node", node), ("segment", seg)], value(x)));
+    }
+    let members: Vec<(&str, &[MemberStatus])> = segs
+        .iter()
+        .zip(&seg_ids)
+        .map(|(x, id)| (id.as_str(), x.members.as_slice()))
+        .collect();
+    member_families(&mut o, node, &members);
 
     // The exchange, per segment that has one.
-    let xs: Vec<(&crate::exchange::ExchangeStatus, &str)> = segs
+    let xs: Vec<(&ExchangeStatus, &str)> = segs
         .iter()
         .zip(&seg_ids)
         .filter_map(|(x, id)| x.exchange.as_ref().map(|e| (e, id.as_str())))
@@ -222,58 +202,57 @@ pub fn render(s: &NodeStatus) -> String {
             "gauge",
             "Availability from 0 to 1: the raw sample and the smoothed value that is advertised (before the capacity).",
         );
-        m.sample(
-            &[("node", node), ("kind", "raw")],
-            format!("{:.6}", if a.capacity > 0.0 { a.raw / a.capacity } else { 0.0 }),
-        );
-        m.sample(
-            &[("node", node), ("kind", "smoothed")],
-            format!("{:.6}", if a.capacity > 0.0 { a.smoothed / a.capacity } else { 0.0 }),
-        );
-        let mut m = Family::new(&mut o, "capacity_weight", "gauge", "Configured capacity weight.");
-        m.sample(&[("node", node)], format!("{:.6}", a.capacity));
-        let mut m = Family::new(
-            &mut o,
-            "advertised_weight",
-            "gauge",
-            "Capacity times smoothed availability: the weight this node advertises.",
-        );
-        m.sample(&[("node", node)], format!("{:.6}", a.smoothed));
-        let mut m = Family::new(
-            &mut o,
-            "cpu_busy_ratio",
-            "gauge",
-            "CPU busy, 0 to 1, as the availability formula sees it.",
-        );
-        m.sample(&[("node", node)], format!("{:.6}", a.cpu_busy.unwrap_or(0.0)));
-        let mut m = Family::new(
-            &mut o,
-            "connections",
-            "gauge",
-            "Connections this node holds (flow-table entries).",
-        );
-        m.sample(&[("node", node)], a.connections);
-        let mut m = Family::new(
-            &mut o,
-            "service_up",
-            "gauge",
-            "1 while the local service answers its probe.",
-        );
-        m.sample(&[("node", node)], u8::from(a.service_up));
-        let mut m = Family::new(&mut o, "draining", "gauge", "1 while this node is draining.");
-        m.sample(&[("node", node)], u8::from(a.draining));
-        if let Some(t) = a.temperature_c {
-            let mut m = Family::new(
-                &mut o,
-                "temperature_celsius",
-                "gauge",
-                "Temperature the availability formula reads.",
+        for (kind, v) in [("raw", a.raw), ("smoothed", a.smoothed)] {
+            m.sample(
+                &[("node", node), ("kind", kind)],
+                format!("{:.6}", if a.capacity > 0.0 { v / a.capacity } else { 0.0 }),
             );
-            m.sample(&[("node", node)], format!("{t:.3}"));
         }
-        if let Some(p) = a.power_w {
-            let mut m = Family::new(&mut o, "power_watts", "gauge", "Power the availability formula reads.");
-            m.sample(&[("node", node)], format!("{p:.3}"));
+        for (name, help, value) in [
+            (
+                "capacity_weight",
+                "Configured capacity weight.",
+                format!("{:.6}", a.capacity),
+            ),
+            (
+                "advertised_weight",
+                "Capacity times smoothed availability: the weight this node advertises.",
+                format!("{:.6}", a.smoothed),
+            ),
+            (
+                "cpu_busy_ratio",
+                "CPU busy, 0 to 1, as the availability formula sees it.",
+                format!("{:.6}", a.cpu_busy.unwrap_or(0.0)),
+            ),
+            (
+                "connections",
+                "Connections this node holds (flow-table entries).",
+                a.connections.to_string(),
+            ),
+            (
+                "service_up",
+                "1 while the local service answers its probe.",
+                u8::from(a.service_up).to_string(),
+            ),
+            (
+                "draining",
+                "1 while this node is draining.",
+                u8::from(a.draining).to_string(),
+            ),
+        ] {
+            Family::new(&mut o, name, "gauge", help).sample(&[("node", node)], value);
+        }
+        for (name, help, value) in [
+            (
+                "temperature_celsius",
+                "Temperature the availability formula reads.",
+                a.temperature_c,
+            ),
+            ("power_watts", "Power the availability formula reads.", a.power_w),
+        ] {
+            if let Some(v) = value {
+                Family::new(&mut o, name, "gauge", help).sample(&[("node", node)], format!("{v:.3}"));
+            }
         }
     }
     o
@@ -281,88 +260,59 @@ pub fn render(s: &NodeStatus) -> String {
 
 /// The exchange's families for `xs` (status, segment label) as seen by
 /// member `me` of `node`.
-fn exchange_families(o: &mut String, node: &str, me: u32, xs: &[(&crate::exchange::ExchangeStatus, &str)]) {
+fn exchange_families(o: &mut String, node: &str, me: u32, xs: &[(&ExchangeStatus, &str)]) {
     if xs.is_empty() {
         return;
     }
-    let s_id = me;
-
-    let mut m = Family::new(
-        &mut *o,
-        "lease_seconds",
-        "gauge",
-        "Lease left; 0: fenced (no majority heard both ways), no new connections taken.",
-    );
-    for (x, seg) in xs {
-        m.sample(
-            &[("node", node), ("segment", seg)],
-            format!("{:.3}", x.lease_ms.unwrap_or(0) as f64 / 1000.0),
-        );
-    }
-    let mut m = Family::new(
-        &mut *o,
-        "fenced",
-        "gauge",
-        "1 while this node has no lease (or another process uses its id).",
-    );
-    for (x, seg) in xs {
-        m.sample(
-            &[("node", node), ("segment", seg)],
-            u8::from(x.lease_ms.is_none() || x.duplicate_id),
-        );
-    }
-    let mut m = Family::new(
-        &mut *o,
-        "leader",
-        "gauge",
-        "1 on the member that leads the segment's consensus, as seen here.",
-    );
-    for (x, seg) in xs {
-        m.sample(
-            &[("node", node), ("segment", seg)],
-            u8::from(x.leader >= 0 && x.leader as u64 == u64::from(s_id)),
-        );
-    }
-    let mut m = Family::new(
-        &mut *o,
-        "voters",
-        "gauge",
-        "Members that vote in the segment's consensus.",
-    );
-    for (x, seg) in xs {
-        m.sample(&[("node", node), ("segment", seg)], x.voters.len());
-    }
-    let mut m = Family::new(
-        &mut *o,
-        "peer_up",
-        "gauge",
-        "1 while a configured peer is heard both ways.",
-    );
-    for (x, seg) in xs {
-        for p in &x.peers {
-            m.sample(
-                &[("node", node), ("segment", seg), ("peer", &p.id.to_string())],
-                u8::from(p.live),
-            );
+    type PerSegment<'a> = &'a dyn Fn(&ExchangeStatus) -> String;
+    let per_segment: [(&'static str, &str, PerSegment); 4] = [
+        (
+            "lease_seconds",
+            "Lease left; 0: fenced (no majority heard both ways), no new connections taken.",
+            &|x| format!("{:.3}", x.lease_ms.unwrap_or(0) as f64 / 1000.0),
+        ),
+        (
+            "fenced",
+            "1 while this node has no lease (or another process uses its id).",
+            &|x| u8::from(x.lease_ms.is_none() || x.duplicate_id).to_string(),
+        ),
+        (
+            "leader",
+            "1 on the member that leads the segment's consensus, as seen here.",
+            &|x| u8::from(x.leader >= 0 && x.leader as u64 == u64::from(me)).to_string(),
+        ),
+        ("voters", "Members that vote in the segment's consensus.", &|x| {
+            x.voters.len().to_string()
+        }),
+    ];
+    for (name, help, value) in per_segment {
+        let mut m = Family::new(&mut *o, name, "gauge", help);
+        for (x, seg) in xs {
+            m.sample(&[("node", node), ("segment", seg)], value(x));
         }
     }
-    let mut m = Family::new(
-        &mut *o,
-        "peer_last_heard_seconds",
-        "gauge",
-        "Seconds since a peer's last heartbeat (absent: never heard).",
-    );
-    for (x, seg) in xs {
-        for p in &x.peers {
-            if let Some(ms) = p.heard_ms_ago {
-                m.sample(
-                    &[("node", node), ("segment", seg), ("peer", &p.id.to_string())],
-                    format!("{:.3}", ms as f64 / 1000.0),
-                );
+    type PerPeer = fn(&PeerStatus) -> Option<String>;
+    let per_peer: [(&'static str, &str, PerPeer); 2] = [
+        ("peer_up", "1 while a configured peer is heard both ways.", |p| {
+            Some(u8::from(p.live).to_string())
+        }),
+        (
+            "peer_last_heard_seconds",
+            "Seconds since a peer's last heartbeat (absent: never heard).",
+            |p| p.heard_ms_ago.map(|ms| format!("{:.3}", ms as f64 / 1000.0)),
+        ),
+    ];
+    for (name, help, value) in per_peer {
+        let mut m = Family::new(&mut *o, name, "gauge", help);
+        for (x, seg) in xs {
+            for p in &x.peers {
+                if let Some(v) = value(p) {
+                    m.sample(&[("node", node), ("segment", seg), ("peer", &p.id.to_string())], v);
+                }
             }
         }
     }
-    let stat = |x: &crate::exchange::ExchangeStatus, k: &str| x.stats.get(k).copied().unwrap_or(0);
+    let stat = |x: &ExchangeStatus, k: &str| x.stats.get(k).copied().unwrap_or(0);
     let mut m = Family::new(
         &mut *o,
         "exchange_datagrams_total",
@@ -397,59 +347,73 @@ fn exchange_families(o: &mut String, node: &str, me: u32, xs: &[(&crate::exchang
             );
         }
     }
-    let mut m = Family::new(
-        &mut *o,
-        "buckets_handed_off_total",
-        "counter",
-        "Buckets claimed and released in hand-offs.",
-    );
-    for (x, seg) in xs {
-        m.sample(
-            &[("node", node), ("segment", seg), ("direction", "claimed")],
-            stat(x, "buckets_claimed"),
-        );
-        m.sample(
-            &[("node", node), ("segment", seg), ("direction", "released")],
-            stat(x, "buckets_released"),
-        );
+    // Counters of the exchange's statistics: one series per label value, each a statistic.
+    type Events = &'static [(&'static str, &'static str)];
+    let by_stat: [(&'static str, &str, &str, Events); 3] = [
+        (
+            "buckets_handed_off_total",
+            "Buckets claimed and released in hand-offs.",
+            "direction",
+            &[("claimed", "buckets_claimed"), ("released", "buckets_released")],
+        ),
+        (
+            "tables_total",
+            "Bucket tables applied here and proposed here.",
+            "event",
+            &[("applied", "epochs_adopted"), ("proposed", "epochs_created")],
+        ),
+        (
+            "membership_events_total",
+            "Members lost (not live), joined, lease losses (fencing), voter changes.",
+            "event",
+            &[
+                ("lost", "failovers"),
+                ("joined", "joins"),
+                ("fenced", "fenced"),
+                ("voters_changed", "voter_changes"),
+            ],
+        ),
+    ];
+    for (name, help, label, events) in by_stat {
+        let mut m = Family::new(&mut *o, name, "counter", help);
+        for (x, seg) in xs {
+            for (value, key) in events {
+                m.sample(&[("node", node), ("segment", seg), (label, value)], stat(x, key));
+            }
+        }
     }
-    let mut m = Family::new(
-        &mut *o,
-        "tables_total",
-        "counter",
-        "Bucket tables applied here and proposed here.",
-    );
-    for (x, seg) in xs {
-        m.sample(
-            &[("node", node), ("segment", seg), ("event", "applied")],
-            stat(x, "epochs_adopted"),
-        );
-        m.sample(
-            &[("node", node), ("segment", seg), ("event", "proposed")],
-            stat(x, "epochs_created"),
-        );
-    }
-    let mut m = Family::new(
-        &mut *o,
-        "membership_events_total",
-        "counter",
-        "Members lost (not live), joined, lease losses (fencing), voter changes.",
-    );
-    for (x, seg) in xs {
-        for (ev, k) in [
-            ("lost", "failovers"),
-            ("joined", "joins"),
-            ("fenced", "fenced"),
-            ("voters_changed", "voter_changes"),
-        ] {
-            m.sample(&[("node", node), ("segment", seg), ("event", ev)], stat(x, k));
+}
+
+/// The families of the members' shares and weights in the table in force,
+/// for each (segment label, members).
+fn member_families(o: &mut String, node: &str, segs: &[(&str, &[MemberStatus])]) {
+    type PerMember = fn(&MemberStatus) -> f64;
+    let per_member: [(&'static str, &str, PerMember); 2] = [
+        (
+            "member_share_ratio",
+            "Each member's share of the buckets in the table in force.",
+            |m| m.share_pct / 100.0,
+        ),
+        ("member_weight", "Each member's weight in the table in force.", |m| {
+            m.weight
+        }),
+    ];
+    for (name, help, value) in per_member {
+        let mut m = Family::new(&mut *o, name, "gauge", help);
+        for (seg, members) in segs {
+            for mem in *members {
+                m.sample(
+                    &[("node", node), ("segment", seg), ("member", &mem.id.to_string())],
+                    format!("{:.6}", value(mem)),
+                );
+            }
         }
     }
 }
 
 /// The exposition of a coordinator: its exchange, the members' shares and
 /// weights in the table it made.
-pub fn render_coordinator(name: &str, uptime_s: f64, x: &crate::exchange::ExchangeStatus) -> String {
+pub fn render_coordinator(name: &str, uptime_s: f64, x: &ExchangeStatus) -> String {
     let mut o = String::with_capacity(8192);
     let seg = x.segment.to_string();
     let mut m = Family::new(&mut o, "build_info", "gauge", "Version of synshare; always 1.");
@@ -470,36 +434,26 @@ pub fn render_coordinator(name: &str, uptime_s: f64, x: &crate::exchange::Exchan
         "Log index of the bucket table in force.",
     );
     m.sample(&[("node", name), ("segment", &seg)], x.epoch);
-    let mut m = Family::new(
-        &mut o,
-        "member_share_ratio",
-        "gauge",
-        "Each member's share of the buckets in the table in force.",
-    );
-    for mem in &x.members {
-        m.sample(
-            &[("node", name), ("segment", &seg), ("member", &mem.id.to_string())],
-            format!("{:.6}", mem.share_pct / 100.0),
-        );
-    }
-    let mut m = Family::new(
-        &mut o,
-        "member_weight",
-        "gauge",
-        "Each member's weight in the table in force.",
-    );
-    for mem in &x.members {
-        m.sample(
-            &[("node", name), ("segment", &seg), ("member", &mem.id.to_string())],
-            format!("{:.6}", mem.weight),
-        );
-    }
+    let members: Vec<MemberStatus> = x.members.iter().map(MemberStatus::from).collect();
+    member_families(&mut o, name, &[(seg.as_str(), &members)]);
     exchange_families(&mut o, name, 0, &[(x, seg.as_str())]);
     o
 }
 
 /// The status page: one HTML file, no external assets.
 pub const STATUS_PAGE: &str = include_str!("web/status.html");
+
+/// The non-blocking listener on `addr`, the configured metrics address
+/// (none without one).
+pub fn listen(addr: Option<SocketAddr>) -> Result<Option<TcpListener>, String> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    let l = TcpListener::bind(addr).map_err(|e| format!("metrics on {addr}: {e}"))?;
+    l.set_nonblocking(true).map_err(|e| e.to_string())?;
+    info!(%addr, "metrics");
+    Ok(Some(l))
+}
 
 /// Answers what is waiting on `listener` (non-blocking): `route` maps a
 /// path to a content type and a body; anything else is 404. Each
@@ -537,8 +491,7 @@ pub fn serve(listener: &TcpListener, mut route: impl FnMut(&str) -> Option<(&'st
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exchange::{ExchangeStatus, PeerStatus};
-    use crate::status::{AvailabilityStatus, MemberStatus, WorkerStatus};
+    use crate::status::{AvailabilityStatus, WorkerStatus};
 
     fn sample() -> NodeStatus {
         let seg = |segment: u32| NodeStatus {

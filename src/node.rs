@@ -436,15 +436,7 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
     let socket = socket_path(&c);
     let listener = status::listen(&socket).map_err(|e| format!("status socket {}: {e}", socket.display()))?;
-    let metrics_listener = match c.metrics {
-        Some(addr) => {
-            let l = std::net::TcpListener::bind(addr).map_err(|e| format!("metrics on {addr}: {e}"))?;
-            l.set_nonblocking(true).map_err(|e| e.to_string())?;
-            info!(%addr, "metrics");
-            Some(l)
-        }
-        None => None,
-    };
+    let metrics_listener = crate::metrics::listen(c.metrics)?;
 
     // Every fallible step is done: launch the workers.
     let worker_stop = Arc::new(AtomicBool::new(false));
@@ -737,8 +729,8 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
     drop(segments);
     drop(pool);
     drop(eal);
-    if last.wire.rx_nombuf > 0 {
-        warn!(rx_nombuf = last.wire.rx_nombuf, "the mbuf pool ran dry at times");
+    if last.wire.stats.rx_nombuf > 0 {
+        warn!(rx_nombuf = last.wire.stats.rx_nombuf, "the mbuf pool ran dry at times");
     }
     Ok(())
 }
@@ -786,16 +778,7 @@ fn segment_status(
         Sharing::Stopped => (0, String::new(), 0, Vec::new(), None, None),
         Sharing::Dynamic(d) => {
             let x = d.status();
-            let members = x
-                .members
-                .iter()
-                .map(|m| status::MemberStatus {
-                    id: m.id,
-                    weight: m.weight,
-                    buckets: m.buckets,
-                    share_pct: m.share_pct,
-                })
-                .collect();
+            let members = x.members.iter().map(status::MemberStatus::from).collect();
             let inputs = av.last_inputs.unwrap_or_default();
             let a = status::AvailabilityStatus {
                 capacity: av.capacity,

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use synshare_control::layout::{MemberId, Table};
 use synshare_dataplane::counters::{Counter, Counts, WorkerStats};
-use synshare_dpdk::Port;
+use synshare_dpdk::{Port, PortStats};
 
 /// A port's driver counters.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -19,22 +19,9 @@ pub struct PortStatus {
     pub name: String,
     /// Driver.
     pub driver: String,
-    /// Packets received.
-    pub ipackets: u64,
-    /// Packets sent.
-    pub opackets: u64,
-    /// Bytes received.
-    pub ibytes: u64,
-    /// Bytes sent.
-    pub obytes: u64,
-    /// Dropped by the port (RX ring full).
-    pub imissed: u64,
-    /// RX errors.
-    pub ierrors: u64,
-    /// TX errors.
-    pub oerrors: u64,
-    /// RX mbuf allocation failures.
-    pub rx_nombuf: u64,
+    /// The counters (fields of the port's own object in JSON).
+    #[serde(flatten)]
+    pub stats: PortStats,
 }
 
 /// One worker's figures.
@@ -71,6 +58,17 @@ pub struct MemberStatus {
     pub buckets: u32,
     /// Its share of the buckets, in percent.
     pub share_pct: f64,
+}
+
+impl From<&crate::exchange::EpochMember> for MemberStatus {
+    fn from(m: &crate::exchange::EpochMember) -> Self {
+        MemberStatus {
+            id: m.id,
+            weight: m.weight,
+            buckets: m.buckets,
+            share_pct: m.share_pct,
+        }
+    }
 }
 
 /// The node's availability and its inputs.
@@ -159,18 +157,10 @@ impl NodeStatus {
 
 /// A port's status now.
 pub fn port(p: &Port) -> PortStatus {
-    let s = p.stats().unwrap_or_default();
     PortStatus {
         name: p.name().to_owned(),
         driver: p.driver(),
-        ipackets: s.ipackets,
-        opackets: s.opackets,
-        ibytes: s.ibytes,
-        obytes: s.obytes,
-        imissed: s.imissed,
-        ierrors: s.ierrors,
-        oerrors: s.oerrors,
-        rx_nombuf: s.rx_nombuf,
+        stats: p.stats().unwrap_or_default(),
     }
 }
 
@@ -241,7 +231,14 @@ pub fn summary(s: &NodeStatus) -> String {
     for p in [&s.wire, &s.exception] {
         out += &format!(
             "  port {:<16} {:<12} rx {:>10} tx {:>10} missed {} errors {}/{} nombuf {}\n",
-            p.name, p.driver, p.ipackets, p.opackets, p.imissed, p.ierrors, p.oerrors, p.rx_nombuf
+            p.name,
+            p.driver,
+            p.stats.ipackets,
+            p.stats.opackets,
+            p.stats.imissed,
+            p.stats.ierrors,
+            p.stats.oerrors,
+            p.stats.rx_nombuf
         );
     }
     if let Some(a) = &s.availability {
@@ -420,4 +417,29 @@ pub fn query(path: &Path) -> Result<NodeStatus, String> {
             text.chars().take(200).collect::<String>()
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ports_counters_are_its_own_fields_in_json() {
+        // The namespace tests and the status page read `wire.ipackets`.
+        let p = PortStatus {
+            name: "net_tap0".into(),
+            driver: "net_tap".into(),
+            stats: PortStats {
+                ipackets: 1,
+                rx_nombuf: 8,
+                ..PortStats::default()
+            },
+        };
+        let json = serde_json::to_string(&p).unwrap();
+        assert_eq!(
+            json,
+            r#"{"name":"net_tap0","driver":"net_tap","ipackets":1,"opackets":0,"ibytes":0,"obytes":0,"imissed":0,"ierrors":0,"oerrors":0,"rx_nombuf":8}"#
+        );
+        assert_eq!(serde_json::from_str::<PortStatus>(&json).unwrap(), p);
+    }
 }

@@ -25,14 +25,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use synshare_control::layout::{Layout, MemberId, Table, Weighted};
-use synshare_dataplane::classify::{Action, Classifier, NodeAddresses, Vip};
+use synshare_dataplane::classify::Action;
 use synshare_dataplane::counters::{Counter, WorkerStats};
 use synshare_dataplane::flow::{FlowKey, FlowState, FlowTimeouts};
 use synshare_dataplane::hash::Bucket;
 use synshare_dataplane::ownership::{BucketState, OwnershipView};
 use synshare_dataplane::packet::{self, Addr, Payload, L4};
 use synshare_dataplane::publish::{Lease, Publisher};
-use synshare_dataplane::synth::{CLUSTER_MAC, KERNEL_MAC, NODE_MAC, V4_VIP, V6_VIP};
+use synshare_dataplane::synth::{self, V4_VIP, V6_VIP};
 use synshare_dpdk::worker::{BurstObserver, NodeFlows, Worker, WorkerTuning};
 use synshare_dpdk::{self as dpdk, Eal, Mempool, Port, PortConfig};
 
@@ -263,15 +263,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
             view.set(Bucket(b as u32), BucketState::Settled);
         }
     }
-    let classifier = Arc::new(Classifier::new(NodeAddresses {
-        node_mac: NODE_MAC,
-        kernel_mac: KERNEL_MAC,
-        cluster_mac: CLUSTER_MAC,
-        vips: vec![
-            Vip::new(Addr::V4(V4_VIP), &[80], &[53]),
-            Vip::new(Addr::V6(V6_VIP), &[80], &[53]),
-        ],
-    }));
+    let classifier = Arc::new(synth::classifier());
 
     let prefix = opts
         .get("--file-prefix")
@@ -311,36 +303,23 @@ pub fn run(args: &[String]) -> Result<(), String> {
         Mempool::new("ss_bench", plan.mbufs, 256, plan.data_room, 0)
             .map_err(|e| format!("{e} ({} mbufs of {} bytes)", plan.mbufs, plan.data_room))?,
     );
+    // One RX queue, `tx_queues` TX queues; `what` names the port in errors.
+    let start = |name: &str, tx_queues: u16, what: String| -> Result<Port, String> {
+        let config = PortConfig {
+            rx_queues: 1,
+            tx_queues,
+            rx_desc: 1024,
+            tx_desc: 1024,
+            rss_key: None,
+            promiscuous: false,
+        };
+        let id = Port::find(name).map_err(|e| e.to_string())?;
+        Port::start(id, name, &config, Arc::clone(&pool)).map_err(|e| format!("{what}: {e}"))
+    };
     let t = Instant::now();
-    let pcap_port = Port::start(
-        Port::find("net_pcap0").map_err(|e| e.to_string())?,
-        "net_pcap0",
-        &PortConfig {
-            rx_queues: 1,
-            tx_queues: 1,
-            rx_desc: 1024,
-            tx_desc: 1024,
-            rss_key: None,
-            promiscuous: false,
-        },
-        Arc::clone(&pool),
-    )
-    .map_err(|e| format!("net_pcap0 (loading {}): {e}", pcap.display()))?;
+    let pcap_port = start("net_pcap0", 1, format!("net_pcap0 (loading {})", pcap.display()))?;
     let load_s = t.elapsed().as_secs_f64();
-    let null_port = Port::start(
-        Port::find("net_null0").map_err(|e| e.to_string())?,
-        "net_null0",
-        &PortConfig {
-            rx_queues: 1,
-            tx_queues: 2,
-            rx_desc: 1024,
-            tx_desc: 1024,
-            rss_key: None,
-            promiscuous: false,
-        },
-        Arc::clone(&pool),
-    )
-    .map_err(|e| format!("net_null0: {e}"))?;
+    let null_port = start("net_null0", 2, "net_null0".into())?;
 
     // Pre-load the flow table, on the worker's clock.
     let t = Instant::now();

@@ -223,6 +223,17 @@ mod tests {
         fn below(&mut self, n: u64) -> u64 {
             self.next() % n
         }
+        /// Members 1 to n, n from 2 to `max`, each weighing `min` plus
+        /// less than `spread`.
+        fn members(&mut self, max: u64, min: f64, spread: u64) -> Vec<Weighted> {
+            let n = 2 + self.below(max - 1) as u32;
+            (0..n)
+                .map(|i| Weighted {
+                    id: MemberId(i + 1),
+                    weight: min + self.below(spread) as f64,
+                })
+                .collect()
+        }
     }
 
     /// An independent oracle for the ranges layout: walk the buckets and
@@ -278,14 +289,8 @@ mod tests {
     fn removing_a_member_moves_only_its_buckets_under_rendezvous() {
         let mut rng = Rng(7);
         for _ in 0..20 {
-            let n = 2 + rng.below(10) as u32;
-            let ms: Vec<Weighted> = (0..n)
-                .map(|i| Weighted {
-                    id: MemberId(i + 1),
-                    weight: 1.0 + rng.below(100) as f64,
-                })
-                .collect();
-            let gone = MemberId(1 + rng.below(u64::from(n)) as u32);
+            let ms = rng.members(11, 1.0, 100);
+            let gone = MemberId(1 + rng.below(ms.len() as u64) as u32);
             let rest: Vec<Weighted> = ms.iter().copied().filter(|m| m.id != gone).collect();
             let before = Table::build(Layout::Rendezvous, &ms, 8192);
             let after = Table::build(Layout::Rendezvous, &rest, 8192);
@@ -306,15 +311,9 @@ mod tests {
         let mut total_moved = 0u64;
         let mut total_min = 0u64;
         for _ in 0..30 {
-            let n = 2 + rng.below(8) as u32;
-            let ms: Vec<Weighted> = (0..n)
-                .map(|i| Weighted {
-                    id: MemberId(i + 1),
-                    weight: 10.0 + rng.below(90) as f64,
-                })
-                .collect();
+            let ms = rng.members(9, 10.0, 90);
             let mut changed = ms.clone();
-            let k = rng.below(u64::from(n)) as usize;
+            let k = rng.below(ms.len() as u64) as usize;
             changed[k].weight = 10.0 + rng.below(90) as f64;
             let before = Table::build(Layout::Rendezvous, &ms, buckets);
             let after = Table::build(Layout::Rendezvous, &changed, buckets);

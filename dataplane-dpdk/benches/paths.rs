@@ -17,13 +17,13 @@
 //! the median of five one-second runs. `SS_PATHS_FLOWS=N` changes the 1M.
 
 use std::time::{Duration, Instant};
-use synshare_dataplane::classify::{Classifier, Context, Look, NodeAddresses, PacketBuf, Vip};
+use synshare_dataplane::classify::{Classifier, Context, Look, PacketBuf};
 use synshare_dataplane::counters::Counter;
 use synshare_dataplane::flow::{FlowKey, FlowState, FlowTimeouts};
 use synshare_dataplane::hash::Bucket;
 use synshare_dataplane::ownership::{BucketState, OwnershipView};
 use synshare_dataplane::packet::{tcp_flags, Addr};
-use synshare_dataplane::synth::{tcp4_to, tcp6_to, CLUSTER_MAC, KERNEL_MAC, NODE_MAC, V4_VIP, V6_VIP};
+use synshare_dataplane::synth::{classifier, tcp4_to, tcp6_to, CLUSTER_MAC, V4_VIP, V6_VIP};
 use synshare_dpdk as dpdk;
 use synshare_dpdk::worker::NodeFlows;
 
@@ -78,18 +78,6 @@ fn frame(c: Addr, port: u16, flags: u8) -> Vec<u8> {
         Addr::V4(a) => tcp4_to(CLUSTER_MAC, a, port, V4_VIP, 80, flags),
         Addr::V6(a) => tcp6_to(CLUSTER_MAC, a, port, V6_VIP, 80, flags),
     }
-}
-
-fn classifier() -> Classifier {
-    Classifier::new(NodeAddresses {
-        node_mac: NODE_MAC,
-        kernel_mac: KERNEL_MAC,
-        cluster_mac: CLUSTER_MAC,
-        vips: vec![
-            Vip::new(Addr::V4(V4_VIP), &[80], &[53]),
-            Vip::new(Addr::V6(V6_VIP), &[80], &[53]),
-        ],
-    })
 }
 
 fn view(every: u32) -> OwnershipView {

@@ -40,6 +40,7 @@ const RX_OFFLOAD_RSS_HASH: u64 = 1 << 19;
 
 /// Port statistics, as the driver counts them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct PortStats {
     /// Packets received.
     pub ipackets: u64,

@@ -80,14 +80,13 @@ fn dpdk_layer_under_eal() {
         .collect();
     assert_eq!(seen, frames.iter().map(|f| (f.clone(), None, 1)).collect::<Vec<_>>());
 
+    // The example node, its VIPs serving TCP 80 only.
     let classifier = Classifier::new(NodeAddresses {
-        node_mac: NODE_MAC,
-        kernel_mac: KERNEL_MAC,
-        cluster_mac: CLUSTER_MAC,
         vips: vec![
             Vip::new(Addr::V4(V4_VIP), &[80], &[]),
             Vip::new(Addr::V6(V6_VIP), &[80], &[]),
         ],
+        ..node_addresses()
     });
     let mut view = OwnershipView::new(1024, 1);
     for b in 0..1024 {
@@ -195,28 +194,23 @@ fn software_toeplitz_matches_dpdk_softrss() {
         for _ in 0..20_000 {
             let (a, b, p) = (next(), next(), next());
             let (sport, dport) = (p as u16, (p >> 16) as u16);
-            // IPv4: DPDK takes host-order words: src, dst, (sport << 16 | dport).
+            // DPDK takes host-order words: the source's, the destination's,
+            // then (sport << 16 | dport).
+            let check = |src: Addr, dst: Addr, words: &[u32]| {
+                let addresses = &words[..words.len() - 1];
+                assert_eq!(t.tuple(src, dst, sport, dport).0, dpdk::softrss(words, &key));
+                if key == SYMMETRIC_KEY {
+                    assert_eq!(symmetric::tuple(src, dst, sport, dport).0, dpdk::softrss(words, &key));
+                    assert_eq!(symmetric::addresses(src, dst).0, dpdk::softrss(addresses, &key));
+                }
+            };
+            let ports = (u32::from(sport) << 16) | u32::from(dport);
             let (s4, d4) = ((a as u32).to_be_bytes(), (b as u32).to_be_bytes());
-            let words = [
-                u32::from_be_bytes(s4),
-                u32::from_be_bytes(d4),
-                (u32::from(sport) << 16) | u32::from(dport),
-            ];
-            assert_eq!(
-                t.tuple(Addr::V4(s4), Addr::V4(d4), sport, dport).0,
-                dpdk::softrss(&words, &key)
+            check(
+                Addr::V4(s4),
+                Addr::V4(d4),
+                &[u32::from_be_bytes(s4), u32::from_be_bytes(d4), ports],
             );
-            if key == SYMMETRIC_KEY {
-                assert_eq!(
-                    symmetric::tuple(Addr::V4(s4), Addr::V4(d4), sport, dport).0,
-                    dpdk::softrss(&words, &key)
-                );
-                assert_eq!(
-                    symmetric::addresses(Addr::V4(s4), Addr::V4(d4)).0,
-                    dpdk::softrss(&words[..2], &key)
-                );
-            }
-            // IPv6.
             let mut s6 = [0u8; 16];
             let mut d6 = [0u8; 16];
             s6[..8].copy_from_slice(&a.to_be_bytes());
@@ -227,21 +221,8 @@ fn software_toeplitz_matches_dpdk_softrss() {
             for c in s6.chunks(4).chain(d6.chunks(4)) {
                 w6.push(u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
             }
-            w6.push((u32::from(sport) << 16) | u32::from(dport));
-            assert_eq!(
-                t.tuple(Addr::V6(s6), Addr::V6(d6), sport, dport).0,
-                dpdk::softrss(&w6, &key)
-            );
-            if key == SYMMETRIC_KEY {
-                assert_eq!(
-                    symmetric::tuple(Addr::V6(s6), Addr::V6(d6), sport, dport).0,
-                    dpdk::softrss(&w6, &key)
-                );
-                assert_eq!(
-                    symmetric::addresses(Addr::V6(s6), Addr::V6(d6)).0,
-                    dpdk::softrss(&w6[..8], &key)
-                );
-            }
+            w6.push(ports);
+            check(Addr::V6(s6), Addr::V6(d6), &w6);
         }
     }
 }

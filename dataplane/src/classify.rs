@@ -883,21 +883,12 @@ mod tests {
     use crate::flow::FlowTimeouts;
     use crate::synth::*;
 
-    fn classifier() -> Classifier {
-        classifier_with_kernel(KERNEL_MAC)
-    }
-
     /// A classifier whose kernel has `kernel_mac` (the node's own, for a
     /// tap that shares it: then nothing is rewritten on the way up).
     fn classifier_with_kernel(kernel_mac: Mac) -> Classifier {
         Classifier::new(NodeAddresses {
-            node_mac: NODE_MAC,
             kernel_mac,
-            cluster_mac: CLUSTER_MAC,
-            vips: vec![
-                Vip::new(Addr::V4(V4_VIP), &[80], &[53]),
-                Vip::new(Addr::V6(V6_VIP), &[80], &[53]),
-            ],
+            ..node_addresses()
         })
     }
 

@@ -308,9 +308,7 @@ mod tests {
         let t = Toeplitz::new(&SYMMETRIC_KEY);
         let mut seed = 0x1234_5678_9abc_def0u64;
         for _ in 0..1000 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
+            xorshift(&mut seed);
             let b = seed.to_be_bytes();
             let c = Addr::V4([b[0], b[1], b[2], b[3]]);
             let v = Addr::V4([b[4], b[5], b[6], b[7]]);
@@ -339,29 +337,19 @@ mod tests {
                 xorshift(&mut seed),
             );
             let (p, q) = (c as u16, (c >> 16) as u16);
+            let same = |src: Addr, dst: Addr| {
+                assert_eq!(symmetric::tuple(src, dst, p, q), t.tuple(src, dst, p, q));
+                assert_eq!(symmetric::addresses(src, dst), t.addresses(src, dst));
+            };
             let (s4, d4) = ((a as u32).to_be_bytes(), (b as u32).to_be_bytes());
-            assert_eq!(
-                symmetric::tuple(Addr::V4(s4), Addr::V4(d4), p, q),
-                t.tuple(Addr::V4(s4), Addr::V4(d4), p, q)
-            );
-            assert_eq!(
-                symmetric::addresses(Addr::V4(s4), Addr::V4(d4)),
-                t.addresses(Addr::V4(s4), Addr::V4(d4))
-            );
+            same(Addr::V4(s4), Addr::V4(d4));
             let mut s6 = [0u8; 16];
             let mut d6 = [0u8; 16];
             s6[..8].copy_from_slice(&a.to_be_bytes());
             s6[8..].copy_from_slice(&c.to_be_bytes());
             d6[..8].copy_from_slice(&b.to_be_bytes());
             d6[8..].copy_from_slice(&d.to_be_bytes());
-            assert_eq!(
-                symmetric::tuple(Addr::V6(s6), Addr::V6(d6), p, q),
-                t.tuple(Addr::V6(s6), Addr::V6(d6), p, q)
-            );
-            assert_eq!(
-                symmetric::addresses(Addr::V6(s6), Addr::V6(d6)),
-                t.addresses(Addr::V6(s6), Addr::V6(d6))
-            );
+            same(Addr::V6(s6), Addr::V6(d6));
             // Raw inputs of every length up to 36 bytes, odd ones too.
             let mut raw = [0u8; 36];
             for (i, chunk) in raw.chunks_mut(8).enumerate() {

@@ -1,8 +1,10 @@
 //! Synthetic frames, with correct lengths and checksums, for tests, the
-//! fuzzers' seeds, the traffic generator and the benchmarks; and
-//! [`TestBuf`], a fixed-size frame buffer that stands in for an mbuf.
+//! fuzzers' seeds, the traffic generator and the benchmarks; the example
+//! node's addresses and [`classifier`]; and [`TestBuf`], a fixed-size frame
+//! buffer that stands in for an mbuf.
 
-use crate::packet::{checksum, ethertype, ones_sum, proto, Mac};
+use crate::classify::{Classifier, NodeAddresses, Vip};
+use crate::packet::{checksum, ethertype, ones_sum, proto, Addr, Mac};
 
 /// The node's MAC in examples.
 pub const NODE_MAC: Mac = Mac([0x02, 0x00, 0x00, 0x00, 0x00, 0x21]);
@@ -22,6 +24,25 @@ pub const V6_CLIENT: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0,
 pub const V6_VIP: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0x00];
 
 pub use crate::classify::FrameBuf as TestBuf;
+
+/// The example node's addresses: [`NODE_MAC`], [`KERNEL_MAC`] behind its
+/// exception port, [`CLUSTER_MAC`], and both VIPs serving TCP 80 and UDP 53.
+pub fn node_addresses() -> NodeAddresses {
+    NodeAddresses {
+        node_mac: NODE_MAC,
+        kernel_mac: KERNEL_MAC,
+        cluster_mac: CLUSTER_MAC,
+        vips: vec![
+            Vip::new(Addr::V4(V4_VIP), &[80], &[53]),
+            Vip::new(Addr::V6(V6_VIP), &[80], &[53]),
+        ],
+    }
+}
+
+/// The example node's classifier ([`node_addresses`]).
+pub fn classifier() -> Classifier {
+    Classifier::new(node_addresses())
+}
 
 fn ethernet(dst: Mac, src: Mac, ether_type: u16) -> Vec<u8> {
     let mut f = Vec::with_capacity(128);
@@ -127,26 +148,12 @@ fn udp_datagram(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
 
 /// A TCP/IPv4 segment to the cluster MAC.
 pub fn tcp4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
-    ipv4(
-        CLUSTER_MAC,
-        src,
-        dst,
-        proto::TCP,
-        tcp_segment(sport, dport, flags, payload),
-        Some(16),
-    )
+    tcp4_payload_to(CLUSTER_MAC, src, sport, dst, dport, flags, payload)
 }
 
 /// A TCP/IPv4 segment without payload to `dst_mac`.
 pub fn tcp4_to(dst_mac: Mac, src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: u8) -> Vec<u8> {
-    ipv4(
-        dst_mac,
-        src,
-        dst,
-        proto::TCP,
-        tcp_segment(sport, dport, flags, b""),
-        Some(16),
-    )
+    tcp4_payload_to(dst_mac, src, sport, dst, dport, flags, b"")
 }
 
 /// A TCP/IPv4 segment with `payload` to `dst_mac`.
@@ -171,28 +178,12 @@ pub fn tcp4_payload_to(
 
 /// A TCP/IPv6 segment to the cluster MAC.
 pub fn tcp6(src: [u8; 16], sport: u16, dst: [u8; 16], dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
-    ipv6(
-        CLUSTER_MAC,
-        src,
-        dst,
-        proto::TCP,
-        64,
-        tcp_segment(sport, dport, flags, payload),
-        Some(16),
-    )
+    tcp6_payload_to(CLUSTER_MAC, src, sport, dst, dport, flags, payload)
 }
 
 /// A TCP/IPv6 segment without payload to `dst_mac`.
 pub fn tcp6_to(dst_mac: Mac, src: [u8; 16], sport: u16, dst: [u8; 16], dport: u16, flags: u8) -> Vec<u8> {
-    ipv6(
-        dst_mac,
-        src,
-        dst,
-        proto::TCP,
-        64,
-        tcp_segment(sport, dport, flags, b""),
-        Some(16),
-    )
+    tcp6_payload_to(dst_mac, src, sport, dst, dport, flags, b"")
 }
 
 /// A TCP/IPv6 segment with `payload` to `dst_mac`.
@@ -218,24 +209,21 @@ pub fn tcp6_payload_to(
 
 /// A UDP/IPv4 datagram to the cluster MAC.
 pub fn udp4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: &[u8]) -> Vec<u8> {
-    ipv4(
-        CLUSTER_MAC,
-        src,
-        dst,
-        proto::UDP,
-        udp_datagram(sport, dport, payload),
-        Some(6),
-    )
+    udp4_payload_to(CLUSTER_MAC, src, sport, dst, dport, payload)
 }
 
 /// A UDP/IPv4 datagram with a small payload to `dst_mac`.
 pub fn udp4_to(dst_mac: Mac, src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Vec<u8> {
+    udp4_payload_to(dst_mac, src, sport, dst, dport, b"query")
+}
+
+fn udp4_payload_to(dst_mac: Mac, src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: &[u8]) -> Vec<u8> {
     ipv4(
         dst_mac,
         src,
         dst,
         proto::UDP,
-        udp_datagram(sport, dport, b"query"),
+        udp_datagram(sport, dport, payload),
         Some(6),
     )
 }

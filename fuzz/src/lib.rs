@@ -7,7 +7,7 @@ use synshare_control::layout::Layout;
 use synshare_control::layout::MemberId;
 use synshare_control::protocol::{Agent, Settings};
 use synshare_control::wire::{Keys, Role};
-use synshare_dataplane::classify::{Action, Classifier, NodeAddresses, Vip};
+use synshare_dataplane::classify::Action;
 use synshare_dataplane::counters::Counter;
 use synshare_dataplane::flow::{FlowKey, FlowState, FlowTable, FlowTimeouts};
 use synshare_dataplane::hash::Bucket;
@@ -19,17 +19,7 @@ use synshare_dataplane::synth::{CLIENT_V4, CLUSTER_MAC, KERNEL_MAC, NODE_MAC, V4
 pub const BUCKETS: u32 = 64;
 
 /// The classifier of a node serving TCP 80 and UDP 53 on both VIPs.
-pub fn classifier() -> Classifier {
-    Classifier::new(NodeAddresses {
-        node_mac: NODE_MAC,
-        kernel_mac: KERNEL_MAC,
-        cluster_mac: CLUSTER_MAC,
-        vips: vec![
-            Vip::new(Addr::V4(V4_VIP), &[80], &[53]),
-            Vip::new(Addr::V6(V6_VIP), &[80], &[53]),
-        ],
-    })
-}
+pub use synshare_dataplane::synth::classifier;
 
 /// A view with buckets in all three states (bucket i: i mod 3).
 pub fn view() -> OwnershipView {

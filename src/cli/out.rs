@@ -26,18 +26,18 @@ pub fn print_bytes(bytes: &[u8]) {
 
 /// Writes `value` as pretty JSON and a newline.
 pub fn json<T: serde::Serialize>(value: &T) {
-    match serde_json::to_string_pretty(value) {
-        Ok(s) => print(&(s + "\n")),
-        Err(e) => {
-            eprintln!("synshare: cannot encode JSON: {e}");
-            std::process::exit(1);
-        }
-    }
+    print_json(serde_json::to_string_pretty(value));
 }
 
 /// Writes `value` as one line of JSON (for streams: one object per line).
 pub fn json_line<T: serde::Serialize>(value: &T) {
-    match serde_json::to_string(value) {
+    print_json(serde_json::to_string(value));
+}
+
+/// Writes `encoded` and a newline; ends the process with status 1 if the
+/// value could not be encoded.
+fn print_json(encoded: serde_json::Result<String>) {
+    match encoded {
         Ok(s) => print(&(s + "\n")),
         Err(e) => {
             eprintln!("synshare: cannot encode JSON: {e}");

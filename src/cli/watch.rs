@@ -36,7 +36,7 @@ pub fn counters(reply: &Reply) -> Reading {
                 } else {
                     format!("segment{}.", seg.segment)
                 };
-                for (port, p) in [("wire", &seg.wire), ("kernel", &seg.exception)] {
+                for (port, p) in [("wire", &seg.wire.stats), ("kernel", &seg.exception.stats)] {
                     c.insert(format!("{at}{port}.rx_packets"), p.ipackets);
                     c.insert(format!("{at}{port}.tx_packets"), p.opackets);
                     c.insert(format!("{at}{port}.rx_bytes"), p.ibytes);
@@ -134,13 +134,17 @@ pub fn summary(r: &Rates) -> String {
 mod tests {
     use super::*;
     use crate::status::{PortStatus, WorkerStatus};
+    use synshare_dpdk::PortStats;
 
     fn node(uptime_s: f64, rx: u64, syn: u64) -> Reply {
         Reply::Node(Box::new(NodeStatus {
             uptime_s,
             wire: PortStatus {
-                ipackets: rx,
-                ibytes: rx * 100,
+                stats: PortStats {
+                    ipackets: rx,
+                    ibytes: rx * 100,
+                    ..PortStats::default()
+                },
                 ..PortStatus::default()
             },
             workers: vec![WorkerStatus {

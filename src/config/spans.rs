@@ -322,92 +322,66 @@ impl Reader {
             (self.i, self.line, self.col) = save;
             field
         };
-        let mut index = 0;
-        loop {
-            self.skip_trivia();
-            if self.peek() == Some(')') {
-                self.bump();
-                return Ok(());
-            }
+        self.items(')', |p, index| {
             if is_struct {
-                let name = self.ident();
+                let name = p.ident();
                 if name.is_empty() {
                     return Err(Stop);
                 }
-                self.skip_trivia();
-                self.expect(':')?;
-                let field = join(path, &name);
-                self.value(field, depth + 1)?;
+                p.skip_trivia();
+                p.expect(':')?;
+                p.value(join(path, &name), depth + 1)
             } else if transparent {
-                self.value(path.to_owned(), depth + 1)?;
+                p.value(path.to_owned(), depth + 1)
             } else {
-                self.value(format!("{path}[{index}]"), depth + 1)?;
+                p.value(format!("{path}[{index}]"), depth + 1)
             }
-            index += 1;
-            self.skip_trivia();
-            match self.peek() {
-                Some(',') => {
-                    self.bump();
-                }
-                Some(')') => {}
-                _ => return Err(Stop),
-            }
-        }
+        })
     }
 
     fn list(&mut self, path: &str, depth: usize) -> Result<(), Stop> {
         self.expect('[')?;
-        let mut index = 0;
-        loop {
-            self.skip_trivia();
-            if self.peek() == Some(']') {
-                self.bump();
-                return Ok(());
-            }
-            self.value(format!("{path}[{index}]"), depth + 1)?;
-            index += 1;
-            self.skip_trivia();
-            match self.peek() {
-                Some(',') => {
-                    self.bump();
-                }
-                Some(']') => {}
-                _ => return Err(Stop),
-            }
-        }
+        self.items(']', |p, index| p.value(format!("{path}[{index}]"), depth + 1))
     }
 
     fn map(&mut self, path: &str, depth: usize) -> Result<(), Stop> {
         self.expect('{')?;
         let mut seen = std::collections::BTreeSet::new();
-        loop {
-            self.skip_trivia();
-            if self.peek() == Some('}') {
-                self.bump();
-                return Ok(());
-            }
-            let pos = (self.line, self.col);
-            let key = if self.is_literal_start() {
-                self.literal()?
-            } else {
-                self.atom()
-            };
+        self.items('}', |p, _| {
+            let pos = (p.line, p.col);
+            let key = if p.is_literal_start() { p.literal()? } else { p.atom() };
             if key.is_empty() {
                 return Err(Stop);
             }
             let entry = join(path, &key);
             if !seen.insert(key) {
-                self.spans.duplicates.push((entry.clone(), pos));
+                p.spans.duplicates.push((entry.clone(), pos));
             }
+            p.skip_trivia();
+            p.expect(':')?;
+            p.value(entry, depth + 1)
+        })
+    }
+
+    /// The items of a `( )`, `[ ]` or `{ }` after its opening bracket, up to
+    /// and with `close`: each read by `item` (given its index), separated
+    /// by commas, a trailing comma allowed.
+    fn items(&mut self, close: char, mut item: impl FnMut(&mut Self, usize) -> Result<(), Stop>) -> Result<(), Stop> {
+        let mut index = 0;
+        loop {
             self.skip_trivia();
-            self.expect(':')?;
-            self.value(entry, depth + 1)?;
+            if self.peek() == Some(close) {
+                self.bump();
+                return Ok(());
+            }
+            item(self, index)?;
+            index += 1;
             self.skip_trivia();
             match self.peek() {
                 Some(',') => {
                     self.bump();
                 }
-                Some('}') => {}
+                Some(c) if c == close => {}
                 _ => return Err(Stop),
             }
         }

@@ -42,12 +42,90 @@ fn rejoins(sim: &mut Sim, i: usize, min: f64) {
     }
 }
 
+/// Runs until `nodes` serve every bucket, at most 5 s.
+fn served(sim: &mut Sim, nodes: &[usize]) {
+    assert!(
+        sim.run_until_served(nodes, 5_000).is_some(),
+        "nodes {nodes:?} never served every bucket"
+    );
+}
+
+/// Runs until `nodes` serve every bucket again, within the failover bound.
+fn fails_over(sim: &mut Sim, nodes: &[usize], what: &str) {
+    let t = sim.run_until_served(nodes, 3_000);
+    assert!(
+        t.is_some_and(|t| t <= FAILOVER_BOUND_MS),
+        "{what}: {nodes:?} served after {t:?} ms"
+    );
+}
+
+/// Milliseconds of the next `ms` in which some bucket is not open on
+/// exactly one of `nodes`.
+fn unserved_ms(sim: &mut Sim, nodes: &[usize], ms: u64) -> u64 {
+    let mut unserved = 0;
+    for _ in 0..ms {
+        sim.step();
+        if !sim.all_open_once(nodes) {
+            unserved += 1;
+        }
+    }
+    unserved
+}
+
+/// No bucket is open on node `i`.
+fn closed(sim: &Sim, i: usize) -> bool {
+    (0..1024).all(|b| !sim.nodes[i].open(b, sim.now))
+}
+
+/// The newest log index any agent has.
+fn newest_epoch(sim: &Sim) -> u64 {
+    sim.nodes
+        .iter()
+        .filter_map(|n| n.agent.as_ref())
+        .map(|a| a.epoch().index)
+        .max()
+        .unwrap()
+}
+
 fn converged(weights: &[u32], seed: u64) -> Sim {
     let mut sim = Sim::new(weights, settings(), seed);
     let all: Vec<usize> = (0..weights.len()).collect();
-    let t = sim.run_until_served(&all, 5_000);
-    assert!(t.is_some(), "the cluster never served every bucket");
+    served(&mut sim, &all);
     sim
+}
+
+/// A coordinator (member 0, index 0) and nodes 1, 2, ... of `weights`
+/// (index = member id), once every node serves.
+fn converged_with_a_coordinator(weights: &[u32], seed: u64) -> Sim {
+    let mut sim = Sim::new(&[], settings(), seed);
+    let ids: Vec<MemberId> = (0..=weights.len() as u32).map(MemberId).collect();
+    sim.add(MemberId(0), Role::Coordinator, 0, &ids, Keys::single(KEY));
+    for (id, w) in ids[1..].iter().zip(weights) {
+        sim.add(*id, Role::Node, *w, &ids, Keys::single(KEY));
+    }
+    let nodes: Vec<usize> = (1..=weights.len()).collect();
+    served(&mut sim, &nodes);
+    sim
+}
+
+/// A node's heartbeat from member 3 of segment 0, zero elsewhere.
+fn heartbeat(incarnation: u64, seq: u64) -> Heartbeat {
+    Heartbeat {
+        from: Sender {
+            segment: 0,
+            member: 3,
+            incarnation,
+            role: Role::Node,
+            draining: false,
+        },
+        seq,
+        weight_milli: 0,
+        connections: 0,
+        held: 0,
+        applied: 0,
+        log_last: 0,
+        heard: Vec::new(),
+    }
 }
 
 #[test]
@@ -123,16 +201,12 @@ fn an_isolated_node_stops_and_the_others_take_its_buckets_within_a_second() {
     let mut sim = converged(&[1000, 2000, 3000], 2);
     sim.run(1_000);
     sim.isolate(0, true);
-    let t = sim.run_until_served(&[1, 2], 3_000);
-    assert!(
-        t.is_some_and(|t| t <= FAILOVER_BOUND_MS),
-        "quorum side served everything after {t:?} ms"
-    );
+    fails_over(&mut sim, &[1, 2], "quorum side");
     sim.run(8_000);
     // The cut-off node holds its buckets but may not open them: no lease.
     assert!(sim.agent(0).unwrap().lease_until(sim.nodes[0].local(sim.now)).is_none());
     sim.isolate(0, false);
-    assert!(sim.run_until_served(&[0, 1, 2], 5_000).is_some());
+    served(&mut sim, &[0, 1, 2]);
     rejoins(&mut sim, 0, 0.1);
     assert_exclusive(&sim, "isolation");
 }
@@ -144,8 +218,7 @@ fn a_deaf_node_one_way_stops_and_its_buckets_move() {
     for j in 1..3 {
         sim.blocked[j][0] = true;
     }
-    let t = sim.run_until_served(&[1, 2], 3_000);
-    assert!(t.is_some_and(|t| t <= FAILOVER_BOUND_MS), "served after {t:?} ms");
+    fails_over(&mut sim, &[1, 2], "deaf node");
     sim.run(8_000);
     let epochs = sim.agent(1).unwrap().epoch().index;
     sim.run(2_000);
@@ -154,7 +227,7 @@ fn a_deaf_node_one_way_stops_and_its_buckets_move() {
         "a deaf node must not make tables move"
     );
     sim.heal();
-    assert!(sim.run_until_served(&[0, 1, 2], 5_000).is_some());
+    served(&mut sim, &[0, 1, 2]);
     rejoins(&mut sim, 0, 0.2);
     assert_exclusive(&sim, "one-way deafness");
 }
@@ -166,11 +239,10 @@ fn a_mute_node_one_way_stops_and_its_buckets_move() {
     for j in 1..3 {
         sim.blocked[0][j] = true;
     }
-    let t = sim.run_until_served(&[1, 2], 3_000);
-    assert!(t.is_some_and(|t| t <= FAILOVER_BOUND_MS), "served after {t:?} ms");
+    fails_over(&mut sim, &[1, 2], "mute node");
     sim.run(5_000);
     sim.heal();
-    assert!(sim.run_until_served(&[0, 1, 2], 5_000).is_some());
+    served(&mut sim, &[0, 1, 2]);
     assert_exclusive(&sim, "one-way muteness");
 }
 
@@ -180,32 +252,14 @@ fn a_non_transitive_partition_makes_no_table_storm_and_serves_everything() {
     // 1 and 2 cannot hear each other; both hear 3.
     sim.blocked[0][1] = true;
     sim.blocked[1][0] = true;
-    let before = sim
-        .nodes
-        .iter()
-        .filter_map(|n| n.agent.as_ref())
-        .map(|a| a.epoch().index)
-        .max()
-        .unwrap();
+    let before = newest_epoch(&sim);
     sim.run(2_000);
-    let mut unserved = 0;
-    for _ in 0..8_000 {
-        sim.step();
-        if !sim.all_open_once(&[0, 1, 2]) {
-            unserved += 1;
-        }
-    }
-    let after = sim
-        .nodes
-        .iter()
-        .filter_map(|n| n.agent.as_ref())
-        .map(|a| a.epoch().index)
-        .max()
-        .unwrap();
+    let unserved = unserved_ms(&mut sim, &[0, 1, 2], 8_000);
+    let after = newest_epoch(&sim);
     assert!(after - before < 20, "{} log entries in 10 s", after - before);
     assert!(unserved < 100, "some bucket unserved {unserved} ms of 8000");
     sim.heal();
-    assert!(sim.run_until_served(&[0, 1, 2], 5_000).is_some());
+    served(&mut sim, &[0, 1, 2]);
     assert_exclusive(&sim, "non-transitive partition");
 }
 
@@ -213,20 +267,13 @@ fn a_non_transitive_partition_makes_no_table_storm_and_serves_everything() {
 fn a_minority_partition_fences_and_the_majority_serves() {
     let mut sim = converged(&[1000, 1000, 1000, 1000, 1000], 6);
     sim.partition(&[0, 0, 1, 1, 1]);
-    let t = sim.run_until_served(&[2, 3, 4], 3_000);
-    assert!(
-        t.is_some_and(|t| t <= FAILOVER_BOUND_MS),
-        "majority served after {t:?} ms"
-    );
+    fails_over(&mut sim, &[2, 3, 4], "majority");
     sim.run(8_000);
     for i in [0, 1] {
-        assert!(
-            (0..1024).all(|b| !sim.nodes[i].open(b, sim.now)),
-            "minority node {i} open"
-        );
+        assert!(closed(&sim, i), "minority node {i} open");
     }
     sim.heal();
-    assert!(sim.run_until_served(&[0, 1, 2, 3, 4], 5_000).is_some());
+    served(&mut sim, &[0, 1, 2, 3, 4]);
     assert_exclusive(&sim, "minority partition");
 }
 
@@ -235,10 +282,9 @@ fn a_stalled_process_is_closed_by_its_own_workers_and_comes_back() {
     let mut sim = converged(&[1000, 2000, 3000], 7);
     sim.run(1_000);
     sim.stall(0, 3_000);
-    let t = sim.run_until_served(&[1, 2], 3_000);
-    assert!(t.is_some_and(|t| t <= FAILOVER_BOUND_MS), "served after {t:?} ms");
+    fails_over(&mut sim, &[1, 2], "stalled node");
     sim.run(3_000);
-    assert!(sim.run_until_served(&[0, 1, 2], 5_000).is_some());
+    served(&mut sim, &[0, 1, 2]);
     rejoins(&mut sim, 0, 0.1);
     assert_exclusive(&sim, "stall");
 }
@@ -254,7 +300,7 @@ fn a_stalled_control_loop_leaves_workers_enforcing_nothing_past_the_lease() {
     sim.stall(0, 5_000);
     sim.run(2_000);
     assert!(sim.nodes[0].local(sim.now) > deadline);
-    assert!((0..1024).all(|b| !sim.nodes[0].open(b, sim.now)));
+    assert!(closed(&sim, 0));
     assert!(sim.all_open_once(&[1, 2]));
     assert_exclusive(&sim, "stalled control");
 }
@@ -273,7 +319,7 @@ fn a_node_with_a_wrong_key_holds_nothing() {
         n.agent = Some(Agent::new(n.id, &ids, 1, settings(), Keys::single(KEY), 1000, None, 0).unwrap());
     }
     let bad = sim.add(MemberId(4), Role::Node, 1000, &ids, Keys::single(b"wrong key"));
-    assert!(sim.run_until_served(&[0, 1, 2], 5_000).is_some());
+    served(&mut sim, &[0, 1, 2]);
     sim.run(5_000);
     assert_eq!(sim.agent(bad).unwrap().held_count(), 0);
     assert!(sim.agent(0).unwrap().stats().rejected_bad_tag > 0);
@@ -286,7 +332,7 @@ fn an_unlisted_new_node_holds_nothing() {
     let ids: Vec<MemberId> = (1..=4).map(MemberId).collect();
     let new = sim.add(MemberId(4), Role::Node, 5000, &ids, Keys::single(KEY));
     sim.run(5_000);
-    assert!((0..1024).all(|b| !sim.nodes[new].open(b, sim.now)));
+    assert!(closed(&sim, new));
     assert!(sim.all_open_once(&[0, 1, 2]));
     assert!(sim.agent(0).unwrap().stats().rejected_unknown_member > 0);
     assert_exclusive(&sim, "unlisted node");
@@ -304,7 +350,7 @@ fn a_duplicate_member_id_fences_and_never_double_accepts() {
     };
     sim.run(5_000);
     assert!(sim.agent(1).unwrap().duplicate() || sim.agent(dup).unwrap().duplicate());
-    assert!((0..1024).all(|b| !sim.nodes[dup].open(b, sim.now)));
+    assert!(closed(&sim, dup));
     assert_exclusive(&sim, "duplicate id");
 }
 
@@ -312,20 +358,10 @@ fn a_duplicate_member_id_fences_and_never_double_accepts() {
 fn an_authentic_heartbeat_with_a_poison_index_changes_nothing() {
     let mut sim = converged(&[1000, 1000, 1000], 12);
     let hb = Heartbeat {
-        from: Sender {
-            segment: 0,
-            member: 3,
-            incarnation: u64::MAX,
-            role: Role::Node,
-            draining: false,
-        },
-        seq: u64::MAX,
         weight_milli: u32::MAX,
-        connections: 0,
-        held: 0,
         applied: u64::MAX - 1,
         log_last: u64::MAX - 1,
-        heard: Vec::new(),
+        ..heartbeat(u64::MAX, u64::MAX)
     };
     let bytes = wire::encode_heartbeat(&hb, &Keys::single(KEY)).unwrap();
     let local = sim.nodes[0].local(sim.now);
@@ -343,7 +379,7 @@ fn a_restart_takes_a_larger_incarnation_from_the_saved_state_whatever_the_wall_c
     assert!(sim.run_until_served(&[0, 2], 3_000).is_some());
     sim.restart(1);
     assert!(sim.agent(1).unwrap().incarnation() > before);
-    assert!(sim.run_until_served(&[0, 1, 2], 5_000).is_some());
+    served(&mut sim, &[0, 1, 2]);
     rejoins(&mut sim, 1, 0.2);
     // The saved state round-trips through its encoding.
     let saved = sim.nodes[1].saved.clone().unwrap();
@@ -358,11 +394,7 @@ fn a_flood_of_junk_changes_nothing_and_is_counted() {
     sim.junk_per_ms = 50;
     sim.run(3_000);
     sim.kill(2);
-    let t = sim.run_until_served(&[0, 1], 3_000);
-    assert!(
-        t.is_some_and(|t| t <= FAILOVER_BOUND_MS),
-        "failover under flood after {t:?} ms"
-    );
+    fails_over(&mut sim, &[0, 1], "under flood");
     let s = sim.agent(0).unwrap().stats();
     assert!(s.rejected_bad_length + s.rejected_not_heartbeat > 100_000);
     assert_exclusive(&sim, "flood");
@@ -370,21 +402,13 @@ fn a_flood_of_junk_changes_nothing_and_is_counted() {
 
 #[test]
 fn members_that_fail_one_after_another_leave_the_last_serving_with_a_witness() {
-    let mut sim = Sim::new(&[], settings(), 15);
-    let ids: Vec<MemberId> = (0..=3).map(MemberId).collect();
-    sim.add(MemberId(0), Role::Coordinator, 0, &ids, Keys::single(KEY));
-    for id in 1..=3 {
-        sim.add(MemberId(id), Role::Node, 1000, &ids, Keys::single(KEY));
-    }
-    assert!(sim.run_until_served(&[1, 2, 3], 5_000).is_some());
+    let mut sim = converged_with_a_coordinator(&[1000, 1000, 1000], 15);
     assert_eq!(sim.agent(0).unwrap().held_count(), 0, "the witness holds nothing");
     sim.kill(3);
-    let t = sim.run_until_served(&[1, 2], 3_000);
-    assert!(t.is_some_and(|t| t <= FAILOVER_BOUND_MS), "3 → 2 after {t:?} ms");
+    fails_over(&mut sim, &[1, 2], "3 → 2");
     sim.run(3_000);
     sim.kill(2);
-    let t = sim.run_until_served(&[1], 3_000);
-    assert!(t.is_some_and(|t| t <= FAILOVER_BOUND_MS), "2 → 1 after {t:?} ms");
+    fails_over(&mut sim, &[1], "2 → 1");
     sim.run(3_000);
     // Then the witness goes too: node 1 and the witness were the voters
     // left after the removals, so node 1 alone has no majority... unless
@@ -397,29 +421,17 @@ fn members_that_fail_one_after_another_leave_the_last_serving_with_a_witness() {
 #[test]
 fn a_two_node_cluster_with_a_witness_survives_losing_either_node() {
     for victim in [1usize, 2] {
-        let mut sim = Sim::new(&[], settings(), 16 + victim as u64);
-        let ids: Vec<MemberId> = (0..=2).map(MemberId).collect();
-        sim.add(MemberId(0), Role::Coordinator, 0, &ids, Keys::single(KEY));
-        sim.add(MemberId(1), Role::Node, 1000, &ids, Keys::single(KEY));
-        sim.add(MemberId(2), Role::Node, 1000, &ids, Keys::single(KEY));
-        assert!(sim.run_until_served(&[1, 2], 5_000).is_some());
+        let mut sim = converged_with_a_coordinator(&[1000, 1000], 16 + victim as u64);
         sim.kill(victim);
         let other = 3 - victim;
-        let t = sim.run_until_served(&[other], 3_000);
-        assert!(t.is_some_and(|t| t <= FAILOVER_BOUND_MS), "victim {victim}: {t:?} ms");
+        fails_over(&mut sim, &[other], &format!("victim {victim}"));
         assert_exclusive(&sim, "two nodes and a witness");
     }
 }
 
 #[test]
 fn a_coordinator_leads_holds_nothing_and_the_nodes_go_on_without_it() {
-    let mut sim = Sim::new(&[], settings(), 18);
-    let ids: Vec<MemberId> = (0..=3).map(MemberId).collect();
-    sim.add(MemberId(0), Role::Coordinator, 0, &ids, Keys::single(KEY));
-    for id in 1..=3 {
-        sim.add(MemberId(id), Role::Node, 1000 * id, &ids, Keys::single(KEY));
-    }
-    assert!(sim.run_until_served(&[1, 2, 3], 5_000).is_some());
+    let mut sim = converged_with_a_coordinator(&[1000, 2000, 3000], 18);
     sim.run(3_000);
     assert_eq!(
         sim.agent(1).unwrap().leader(),
@@ -430,8 +442,7 @@ fn a_coordinator_leads_holds_nothing_and_the_nodes_go_on_without_it() {
     sim.run(3_000);
     assert!(sim.all_open_once(&[1, 2, 3]));
     sim.kill(3);
-    let t = sim.run_until_served(&[1, 2], 3_000);
-    assert!(t.is_some_and(|t| t <= FAILOVER_BOUND_MS), "{t:?} ms");
+    fails_over(&mut sim, &[1, 2], "coordinator gone");
     assert_exclusive(&sim, "coordinator");
 }
 
@@ -453,17 +464,11 @@ fn a_moving_bucket_is_unserved_for_about_one_message_delay() {
     let mut sim = converged(&[1000, 1000, 1000], 20);
     sim.run(1_000);
     sim.agent_mut(2).unwrap().set_weight(3000);
-    let mut unserved_ms = 0;
-    for _ in 0..2_000 {
-        sim.step();
-        if !sim.all_open_once(&[0, 1, 2]) {
-            unserved_ms += 1;
-        }
-    }
+    let unserved = unserved_ms(&mut sim, &[0, 1, 2], 2_000);
     rejoins(&mut sim, 2, 0.5);
     // Release, the enforced index in a heartbeat, claim: a few delays plus
     // at most one heartbeat interval, never a lease.
-    assert!(unserved_ms <= 120, "unserved for {unserved_ms} ms");
+    assert!(unserved <= 120, "unserved for {unserved} ms");
     assert_exclusive(&sim, "hand-off");
 }
 
@@ -472,20 +477,8 @@ fn forged_replayed_stale_and_foreign_datagrams_change_nothing() {
     let mut sim = converged(&[1000, 1000, 1000], 21);
     let keys = Keys::single(KEY);
     let mut hb = Heartbeat {
-        from: Sender {
-            segment: 0,
-            member: 3,
-            incarnation: 1,
-            role: Role::Node,
-            draining: false,
-        },
-        seq: 1,
         weight_milli: 1,
-        connections: 0,
-        held: 0,
-        applied: 0,
-        log_last: 0,
-        heard: Vec::new(),
+        ..heartbeat(1, 1)
     };
     let local = sim.nodes[0].local(sim.now);
     let a = sim.agent_mut(0).unwrap();
