@@ -222,16 +222,48 @@ enum Dest {
     Other,
 }
 
-/// What the fast path read from a frame.
-struct FastTcp {
+/// What the fast path read from a frame. The addresses stay in the frame
+/// until a frame of an open bucket needs them for its flow's key (most
+/// frames of a node that is one of many do not).
+struct FastTcp<'a> {
     dest: Dest,
-    client: Addr,
-    vip: Addr,
+    /// Client then VIP address, as on the wire: 8 bytes (IPv4) or 32.
+    addresses: &'a [u8],
     client_port: u16,
     vip_port: u16,
     flags: u8,
     /// XOR of the tuple's 16-bit words (see [`symmetric`]).
     folded: u16,
+}
+
+impl FastTcp<'_> {
+    /// The VIP address (the destination).
+    #[inline(always)]
+    fn vip(&self) -> Addr {
+        let a = self.addresses;
+        match a.len() {
+            8 => Addr::V4([a[4], a[5], a[6], a[7]]),
+            _ => {
+                let mut v = [0u8; 16];
+                v.copy_from_slice(&a[16..32]);
+                Addr::V6(v)
+            }
+        }
+    }
+
+    /// The client address (the source).
+    #[inline(always)]
+    fn client(&self) -> Addr {
+        let a = self.addresses;
+        match a.len() {
+            8 => Addr::V4([a[0], a[1], a[2], a[3]]),
+            _ => {
+                let mut c = [0u8; 16];
+                c.copy_from_slice(&a[0..16]);
+                Addr::V6(c)
+            }
+        }
+    }
 }
 
 /// The outcome of a TCP segment to a VIP port in a closed bucket (see
@@ -295,7 +327,7 @@ impl Classifier {
     /// parser: every frame the fast path takes, the full path would parse
     /// to the same fields.
     #[inline]
-    fn fast_tcp(&self, frame: &[u8]) -> Option<FastTcp> {
+    fn fast_tcp<'a>(&self, frame: &'a [u8]) -> Option<FastTcp<'a>> {
         // As the full parser: never look past 64 KiB.
         let frame = &frame[..frame.len().min(usize::from(u16::MAX))];
         const ETH: usize = ethernet::Header::<&[u8]>::LEN;
@@ -322,7 +354,7 @@ impl Classifier {
             return None;
         }
         let l3 = &frame[ETH..];
-        let (l4, client, vip, addresses) = match eth.ethertype() {
+        let (l4, addresses) = match eth.ethertype() {
             ethertype::IPV4 => {
                 let ip = ipv4::Header::new_unchecked(l3);
                 let total = ip.total_len();
@@ -335,8 +367,7 @@ impl Classifier {
                 {
                     return None;
                 }
-                let folded = symmetric::fold(&l3[ipv4::field::ADDRESSES]);
-                (&l3[V4..total], Addr::V4(ip.src()), Addr::V4(ip.dst()), folded)
+                (&l3[V4..total], &l3[ipv4::field::ADDRESSES])
             }
             ethertype::IPV6 => {
                 let ip = ipv6::Header::new_checked(l3)?;
@@ -344,8 +375,7 @@ impl Classifier {
                 if ip.version() != 6 || ip.next_header() != proto::TCP || payload < TCP || V6 + payload > l3.len() {
                     return None;
                 }
-                let folded = symmetric::fold(&l3[ipv6::field::ADDRESSES]);
-                (&l3[V6..V6 + payload], Addr::V6(ip.src()), Addr::V6(ip.dst()), folded)
+                (&l3[V6..V6 + payload], &l3[ipv6::field::ADDRESSES])
             }
             _ => return None,
         };
@@ -357,12 +387,11 @@ impl Classifier {
         let ports = t.ports();
         Some(FastTcp {
             dest,
-            client,
-            vip,
+            addresses,
             client_port: (ports >> 16) as u16,
             vip_port: ports as u16,
             flags: t.flags(),
-            folded: addresses ^ symmetric::fold32(ports),
+            folded: symmetric::fold(addresses) ^ symmetric::fold32(ports),
         })
     }
 
@@ -381,7 +410,7 @@ impl Classifier {
         if t.dest == Dest::Other {
             return Look(Seen::Done(Counter::DropNotForUs));
         }
-        let Some(vip) = self.vip(t.vip) else {
+        let Some(vip) = self.vip(t.vip()) else {
             return Look(match t.dest {
                 Dest::Cluster => Seen::Done(Counter::DropClusterMacNotVip),
                 _ => Seen::Local,
@@ -396,7 +425,7 @@ impl Classifier {
         if !flows.is_open(value) {
             return Look(Seen::Done(closed_tcp(t.flags)));
         }
-        let flow = FlowRef::new(&FlowKey::new(t.client, t.client_port, t.vip, t.vip_port), value);
+        let flow = FlowRef::new(&FlowKey::new(t.client(), t.client_port, vip.addr, t.vip_port), value);
         flows.prefetch(&flow);
         Look(Seen::Tcp {
             flags: t.flags,
