@@ -123,12 +123,15 @@ fn load_state(path: &Path) -> Result<Option<Persisted>, String> {
     }
 }
 
-fn save_state(path: &Path, p: &Persisted) -> std::io::Result<()> {
+/// Writes the state durably; returns its size in bytes.
+fn save_state(path: &Path, p: &Persisted) -> std::io::Result<u64> {
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(&p.encode())?;
+    let bytes = p.encode();
+    f.write_all(&bytes)?;
     f.sync_data()?;
-    std::fs::rename(&tmp, path)
+    std::fs::rename(&tmp, path)?;
+    Ok(bytes.len() as u64)
 }
 
 /// Binds, loads the saved state and starts the exchange thread.
@@ -166,6 +169,8 @@ pub fn start(
         buf: vec![0u8; 65_536],
         send_errors: 0,
         rejected_unknown_source: 0,
+        state_bytes: 0,
+        log_entries: 0,
         events: BTreeMap::new(),
         lease_valid: false,
     };
@@ -210,6 +215,10 @@ struct Driver {
     buf: Vec<u8>,
     send_errors: u64,
     rejected_unknown_source: u64,
+    /// The last state file written: its bytes and the consensus log
+    /// entries it holds (the log is not compacted: see docs/exchange.md).
+    state_bytes: u64,
+    log_entries: u64,
     events: BTreeMap<&'static str, u64>,
     lease_valid: bool,
 }
@@ -224,7 +233,9 @@ impl Driver {
 
     fn persist(&mut self) -> Result<(), String> {
         if let Some(p) = self.agent.take_persist() {
-            save_state(&self.state, &p).map_err(|e| format!("exchange: cannot save {}: {e}", self.state.display()))?;
+            self.state_bytes = save_state(&self.state, &p)
+                .map_err(|e| format!("exchange: cannot save {}: {e}", self.state.display()))?;
+            self.log_entries = p.log_entries() as u64;
         }
         Ok(())
     }
@@ -486,6 +497,8 @@ impl Driver {
             ("accepted", s.accepted),
             ("consensus_accepted", s.consensus_accepted),
             ("rejected_unknown_source", self.rejected_unknown_source),
+            ("state_file_bytes", self.state_bytes),
+            ("log_entries", self.log_entries),
             ("rejected_bad_length", s.rejected_bad_length),
             ("rejected_not_heartbeat", s.rejected_not_heartbeat),
             ("rejected_unknown_key", s.rejected_unknown_key),

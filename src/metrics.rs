@@ -265,7 +265,7 @@ fn exchange_families(o: &mut String, node: &str, me: u32, xs: &[(&ExchangeStatus
         return;
     }
     type PerSegment<'a> = &'a dyn Fn(&ExchangeStatus) -> String;
-    let per_segment: [(&'static str, &str, PerSegment); 4] = [
+    let per_segment: [(&'static str, &str, PerSegment); 6] = [
         (
             "lease_seconds",
             "Lease left; 0: fenced (no majority heard both ways), no new connections taken.",
@@ -284,6 +284,16 @@ fn exchange_families(o: &mut String, node: &str, me: u32, xs: &[(&ExchangeStatus
         ("voters", "Members that vote in the segment's consensus.", &|x| {
             x.voters.len().to_string()
         }),
+        (
+            "state_file_bytes",
+            "Size of the segment's state file as last written (the consensus log is not compacted: it grows by one entry per table).",
+            &|x| x.stats.get("state_file_bytes").copied().unwrap_or(0).to_string(),
+        ),
+        (
+            "consensus_log_entries",
+            "Consensus log entries held in memory and in the state file.",
+            &|x| x.stats.get("log_entries").copied().unwrap_or(0).to_string(),
+        ),
     ];
     for (name, help, value) in per_segment {
         let mut m = Family::new(&mut *o, name, "gauge", help);
@@ -539,7 +549,14 @@ mod tests {
     #[test]
     fn every_segment_is_exported_and_each_family_is_declared_once() {
         let text = render(&sample());
-        for family in ["held_buckets", "lease_seconds", "peer_up", "exchange_rejected_total"] {
+        for family in [
+            "held_buckets",
+            "lease_seconds",
+            "peer_up",
+            "exchange_rejected_total",
+            "state_file_bytes",
+            "consensus_log_entries",
+        ] {
             for seg in ["0", "1"] {
                 assert!(
                     text.lines()

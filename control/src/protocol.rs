@@ -355,6 +355,12 @@ pub struct Persisted {
 const PERSIST_MAGIC: &[u8; 8] = b"SSSTATE1";
 
 impl Persisted {
+    /// Consensus log entries held (every one since the first: the log is
+    /// not compacted).
+    pub fn log_entries(&self) -> usize {
+        self.entries.len()
+    }
+
     /// Serialises (for a state file).
     pub fn encode(&self) -> Vec<u8> {
         let mut b = PERSIST_MAGIC.to_vec();
