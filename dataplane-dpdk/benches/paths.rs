@@ -17,7 +17,7 @@
 //! the median of five one-second runs. `SS_PATHS_FLOWS=N` changes the 1M.
 
 use std::time::{Duration, Instant};
-use synshare_dataplane::classify::{Classifier, Context, Look, PacketBuf};
+use synshare_dataplane::classify::{Classifier, Context, FrameBuf, Look, PacketBuf};
 use synshare_dataplane::counters::Counter;
 use synshare_dataplane::flow::{FlowKey, FlowState, FlowTimeouts};
 use synshare_dataplane::hash::Bucket;
@@ -30,27 +30,8 @@ use synshare_dpdk::worker::NodeFlows;
 const BURST: usize = 32;
 const BUCKETS: u32 = 65536;
 
-/// A frame buffer like an mbuf's data room.
-struct Buf {
-    data: [u8; 128],
-    len: usize,
-}
-
-impl PacketBuf for Buf {
-    fn bytes(&self) -> &[u8] {
-        &self.data[..self.len]
-    }
-    fn bytes_mut(&mut self) -> &mut [u8] {
-        &mut self.data[..self.len]
-    }
-    fn set_len(&mut self, len: usize) -> bool {
-        if len > self.data.len() {
-            return false;
-        }
-        self.len = len;
-        true
-    }
-}
+/// A frame buffer like an mbuf's data room, inline.
+type Buf = FrameBuf<128>;
 
 /// Client `i`: every fifth is IPv6.
 fn client(i: u64) -> (Addr, u16) {
@@ -174,7 +155,7 @@ fn setup(own_every: u32, flows: u64, kind: &str) -> Setup {
 /// Runs the burst loop over the frames for `secs`; returns (frames, TSC
 /// cycles, wall time).
 fn run(s: &mut Setup, secs: f64) -> (u64, u64, Duration) {
-    let mut bufs: Vec<Buf> = (0..BURST).map(|_| Buf { data: [0; 128], len: 0 }).collect();
+    let mut bufs: Vec<Buf> = (0..BURST).map(|_| Buf::new(&[])).collect();
     let mut looks = [Look::FULL; BURST];
     let mut now = 1u32;
     let mut done = 0u64;
@@ -187,8 +168,7 @@ fn run(s: &mut Setup, secs: f64) -> (u64, u64, Duration) {
             for b in bufs.iter_mut() {
                 let f = &s.frames[next];
                 next = (next + 1) % s.frames.len();
-                b.data[..f.len()].copy_from_slice(f);
-                b.len = f.len();
+                b.load(f);
             }
             s.flows.follow(&s.view);
             for (look, b) in looks.iter_mut().zip(bufs.iter()) {

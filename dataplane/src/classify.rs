@@ -33,32 +33,32 @@ pub trait PacketBuf {
     fn set_len(&mut self, len: usize) -> bool;
 }
 
-/// A frame in a fixed 2 KiB buffer, like an mbuf's data room: for
-/// deciding frames outside a worker (tests, fixtures, fuzzing).
+/// A frame in a fixed buffer of `N` bytes (2 KiB unless said), like an
+/// mbuf's data room: for deciding frames outside a worker (tests,
+/// fixtures, fuzzing, benchmarks).
 #[derive(Clone)]
-pub struct FrameBuf {
-    data: Box<[u8; 2048]>,
+pub struct FrameBuf<const N: usize = 2048> {
+    data: [u8; N],
     len: usize,
 }
 
-impl FrameBuf {
-    /// A buffer holding `frame` (cut at 2 KiB).
+impl<const N: usize> FrameBuf<N> {
+    /// A buffer holding `frame` (cut at `N` bytes).
     pub fn new(frame: &[u8]) -> Self {
-        let mut data = Box::new([0u8; 2048]);
-        let len = frame.len().min(2048);
-        data[..len].copy_from_slice(&frame[..len]);
-        FrameBuf { data, len }
+        let mut b = FrameBuf { data: [0u8; N], len: 0 };
+        b.load(frame);
+        b
     }
 
-    /// Replaces the content with `frame` without allocating.
+    /// Replaces the content with `frame` (cut at `N` bytes).
     pub fn load(&mut self, frame: &[u8]) {
-        let len = frame.len().min(2048);
+        let len = frame.len().min(N);
         self.data[..len].copy_from_slice(&frame[..len]);
         self.len = len;
     }
 }
 
-impl PacketBuf for FrameBuf {
+impl<const N: usize> PacketBuf for FrameBuf<N> {
     fn bytes(&self) -> &[u8] {
         &self.data[..self.len]
     }
@@ -878,8 +878,7 @@ impl Classifier {
             at += len;
         }
         if changed {
-            let mut message = icmp::Header::new_unchecked(&mut b[l4..end]);
-            message.set_checksum(0);
+            icmp::Header::new_unchecked(&mut b[l4..end]).set_checksum(0);
             let sum = icmpv6_checksum(b, l3, l4, end);
             icmp::Header::new_unchecked(&mut b[l4..end]).set_checksum(sum);
         }

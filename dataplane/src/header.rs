@@ -30,8 +30,7 @@ fn array<const N: usize>(b: &[u8], f: Field) -> [u8; N] {
 }
 
 /// Declares a view type over `T: AsRef<[u8]>` whose fixed part is `$len`
-/// bytes, with `new_checked`, `new_unchecked`, `into_inner`, `as_bytes`
-/// and `payload`.
+/// bytes, with `new_checked`, `new_unchecked` and `payload`.
 macro_rules! view {
     ($(#[$doc:meta])* $name:ident, $len:expr) => {
         $(#[$doc])*
@@ -55,30 +54,10 @@ macro_rules! view {
                 $name(buf)
             }
 
-            /// The buffer.
-            #[inline(always)]
-            pub fn into_inner(self) -> T {
-                self.0
-            }
-
-            /// The whole buffer, header first.
-            #[inline(always)]
-            pub fn as_bytes(&self) -> &[u8] {
-                self.0.as_ref()
-            }
-
             /// What follows the fixed part.
             #[inline(always)]
             pub fn payload(&self) -> &[u8] {
                 &self.0.as_ref()[Self::LEN..]
-            }
-        }
-
-        impl<T: AsRef<[u8]> + AsMut<[u8]>> $name<T> {
-            /// The whole buffer, writable.
-            #[inline(always)]
-            pub fn as_bytes_mut(&mut self) -> &mut [u8] {
-                self.0.as_mut()
             }
         }
     };
@@ -358,11 +337,6 @@ pub mod ipv4 {
         pub fn dst(&self) -> [u8; 4] {
             array(self.0.as_ref(), field::DST)
         }
-        /// Source and destination, as they sit on the wire.
-        #[inline(always)]
-        pub fn addresses(&self) -> &[u8] {
-            &self.0.as_ref()[field::ADDRESSES]
-        }
         /// True when the fixed 20-byte header's checksum verifies (the
         /// ones'-complement sum of its words is all ones). For a header
         /// with options, [`crate::packet::checksum`] over `header_len`.
@@ -441,11 +415,6 @@ pub mod ipv6 {
         #[inline(always)]
         pub fn dst(&self) -> [u8; 16] {
             array(self.0.as_ref(), field::DST)
-        }
-        /// Source and destination, as they sit on the wire.
-        #[inline(always)]
-        pub fn addresses(&self) -> &[u8] {
-            &self.0.as_ref()[field::ADDRESSES]
         }
     }
 

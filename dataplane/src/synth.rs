@@ -23,7 +23,8 @@ pub const V6_CLIENT: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0,
 /// The IPv6 VIP in examples.
 pub const V6_VIP: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0x00];
 
-pub use crate::classify::FrameBuf as TestBuf;
+/// A frame in a 2 KiB buffer.
+pub type TestBuf = crate::classify::FrameBuf;
 
 /// The example node's addresses: [`NODE_MAC`], [`KERNEL_MAC`] behind its
 /// exception port, [`CLUSTER_MAC`], and both VIPs serving TCP 80 and UDP 53.
