@@ -223,12 +223,44 @@ struct Driver {
     lease_valid: bool,
 }
 
+/// One reading of the driver's clock: milliseconds for the agent and the
+/// TSC (read just before them) for the workers' deadline.
+#[derive(Clone, Copy, Debug)]
+struct Now {
+    ms: u64,
+    tsc: u64,
+}
+
+/// The workers' lease deadline in TSC cycles (0: none) for the agent's
+/// lease `until` (ms), counted from the moment of `at` and ending `guard_ms`
+/// sooner. Counted from `at`, not from when it is published: a control
+/// thread stopped after reading its clock (in a write of the state file,
+/// say) must not, once it runs again, publish the old lease as if it had
+/// been granted just now. (It did, once: a node stopped for 3 s took new
+/// connections for a moment after it ran again, in buckets the others held.)
+fn worker_deadline(until: Option<u64>, at: Now, guard_ms: u64, tsc_per_ms: u64) -> u64 {
+    match until {
+        Some(until) if until > at.ms + guard_ms => at
+            .tsc
+            .saturating_add((until - at.ms - guard_ms).saturating_mul(tsc_per_ms)),
+        _ => 0,
+    }
+}
+
 /// Datagrams handled per wake-up at most, so a flood cannot starve ticks.
 const BATCH: usize = 1024;
 
 impl Driver {
     fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
+    }
+
+    /// Now, for the agent and for the workers' deadline: the TSC is read
+    /// first, so a stall between the two readings, or anywhere after them
+    /// before the deadline is published, can only shorten the deadline.
+    fn clock(&self) -> Now {
+        let tsc = self.workers.as_ref().map_or(0, |w| (w.tsc)());
+        Now { ms: self.now_ms(), tsc }
     }
 
     fn persist(&mut self) -> Result<(), String> {
@@ -264,10 +296,11 @@ impl Driver {
             }
             let wait = self.agent.next_deadline().saturating_sub(self.now_ms()).clamp(1, 10);
             self.receive(Duration::from_millis(wait));
-            let now = self.now_ms();
+            let clock = self.clock();
+            let now = clock.ms;
             let out = self.agent.tick(now);
             self.persist_and_send(out);
-            if self.publish(now) {
+            if self.publish(clock) {
                 // A release is in force on every worker: say so at once,
                 // the new holder is waiting for it.
                 let out = self.agent.tick(self.now_ms());
@@ -356,7 +389,8 @@ impl Driver {
 
     /// Publishes the view and the lease; true when a new view was
     /// published and every worker has taken it.
-    fn publish(&mut self, now: u64) -> bool {
+    fn publish(&mut self, clock: Now) -> bool {
+        let now = clock.ms;
         let Some(w) = &self.workers else { return false };
         let mut confirmed = false;
         if self.agent.take_view_changed() {
@@ -376,11 +410,9 @@ impl Driver {
         w.publisher.collect();
         let in_force = w.publisher.in_force();
         self.agent.confirm_view(in_force);
-        let deadline = match self.agent.lease_until(now) {
-            Some(until) => (w.tsc)().saturating_add(until.saturating_sub(now).saturating_mul(w.tsc_per_ms)),
-            None => 0,
-        };
-        w.lease.set(deadline);
+        let guard = self.agent.settings().worker_guard_ms();
+        w.lease
+            .set(worker_deadline(self.agent.lease_until(now), clock, guard, w.tsc_per_ms));
         confirmed
     }
 
@@ -631,4 +663,41 @@ pub struct ExchangeStatus {
     pub peers: Vec<PeerStatus>,
     /// Counters.
     pub stats: BTreeMap<String, u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stall_after_reading_the_clock_does_not_lengthen_the_workers_lease() {
+        // The agent grants until 10 400 ms at 10 000 ms; the TSC runs at
+        // 1 000 cycles per ms and read 5 000 000 then.
+        let at = Now {
+            ms: 10_000,
+            tsc: 5_000_000,
+        };
+        let lease = Lease::none();
+        lease.set(worker_deadline(Some(10_400), at, 50, 1_000));
+        // Valid for the lease less the guard, counted from the reading ...
+        assert!(lease.valid_at(5_000_000 + 349_000));
+        assert!(!lease.valid_at(5_000_000 + 350_000));
+        // ... so a control thread stopped for 3 s after reading its clock
+        // publishes, when it runs again, a lease already over.
+        assert!(!lease.valid_at(5_000_000 + 3_000_000));
+    }
+
+    #[test]
+    fn no_lease_or_one_ending_within_the_guard_gives_the_workers_none() {
+        let at = Now {
+            ms: 10_000,
+            tsc: 5_000_000,
+        };
+        assert_eq!(worker_deadline(None, at, 50, 1_000), 0);
+        assert_eq!(worker_deadline(Some(10_050), at, 50, 1_000), 0);
+        assert_eq!(worker_deadline(Some(9_000), at, 50, 1_000), 0);
+        assert_eq!(worker_deadline(Some(10_051), at, 50, 1_000), 5_001_000);
+        // No overflow at the end of the number space.
+        assert_eq!(worker_deadline(Some(u64::MAX), at, 50, u64::MAX), u64::MAX);
+    }
 }

@@ -2,7 +2,7 @@
 # Exactly once when heartbeats fail, with real processes: while a client
 # streams new connections and a /slow download runs from every node,
 # (a) node1's heartbeats are dropped both ways for 8 s, (b) only those it
-# receives, (c) node1's process is stopped for 3 s, (d) the heartbeat port is
+# receives, (c) node1's process is stopped 4 times for 2 s, (d) the heartbeat port is
 # flooded from the client for 10 s, (e) the key is rotated node by node; then
 # (f) a two-node cluster with a witness loses a node and (g) three nodes with
 # a witness lose node3, then node2. Each fault reports the SYNs accepted (the
@@ -77,7 +77,20 @@ fault b-deaf "drop_heartbeats input" "ip netns exec ss-node1 nft delete table in
 fenced=$(( $(stat_of 1 fenced) - fenced0 ))
 check "b: the deaf node fenced itself ($fenced)" test "$fenced" -ge 1
 
-fault c-stopped "kill -STOP $pid1" "kill -CONT $pid1" 3
+# stop_cycles N: node1's process stopped N times for 2 s each (its buckets
+# move to the others meanwhile), 1.5 s apart, each at a random phase of
+# its loops: a stop in the middle of its control loop's work or of a
+# worker's receive once left it taking new connections, for a moment after
+# it ran again, in buckets the others held.
+stop_cycles() {
+  local i
+  for i in $(seq "$1"); do
+    sleep "0.$((RANDOM % 10))"
+    kill -STOP "$pid1"; sleep 2; kill -CONT "$pid1"; sleep 1.5
+  done
+}
+fault c-stopped "stop_cycles 4 &" 'wait $!' 18
+echo "    c: node1 dropped $(counter 1 drop_lease_ran_out) frames accepted under a lease that ran out before delivery"
 
 flood() {
   client python3 - "$1" <<'EOF' &

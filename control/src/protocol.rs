@@ -107,6 +107,15 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// How much sooner than the agent's lease the workers' deadline ends:
+    /// a frame a worker accepts is still on its way to the kernel for a
+    /// moment after the worker checked the lease, and a worker that stalls
+    /// longer than this in that moment drops what it accepted (one eighth
+    /// of the lease: 50 ms by default).
+    pub fn worker_guard_ms(&self) -> u64 {
+        self.lease_ms / 8
+    }
+
     /// How long a claim waits for silent former holders: their leases have
     /// surely ended by then, whatever the clocks' rates (within the bound).
     pub fn claim_wait_ms(&self) -> u64 {

@@ -482,6 +482,15 @@ impl TxBatch {
         self.len == BURST
     }
 
+    /// Takes the packets back unsent, in order (those not taken are freed
+    /// with the iterator).
+    pub fn drain(&mut self) -> Drain<'_> {
+        let len = std::mem::take(&mut self.len);
+        Drain {
+            pkts: self.pkts[..len].iter(),
+        }
+    }
+
     pub(crate) fn raw(&mut self) -> (*mut *mut rte_mbuf, u16) {
         (self.pkts.as_mut_ptr(), self.len as u16)
     }

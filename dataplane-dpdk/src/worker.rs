@@ -5,7 +5,7 @@ use crate::{Burst, FreeBatch, HugeSlice, Mbuf, RxQueue, TxBatch, TxQueue, BURST}
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use synshare_dataplane::classify::{Action, Classifier, Context, Look};
+use synshare_dataplane::classify::{Action, Classifier, Context, Look, PacketBuf};
 use synshare_dataplane::counters::{Counter, Counts, Tally, WorkerStats};
 use synshare_dataplane::flow::{FlowTable, Group};
 use synshare_dataplane::ownership::OwnershipView;
@@ -82,6 +82,10 @@ pub trait BurstObserver {
     /// frames from the kernel in `cycles` TSC cycles, from before the wire
     /// receive to after the last transmit.
     fn burst(&mut self, wire: usize, kernel: usize, cycles: u64);
+    /// The wire frames of a burst are decided and about to be delivered
+    /// (tests stand for a stall here, during which the lease runs out).
+    #[inline(always)]
+    fn decided(&mut self) {}
 }
 
 /// The observer of a normal run: nothing.
@@ -128,6 +132,9 @@ impl Worker {
         let mut wire_burst = Burst::default();
         let mut kernel_burst = Burst::default();
         let mut to_kernel = TxBatch::default();
+        // Frames accepted under the lease, held until it is checked again.
+        let mut held = TxBatch::default();
+        let mut held_outcomes = [Counter::KernelVipSyn; BURST];
         let mut to_wire = TxBatch::default();
         let mut drops = FreeBatch::default();
         let mut tally = Tally::default();
@@ -145,20 +152,23 @@ impl Worker {
             .store(self.flows.capacity() as u64, Ordering::Relaxed);
 
         while !self.stop.load(Ordering::Relaxed) {
-            let started = crate::tsc();
-            let now_ms = (started / per_ms) as u32;
-            // One snapshot of the ownership view per burst, and one look at
-            // the lease (the clock was read above): without a lease the
-            // worker enforces a view that holds nothing (known flows go
-            // on). The view in force is folded into the flow table's bucket
-            // gates when it changes.
-            let leased = self.lease.valid_at(started);
+            let started = if O::ACTIVE { crate::tsc() } else { 0 };
+            let n = self.wire_rx.receive(&mut wire_burst);
+            wire_rx_total += n as u64;
+            // The clock is read once the frames are in hand: a stall in the
+            // receive (a stopped process, a preempted core) must not leave
+            // frames that queued during it decided under a lease read
+            // before it. One snapshot of the ownership view per burst, and
+            // one look at the lease: without a lease the worker enforces a
+            // view that holds nothing (known flows go on). The view in
+            // force is folded into the flow table's bucket gates when it
+            // changes.
+            let decided_at = crate::tsc();
+            let now_ms = (decided_at / per_ms) as u32;
+            let leased = self.lease.valid_at(decided_at);
             let current = self.view.refresh();
             let view = if leased { current } else { &closed };
             self.flows.follow(view);
-
-            let n = self.wire_rx.receive(&mut wire_burst);
-            wire_rx_total += n as u64;
             // Look at the whole burst before deciding any of it (fast parse,
             // connection value, bucket gate, and a prefetch of the flow's
             // table line where the gate is open): with a table larger than
@@ -190,6 +200,20 @@ impl Worker {
                 }
                 cx.rss = if self.use_rss { m.rss() } else { None };
                 let outcome = self.classifier.decide(&mut m, *look, &mut cx);
+                if outcome.rests_on_lease() {
+                    // Counted when delivered, below (the burst never
+                    // holds more than the batch).
+                    let slot = held.len();
+                    match held.push(m) {
+                        Ok(()) => held_outcomes[slot] = outcome,
+                        Err(m) => {
+                            tally.add(outcome, &mut counts);
+                            counts.add(Counter::DropKernelTxFull);
+                            drops.push(m);
+                        }
+                    }
+                    continue;
+                }
                 tally.add(outcome, &mut counts);
                 match outcome.action() {
                     Action::ToKernel => enqueue(
@@ -201,6 +225,30 @@ impl Worker {
                     ),
                     Action::ToWire => enqueue(&mut self.wire_tx, &mut to_wire, m, &mut counts, Counter::DropWireTxFull),
                     Action::Drop => drops.push(m),
+                }
+            }
+
+            if O::ACTIVE && n > 0 {
+                observer.decided();
+            }
+            // What rests on the lease reaches the kernel only if the lease
+            // is still valid now: a stall since the decision (longer than
+            // the guard the control side takes off the lease) would
+            // otherwise open a connection in a bucket another node has
+            // taken meanwhile. Else it is dropped and its flow forgotten.
+            if !held.is_empty() {
+                if self.lease.valid_at(crate::tsc()) {
+                    for &outcome in &held_outcomes[..held.len()] {
+                        tally.add(outcome, &mut counts);
+                    }
+                    flush(&mut self.kernel_tx, &mut held, &mut counts, Counter::DropKernelTxFull);
+                } else {
+                    for m in held.drain() {
+                        let rss = if self.use_rss { m.rss() } else { None };
+                        self.classifier.revoke(m.bytes(), rss, &mut self.flows, now_ms);
+                        tally.add(Counter::DropLeaseRanOut, &mut counts);
+                        drops.push(m);
+                    }
                 }
             }
 

@@ -2,15 +2,17 @@
 //! devices: net_ring (a loopback: what is sent on a queue is received on
 //! it) and net_null (a sink). Needs root for EAL's memory set-up.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use synshare_dataplane::classify::{Classifier, Context, NodeAddresses, PacketBuf, Vip};
-use synshare_dataplane::counters::Counter;
+use synshare_dataplane::counters::{Counter, Counts, WorkerStats};
 use synshare_dataplane::flow::FlowTimeouts;
 use synshare_dataplane::hash::{symmetric, Toeplitz, MICROSOFT_KEY, SYMMETRIC_KEY};
 use synshare_dataplane::ownership::{BucketState, OwnershipView};
 use synshare_dataplane::packet::{tcp_flags, Addr};
+use synshare_dataplane::publish::{Lease, Publisher};
 use synshare_dataplane::synth::*;
-use synshare_dpdk::worker::NodeFlows;
+use synshare_dpdk::worker::{BurstObserver, NodeFlows, Worker, WorkerTuning};
 use synshare_dpdk::{self as dpdk, Burst, Eal, FreeBatch, Mbuf, Mempool, Port, PortConfig, TxBatch, BURST};
 
 fn port_config() -> PortConfig {
@@ -40,6 +42,8 @@ fn dpdk_layer_under_eal() {
         "net_ring0",
         "--vdev",
         "net_null0",
+        "--vdev",
+        "net_null1,no-rx=1",
         "--log-level",
         "lib.eal:error",
     ])
@@ -170,10 +174,104 @@ fn dpdk_layer_under_eal() {
     drop(drops);
     assert_eq!(pool.available(), full, "no leak through bulk frees");
 
+    // The worker loop: what rests on the lease is delivered only while the
+    // lease is still valid after the decision.
+    let kernel_id = Port::find("net_null1").expect("net_null1");
+    let kernel = Port::start(kernel_id, "net_null1", &port_config(), Arc::clone(&pool)).expect("start kernel port");
+    let syn = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::SYN);
+    let (stalled, flows) = run_worker(&ring, &kernel, &pool, &classifier, &view, &syn, true);
+    assert_eq!(
+        (
+            stalled.get(Counter::KernelVipSyn),
+            stalled.get(Counter::DropLeaseRanOut)
+        ),
+        (0, 1),
+        "the SYN decided before the stall was not delivered after it"
+    );
+    let delivered = kernel.stats().expect("stats").opackets;
+    assert_eq!((delivered, flows), (0, 0), "nothing reached the kernel, no flow stayed");
+    let (on_time, flows) = run_worker(&ring, &kernel, &pool, &classifier, &view, &syn, false);
+    assert_eq!(
+        (
+            on_time.get(Counter::KernelVipSyn),
+            on_time.get(Counter::DropLeaseRanOut)
+        ),
+        (1, 0)
+    );
+    let delivered = kernel.stats().expect("stats").opackets;
+    assert_eq!((delivered, flows), (1, 1), "delivered and recorded without a stall");
+    assert_eq!(pool.available(), full, "no leak through the worker");
+
+    drop(kernel);
     drop(null);
     drop(ring);
     drop(pool);
     drop(eal);
+}
+
+/// Stands for a worker stalled between deciding a burst and delivering
+/// it, long enough for the lease to run out; stops the worker after its
+/// first burst from the wire.
+struct Stall {
+    lease: Lease,
+    stop: Arc<AtomicBool>,
+    stall: bool,
+}
+
+impl BurstObserver for Stall {
+    fn burst(&mut self, wire: usize, _kernel: usize, _cycles: u64) {
+        if wire > 0 {
+            self.stop.store(true, Ordering::Relaxed);
+        }
+    }
+
+    fn decided(&mut self) {
+        if self.stall {
+            // The deadline passes while the worker stands still.
+            self.lease.set(dpdk::tsc());
+        }
+    }
+}
+
+/// Runs a worker (wire: the ring, kernel: `kernel`) holding every bucket
+/// under a valid lease on one `frame` looped through the ring, with or
+/// without a stall after the decision. Returns its counts and the size of
+/// its flow table at the end.
+fn run_worker(
+    ring: &Port,
+    kernel: &Port,
+    pool: &Arc<Mempool>,
+    classifier: &Classifier,
+    view: &OwnershipView,
+    frame: &[u8],
+    stall: bool,
+) -> (Counts, u64) {
+    let mut batch = TxBatch::default();
+    assert!(batch.push(Mbuf::from_bytes(pool, frame).expect("mbuf")).is_ok());
+    assert_eq!(ring.tx_queue(0).send(&mut batch), 0);
+    let (_publisher, mut subscribers) = Publisher::new(1, view);
+    let lease = Lease::none();
+    lease.set(dpdk::tsc() + 60 * dpdk::tsc_hz());
+    let stop = Arc::new(AtomicBool::new(false));
+    let stats = Arc::new(WorkerStats::default());
+    let worker = Worker {
+        index: 0,
+        classifier: Arc::new(Classifier::new(classifier.addresses().clone())),
+        view: subscribers.pop().expect("subscriber"),
+        lease: lease.clone(),
+        flows: NodeFlows::new_in(1024, FlowTimeouts::default()),
+        wire_rx: ring.rx_queue(0),
+        wire_tx: ring.tx_queue(0),
+        kernel_rx: kernel.rx_queue(0),
+        kernel_tx: kernel.tx_queue(0),
+        use_rss: false,
+        stats: Arc::clone(&stats),
+        stop: Arc::clone(&stop),
+        tuning: WorkerTuning::default(),
+    };
+    let mut observer = Stall { lease, stop, stall };
+    assert_eq!(worker.run_observed(&mut observer), 0);
+    (stats.load(), stats.flows.load(Ordering::Relaxed))
 }
 
 /// Our software Toeplitz against DPDK's own `rte_softrss`, the

@@ -507,6 +507,34 @@ impl Classifier {
         }
     }
 
+    /// Takes back what deciding `frame` wrote in the flow table, for a
+    /// frame accepted under the lease ([`Counter::rests_on_lease`]) that is
+    /// not delivered because the lease ran out before it reached the
+    /// kernel: the flow of a new connection or of an adopted segment is
+    /// forgotten, so the segments that follow (the new owner's connection)
+    /// are decided as another node's and never reach this kernel. `frame`
+    /// is the frame as decided (only its destination MAC may differ);
+    /// `rss` as given when it was decided.
+    pub fn revoke<G: GroupStore>(&self, frame: &[u8], rss: Option<u32>, flows: &mut FlowTable<G>, now_ms: u32) {
+        let Ok(f) = packet::parse(frame) else { return };
+        let (Payload::Ipv4(ip) | Payload::Ipv6(ip)) = f.payload else {
+            return;
+        };
+        let L4::Tcp { src_port, dst_port, .. } = ip.l4 else {
+            return;
+        };
+        if self.vip(ip.dst).is_none() {
+            return;
+        }
+        let value = rss
+            .map(ConnectionValue)
+            .unwrap_or_else(|| symmetric::tuple(ip.src, ip.dst, src_port, dst_port));
+        flows.remove(
+            FlowRef::new(&FlowKey::new(ip.src, src_port, ip.dst, dst_port), value),
+            now_ms,
+        );
+    }
+
     /// Sends a frame up: unicast frames and frames to the cluster MAC get
     /// the kernel's MAC as destination; other multicast (queries, neighbour
     /// discovery) stays as it is.
@@ -1303,6 +1331,36 @@ mod tests {
         // must not capture the new connection's packets.
         assert_eq!(n.wire(&syn).0, Counter::DropSynNotOwner);
         assert_eq!(n.wire(&ack).0, Counter::DropNotOwner);
+    }
+
+    #[test]
+    fn a_revoked_acceptance_leaves_no_flow_behind() {
+        // A SYN and an adopted segment are accepted, then not delivered
+        // (the lease ran out before they reached the kernel); the bucket is
+        // then another node's. Their flows must be gone, or the new owner's
+        // connection would reach this kernel and be reset by it.
+        let syn = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::SYN);
+        let ack = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::ACK);
+        let ack6 = tcp6_to(CLUSTER_MAC, V6_CLIENT, 40001, V6_VIP, 80, tcp_flags::ACK);
+        let other = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40002, V4_VIP, 80, tcp_flags::ACK);
+        let mut n = Node::new(BucketState::Settled);
+        let (outcome, sent) = n.wire(&syn);
+        assert!(outcome.rests_on_lease());
+        assert_eq!(n.wire(&other).0, Counter::KernelVipAdopted);
+        let (outcome6, sent6) = n.wire(&ack6);
+        assert_eq!(outcome6, Counter::KernelVipAdopted);
+        assert!(outcome6.rests_on_lease());
+        n.c.revoke(sent.bytes(), None, &mut n.flows, n.now);
+        n.c.revoke(sent6.bytes(), None, &mut n.flows, n.now);
+        n.view = OwnershipView::new(64, 2);
+        assert_eq!(n.wire(&ack).0, Counter::DropNotOwner);
+        assert_eq!(n.wire(&ack6).0, Counter::DropNotOwner);
+        // What was not revoked stays.
+        assert_eq!(n.wire(&other).0, Counter::KernelVipFlow);
+        assert!(!Counter::KernelVipFlow.rests_on_lease());
+        // A frame that is not a VIP's TCP changes nothing.
+        n.c.revoke(&syn[..20], None, &mut n.flows, n.now);
+        assert_eq!(n.wire(&other).0, Counter::KernelVipFlow);
     }
 
     #[test]

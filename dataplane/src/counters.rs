@@ -67,6 +67,10 @@ counters! {
     DropClusterMacNotVip = "drop_cluster_mac_not_vip" => Drop,
     /// A SYN in a bucket this node does not hold.
     DropSynNotOwner = "drop_syn_not_owner" => Drop,
+    /// A frame accepted under the lease (a new connection, an adopted
+    /// segment, a datagram) that did not reach the kernel: the lease ran
+    /// out between the decision and the delivery (the worker stalled).
+    DropLeaseRanOut = "drop_lease_ran_out" => Drop,
     /// An unknown non-SYN packet in a bucket of another node.
     DropNotOwner = "drop_not_owner" => Drop,
     /// An unknown non-SYN packet in a bucket this node acquired recently:
@@ -139,6 +143,18 @@ impl Counter {
             ParseError::BadTcpHeader => Counter::DropBadTcpHeader,
             ParseError::BadUdpHeader => Counter::DropBadUdpHeader,
         }
+    }
+
+    /// True for the acceptances that rest on holding the bucket (a new
+    /// connection, an unknown segment adopted, a datagram) rather than on
+    /// a flow of this node's: a worker delivers them only while the lease
+    /// is valid, and otherwise drops them as [`Counter::DropLeaseRanOut`].
+    #[inline]
+    pub fn rests_on_lease(self) -> bool {
+        matches!(
+            self,
+            Counter::KernelVipSyn | Counter::KernelVipSynUntracked | Counter::KernelVipAdopted | Counter::KernelVipUdp
+        )
     }
 
     /// True for frames that came from the wire (as opposed to the kernel or
