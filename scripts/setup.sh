@@ -16,6 +16,7 @@ PACKAGES=(
   iputils-ping curl wrk       # real clients
   python3                     # the test cluster's HTTP service
   procps kmod
+  strace                      # a stalled control thread, in the fault tests
 )
 
 missing=()

@@ -2,11 +2,12 @@
 # Exactly once when heartbeats fail, with real processes: while a client
 # streams new connections and a /slow download runs from every node,
 # (a) node1's heartbeats are dropped both ways for 8 s, (b) only those it
-# receives, (c) node1's process is stopped 4 times for 2 s, (d) the heartbeat port is
-# flooded from the client for 10 s, (e) the key is rotated node by node; then
-# (f) a two-node cluster with a witness loses a node and (g) three nodes with
-# a witness lose node3, then node2. Each fault reports the SYNs accepted (the
-# sum of every node's SYN counter) against the connections the client opened.
+# receives, (c) node1's process is stopped 4 times for 2 s, (c2) only its
+# control thread is, 3 times, (d) the heartbeat port is flooded from the
+# client for 10 s, (e) the key is rotated node by node; then (f) a two-node
+# cluster with a witness loses a node and (g) three nodes with a witness
+# lose node3, then node2. Each fault reports the SYNs accepted (the sum of
+# every node's SYN counter) against the connections the client opened.
 source "$(dirname "$0")/lib.sh"
 X="python3 $ROOT/tests/exchange.py"
 stream() { client python3 "$ROOT/tests/stream.py" --host 192.0.2.100 "$@"; }
@@ -91,6 +92,24 @@ stop_cycles() {
 }
 fault c-stopped "stop_cycles 4 &" 'wait $!' 18
 echo "    c: node1 dropped $(counter 1 drop_lease_ran_out) frames accepted under a lease that ran out before delivery"
+
+# control_stalls: node1's exchange thread alone stands still for 2 s in the
+# middle of its loop, 3 times (strace holds its third heartbeat send from
+# attaching), while its workers run on: they must fence themselves when the
+# lease runs out, and the thread must not, once it runs again, hand them the
+# lease it computed before the stall as if it were new.
+control_stalls() {
+  local tid i
+  tid=$(grep -l '^exchange0$' /proc/"$pid1"/task/*/comm | cut -d/ -f5)
+  for i in 1 2 3; do
+    timeout 3 strace -qq -p "$tid" -e trace=sendto -e inject=sendto:delay_enter=2000000:when=3 -o /dev/null
+    sleep 1.5
+  done
+}
+fenced0=$(stat_of 1 fenced)
+fault c2-control-stalled "control_stalls &" 'wait $!' 14
+fenced=$(( $(stat_of 1 fenced) - fenced0 ))
+check "c2: node1 fenced itself in each stall ($fenced of 3)" test "$fenced" -ge 3
 
 flood() {
   client python3 - "$1" <<'EOF' &
