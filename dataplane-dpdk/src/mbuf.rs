@@ -482,12 +482,34 @@ impl TxBatch {
         self.len == BURST
     }
 
-    /// Takes the packets back unsent, in order (those not taken are freed
-    /// with the iterator).
-    pub fn drain(&mut self) -> Drain<'_> {
-        let len = std::mem::take(&mut self.len);
-        Drain {
-            pkts: self.pkts[..len].iter(),
+    /// Takes out, unsent, the packets at the positions set in `marked`
+    /// (bit i: position i), handing each to `f` with its position; the
+    /// others stay, in order.
+    pub fn take_marked(&mut self, marked: u32, mut f: impl FnMut(usize, Mbuf)) {
+        let mut taken = [std::ptr::null_mut(); BURST];
+        let mut positions = [0usize; BURST];
+        let (mut t, mut kept) = (0, 0);
+        for i in 0..self.len {
+            let p = self.pkts[i];
+            if i < 32 && marked & (1 << i) != 0 {
+                taken[t] = p;
+                positions[t] = i;
+                t += 1;
+            } else {
+                self.pkts[kept] = p;
+                kept += 1;
+            }
+        }
+        self.len = kept;
+        // Owned by the iterator from here: what `f` does not get (if it
+        // panics) is freed with it.
+        let mut mbufs = Drain {
+            pkts: taken[..t].iter(),
+        };
+        for &at in &positions[..t] {
+            if let Some(m) = mbufs.next() {
+                f(at, m);
+            }
         }
     }
 

@@ -132,9 +132,11 @@ impl Worker {
         let mut wire_burst = Burst::default();
         let mut kernel_burst = Burst::default();
         let mut to_kernel = TxBatch::default();
-        // Frames accepted under the lease, held until it is checked again.
-        let mut held = TxBatch::default();
-        let mut held_outcomes = [Counter::KernelVipSyn; BURST];
+        // The frames of `to_kernel` accepted under the lease (bit i: the
+        // batch's position i), and their outcomes by position: delivered
+        // only if the lease is still valid just before they go.
+        let mut leased_frames = 0u32;
+        let mut leased_outcomes = [Counter::KernelVipSyn; BURST];
         let mut to_wire = TxBatch::default();
         let mut drops = FreeBatch::default();
         let mut tally = Tally::default();
@@ -200,55 +202,26 @@ impl Worker {
                 }
                 cx.rss = if self.use_rss { m.rss() } else { None };
                 let outcome = self.classifier.decide(&mut m, *look, &mut cx);
-                if outcome.rests_on_lease() {
-                    // Counted when delivered, below (the burst never
-                    // holds more than the batch).
-                    let slot = held.len();
-                    match held.push(m) {
-                        Ok(()) => held_outcomes[slot] = outcome,
-                        Err(m) => {
-                            tally.add(outcome, &mut counts);
-                            counts.add(Counter::DropKernelTxFull);
-                            drops.push(m);
-                        }
-                    }
-                    continue;
-                }
                 tally.add(outcome, &mut counts);
                 match outcome.action() {
-                    Action::ToKernel => enqueue(
-                        &mut self.kernel_tx,
-                        &mut to_kernel,
-                        m,
-                        &mut counts,
-                        Counter::DropKernelTxFull,
-                    ),
+                    Action::ToKernel => {
+                        // The batch starts every burst empty and a burst
+                        // fits in it: the position is where it will stay.
+                        let slot = to_kernel.len();
+                        if outcome.rests_on_lease() && slot < BURST {
+                            leased_frames |= 1 << slot;
+                            leased_outcomes[slot] = outcome;
+                        }
+                        enqueue(
+                            &mut self.kernel_tx,
+                            &mut to_kernel,
+                            m,
+                            &mut counts,
+                            Counter::DropKernelTxFull,
+                        )
+                    }
                     Action::ToWire => enqueue(&mut self.wire_tx, &mut to_wire, m, &mut counts, Counter::DropWireTxFull),
                     Action::Drop => drops.push(m),
-                }
-            }
-
-            if O::ACTIVE && n > 0 {
-                observer.decided();
-            }
-            // What rests on the lease reaches the kernel only if the lease
-            // is still valid now: a stall since the decision (longer than
-            // the guard the control side takes off the lease) would
-            // otherwise open a connection in a bucket another node has
-            // taken meanwhile. Else it is dropped and its flow forgotten.
-            if !held.is_empty() {
-                if self.lease.valid_at(crate::tsc()) {
-                    for &outcome in &held_outcomes[..held.len()] {
-                        tally.add(outcome, &mut counts);
-                    }
-                    flush(&mut self.kernel_tx, &mut held, &mut counts, Counter::DropKernelTxFull);
-                } else {
-                    for m in held.drain() {
-                        let rss = if self.use_rss { m.rss() } else { None };
-                        self.classifier.revoke(m.bytes(), rss, &mut self.flows, now_ms);
-                        tally.add(Counter::DropLeaseRanOut, &mut counts);
-                        drops.push(m);
-                    }
                 }
             }
 
@@ -265,6 +238,25 @@ impl Worker {
                 }
             }
             tally.flush(&mut counts);
+            if O::ACTIVE && n > 0 {
+                observer.decided();
+            }
+            // What rests on the lease reaches the kernel only if the lease
+            // is still valid now: a stall since the decision (longer than
+            // the guard the control side takes off the lease) would
+            // otherwise open a connection in a bucket another node has
+            // taken meanwhile. Such frames are dropped instead, and their
+            // flows forgotten.
+            if leased_frames != 0 && !self.lease.valid_at(crate::tsc()) {
+                let (classifier, flows) = (&self.classifier, &mut self.flows);
+                to_kernel.take_marked(leased_frames, |slot, m| {
+                    let rss = if self.use_rss { m.rss() } else { None };
+                    classifier.revoke(m.bytes(), rss, flows, now_ms);
+                    counts.recount(leased_outcomes[slot], Counter::DropLeaseRanOut);
+                    drops.push(m);
+                });
+            }
+            leased_frames = 0;
             drops.free();
 
             flush(

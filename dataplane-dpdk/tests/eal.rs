@@ -159,6 +159,25 @@ fn dpdk_layer_under_eal() {
     drop(pending);
     assert_eq!(pool.available(), full, "no leak through TX or drops");
 
+    // Marked packets are taken out with their positions; the rest stay in
+    // order.
+    let mut batch = TxBatch::default();
+    for i in 0..5u8 {
+        let m = Mbuf::from_bytes(&pool, &[i; 60]).expect("mbuf");
+        batch.push(m).ok().expect("room");
+    }
+    let mut taken = Vec::new();
+    batch.take_marked(0b10101, |at, m| taken.push((at, m.bytes()[0])));
+    assert_eq!(taken, vec![(0, 0), (2, 2), (4, 4)]);
+    assert_eq!(batch.len(), 2);
+    let mut back = Burst::default();
+    assert_eq!(tx.send(&mut batch), 0);
+    assert_eq!(rx.receive(&mut back), 2);
+    let kept: Vec<u8> = back.pending().map(|b| b[0]).collect();
+    assert_eq!(kept, vec![1, 3]);
+    drop(back);
+    assert_eq!(pool.available(), full, "no leak through taking marked packets");
+
     // Drops are freed together: a full batch frees itself on the next push,
     // the rest on free() or drop.
     let mut drops = FreeBatch::default();

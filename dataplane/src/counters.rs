@@ -194,6 +194,14 @@ impl Counts {
         self.0[c as usize] += n;
     }
 
+    /// Moves one count from `from` to `to`: a frame's outcome changed
+    /// after it was counted.
+    #[inline]
+    pub fn recount(&mut self, from: Counter, to: Counter) {
+        self.0[from as usize] = self.0[from as usize].saturating_sub(1);
+        self.0[to as usize] += 1;
+    }
+
     /// The value of `c`.
     pub fn get(&self, c: Counter) -> u64 {
         self.0[c as usize]
