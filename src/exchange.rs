@@ -216,7 +216,7 @@ struct Driver {
     send_errors: u64,
     rejected_unknown_source: u64,
     /// The last state file written: its bytes and the consensus log
-    /// entries it holds (the log is not compacted: see docs/exchange.md).
+    /// entries it holds (those after the last compaction).
     state_bytes: u64,
     log_entries: u64,
     events: BTreeMap<&'static str, u64>,
@@ -549,6 +549,9 @@ impl Driver {
             ("fenced", s.fenced),
             ("joins", s.joins),
             ("voter_changes", s.voter_changes),
+            ("log_compactions", s.log_compactions),
+            ("snapshots_installed", s.snapshots_installed),
+            ("snapshots_sent", s.snapshots_sent),
             ("send_errors", self.send_errors),
         ]
         .into_iter()

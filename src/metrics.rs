@@ -286,7 +286,7 @@ fn exchange_families(o: &mut String, node: &str, me: u32, xs: &[(&ExchangeStatus
         }),
         (
             "state_file_bytes",
-            "Size of the segment's state file as last written (the consensus log is not compacted: it grows by one entry per table).",
+            "Size of the segment's state file as last written (the consensus log is compacted past 128 entries, to 64).",
             &|x| x.stats.get("state_file_bytes").copied().unwrap_or(0).to_string(),
         ),
         (
@@ -359,7 +359,7 @@ fn exchange_families(o: &mut String, node: &str, me: u32, xs: &[(&ExchangeStatus
     }
     // Counters of the exchange's statistics: one series per label value, each a statistic.
     type Events = &'static [(&'static str, &'static str)];
-    let by_stat: [(&'static str, &str, &str, Events); 3] = [
+    let by_stat: [(&'static str, &str, &str, Events); 4] = [
         (
             "buckets_handed_off_total",
             "Buckets claimed and released in hand-offs.",
@@ -371,6 +371,16 @@ fn exchange_families(o: &mut String, node: &str, me: u32, xs: &[(&ExchangeStatus
             "Bucket tables applied here and proposed here.",
             "event",
             &[("applied", "epochs_adopted"), ("proposed", "epochs_created")],
+        ),
+        (
+            "consensus_log_events_total",
+            "Compactions of the consensus log, and snapshots installed here (this member was behind the compacted log) or sent to a member behind it.",
+            "event",
+            &[
+                ("compacted", "log_compactions"),
+                ("snapshot_installed", "snapshots_installed"),
+                ("snapshot_sent", "snapshots_sent"),
+            ],
         ),
         (
             "membership_events_total",

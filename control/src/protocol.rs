@@ -41,9 +41,11 @@
 use crate::layout::{Layout, MemberId, Table, Weighted};
 use crate::wire::{self, Datagram, DecodeError, Heard, Heartbeat, Keys, Role, Sender};
 use protobuf::Message as _;
-use raft::eraftpb::{ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, Message};
-use raft::storage::MemStorage;
-use raft::{Config, GetEntriesContext, RawNode, StateRole};
+use raft::eraftpb::{
+    ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, Message, MessageType, Snapshot,
+};
+use raft::storage::{MemStorage, RaftState};
+use raft::{Config, GetEntriesContext, RawNode, SnapshotStatus, StateRole, StorageError};
 use std::collections::{BTreeMap, VecDeque};
 
 /// The largest difference in rate between any clock and real time that the
@@ -83,6 +85,11 @@ pub struct Settings {
     pub election_ticks: usize,
     /// A voter silent this long leaves the voter set.
     pub remove_after_ms: u64,
+    /// Consensus log entries kept below the applied index when the log is
+    /// compacted, which it is once twice as many are there: the log (and
+    /// the state file) stays small, and a member further behind than this
+    /// is sent a snapshot (the table in force) instead of the entries.
+    pub log_keep: u64,
 }
 
 impl Default for Settings {
@@ -102,6 +109,7 @@ impl Default for Settings {
             heartbeat_ticks: 5,
             election_ticks: 20,
             remove_after_ms: 1_200,
+            log_keep: 64,
         }
     }
 }
@@ -239,6 +247,12 @@ pub struct ExchangeStats {
     pub joins: u64,
     /// Voter set changes applied.
     pub voter_changes: u64,
+    /// Times the consensus log was compacted.
+    pub log_compactions: u64,
+    /// Snapshots installed (this member was behind the leader's log).
+    pub snapshots_installed: u64,
+    /// Snapshots sent to a member behind the log.
+    pub snapshots_sent: u64,
 }
 
 /// A configured member as last heard.
@@ -358,14 +372,22 @@ pub struct Persisted {
     hard_state: HardState,
     conf_state: ConfState,
     applied: u64,
+    /// The index and term of the last entry compacted away (0, 0: none).
+    base: (u64, u64),
+    /// The table in force at `applied` (its entry's index and data), when
+    /// there is one.
+    table: Option<(u64, Vec<u8>)>,
+    /// The log after `base`.
     entries: Vec<Entry>,
 }
 
-const PERSIST_MAGIC: &[u8; 8] = b"SSSTATE1";
+/// The first format: the whole log, never compacted (read, not written).
+const PERSIST_MAGIC_1: &[u8; 8] = b"SSSTATE1";
+/// The log after its compacted base, and the table in force.
+const PERSIST_MAGIC: &[u8; 8] = b"SSSTATE2";
 
 impl Persisted {
-    /// Consensus log entries held (every one since the first: the log is
-    /// not compacted).
+    /// Consensus log entries held (those after the last compaction).
     pub fn log_entries(&self) -> usize {
         self.entries.len()
     }
@@ -381,16 +403,22 @@ impl Persisted {
         };
         put(self.hard_state.write_to_bytes().unwrap_or_default());
         put(self.conf_state.write_to_bytes().unwrap_or_default());
+        put([self.base.0.to_be_bytes(), self.base.1.to_be_bytes()].concat());
+        put(self
+            .table
+            .as_ref()
+            .map_or_else(Vec::new, |(i, d)| [&i.to_be_bytes()[..], d].concat()));
         for e in &self.entries {
             put(e.write_to_bytes().unwrap_or_default());
         }
         b
     }
 
-    /// Reads what [`Persisted::encode`] wrote.
+    /// Reads what [`Persisted::encode`] wrote (or the first format).
     pub fn decode(b: &[u8]) -> Result<Persisted, String> {
         let bad = |what: &str| format!("state file: {what}");
-        if b.len() < 24 || &b[..8] != PERSIST_MAGIC {
+        let first_format = b.get(..8) == Some(&PERSIST_MAGIC_1[..]);
+        if b.len() < 24 || !(first_format || &b[..8] == PERSIST_MAGIC) {
             return Err(bad("not a synshare state file"));
         }
         let incarnation = u64::from_be_bytes(b[8..16].try_into().map_err(|_| bad("short"))?);
@@ -406,18 +434,46 @@ impl Persisted {
             items.push(item);
             at += 4 + len;
         }
-        if items.len() < 2 {
+        let fixed = if first_format { 2 } else { 4 };
+        if items.len() < fixed {
             return Err(bad("truncated"));
         }
         let hard_state = HardState::parse_from_bytes(items[0]).map_err(|e| bad(&e.to_string()))?;
         let conf_state = ConfState::parse_from_bytes(items[1]).map_err(|e| bad(&e.to_string()))?;
-        let entries = items[2..]
+        let entries = items[fixed..]
             .iter()
             .map(|i| Entry::parse_from_bytes(i).map_err(|e| bad(&e.to_string())))
             .collect::<Result<Vec<_>, _>>()?;
+        let (base, table) = if first_format {
+            // The table in force: the last one applied.
+            let table = entries
+                .iter()
+                .rev()
+                .filter(|e| e.index <= applied && e.get_entry_type() == EntryType::EntryNormal)
+                .find(|e| Epoch::decode(e.index, &e.data).is_some())
+                .map(|e| (e.index, e.data.to_vec()));
+            ((0, 0), table)
+        } else {
+            let u64_at = |item: &[u8], at: usize| {
+                item.get(at..at + 8)
+                    .and_then(|s| s.try_into().ok())
+                    .map(u64::from_be_bytes)
+                    .ok_or_else(|| bad("bad base or table"))
+            };
+            let base = (u64_at(items[2], 0)?, u64_at(items[2], 8)?);
+            let table = match items[3] {
+                [] => None,
+                t => Some((u64_at(t, 0)?, t[8..].to_vec())),
+            };
+            (base, table)
+        };
         if entries.windows(2).any(|w| w[1].index != w[0].index + 1)
-            || entries.first().is_some_and(|e| e.index != 1)
+            || entries.first().is_some_and(|e| e.index != base.0 + 1)
             || applied > hard_state.commit
+            || applied < base.0
+            || table
+                .as_ref()
+                .is_some_and(|(i, d)| *i > applied || Epoch::decode(*i, d).is_none())
         {
             return Err(bad("inconsistent log"));
         }
@@ -426,8 +482,98 @@ impl Persisted {
             hard_state,
             conf_state,
             applied,
+            base,
+            table,
             entries,
         })
+    }
+}
+
+/// Raft's storage: its log in memory, and what a snapshot of this member
+/// holds (sent to a member whose next entry was compacted away): the applied
+/// index, the voters there and the table in force there.
+struct Store {
+    log: MemStorage,
+    applied: u64,
+    /// The table in force at `applied`: its entry's index and data.
+    table: Option<(u64, Vec<u8>)>,
+}
+
+impl Store {
+    /// A snapshot's data: the table's index and data (empty: no table).
+    fn snapshot_data(&self) -> Vec<u8> {
+        self.table
+            .as_ref()
+            .map_or_else(Vec::new, |(i, d)| [&i.to_be_bytes()[..], d].concat())
+    }
+
+    /// The index and term of the last entry compacted away.
+    fn base(&self) -> (u64, u64) {
+        let first = raft::Storage::first_index(&self.log).unwrap_or(1);
+        let index = first.saturating_sub(1);
+        (index, raft::Storage::term(&self.log, index).unwrap_or(0))
+    }
+}
+
+/// What a snapshot's data says: `None` when malformed, else the table in
+/// force (if any).
+fn table_of_snapshot(data: &[u8]) -> Option<Option<Epoch>> {
+    match data {
+        [] => Some(None),
+        d if d.len() > 8 => {
+            let index = u64::from_be_bytes(d[..8].try_into().ok()?);
+            Epoch::decode(index, &d[8..]).map(Some)
+        }
+        _ => None,
+    }
+}
+
+impl raft::Storage for Store {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        self.log.initial_state()
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        self.log.entries(low, high, max_size, context)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        self.log.term(idx)
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        self.log.first_index()
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        self.log.last_index()
+    }
+
+    /// A snapshot at the applied index (raft asks only after compaction,
+    /// which leaves entries below it). Anything else is "not now", never
+    /// an error: raft treats other errors as fatal.
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        let unavailable = raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable);
+        let index = self.applied;
+        if index == 0 || index < request_index {
+            return Err(unavailable);
+        }
+        let (Ok(term), Ok(state)) = (self.log.term(index), self.log.initial_state()) else {
+            return Err(unavailable);
+        };
+        let mut snap = Snapshot::default();
+        let meta = snap.mut_metadata();
+        meta.index = index;
+        meta.term = term;
+        meta.set_conf_state(state.conf_state);
+        snap.data = self.snapshot_data().into();
+        Ok(snap)
     }
 }
 
@@ -438,6 +584,11 @@ fn raft_id(m: MemberId) -> u64 {
 fn member_of(raft: u64) -> MemberId {
     MemberId(raft.saturating_sub(1) as u32)
 }
+
+/// Stands for the unknown holders of tables this member skipped (it
+/// installed a snapshot): never a configured member, so a claim waits the
+/// whole claim wait for it.
+const UNKNOWN_HOLDER: MemberId = MemberId(u32::MAX);
 
 /// A fixed election offset per member and incarnation (deterministic, so
 /// simulations replay; different, so votes rarely split).
@@ -455,7 +606,7 @@ pub struct Agent {
     incarnation: u64,
     settings: Settings,
     keys: Keys,
-    raft: RawNode<MemStorage>,
+    raft: RawNode<Store>,
     seq: u64,
     sent: VecDeque<(u64, u64)>,
     weight_milli: u32,
@@ -514,11 +665,20 @@ impl Agent {
         saved: Option<Persisted>,
         now: u64,
     ) -> Result<Agent, String> {
-        let storage = match &saved {
+        let log = match &saved {
             Some(p) => {
                 let s = MemStorage::new_with_conf_state(p.conf_state.clone());
+                if p.base.0 > 0 {
+                    // The compacted prefix, as a snapshot at its last entry.
+                    let mut base = Snapshot::default();
+                    base.mut_metadata().index = p.base.0;
+                    base.mut_metadata().term = p.base.1;
+                    base.mut_metadata().set_conf_state(p.conf_state.clone());
+                    s.wl().apply_snapshot(base).map_err(|e| format!("state: {e}"))?;
+                }
                 s.wl().append(&p.entries).map_err(|e| format!("state: {e}"))?;
                 s.wl().set_hardstate(p.hard_state.clone());
+                s.wl().set_conf_state(p.conf_state.clone());
                 s
             }
             None => {
@@ -533,6 +693,11 @@ impl Agent {
             }
         };
         let applied = saved.as_ref().map_or(0, |p| p.applied);
+        let storage = Store {
+            log,
+            applied,
+            table: None,
+        };
         let offset = election_offset(me, incarnation, settings.election_ticks);
         let config = Config {
             id: raft_id(me),
@@ -601,19 +766,8 @@ impl Agent {
             stats: ExchangeStats::default(),
         };
         // The table in force at the saved applied index.
-        if applied > 0 {
-            let entries = agent
-                .raft
-                .raft
-                .raft_log
-                .slice(1, applied + 1, None, GetEntriesContext::empty(false))
-                .unwrap_or_default();
-            if let Some(e) = entries
-                .iter()
-                .rev()
-                .filter(|e| e.get_entry_type() == EntryType::EntryNormal)
-                .find_map(|e| Epoch::decode(e.index, &e.data))
-            {
+        if let Some((index, data)) = saved.as_ref().and_then(|p| p.table.as_ref()) {
+            if let Some(e) = Epoch::decode(*index, data).filter(|e| e.buckets == agent.settings.buckets) {
                 agent.install(e, now);
                 agent.replaced.clear();
                 agent
@@ -673,6 +827,12 @@ impl Agent {
     /// The current voters.
     pub fn voters(&self) -> &[MemberId] {
         &self.voters
+    }
+
+    /// Consensus log entries held (after the last compaction).
+    pub fn log_len(&self) -> u64 {
+        let store = &self.raft.raft.raft_log.store;
+        raft::Storage::last_index(store).unwrap_or(0) - store.base().0
     }
 
     /// What the exchange counted.
@@ -762,9 +922,11 @@ impl Agent {
             return None;
         }
         let store = &self.raft.raft.raft_log.store;
+        let base = store.base();
         let last = raft::Storage::last_index(store).unwrap_or(0);
-        let entries = if last >= 1 {
-            raft::Storage::entries(store, 1, last + 1, None, GetEntriesContext::empty(false)).unwrap_or_default()
+        let entries = if last > base.0 {
+            raft::Storage::entries(store, base.0 + 1, last + 1, None, GetEntriesContext::empty(false))
+                .unwrap_or_default()
         } else {
             Vec::new()
         };
@@ -774,6 +936,8 @@ impl Agent {
             hard_state: state.hard_state,
             conf_state: state.conf_state,
             applied: self.raft.raft.raft_log.applied,
+            base,
+            table: store.table.clone(),
             entries,
         })
     }
@@ -953,6 +1117,25 @@ impl Agent {
             | T::MsgHeartbeatResponse
             | T::MsgTransferLeader
             | T::MsgTimeoutNow => m.term > 0 || m.get_msg_type() == T::MsgTransferLeader,
+            T::MsgSnapshot => {
+                // What raft would stop the process over, and what we
+                // could not use: a conf state it cannot restore, data that
+                // is not a table, an index out of all proportion.
+                let snap = m.get_snapshot();
+                let meta = snap.get_metadata();
+                let cs = meta.get_conf_state();
+                let horizon = log.last_index().max(log.committed) + (1 << 20);
+                m.term > 0
+                    && meta.index > 0
+                    && meta.index <= horizon
+                    && meta.term > 0
+                    && table_of_snapshot(&snap.data).is_some()
+                    && !cs.voters.is_empty()
+                    && cs.voters_outgoing.is_empty()
+                    && cs.learners_next.is_empty()
+                    && !cs.auto_leave
+                    && cs.learners.iter().all(|l| !cs.voters.contains(l))
+            }
             _ => false,
         }
     }
@@ -1064,6 +1247,7 @@ impl Agent {
         let holders: Vec<MemberId> = self.epoch.members.iter().map(|m| m.0).collect();
         self.replaced.push_back((now, holders));
         self.table = Table::build(epoch.layout, &members, epoch.buckets);
+        self.raft.mut_store().table = Some((epoch.index, epoch.encode()));
         self.events.push_back(Event::NewEpoch {
             index: epoch.index,
             creator: epoch.creator,
@@ -1091,10 +1275,13 @@ impl Agent {
         if !self.raft.has_ready() {
             return;
         }
-        let store = self.raft.raft.raft_log.store.clone();
+        let store = self.raft.raft.raft_log.store.log.clone();
         let mut ready = self.raft.ready();
         // Messages raft lets leave before its state is saved.
         self.queue_messages(ready.take_messages(), false);
+        if !ready.snapshot().is_empty() {
+            self.restore(ready.snapshot().clone(), now);
+        }
         let committed = ready.take_committed_entries();
         self.apply(committed, now);
         if !ready.entries().is_empty() {
@@ -1115,12 +1302,93 @@ impl Agent {
         let committed = light.take_committed_entries();
         self.apply(committed, now);
         self.raft.advance_apply();
+        self.compact();
+    }
+
+    /// Installs a snapshot from the leader (this member was behind its
+    /// compacted log): the voters and the table in force at its index.
+    fn restore(&mut self, snap: Snapshot, now: u64) {
+        let index = snap.get_metadata().index;
+        let table = table_of_snapshot(&snap.data);
+        if self.raft.mut_store().log.wl().apply_snapshot(snap).is_err() {
+            return;
+        }
+        self.stats.snapshots_installed += 1;
+        match table {
+            Some(Some(epoch)) if epoch.buckets == self.settings.buckets => {
+                if epoch.index != self.epoch.index {
+                    self.install(epoch, now);
+                }
+            }
+            Some(None) => {}
+            // A table this member cannot use: it holds nothing under it.
+            _ => {
+                self.raft.mut_store().table = None;
+                self.release_all();
+            }
+        }
+        // The tables in between were never seen here, nor who held what in
+        // them: claims wait the whole claim wait.
+        self.replaced.push_back((now, vec![UNKNOWN_HOLDER]));
+        self.applied = index;
+        self.raft.mut_store().applied = index;
+        self.voters = self.voter_ids();
+        self.events.push_back(Event::Voters {
+            voters: self.voters.clone(),
+        });
+        self.persist = true;
+        self.dirty = true;
+        self.bump_view();
+    }
+
+    /// Compacts the log once it holds twice `log_keep` applied entries,
+    /// keeping `log_keep` below the applied index: it is rebuilt on a
+    /// snapshot at the new base (MemStorage's own compaction forgets the
+    /// base's term, which raft needs), then the kept entries and the hard
+    /// state go back.
+    fn compact(&mut self) {
+        let keep = self.settings.log_keep.max(1);
+        let store = &self.raft.raft.raft_log.store;
+        let (base, _) = store.base();
+        let last = raft::Storage::last_index(store).unwrap_or(0);
+        let applied = self.applied.min(last);
+        if applied < base + 2 * keep {
+            return;
+        }
+        let to = applied - keep;
+        let (Ok(term), Ok(kept), Ok(state)) = (
+            raft::Storage::term(store, to),
+            raft::Storage::entries(store, to + 1, last + 1, None, GetEntriesContext::empty(false)),
+            raft::Storage::initial_state(store),
+        ) else {
+            return;
+        };
+        let mut snap = Snapshot::default();
+        snap.mut_metadata().index = to;
+        snap.mut_metadata().term = term;
+        snap.mut_metadata().set_conf_state(state.conf_state.clone());
+        let mut log = store.log.wl();
+        if log.apply_snapshot(snap).is_err() || log.append(&kept).is_err() {
+            return;
+        }
+        log.set_hardstate(state.hard_state);
+        log.set_conf_state(state.conf_state);
+        drop(log);
+        self.stats.log_compactions += 1;
+        self.persist = true;
     }
 
     fn queue_messages(&mut self, msgs: Vec<Message>, durable: bool) {
         let from = self.sender();
         for m in msgs {
             let to = member_of(m.to);
+            if m.get_msg_type() == MessageType::MsgSnapshot {
+                // Sent once over a lossy network: raft is told it went, and
+                // probes from its index; if it was lost, the member's
+                // rejection brings another.
+                self.stats.snapshots_sent += 1;
+                self.raft.report_snapshot(m.to, SnapshotStatus::Finish);
+            }
             let Ok(bytes) = m.write_to_bytes() else { continue };
             if let Ok(d) = wire::encode_consensus(&from, &bytes, &self.keys) {
                 self.stats.consensus_sent += 1;
@@ -1144,7 +1412,7 @@ impl Agent {
                     if cc.merge_from_bytes(&e.data).is_ok() {
                         self.dirty = true;
                         if let Ok(cs) = self.raft.apply_conf_change(&cc) {
-                            self.raft.raft.raft_log.store.wl().set_conf_state(cs);
+                            self.raft.raft.raft_log.store.log.wl().set_conf_state(cs);
                             self.voters = self.voter_ids();
                             self.stats.voter_changes += 1;
                             self.events.push_back(Event::Voters {
@@ -1163,6 +1431,7 @@ impl Agent {
                 EntryType::EntryConfChangeV2 => {}
             }
             self.applied = e.index;
+            self.raft.mut_store().applied = e.index;
             self.persist = true;
             self.bump_view();
         }

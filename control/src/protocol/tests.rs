@@ -155,7 +155,16 @@ fn no_bucket_is_ever_open_twice_under_loss_duplication_reordering_and_clock_rate
     for seed in 1..=16u64 {
         let n = 3 + (seed as usize % 3);
         let weights: Vec<u32> = (0..n).map(|i| 500 + 400 * i as u32).collect();
-        let mut sim = Sim::new(&weights, settings(), seed);
+        // A short log: compacted often, and the restarted member is sent
+        // snapshots.
+        let mut sim = Sim::new(
+            &weights,
+            Settings {
+                log_keep: 3,
+                ..settings()
+            },
+            seed,
+        );
         for (i, node) in sim.nodes.iter_mut().enumerate() {
             // Rates within the bound, offsets anywhere.
             let rate = 1.0 + CLOCK_RATE_BOUND * 0.9 * ((i as f64 / (n - 1) as f64) * 2.0 - 1.0);
@@ -386,6 +395,86 @@ fn a_restart_takes_a_larger_incarnation_from_the_saved_state_whatever_the_wall_c
     assert_eq!(Persisted::decode(&saved.encode()), Ok(saved));
     assert!(Persisted::decode(b"garbage").is_err());
     assert_exclusive(&sim, "restart");
+}
+
+#[test]
+fn the_log_stays_short_and_members_behind_it_catch_up_by_snapshot() {
+    let keep = 4;
+    let mut sim = Sim::new(
+        &[1000, 1000, 1000],
+        Settings {
+            log_keep: keep,
+            ..settings()
+        },
+        21,
+    );
+    served(&mut sim, &[0, 1, 2]);
+    let stale = sim.nodes[2].saved.clone().unwrap();
+    sim.kill(2);
+    assert!(sim.run_until_served(&[0, 1], 3_000).is_some());
+    // Tables every 300 ms for 12 s: 40 of them, ten times what is kept.
+    let before = newest_epoch(&sim);
+    for k in 0..40u32 {
+        let w = if (k / 2) % 2 == 0 { 1500 } else { 700 };
+        sim.agent_mut(k as usize % 2).unwrap().set_weight(w);
+        sim.run(300);
+    }
+    assert!(
+        newest_epoch(&sim) >= before + 30,
+        "tables made: {}",
+        newest_epoch(&sim) - before
+    );
+    for i in [0, 1] {
+        let a = sim.agent(i).unwrap();
+        assert!(a.stats().log_compactions > 0, "node {i} never compacted");
+        assert!(a.log_len() <= 2 * keep + 4, "node {i} holds {} entries", a.log_len());
+        let saved = sim.nodes[i].saved.clone().unwrap();
+        assert!(saved.log_entries() as u64 <= 2 * keep + 4);
+        assert_eq!(Persisted::decode(&saved.encode()), Ok(saved));
+    }
+    // Node 2 comes back from a state far behind the compacted log: the
+    // leader sends it a snapshot, and it gets its share back.
+    sim.nodes[2].saved = Some(stale);
+    sim.restart(2);
+    rejoins(&mut sim, 2, 0.2);
+    assert!(sim.agent(2).unwrap().stats().snapshots_installed > 0);
+    assert!((0..2).any(|i| sim.agent(i).unwrap().stats().snapshots_sent > 0));
+    assert_eq!(sim.agent(2).unwrap().epoch().index, newest_epoch(&sim));
+    // A restart from a compacted state file.
+    sim.kill(0);
+    assert!(sim.run_until_served(&[1, 2], 3_000).is_some());
+    sim.restart(0);
+    rejoins(&mut sim, 0, 0.2);
+    served(&mut sim, &[0, 1, 2]);
+    assert_exclusive(&sim, "compaction and snapshots");
+}
+
+#[test]
+fn a_state_file_of_the_first_format_still_restarts() {
+    let mut sim = converged(&[1000, 1000, 1000], 22);
+    let saved = sim.nodes[1].saved.clone().unwrap();
+    assert_eq!(saved.base, (0, 0), "nothing compacted yet");
+    // The first format: magic SSSTATE1, then the hard state, the conf
+    // state and every entry; no base, no table.
+    let mut first = b"SSSTATE1".to_vec();
+    first.extend_from_slice(&saved.incarnation.to_be_bytes());
+    first.extend_from_slice(&saved.applied.to_be_bytes());
+    let mut put = |bytes: Vec<u8>| {
+        first.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+        first.extend_from_slice(&bytes);
+    };
+    put(saved.hard_state.write_to_bytes().unwrap());
+    put(saved.conf_state.write_to_bytes().unwrap());
+    for e in &saved.entries {
+        put(e.write_to_bytes().unwrap());
+    }
+    let read = Persisted::decode(&first).unwrap();
+    assert_eq!(read, saved, "the same state, the table in force found in the log");
+    sim.kill(1);
+    sim.nodes[1].saved = Some(read);
+    sim.restart(1);
+    rejoins(&mut sim, 1, 0.2);
+    assert_exclusive(&sim, "restart from the first format");
 }
 
 #[test]
