@@ -381,6 +381,55 @@ fn an_authentic_heartbeat_with_a_poison_index_changes_nothing() {
 }
 
 #[test]
+fn an_authentic_snapshot_raft_could_not_restore_or_that_is_no_table_is_refused() {
+    let mut sim = converged(&[1000, 1000, 1000], 23);
+    let from = heartbeat(1, 1).from;
+    let term = sim.agent(0).unwrap().raft.raft.term;
+    let snapshot = |index: u64, data: Vec<u8>, voters: Vec<u64>, outgoing: Vec<u64>| {
+        let mut m = Message::default();
+        m.set_msg_type(MessageType::MsgSnapshot);
+        m.from = raft_id(MemberId(3));
+        m.to = raft_id(MemberId(1));
+        m.term = term + 1;
+        let meta = m.mut_snapshot().mut_metadata();
+        meta.index = index;
+        meta.term = term + 1;
+        meta.mut_conf_state().voters = voters;
+        meta.mut_conf_state().voters_outgoing = outgoing;
+        m.mut_snapshot().data = data.into();
+        wire::encode_consensus(&from, &m.write_to_bytes().unwrap(), &Keys::single(KEY)).unwrap()
+    };
+    let table = sim.agent(0).unwrap().raft.raft.raft_log.store.snapshot_data();
+    let epoch = sim.agent(0).unwrap().epoch().index;
+    for (what, bytes) in [
+        (
+            "garbage data",
+            snapshot(epoch + 5, b"not a table".to_vec(), vec![2, 3, 4], vec![]),
+        ),
+        (
+            "an index at the end of the space",
+            snapshot(u64::MAX - 1, table.clone(), vec![2, 3, 4], vec![]),
+        ),
+        ("no voters", snapshot(epoch + 5, table.clone(), vec![], vec![])),
+        (
+            "a joint configuration",
+            snapshot(epoch + 5, table.clone(), vec![2, 3], vec![2, 3, 4]),
+        ),
+    ] {
+        let local = sim.nodes[0].local(sim.now);
+        assert_eq!(
+            sim.agent_mut(0).unwrap().receive(&bytes, local),
+            Err(Reject::Malformed),
+            "{what}"
+        );
+    }
+    sim.run(3_000);
+    assert_eq!(sim.agent(0).unwrap().stats().snapshots_installed, 0);
+    assert!(sim.all_open_once(&[0, 1, 2]));
+    assert_exclusive(&sim, "insane snapshots");
+}
+
+#[test]
 fn a_restart_takes_a_larger_incarnation_from_the_saved_state_whatever_the_wall_clock() {
     let mut sim = converged(&[1000, 1000, 1000], 13);
     let before = sim.agent(1).unwrap().incarnation();
