@@ -123,7 +123,9 @@ fn load_state(path: &Path) -> Result<Option<Persisted>, String> {
     }
 }
 
-/// Writes the state durably; returns its size in bytes.
+/// Writes the state durably (the file, then the directory entry that the
+/// rename changed: without that, a power cut could bring back the previous
+/// file, and with it a vote already given); returns its size in bytes.
 fn save_state(path: &Path, p: &Persisted) -> std::io::Result<u64> {
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::File::create(&tmp)?;
@@ -131,6 +133,11 @@ fn save_state(path: &Path, p: &Persisted) -> std::io::Result<u64> {
     f.write_all(&bytes)?;
     f.sync_data()?;
     std::fs::rename(&tmp, path)?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)?.sync_all()?;
     Ok(bytes.len() as u64)
 }
 
@@ -671,6 +678,27 @@ pub struct ExchangeStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_state_file_is_replaced_whole_and_read_back() {
+        let dir = std::env::temp_dir().join(format!("ss-state-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("node.segment0.state");
+        assert_eq!(load_state(&path), Ok(None), "no file: a fresh member");
+        let mut p = Persisted::default();
+        p.incarnation = 7;
+        let bytes = save_state(&path, &p).unwrap();
+        assert_eq!(bytes, std::fs::metadata(&path).unwrap().len());
+        assert!(!path.with_extension("tmp").exists());
+        assert_eq!(load_state(&path), Ok(Some(p)));
+        std::fs::write(&path, b"SSSTATE9 not ours").unwrap();
+        let e = load_state(&path).unwrap_err();
+        assert!(
+            e.contains("node.segment0.state") && e.contains("not a synshare state file"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn a_stall_after_reading_the_clock_does_not_lengthen_the_workers_lease() {
