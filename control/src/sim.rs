@@ -92,6 +92,9 @@ pub struct Sim {
     in_flight: Vec<InFlight>,
     /// `blocked[a][b]`: nothing from a reaches b.
     pub blocked: Vec<Vec<bool>>,
+    /// `blocked_consensus[a][b]`: a's consensus messages do not reach b
+    /// (its heartbeats do).
+    pub blocked_consensus: Vec<Vec<bool>>,
     /// Junk datagrams delivered to every node each millisecond.
     pub junk_per_ms: usize,
     /// Heartbeat bytes sent (UDP payload), per node.
@@ -116,6 +119,7 @@ impl Sim {
             delay: (1, 1),
             in_flight: Vec::new(),
             blocked: Vec::new(),
+            blocked_consensus: Vec::new(),
             junk_per_ms: 0,
             bytes_sent: Vec::new(),
             double_open_ms: 0,
@@ -145,10 +149,12 @@ impl Sim {
             workers: Workers::default(),
         });
         let n = self.nodes.len();
-        for row in self.blocked.iter_mut() {
-            row.resize(n, false);
+        for matrix in [&mut self.blocked, &mut self.blocked_consensus] {
+            for row in matrix.iter_mut() {
+                row.resize(n, false);
+            }
+            matrix.push(vec![false; n]);
         }
-        self.blocked.push(vec![false; n]);
         self.bytes_sent.resize(n, 0);
         n - 1
     }
@@ -272,7 +278,9 @@ impl Sim {
                     .collect();
                 for j in targets {
                     self.bytes_sent[i] += o.bytes.len() as u64;
-                    if self.blocked[i][j] || self.chance(self.loss) {
+                    // Consensus messages go to one member, heartbeats to all.
+                    let consensus = o.to.is_some();
+                    if self.blocked[i][j] || (consensus && self.blocked_consensus[i][j]) || self.chance(self.loss) {
                         continue;
                     }
                     let at = now + self.delay();

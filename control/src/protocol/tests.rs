@@ -430,6 +430,51 @@ fn an_authentic_snapshot_raft_could_not_restore_or_that_is_no_table_is_refused()
 }
 
 #[test]
+fn a_member_whose_log_holds_a_table_it_does_not_enforce_yet_stops_renewing_its_own_lease() {
+    // A's log gets a table that moves some of its buckets to the leader L;
+    // L commits it with A's acknowledgement, then A hears nothing more from
+    // L (so it never applies it), while B, whose log never gets it, goes on
+    // granting A's lease at the table A enforces (B hears A's heartbeats). A's own grant must stop
+    // when its log took the table: the commit's majority {L, A} and the
+    // renewing one {A, B} share only A. (Were A's own grant `now`, {A, B}
+    // would keep A open in buckets L claims once the claim wait passes.)
+    let mut sim = converged(&[1000, 1000, 1000], 24);
+    sim.run(1_000);
+    let leader = sim.agent(0).unwrap().leader().expect("a leader");
+    let l = sim.nodes.iter().position(|n| n.id == leader).unwrap();
+    let (a, b) = ((l + 1) % 3, (l + 2) % 3);
+    sim.blocked_consensus[l][b] = true;
+    let applied = sim.agent(a).unwrap().applied;
+    let held = sim.agent(a).unwrap().held_count();
+    sim.agent_mut(a).unwrap().set_weight(300);
+    let start = sim.now;
+    while sim.agent(a).unwrap().log_last() <= applied {
+        assert!(sim.now < start + 5_000, "no new table reached A");
+        sim.step();
+    }
+    // A hears nothing more from L, and no consensus from B nor B from it
+    // (so neither can lead and commit the table for A); heartbeats between
+    // A and B go on.
+    sim.blocked[l][a] = true;
+    sim.blocked_consensus[a][b] = true;
+    sim.blocked_consensus[b][a] = true;
+    assert_eq!(
+        sim.agent(a).unwrap().applied,
+        applied,
+        "the table is in A's log, not applied"
+    );
+    let claimed = sim.agent(l).unwrap().stats().buckets_claimed;
+    sim.run(3_000);
+    assert!(
+        sim.agent(l).unwrap().stats().buckets_claimed > claimed,
+        "the leader claimed A's former buckets"
+    );
+    assert_exclusive(&sim, "a table in the log, not enforced");
+    assert_eq!(sim.agent(a).unwrap().applied, applied, "A never applied the table");
+    assert!(closed(&sim, a), "A fenced (it held {held})");
+}
+
+#[test]
 fn a_restart_takes_a_larger_incarnation_from_the_saved_state_whatever_the_wall_clock() {
     let mut sim = converged(&[1000, 1000, 1000], 13);
     let before = sim.agent(1).unwrap().incarnation();
