@@ -530,6 +530,26 @@ fn the_log_stays_short_and_members_behind_it_catch_up_by_snapshot() {
     // leader sends it a snapshot, and it gets its share back.
     sim.nodes[2].saved = Some(stale);
     sim.restart(2);
+    let start = sim.now;
+    while sim.agent(2).unwrap().stats().snapshots_installed == 0 {
+        assert!(sim.now < start + 5_000, "node 2 was never sent a snapshot");
+        sim.step();
+    }
+    // It never saw who held what in the tables it skipped: it claims
+    // nothing before the whole claim wait, even once every member it knows
+    // says it enforces the table.
+    let installed = sim.now;
+    let claimed = sim.agent(2).unwrap().stats().buckets_claimed;
+    while sim.agent(2).unwrap().stats().buckets_claimed == claimed {
+        assert!(sim.now < installed + 5_000, "node 2 never claimed");
+        sim.step();
+    }
+    let wait = sim.settings.claim_wait_ms();
+    assert!(
+        sim.now - installed >= wait,
+        "claimed {} ms after the snapshot",
+        sim.now - installed
+    );
     rejoins(&mut sim, 2, 0.2);
     assert!(sim.agent(2).unwrap().stats().snapshots_installed > 0);
     assert!((0..2).any(|i| sim.agent(i).unwrap().stats().snapshots_sent > 0));
