@@ -467,8 +467,14 @@ impl Persisted {
             };
             (base, table)
         };
-        if entries.windows(2).any(|w| w[1].index != w[0].index + 1)
-            || entries.first().is_some_and(|e| e.index != base.0 + 1)
+        let last = entries.last().map_or(base.0, |e| e.index);
+        if entries
+            .windows(2)
+            .any(|w| w[1].index != w[0].index + 1 || w[1].term < w[0].term)
+            || entries
+                .first()
+                .is_some_and(|e| e.index != base.0 + 1 || e.term < base.1)
+            || hard_state.commit > last
             || applied > hard_state.commit
             || applied < base.0
             || table
@@ -1125,11 +1131,18 @@ impl Agent {
                 let meta = snap.get_metadata();
                 let cs = meta.get_conf_state();
                 let horizon = log.last_index().max(log.committed) + (1 << 20);
+                let configured = |id: &u64| *id == raft_id(self.me) || self.peers.keys().any(|m| raft_id(*m) == *id);
+                let table_fits = match table_of_snapshot(&snap.data) {
+                    Some(Some(e)) => e.index > 0 && e.index <= meta.index,
+                    Some(None) => true,
+                    None => false,
+                };
                 m.term > 0
                     && meta.index > 0
                     && meta.index <= horizon
                     && meta.term > 0
-                    && table_of_snapshot(&snap.data).is_some()
+                    && table_fits
+                    && cs.voters.iter().chain(&cs.learners).all(configured)
                     && !cs.voters.is_empty()
                     && cs.voters_outgoing.is_empty()
                     && cs.learners_next.is_empty()
@@ -1314,6 +1327,11 @@ impl Agent {
             return;
         }
         self.stats.snapshots_installed += 1;
+        // What was held under the tables before is given up, whatever the
+        // new one says: those in between may have moved any bucket away and
+        // back, so every bucket goes through a claim again (its wait, and a
+        // drain period from now).
+        self.release_all();
         match table {
             Some(Some(epoch)) if epoch.buckets == self.settings.buckets => {
                 if epoch.index != self.epoch.index {
@@ -1321,10 +1339,18 @@ impl Agent {
                 }
             }
             Some(None) => {}
-            // A table this member cannot use: it holds nothing under it.
+            // A table this member cannot use: none at all, so it claims
+            // nothing until the next one.
             _ => {
                 self.raft.mut_store().table = None;
-                self.release_all();
+                self.table = Table::build(self.settings.layout, &[], self.settings.buckets);
+                self.epoch = Epoch {
+                    index: 0,
+                    creator: self.me,
+                    layout: self.settings.layout,
+                    buckets: self.settings.buckets,
+                    members: Vec::new(),
+                };
             }
         }
         // The tables in between were never seen here, nor who held what in

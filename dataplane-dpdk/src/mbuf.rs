@@ -320,18 +320,9 @@ impl Burst {
     /// As [`Burst::pending`], with each frame's RSS hash and segment count.
     #[inline]
     pub fn pending_frames(&self) -> impl Iterator<Item = Received<'_>> + '_ {
-        self.pkts[self.next..self.len].iter().map(|&m| {
-            // SAFETY: slots next..len hold valid mbufs this burst owns; their
-            // first segment's `data_len` bytes at the mtod pointer stay
-            // valid and unchanged while `self` is borrowed.
-            unsafe {
-                Received {
-                    bytes: std::slice::from_raw_parts(data_ptr(m), usize::from((*m).data_len)),
-                    rss: rss_of(m),
-                    segments: (*m).nb_segs,
-                }
-            }
-        })
+        // SAFETY: slots next..len hold valid mbufs this burst owns, unchanged
+        // while `self` is borrowed.
+        self.pkts[self.next..self.len].iter().map(|&m| unsafe { received(m) })
     }
 
     fn free_rest(&mut self) {
@@ -374,6 +365,22 @@ impl Drop for Drain<'_> {
         // SAFETY: the iterator owns the mbufs it has not yielded (the
         // burst gave them up in `drain`); they are freed once, here.
         unsafe { free_bulk(&mut left[..n]) }
+    }
+}
+
+/// What `m` holds.
+///
+/// # Safety
+/// `m` must be a valid mbuf whose first segment's `data_len` bytes at the
+/// mtod pointer stay valid and unchanged for `'a`.
+unsafe fn received<'a>(m: *mut rte_mbuf) -> Received<'a> {
+    // SAFETY: as the caller promises.
+    unsafe {
+        Received {
+            bytes: std::slice::from_raw_parts(data_ptr(m), usize::from((*m).data_len)),
+            rss: rss_of(m),
+            segments: (*m).nb_segs,
+        }
     }
 }
 
@@ -480,6 +487,13 @@ impl TxBatch {
     /// True when the batch holds a full burst.
     pub fn is_full(&self) -> bool {
         self.len == BURST
+    }
+
+    /// The packets waiting, in order, to look at.
+    pub fn frames(&self) -> impl Iterator<Item = Received<'_>> + '_ {
+        // SAFETY: slots 0..len hold valid mbufs the batch owns, unchanged
+        // while `self` is borrowed.
+        self.pkts[..self.len].iter().map(|&m| unsafe { received(m) })
     }
 
     /// Takes out, unsent, the packets at the positions set in `marked`

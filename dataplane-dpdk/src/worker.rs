@@ -5,11 +5,14 @@ use crate::{Burst, FreeBatch, HugeSlice, Mbuf, RxQueue, TxBatch, TxQueue, BURST}
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use synshare_dataplane::classify::{Action, Classifier, Context, Look, PacketBuf};
+use synshare_dataplane::classify::{Action, Classifier, Context, Look};
 use synshare_dataplane::counters::{Counter, Counts, Tally, WorkerStats};
 use synshare_dataplane::flow::{FlowTable, Group};
 use synshare_dataplane::ownership::OwnershipView;
 use synshare_dataplane::publish::{Lease, Subscriber};
+
+// A burst's positions are the bits of a u32.
+const _: () = assert!(BURST <= 32);
 
 /// A worker's flow table: its groups on transparent huge pages where the
 /// kernel gives them, so a random lookup misses the cache but not also the
@@ -133,10 +136,11 @@ impl Worker {
         let mut kernel_burst = Burst::default();
         let mut to_kernel = TxBatch::default();
         // The frames of `to_kernel` accepted under the lease (bit i: the
-        // batch's position i), and their outcomes by position: delivered
-        // only if the lease is still valid just before they go.
+        // batch's position i): delivered only if the lease is still valid
+        // just before they go. And the outcome of every frame of the batch,
+        // by position.
         let mut leased_frames = 0u32;
-        let mut leased_outcomes = [Counter::KernelVipSyn; BURST];
+        let mut kernel_outcomes = [Counter::KernelVipSyn; BURST];
         let mut to_wire = TxBatch::default();
         let mut drops = FreeBatch::default();
         let mut tally = Tally::default();
@@ -208,9 +212,11 @@ impl Worker {
                         // The batch starts every burst empty and a burst
                         // fits in it: the position is where it will stay.
                         let slot = to_kernel.len();
-                        if outcome.rests_on_lease() && slot < BURST {
-                            leased_frames |= 1 << slot;
-                            leased_outcomes[slot] = outcome;
+                        if slot < BURST {
+                            kernel_outcomes[slot] = outcome;
+                            if outcome.rests_on_lease() {
+                                leased_frames |= 1 << slot;
+                            }
                         }
                         enqueue(
                             &mut self.kernel_tx,
@@ -248,13 +254,14 @@ impl Worker {
             // taken meanwhile. Such frames are dropped instead, and their
             // flows forgotten.
             if leased_frames != 0 && !self.lease.valid_at(crate::tsc()) {
-                let (classifier, flows) = (&self.classifier, &mut self.flows);
-                to_kernel.take_marked(leased_frames, |slot, m| {
-                    let rss = if self.use_rss { m.rss() } else { None };
-                    classifier.revoke(m.bytes(), rss, flows, now_ms);
-                    counts.recount(leased_outcomes[slot], Counter::DropLeaseRanOut);
-                    drops.push(m);
-                });
+                self.withdraw(
+                    &mut to_kernel,
+                    leased_frames,
+                    &kernel_outcomes,
+                    now_ms,
+                    &mut counts,
+                    &mut drops,
+                );
             }
             leased_frames = 0;
             drops.free();
@@ -292,6 +299,44 @@ impl Worker {
         }
         self.publish_stats(&counts, wire_rx_total, kernel_rx_total, idle_total);
         0
+    }
+
+    /// Takes out of `batch` the frames at the positions `leased` (their
+    /// acceptance rested on a lease that ran out before the flush), forgets
+    /// their flows, and also takes out any later frame of the burst decided
+    /// on one of those flows. Off the packet path: only after a stall.
+    fn withdraw(
+        &mut self,
+        batch: &mut TxBatch,
+        leased: u32,
+        outcomes: &[Counter; BURST],
+        now_ms: u32,
+        counts: &mut Counts,
+        drops: &mut FreeBatch,
+    ) {
+        let use_rss = self.use_rss;
+        for (slot, f) in batch.frames().enumerate() {
+            if leased & (1 << slot) != 0 {
+                let rss = if use_rss { f.rss } else { None };
+                self.classifier.revoke(f.bytes, rss, &mut self.flows, now_ms);
+            }
+        }
+        let mut out = leased;
+        for (slot, f) in batch.frames().enumerate() {
+            let rss = if use_rss { f.rss } else { None };
+            if outcomes[slot] == Counter::KernelVipFlow
+                && self
+                    .classifier
+                    .flow_of(f.bytes, rss)
+                    .is_some_and(|flow| self.flows.get(flow, now_ms).is_none())
+            {
+                out |= 1 << slot;
+            }
+        }
+        batch.take_marked(out, |slot, m| {
+            counts.recount(outcomes[slot], Counter::DropLeaseRanOut);
+            drops.push(m);
+        });
     }
 
     fn publish_stats(&self, counts: &Counts, wire_rx: u64, kernel_rx: u64, idle: u64) {

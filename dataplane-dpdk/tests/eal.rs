@@ -197,28 +197,30 @@ fn dpdk_layer_under_eal() {
     // lease is still valid after the decision.
     let kernel_id = Port::find("net_null1").expect("net_null1");
     let kernel = Port::start(kernel_id, "net_null1", &port_config(), Arc::clone(&pool)).expect("start kernel port");
+    // A SYN, and a segment of the same connection in the same burst,
+    // decided on the flow the SYN made.
     let syn = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::SYN);
-    let (stalled, flows) = run_worker(&ring, &kernel, &pool, &classifier, &view, &syn, true);
-    assert_eq!(
+    let ack = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::ACK);
+    let burst = [syn, ack];
+    let (stalled, flows) = run_worker(&ring, &kernel, &pool, &classifier, &view, &burst, true);
+    let outcomes = |c: &Counts| {
         (
-            stalled.get(Counter::KernelVipSyn),
-            stalled.get(Counter::DropLeaseRanOut)
-        ),
-        (0, 1),
-        "the SYN decided before the stall was not delivered after it"
+            c.get(Counter::KernelVipSyn),
+            c.get(Counter::KernelVipFlow),
+            c.get(Counter::DropLeaseRanOut),
+        )
+    };
+    assert_eq!(
+        outcomes(&stalled),
+        (0, 0, 2),
+        "neither the SYN decided before the stall nor the segment on its flow was delivered after it"
     );
     let delivered = kernel.stats().expect("stats").opackets;
     assert_eq!((delivered, flows), (0, 0), "nothing reached the kernel, no flow stayed");
-    let (on_time, flows) = run_worker(&ring, &kernel, &pool, &classifier, &view, &syn, false);
-    assert_eq!(
-        (
-            on_time.get(Counter::KernelVipSyn),
-            on_time.get(Counter::DropLeaseRanOut)
-        ),
-        (1, 0)
-    );
+    let (on_time, flows) = run_worker(&ring, &kernel, &pool, &classifier, &view, &burst, false);
+    assert_eq!(outcomes(&on_time), (1, 1, 0));
     let delivered = kernel.stats().expect("stats").opackets;
-    assert_eq!((delivered, flows), (1, 1), "delivered and recorded without a stall");
+    assert_eq!((delivered, flows), (2, 1), "delivered and recorded without a stall");
     assert_eq!(pool.available(), full, "no leak through the worker");
 
     drop(kernel);
@@ -253,7 +255,7 @@ impl BurstObserver for Stall {
 }
 
 /// Runs a worker (wire: the ring, kernel: `kernel`) holding every bucket
-/// under a valid lease on one `frame` looped through the ring, with or
+/// under a valid lease on `frames` looped through the ring, with or
 /// without a stall after the decision. Returns its counts and the size of
 /// its flow table at the end.
 fn run_worker(
@@ -262,11 +264,13 @@ fn run_worker(
     pool: &Arc<Mempool>,
     classifier: &Classifier,
     view: &OwnershipView,
-    frame: &[u8],
+    frames: &[Vec<u8>],
     stall: bool,
 ) -> (Counts, u64) {
     let mut batch = TxBatch::default();
-    assert!(batch.push(Mbuf::from_bytes(pool, frame).expect("mbuf")).is_ok());
+    for f in frames {
+        assert!(batch.push(Mbuf::from_bytes(pool, f).expect("mbuf")).is_ok());
+    }
     assert_eq!(ring.tx_queue(0).send(&mut batch), 0);
     let (_publisher, mut subscribers) = Publisher::new(1, view);
     let lease = Lease::none();

@@ -516,23 +516,26 @@ impl Classifier {
     /// is the frame as decided (only its destination MAC may differ);
     /// `rss` as given when it was decided.
     pub fn revoke<G: GroupStore>(&self, frame: &[u8], rss: Option<u32>, flows: &mut FlowTable<G>, now_ms: u32) {
-        let Ok(f) = packet::parse(frame) else { return };
+        if let Some(flow) = self.flow_of(frame, rss) {
+            flows.remove(flow, now_ms);
+        }
+    }
+
+    /// The place in the flow table of `frame`'s connection, when it is TCP
+    /// to a VIP (`frame` and `rss` as for [`Classifier::revoke`]).
+    pub fn flow_of(&self, frame: &[u8], rss: Option<u32>) -> Option<FlowRef> {
+        let f = packet::parse(frame).ok()?;
         let (Payload::Ipv4(ip) | Payload::Ipv6(ip)) = f.payload else {
-            return;
+            return None;
         };
         let L4::Tcp { src_port, dst_port, .. } = ip.l4 else {
-            return;
+            return None;
         };
-        if self.vip(ip.dst).is_none() {
-            return;
-        }
+        self.vip(ip.dst)?;
         let value = rss
             .map(ConnectionValue)
             .unwrap_or_else(|| symmetric::tuple(ip.src, ip.dst, src_port, dst_port));
-        flows.remove(
-            FlowRef::new(&FlowKey::new(ip.src, src_port, ip.dst, dst_port), value),
-            now_ms,
-        );
+        Some(FlowRef::new(&FlowKey::new(ip.src, src_port, ip.dst, dst_port), value))
     }
 
     /// Sends a frame up: unicast frames and frames to the cluster MAC get

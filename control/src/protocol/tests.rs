@@ -401,6 +401,8 @@ fn an_authentic_snapshot_raft_could_not_restore_or_that_is_no_table_is_refused()
     };
     let table = sim.agent(0).unwrap().raft.raft.raft_log.store.snapshot_data();
     let epoch = sim.agent(0).unwrap().epoch().index;
+    // The table in force, said to be at another index.
+    let beyond = |index: u64| [&index.to_be_bytes()[..], &table[8..]].concat();
     for (what, bytes) in [
         (
             "garbage data",
@@ -414,6 +416,19 @@ fn an_authentic_snapshot_raft_could_not_restore_or_that_is_no_table_is_refused()
         (
             "a joint configuration",
             snapshot(epoch + 5, table.clone(), vec![2, 3], vec![2, 3, 4]),
+        ),
+        ("a voter id 0", snapshot(epoch + 5, table.clone(), vec![0, 2], vec![])),
+        (
+            "a voter not configured",
+            snapshot(epoch + 5, table.clone(), vec![2, 3, 4, 99], vec![]),
+        ),
+        (
+            "a table beyond the snapshot",
+            snapshot(epoch + 5, beyond(epoch + 6), vec![2, 3, 4], vec![]),
+        ),
+        (
+            "a table at index 0",
+            snapshot(epoch + 5, beyond(0), vec![2, 3, 4], vec![]),
         ),
     ] {
         let local = sim.nodes[0].local(sim.now);
@@ -561,6 +576,75 @@ fn the_log_stays_short_and_members_behind_it_catch_up_by_snapshot() {
     rejoins(&mut sim, 0, 0.2);
     served(&mut sim, &[0, 1, 2]);
     assert_exclusive(&sim, "compaction and snapshots");
+}
+
+#[test]
+fn a_member_cut_off_past_the_compacted_log_gives_up_what_it_held_and_claims_again() {
+    let keep = 4;
+    let mut sim = Sim::new(
+        &[1000, 1000, 1000],
+        Settings {
+            log_keep: keep,
+            ..settings()
+        },
+        25,
+    );
+    served(&mut sim, &[0, 1, 2]);
+    sim.run(2_500);
+    let held = sim.agent(2).unwrap().held_count();
+    assert!(held > 0);
+    // Node 2 is cut off (it keeps its held buckets, fenced) while the
+    // others make 40 tables; back, it is sent a snapshot.
+    sim.isolate(2, true);
+    for k in 0..40u32 {
+        let w = if (k / 2) % 2 == 0 { 1500 } else { 700 };
+        sim.agent_mut(k as usize % 2).unwrap().set_weight(w);
+        sim.run(300);
+    }
+    for i in [0, 1] {
+        sim.agent_mut(i).unwrap().set_weight(1000);
+    }
+    sim.run(2_000);
+    assert_eq!(sim.agent(2).unwrap().held_count(), held, "still held, fenced");
+    sim.isolate(2, false);
+    let start = sim.now;
+    while sim.agent(2).unwrap().stats().snapshots_installed == 0 {
+        assert!(sim.now < start + 5_000, "node 2 was never sent a snapshot");
+        sim.step();
+    }
+    assert_eq!(sim.agent(2).unwrap().held_count(), 0, "what it held before is given up");
+    rejoins(&mut sim, 2, 0.2);
+    let rights = sim.agent(2).unwrap().rights(sim.nodes[2].local(sim.now));
+    assert!(
+        rights.iter().all(|r| *r != Right::Settled),
+        "claimed afresh: in its drain period"
+    );
+    served(&mut sim, &[0, 1, 2]);
+    assert_exclusive(&sim, "rejoining past the compacted log");
+}
+
+#[test]
+fn a_state_file_raft_could_not_start_from_is_refused() {
+    let mut sim = converged(&[1000, 1000, 1000], 26);
+    sim.run(1_000);
+    let saved = sim.nodes[1].saved.clone().unwrap();
+    assert!(Persisted::decode(&saved.encode()).is_ok());
+    let mut beyond = saved.clone();
+    beyond.hard_state.commit = saved.entries.last().unwrap().index + 1;
+    let mut term_back = saved.clone();
+    term_back.entries.last_mut().unwrap().term = 0;
+    let mut hole = saved.clone();
+    hole.entries.remove(1);
+    let mut table_ahead = saved.clone();
+    table_ahead.table.as_mut().unwrap().0 = saved.applied + 1;
+    for (what, p) in [
+        ("a commit past the log", beyond),
+        ("a term going back", term_back),
+        ("a hole in the log", hole),
+        ("a table past the applied index", table_ahead),
+    ] {
+        assert!(Persisted::decode(&p.encode()).is_err(), "{what}");
+    }
 }
 
 #[test]
