@@ -475,6 +475,11 @@ impl Persisted {
                 .first()
                 .is_some_and(|e| e.index != base.0 + 1 || e.term < base.1)
             || hard_state.commit > last
+            || entries.last().is_some_and(|e| e.term > hard_state.term)
+            || conf_state.voters.is_empty()
+            || !conf_state.voters_outgoing.is_empty()
+            || !conf_state.learners_next.is_empty()
+            || conf_state.auto_leave
             || applied > hard_state.commit
             || applied < base.0
             || table
@@ -775,12 +780,13 @@ impl Agent {
         if let Some((index, data)) = saved.as_ref().and_then(|p| p.table.as_ref()) {
             if let Some(e) = Epoch::decode(*index, data).filter(|e| e.buckets == agent.settings.buckets) {
                 agent.install(e, now);
-                agent.replaced.clear();
-                agent
-                    .replaced
-                    .push_back((now, agent.epoch.members.iter().map(|m| m.0).collect()));
             }
         }
+        // Who held what in the tables before the saved one (replaced within
+        // the claim wait, maybe) is not saved: claims wait the whole claim
+        // wait.
+        agent.replaced.clear();
+        agent.replaced.push_back((now, vec![UNKNOWN_HOLDER]));
         agent.voters = agent.voter_ids();
         Ok(agent)
     }
@@ -1110,11 +1116,14 @@ impl Agent {
         let log = &self.raft.raft.raft_log;
         match m.get_msg_type() {
             T::MsgHeartbeat => m.commit <= log.last_index(),
-            T::MsgAppend => m
-                .entries
-                .iter()
-                .enumerate()
-                .all(|(k, e)| e.index == m.index + 1 + k as u64),
+            T::MsgAppend => {
+                let mut term = m.log_term;
+                m.entries.iter().enumerate().all(|(k, e)| {
+                    let ok = e.index == m.index + 1 + k as u64 && e.term >= term && e.term <= m.term;
+                    term = e.term;
+                    ok
+                })
+            }
             T::MsgAppendResponse
             | T::MsgRequestVote
             | T::MsgRequestVoteResponse
@@ -1131,18 +1140,18 @@ impl Agent {
                 let meta = snap.get_metadata();
                 let cs = meta.get_conf_state();
                 let horizon = log.last_index().max(log.committed) + (1 << 20);
-                let configured = |id: &u64| *id == raft_id(self.me) || self.peers.keys().any(|m| raft_id(*m) == *id);
                 let table_fits = match table_of_snapshot(&snap.data) {
                     Some(Some(e)) => e.index > 0 && e.index <= meta.index,
                     Some(None) => true,
                     None => false,
                 };
                 m.term > 0
-                    && meta.index > 0
+                    && meta.index > log.committed
                     && meta.index <= horizon
                     && meta.term > 0
+                    && meta.term <= m.term
                     && table_fits
-                    && cs.voters.iter().chain(&cs.learners).all(configured)
+                    && cs.voters.iter().chain(&cs.learners).all(|id| *id != 0)
                     && !cs.voters.is_empty()
                     && cs.voters_outgoing.is_empty()
                     && cs.learners_next.is_empty()
@@ -1338,9 +1347,8 @@ impl Agent {
                     self.install(epoch, now);
                 }
             }
-            Some(None) => {}
-            // A table this member cannot use: none at all, so it claims
-            // nothing until the next one.
+            // No table there, or one this member cannot use: none at all,
+            // so it claims nothing until the next one.
             _ => {
                 self.raft.mut_store().table = None;
                 self.table = Table::build(self.settings.layout, &[], self.settings.buckets);

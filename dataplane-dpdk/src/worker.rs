@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use synshare_dataplane::classify::{Action, Classifier, Context, Look};
 use synshare_dataplane::counters::{Counter, Counts, Tally, WorkerStats};
-use synshare_dataplane::flow::{FlowTable, Group};
+use synshare_dataplane::flow::{FlowRef, FlowTable, Group};
 use synshare_dataplane::ownership::OwnershipView;
 use synshare_dataplane::publish::{Lease, Subscriber};
 
@@ -304,7 +304,9 @@ impl Worker {
     /// Takes out of `batch` the frames at the positions `leased` (their
     /// acceptance rested on a lease that ran out before the flush), forgets
     /// their flows, and also takes out any later frame of the burst decided
-    /// on one of those flows. Off the packet path: only after a stall.
+    /// on one of those flows (and only those: a RST of another flow has
+    /// ended its own entry, and still goes). Off the packet path: only
+    /// after a stall.
     fn withdraw(
         &mut self,
         batch: &mut TxBatch,
@@ -315,20 +317,27 @@ impl Worker {
         drops: &mut FreeBatch,
     ) {
         let use_rss = self.use_rss;
+        let mut revoked: [Option<FlowRef>; BURST] = [None; BURST];
+        let mut n = 0;
         for (slot, f) in batch.frames().enumerate() {
             if leased & (1 << slot) != 0 {
                 let rss = if use_rss { f.rss } else { None };
-                self.classifier.revoke(f.bytes, rss, &mut self.flows, now_ms);
+                if let Some(flow) = self.classifier.flow_of(f.bytes, rss) {
+                    self.flows.remove(flow, now_ms);
+                    revoked[n] = Some(flow);
+                    n += 1;
+                }
             }
         }
         let mut out = leased;
         for (slot, f) in batch.frames().enumerate() {
             let rss = if use_rss { f.rss } else { None };
             if outcomes[slot] == Counter::KernelVipFlow
+                && n > 0
                 && self
                     .classifier
                     .flow_of(f.bytes, rss)
-                    .is_some_and(|flow| self.flows.get(flow, now_ms).is_none())
+                    .is_some_and(|flow| revoked[..n].contains(&Some(flow)))
             {
                 out |= 1 << slot;
             }

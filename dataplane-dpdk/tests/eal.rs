@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use synshare_dataplane::classify::{Classifier, Context, NodeAddresses, PacketBuf, Vip};
 use synshare_dataplane::counters::{Counter, Counts, WorkerStats};
-use synshare_dataplane::flow::FlowTimeouts;
+use synshare_dataplane::flow::{FlowState, FlowTimeouts};
 use synshare_dataplane::hash::{symmetric, Toeplitz, MICROSOFT_KEY, SYMMETRIC_KEY};
 use synshare_dataplane::ownership::{BucketState, OwnershipView};
 use synshare_dataplane::packet::{tcp_flags, Addr};
@@ -201,8 +201,26 @@ fn dpdk_layer_under_eal() {
     // decided on the flow the SYN made.
     let syn = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::SYN);
     let ack = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::ACK);
-    let burst = [syn, ack];
-    let (stalled, flows) = run_worker(&ring, &kernel, &pool, &classifier, &view, &burst, true);
+    // And the RST of a connection known before the burst (it ends its own
+    // entry, and rests on no lease: it goes).
+    let known = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40001, V4_VIP, 80, tcp_flags::ACK);
+    let rst = tcp4_to(
+        CLUSTER_MAC,
+        CLIENT_V4,
+        40001,
+        V4_VIP,
+        80,
+        tcp_flags::RST | tcp_flags::ACK,
+    );
+    let burst = [syn, ack, rst];
+    let rig = Rig {
+        ring: &ring,
+        kernel: &kernel,
+        pool: &pool,
+        classifier: &classifier,
+        view: &view,
+    };
+    let (stalled, flows) = rig.run(&known, &burst, true);
     let outcomes = |c: &Counts| {
         (
             c.get(Counter::KernelVipSyn),
@@ -212,15 +230,19 @@ fn dpdk_layer_under_eal() {
     };
     assert_eq!(
         outcomes(&stalled),
-        (0, 0, 2),
-        "neither the SYN decided before the stall nor the segment on its flow was delivered after it"
+        (0, 1, 2),
+        "neither the SYN decided before the stall nor the segment on its flow was delivered after it; the RST was"
     );
     let delivered = kernel.stats().expect("stats").opackets;
-    assert_eq!((delivered, flows), (0, 0), "nothing reached the kernel, no flow stayed");
-    let (on_time, flows) = run_worker(&ring, &kernel, &pool, &classifier, &view, &burst, false);
-    assert_eq!(outcomes(&on_time), (1, 1, 0));
+    assert_eq!(
+        (delivered, flows),
+        (1, 0),
+        "only the RST reached the kernel, no flow stayed"
+    );
+    let (on_time, flows) = rig.run(&known, &burst, false);
+    assert_eq!(outcomes(&on_time), (1, 2, 0));
     let delivered = kernel.stats().expect("stats").opackets;
-    assert_eq!((delivered, flows), (2, 1), "delivered and recorded without a stall");
+    assert_eq!((delivered, flows), (4, 1), "delivered and recorded without a stall");
     assert_eq!(pool.available(), full, "no leak through the worker");
 
     drop(kernel);
@@ -254,47 +276,58 @@ impl BurstObserver for Stall {
     }
 }
 
-/// Runs a worker (wire: the ring, kernel: `kernel`) holding every bucket
-/// under a valid lease on `frames` looped through the ring, with or
-/// without a stall after the decision. Returns its counts and the size of
-/// its flow table at the end.
-fn run_worker(
-    ring: &Port,
-    kernel: &Port,
-    pool: &Arc<Mempool>,
-    classifier: &Classifier,
-    view: &OwnershipView,
-    frames: &[Vec<u8>],
-    stall: bool,
-) -> (Counts, u64) {
-    let mut batch = TxBatch::default();
-    for f in frames {
-        assert!(batch.push(Mbuf::from_bytes(pool, f).expect("mbuf")).is_ok());
+/// What a worker runs on: the ring as its wire, `kernel` as its kernel.
+struct Rig<'a> {
+    ring: &'a Port,
+    kernel: &'a Port,
+    pool: &'a Arc<Mempool>,
+    classifier: &'a Classifier,
+    view: &'a OwnershipView,
+}
+
+impl Rig<'_> {
+    /// Runs a worker holding every bucket under a valid lease, its flow
+    /// table holding `known`'s flow, on `frames` looped through the ring,
+    /// with or without a stall after the decision. Returns its counts and
+    /// the size of its flow table at the end.
+    fn run(&self, known: &[u8], frames: &[Vec<u8>], stall: bool) -> (Counts, u64) {
+        let (ring, kernel, pool, classifier, view) = (self.ring, self.kernel, self.pool, self.classifier, self.view);
+        let mut batch = TxBatch::default();
+        for f in frames {
+            assert!(batch.push(Mbuf::from_bytes(pool, f).expect("mbuf")).is_ok());
+        }
+        assert_eq!(ring.tx_queue(0).send(&mut batch), 0);
+        let (_publisher, mut subscribers) = Publisher::new(1, view);
+        let lease = Lease::none();
+        lease.set(dpdk::tsc() + 60 * dpdk::tsc_hz());
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(WorkerStats::default());
+        let mut flows = NodeFlows::new_in(1024, FlowTimeouts::default());
+        let flow = classifier.flow_of(known, None).expect("a VIP's TCP");
+        assert!(flows.insert(
+            flow,
+            FlowState::Established,
+            (dpdk::tsc() / (dpdk::tsc_hz() / 1000)) as u32
+        ));
+        let worker = Worker {
+            index: 0,
+            classifier: Arc::new(Classifier::new(classifier.addresses().clone())),
+            view: subscribers.pop().expect("subscriber"),
+            lease: lease.clone(),
+            flows,
+            wire_rx: ring.rx_queue(0),
+            wire_tx: ring.tx_queue(0),
+            kernel_rx: kernel.rx_queue(0),
+            kernel_tx: kernel.tx_queue(0),
+            use_rss: false,
+            stats: Arc::clone(&stats),
+            stop: Arc::clone(&stop),
+            tuning: WorkerTuning::default(),
+        };
+        let mut observer = Stall { lease, stop, stall };
+        assert_eq!(worker.run_observed(&mut observer), 0);
+        (stats.load(), stats.flows.load(Ordering::Relaxed))
     }
-    assert_eq!(ring.tx_queue(0).send(&mut batch), 0);
-    let (_publisher, mut subscribers) = Publisher::new(1, view);
-    let lease = Lease::none();
-    lease.set(dpdk::tsc() + 60 * dpdk::tsc_hz());
-    let stop = Arc::new(AtomicBool::new(false));
-    let stats = Arc::new(WorkerStats::default());
-    let worker = Worker {
-        index: 0,
-        classifier: Arc::new(Classifier::new(classifier.addresses().clone())),
-        view: subscribers.pop().expect("subscriber"),
-        lease: lease.clone(),
-        flows: NodeFlows::new_in(1024, FlowTimeouts::default()),
-        wire_rx: ring.rx_queue(0),
-        wire_tx: ring.tx_queue(0),
-        kernel_rx: kernel.rx_queue(0),
-        kernel_tx: kernel.tx_queue(0),
-        use_rss: false,
-        stats: Arc::clone(&stats),
-        stop: Arc::clone(&stop),
-        tuning: WorkerTuning::default(),
-    };
-    let mut observer = Stall { lease, stop, stall };
-    assert_eq!(worker.run_observed(&mut observer), 0);
-    (stats.load(), stats.flows.load(Ordering::Relaxed))
 }
 
 /// Our software Toeplitz against DPDK's own `rte_softrss`, the
