@@ -685,8 +685,20 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("node.segment0.state");
         assert_eq!(load_state(&path), Ok(None), "no file: a fresh member");
-        let mut p = Persisted::default();
-        p.incarnation = 7;
+        // What a fresh member of a two-member segment saves first.
+        let mut agent = Agent::new(
+            MemberId(1),
+            &[MemberId(1), MemberId(2)],
+            7,
+            synshare_control::protocol::Settings::default(),
+            Keys::single(b"k"),
+            1000,
+            None,
+            0,
+        )
+        .unwrap();
+        let p = agent.take_persist().unwrap();
+        assert_eq!(p.incarnation, 7);
         let bytes = save_state(&path, &p).unwrap();
         assert_eq!(bytes, std::fs::metadata(&path).unwrap().len());
         assert!(!path.with_extension("tmp").exists());
