@@ -319,6 +319,17 @@ pub struct Epoch {
 const EPOCH_MAGIC: u8 = 0xE1;
 
 impl Epoch {
+    /// No table yet (index 0): nothing is claimed under it.
+    fn none(creator: MemberId, settings: &Settings) -> Epoch {
+        Epoch {
+            index: 0,
+            creator,
+            layout: settings.layout,
+            buckets: settings.buckets,
+            members: Vec::new(),
+        }
+    }
+
     fn encode(&self) -> Vec<u8> {
         let mut b = vec![EPOCH_MAGIC];
         b.extend_from_slice(&self.creator.0.to_be_bytes());
@@ -404,10 +415,7 @@ impl Persisted {
         put(self.hard_state.write_to_bytes().unwrap_or_default());
         put(self.conf_state.write_to_bytes().unwrap_or_default());
         put([self.base.0.to_be_bytes(), self.base.1.to_be_bytes()].concat());
-        put(self
-            .table
-            .as_ref()
-            .map_or_else(Vec::new, |(i, d)| [&i.to_be_bytes()[..], d].concat()));
+        put(encode_table(self.table.as_ref()));
         for e in &self.entries {
             put(e.write_to_bytes().unwrap_or_default());
         }
@@ -458,13 +466,12 @@ impl Persisted {
                 item.get(at..at + 8)
                     .and_then(|s| s.try_into().ok())
                     .map(u64::from_be_bytes)
-                    .ok_or_else(|| bad("bad base or table"))
+                    .ok_or_else(|| bad("bad base"))
             };
             let base = (u64_at(items[2], 0)?, u64_at(items[2], 8)?);
-            let table = match items[3] {
-                [] => None,
-                t => Some((u64_at(t, 0)?, t[8..].to_vec())),
-            };
+            let table = decode_table(items[3])
+                .ok_or_else(|| bad("bad base or table"))?
+                .map(|(i, d)| (i, d.to_vec()));
             (base, table)
         };
         let last = entries.last().map_or(base.0, |e| e.index);
@@ -476,10 +483,7 @@ impl Persisted {
                 .is_some_and(|e| e.index != base.0 + 1 || e.term < base.1)
             || hard_state.commit > last
             || entries.last().is_some_and(|e| e.term > hard_state.term)
-            || conf_state.voters.is_empty()
-            || !conf_state.voters_outgoing.is_empty()
-            || !conf_state.learners_next.is_empty()
-            || conf_state.auto_leave
+            || !plain_conf_state(&conf_state)
             || applied > hard_state.commit
             || applied < base.0
             || table
@@ -511,11 +515,9 @@ struct Store {
 }
 
 impl Store {
-    /// A snapshot's data: the table's index and data (empty: no table).
+    /// A snapshot's data: the table in force.
     fn snapshot_data(&self) -> Vec<u8> {
-        self.table
-            .as_ref()
-            .map_or_else(Vec::new, |(i, d)| [&i.to_be_bytes()[..], d].concat())
+        encode_table(self.table.as_ref())
     }
 
     /// The index and term of the last entry compacted away.
@@ -526,17 +528,50 @@ impl Store {
     }
 }
 
+/// A table in force as the state file and snapshots carry it: its entry's
+/// index, then its data (nothing: no table).
+fn encode_table(table: Option<&(u64, Vec<u8>)>) -> Vec<u8> {
+    table.map_or_else(Vec::new, |(i, d)| [&i.to_be_bytes()[..], d].concat())
+}
+
+/// What [`encode_table`] wrote: `None` when malformed, else the index and
+/// data of the table (if any).
+fn decode_table(b: &[u8]) -> Option<Option<(u64, &[u8])>> {
+    match b {
+        [] => Some(None),
+        b if b.len() > 8 => Some(Some((u64::from_be_bytes(b[..8].try_into().ok()?), &b[8..]))),
+        _ => None,
+    }
+}
+
 /// What a snapshot's data says: `None` when malformed, else the table in
 /// force (if any).
 fn table_of_snapshot(data: &[u8]) -> Option<Option<Epoch>> {
-    match data {
-        [] => Some(None),
-        d if d.len() > 8 => {
-            let index = u64::from_be_bytes(d[..8].try_into().ok()?);
-            Epoch::decode(index, &d[8..]).map(Some)
-        }
-        _ => None,
+    match decode_table(data)? {
+        None => Some(None),
+        Some((index, d)) => Epoch::decode(index, d).map(Some),
     }
+}
+
+/// A conf state of plain voters and learners, as this agent makes them (no
+/// joint configuration): one raft restores without stopping the process.
+fn plain_conf_state(cs: &ConfState) -> bool {
+    !cs.voters.is_empty()
+        && cs.voters_outgoing.is_empty()
+        && cs.learners_next.is_empty()
+        && !cs.auto_leave
+        && cs.voters.iter().chain(&cs.learners).all(|id| *id != 0)
+        && cs.learners.iter().all(|l| !cs.voters.contains(l))
+}
+
+/// A snapshot with no data at `index` of `term`, with `conf_state`.
+fn snapshot_at(index: u64, term: u64, conf_state: ConfState) -> Snapshot {
+    let mut snap = Snapshot::default();
+    let meta = snap.mut_metadata();
+    meta.index = index;
+    meta.term = term;
+    meta.set_conf_state(conf_state);
+    snap
 }
 
 impl raft::Storage for Store {
@@ -578,11 +613,7 @@ impl raft::Storage for Store {
         let (Ok(term), Ok(state)) = (self.log.term(index), self.log.initial_state()) else {
             return Err(unavailable);
         };
-        let mut snap = Snapshot::default();
-        let meta = snap.mut_metadata();
-        meta.index = index;
-        meta.term = term;
-        meta.set_conf_state(state.conf_state);
+        let mut snap = snapshot_at(index, term, state.conf_state);
         snap.data = self.snapshot_data().into();
         Ok(snap)
     }
@@ -681,10 +712,7 @@ impl Agent {
                 let s = MemStorage::new_with_conf_state(p.conf_state.clone());
                 if p.base.0 > 0 {
                     // The compacted prefix, as a snapshot at its last entry.
-                    let mut base = Snapshot::default();
-                    base.mut_metadata().index = p.base.0;
-                    base.mut_metadata().term = p.base.1;
-                    base.mut_metadata().set_conf_state(p.conf_state.clone());
+                    let base = snapshot_at(p.base.0, p.base.1, p.conf_state.clone());
                     s.wl().apply_snapshot(base).map_err(|e| format!("state: {e}"))?;
                 }
                 s.wl().append(&p.entries).map_err(|e| format!("state: {e}"))?;
@@ -730,13 +758,7 @@ impl Agent {
             me,
             incarnation,
             table: Table::build(settings.layout, &[], buckets),
-            epoch: Epoch {
-                index: 0,
-                creator: me,
-                layout: settings.layout,
-                buckets,
-                members: Vec::new(),
-            },
+            epoch: Epoch::none(me, &settings),
             settings,
             keys,
             raft,
@@ -1151,12 +1173,7 @@ impl Agent {
                     && meta.term > 0
                     && meta.term <= m.term
                     && table_fits
-                    && cs.voters.iter().chain(&cs.learners).all(|id| *id != 0)
-                    && !cs.voters.is_empty()
-                    && cs.voters_outgoing.is_empty()
-                    && cs.learners_next.is_empty()
-                    && !cs.auto_leave
-                    && cs.learners.iter().all(|l| !cs.voters.contains(l))
+                    && plain_conf_state(cs)
             }
             _ => false,
         }
@@ -1352,13 +1369,7 @@ impl Agent {
             _ => {
                 self.raft.mut_store().table = None;
                 self.table = Table::build(self.settings.layout, &[], self.settings.buckets);
-                self.epoch = Epoch {
-                    index: 0,
-                    creator: self.me,
-                    layout: self.settings.layout,
-                    buckets: self.settings.buckets,
-                    members: Vec::new(),
-                };
+                self.epoch = Epoch::none(self.me, &self.settings);
             }
         }
         // The tables in between were never seen here, nor who held what in
@@ -1397,12 +1408,12 @@ impl Agent {
         ) else {
             return;
         };
-        let mut snap = Snapshot::default();
-        snap.mut_metadata().index = to;
-        snap.mut_metadata().term = term;
-        snap.mut_metadata().set_conf_state(state.conf_state.clone());
         let mut log = store.log.wl();
-        if log.apply_snapshot(snap).is_err() || log.append(&kept).is_err() {
+        if log
+            .apply_snapshot(snapshot_at(to, term, state.conf_state.clone()))
+            .is_err()
+            || log.append(&kept).is_err()
+        {
             return;
         }
         log.set_hardstate(state.hard_state);

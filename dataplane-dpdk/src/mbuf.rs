@@ -13,6 +13,8 @@ use synshare_dataplane::classify::PacketBuf;
 
 /// Packets per burst.
 pub const BURST: usize = 32;
+// A batch's positions are the bits of a u32 (`TxBatch::take_marked`).
+const _: () = assert!(BURST <= 32);
 
 /// A pool of packet buffers.
 pub struct Mempool {
@@ -505,7 +507,7 @@ impl TxBatch {
         let (mut t, mut kept) = (0, 0);
         for i in 0..self.len {
             let p = self.pkts[i];
-            if i < 32 && marked & (1 << i) != 0 {
+            if marked & (1 << i) != 0 {
                 taken[t] = p;
                 positions[t] = i;
                 t += 1;

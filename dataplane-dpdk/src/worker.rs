@@ -11,9 +11,6 @@ use synshare_dataplane::flow::{FlowRef, FlowTable, Group};
 use synshare_dataplane::ownership::OwnershipView;
 use synshare_dataplane::publish::{Lease, Subscriber};
 
-// A burst's positions are the bits of a u32.
-const _: () = assert!(BURST <= 32);
-
 /// A worker's flow table: its groups on transparent huge pages where the
 /// kernel gives them, so a random lookup misses the cache but not also the
 /// TLB.
@@ -322,8 +319,7 @@ impl Worker {
         for (slot, f) in batch.frames().enumerate() {
             if leased & (1 << slot) != 0 {
                 let rss = if use_rss { f.rss } else { None };
-                if let Some(flow) = self.classifier.flow_of(f.bytes, rss) {
-                    self.flows.remove(flow, now_ms);
+                if let Some(flow) = self.classifier.revoke(f.bytes, rss, &mut self.flows, now_ms) {
                     revoked[n] = Some(flow);
                     n += 1;
                 }

@@ -514,11 +514,18 @@ impl Classifier {
     /// forgotten, so the segments that follow (the new owner's connection)
     /// are decided as another node's and never reach this kernel. `frame`
     /// is the frame as decided (only its destination MAC may differ);
-    /// `rss` as given when it was decided.
-    pub fn revoke<G: GroupStore>(&self, frame: &[u8], rss: Option<u32>, flows: &mut FlowTable<G>, now_ms: u32) {
-        if let Some(flow) = self.flow_of(frame, rss) {
-            flows.remove(flow, now_ms);
-        }
+    /// `rss` as given when it was decided. Returns the flow's place, when
+    /// the frame is a VIP's TCP.
+    pub fn revoke<G: GroupStore>(
+        &self,
+        frame: &[u8],
+        rss: Option<u32>,
+        flows: &mut FlowTable<G>,
+        now_ms: u32,
+    ) -> Option<FlowRef> {
+        let flow = self.flow_of(frame, rss)?;
+        flows.remove(flow, now_ms);
+        Some(flow)
     }
 
     /// The place in the flow table of `frame`'s connection, when it is TCP

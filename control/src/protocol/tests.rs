@@ -42,6 +42,42 @@ fn rejoins(sim: &mut Sim, i: usize, min: f64) {
     }
 }
 
+/// Steps until `done`, at most `limit` ms (else fails saying `what` never
+/// happened); returns the ms it took.
+fn step_until(sim: &mut Sim, limit: u64, what: &str, done: impl Fn(&Sim) -> bool) -> u64 {
+    let start = sim.now;
+    while !done(sim) {
+        assert!(sim.now < start + limit, "{what}");
+        sim.step();
+    }
+    sim.now - start
+}
+
+/// Three equal nodes serving every bucket, their logs compacted to `keep`
+/// entries.
+fn short_log(keep: u64, seed: u64) -> Sim {
+    let mut sim = Sim::new(
+        &[1000, 1000, 1000],
+        Settings {
+            log_keep: keep,
+            ..settings()
+        },
+        seed,
+    );
+    served(&mut sim, &[0, 1, 2]);
+    sim
+}
+
+/// Forty tables, one every 300 ms, from the weights of nodes 0 and 1
+/// moving by turns (ten times what a log of `keep` 4 holds).
+fn forty_tables(sim: &mut Sim) {
+    for k in 0..40u32 {
+        let w = if (k / 2) % 2 == 0 { 1500 } else { 700 };
+        sim.agent_mut(k as usize % 2).unwrap().set_weight(w);
+        sim.run(300);
+    }
+}
+
 /// Runs until `nodes` serve every bucket, at most 5 s.
 fn served(sim: &mut Sim, nodes: &[usize]) {
     assert!(
@@ -463,11 +499,9 @@ fn a_member_whose_log_holds_a_table_it_does_not_enforce_yet_stops_renewing_its_o
     let applied = sim.agent(a).unwrap().applied;
     let held = sim.agent(a).unwrap().held_count();
     sim.agent_mut(a).unwrap().set_weight(300);
-    let start = sim.now;
-    while sim.agent(a).unwrap().log_last() <= applied {
-        assert!(sim.now < start + 5_000, "no new table reached A");
-        sim.step();
-    }
+    step_until(&mut sim, 5_000, "no new table reached A", |s| {
+        s.agent(a).unwrap().log_last() > applied
+    });
     // A hears nothing more from L, and no consensus from B nor B from it
     // (so neither can lead and commit the table for A); heartbeats between
     // A and B go on.
@@ -500,12 +534,10 @@ fn a_restart_takes_a_larger_incarnation_from_the_saved_state_whatever_the_wall_c
     assert!(sim.agent(1).unwrap().incarnation() > before);
     // It does not know who held what in the tables before its saved one:
     // it claims nothing before the whole claim wait.
-    let restarted = sim.now;
-    while sim.agent(1).unwrap().stats().buckets_claimed == 0 {
-        assert!(sim.now < restarted + 5_000, "node 1 never claimed");
-        sim.step();
-    }
-    assert!(sim.now - restarted >= sim.settings.claim_wait_ms());
+    let waited = step_until(&mut sim, 5_000, "node 1 never claimed", |s| {
+        s.agent(1).unwrap().stats().buckets_claimed > 0
+    });
+    assert!(waited >= sim.settings.claim_wait_ms());
     served(&mut sim, &[0, 1, 2]);
     rejoins(&mut sim, 1, 0.2);
     // The saved state round-trips through its encoding.
@@ -518,25 +550,12 @@ fn a_restart_takes_a_larger_incarnation_from_the_saved_state_whatever_the_wall_c
 #[test]
 fn the_log_stays_short_and_members_behind_it_catch_up_by_snapshot() {
     let keep = 4;
-    let mut sim = Sim::new(
-        &[1000, 1000, 1000],
-        Settings {
-            log_keep: keep,
-            ..settings()
-        },
-        21,
-    );
-    served(&mut sim, &[0, 1, 2]);
+    let mut sim = short_log(keep, 21);
     let stale = sim.nodes[2].saved.clone().unwrap();
     sim.kill(2);
     assert!(sim.run_until_served(&[0, 1], 3_000).is_some());
-    // Tables every 300 ms for 12 s: 40 of them, ten times what is kept.
     let before = newest_epoch(&sim);
-    for k in 0..40u32 {
-        let w = if (k / 2) % 2 == 0 { 1500 } else { 700 };
-        sim.agent_mut(k as usize % 2).unwrap().set_weight(w);
-        sim.run(300);
-    }
+    forty_tables(&mut sim);
     assert!(
         newest_epoch(&sim) >= before + 30,
         "tables made: {}",
@@ -554,25 +573,19 @@ fn the_log_stays_short_and_members_behind_it_catch_up_by_snapshot() {
     // leader sends it a snapshot, and it gets its share back.
     sim.nodes[2].saved = Some(stale);
     sim.restart(2);
-    let start = sim.now;
-    while sim.agent(2).unwrap().stats().snapshots_installed == 0 {
-        assert!(sim.now < start + 5_000, "node 2 was never sent a snapshot");
-        sim.step();
-    }
+    step_until(&mut sim, 5_000, "node 2 was never sent a snapshot", |s| {
+        s.agent(2).unwrap().stats().snapshots_installed > 0
+    });
     // It never saw who held what in the tables it skipped: it claims
     // nothing before the whole claim wait, even once every member it knows
     // says it enforces the table.
-    let installed = sim.now;
     let claimed = sim.agent(2).unwrap().stats().buckets_claimed;
-    while sim.agent(2).unwrap().stats().buckets_claimed == claimed {
-        assert!(sim.now < installed + 5_000, "node 2 never claimed");
-        sim.step();
-    }
-    let wait = sim.settings.claim_wait_ms();
+    let waited = step_until(&mut sim, 5_000, "node 2 never claimed", |s| {
+        s.agent(2).unwrap().stats().buckets_claimed > claimed
+    });
     assert!(
-        sim.now - installed >= wait,
-        "claimed {} ms after the snapshot",
-        sim.now - installed
+        waited >= sim.settings.claim_wait_ms(),
+        "claimed {waited} ms after the snapshot"
     );
     rejoins(&mut sim, 2, 0.2);
     assert!(sim.agent(2).unwrap().stats().snapshots_installed > 0);
@@ -589,38 +602,23 @@ fn the_log_stays_short_and_members_behind_it_catch_up_by_snapshot() {
 
 #[test]
 fn a_member_cut_off_past_the_compacted_log_gives_up_what_it_held_and_claims_again() {
-    let keep = 4;
-    let mut sim = Sim::new(
-        &[1000, 1000, 1000],
-        Settings {
-            log_keep: keep,
-            ..settings()
-        },
-        25,
-    );
-    served(&mut sim, &[0, 1, 2]);
+    let mut sim = short_log(4, 25);
     sim.run(2_500);
     let held = sim.agent(2).unwrap().held_count();
     assert!(held > 0);
     // Node 2 is cut off (it keeps its held buckets, fenced) while the
     // others make 40 tables; back, it is sent a snapshot.
     sim.isolate(2, true);
-    for k in 0..40u32 {
-        let w = if (k / 2) % 2 == 0 { 1500 } else { 700 };
-        sim.agent_mut(k as usize % 2).unwrap().set_weight(w);
-        sim.run(300);
-    }
+    forty_tables(&mut sim);
     for i in [0, 1] {
         sim.agent_mut(i).unwrap().set_weight(1000);
     }
     sim.run(2_000);
     assert_eq!(sim.agent(2).unwrap().held_count(), held, "still held, fenced");
     sim.isolate(2, false);
-    let start = sim.now;
-    while sim.agent(2).unwrap().stats().snapshots_installed == 0 {
-        assert!(sim.now < start + 5_000, "node 2 was never sent a snapshot");
-        sim.step();
-    }
+    step_until(&mut sim, 5_000, "node 2 was never sent a snapshot", |s| {
+        s.agent(2).unwrap().stats().snapshots_installed > 0
+    });
     assert_eq!(sim.agent(2).unwrap().held_count(), 0, "what it held before is given up");
     rejoins(&mut sim, 2, 0.2);
     let rights = sim.agent(2).unwrap().rights(sim.nodes[2].local(sim.now));
