@@ -15,8 +15,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use synshare_control::driver::{self, Io, Now};
 use synshare_control::layout::{Layout, MemberId};
-use synshare_control::protocol::{Agent, Event, Persisted, Right};
+use synshare_control::protocol::{Agent, Event, Outgoing, Persisted, Right};
 use synshare_control::wire::{Keys, Role};
 use synshare_dataplane::ownership::{BucketState, OwnershipView};
 use synshare_dataplane::publish::{Lease, Publisher};
@@ -167,27 +168,32 @@ pub fn start(
     // Write the new incarnation before anything is sent under it.
     let mut driver = Driver {
         agent,
-        socket,
-        sources: addresses.values().map(SocketAddr::ip).collect(),
-        addresses,
-        state: path,
-        workers,
-        started: Instant::now(),
+        io: NetIo {
+            socket,
+            sources: addresses.values().map(SocketAddr::ip).collect(),
+            addresses,
+            state: path,
+            workers,
+            started: Instant::now(),
+            send_errors: 0,
+            state_bytes: 0,
+            log_entries: 0,
+            published: 0,
+        },
         buf: vec![0u8; 65_536],
-        send_errors: 0,
         rejected_unknown_source: 0,
-        state_bytes: 0,
-        log_entries: 0,
         events: BTreeMap::new(),
         lease_valid: false,
     };
-    driver.persist()?;
-    info!(segment = c.segment, incarnation, state = %driver.state.display(), "exchange state");
+    if let Some(p) = driver.agent.take_persist() {
+        driver.io.persist(&p)?;
+    }
+    info!(segment = c.segment, incarnation, state = %driver.io.state.display(), "exchange state");
     let (tx, rx) = std::sync::mpsc::channel();
     let status = Arc::new(Mutex::new(driver.status()));
     let stop = Arc::new(AtomicBool::new(false));
     let beat = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let epoch = driver.started;
+    let epoch = driver.io.started;
     let owners = Arc::new(Mutex::new((u64::MAX, Vec::new())));
     let thread = {
         let owners = Arc::clone(&owners);
@@ -213,44 +219,104 @@ pub fn start(
 
 struct Driver {
     agent: Agent,
+    io: NetIo,
+    buf: Vec<u8>,
+    rejected_unknown_source: u64,
+    events: BTreeMap<&'static str, u64>,
+    lease_valid: bool,
+}
+
+/// The node's world for the driver sequence (`driver::step`): the UDP
+/// socket, the state file and the workers.
+struct NetIo {
     socket: UdpSocket,
     addresses: BTreeMap<u32, SocketAddr>,
     sources: Vec<IpAddr>,
     state: PathBuf,
     workers: Option<WorkerLink>,
     started: Instant,
-    buf: Vec<u8>,
     send_errors: u64,
-    rejected_unknown_source: u64,
     /// The last state file written: its bytes and the consensus log
     /// entries it holds (those after the last compaction).
     state_bytes: u64,
     log_entries: u64,
-    events: BTreeMap<&'static str, u64>,
-    lease_valid: bool,
+    /// The last view version published.
+    published: u64,
 }
 
-/// One reading of the driver's clock: milliseconds for the agent and the
-/// TSC (read just before them) for the workers' deadline.
-#[derive(Clone, Copy, Debug)]
-struct Now {
-    ms: u64,
-    tsc: u64,
+impl NetIo {
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn send_to(&mut self, bytes: &[u8], to: SocketAddr) {
+        if self.socket.send_to(bytes, to).is_err() {
+            self.send_errors += 1;
+        }
+    }
 }
 
-/// The workers' lease deadline in TSC cycles (0: none) for the agent's
-/// lease `until` (ms), counted from the moment of `at` and ending `guard_ms`
-/// sooner. Counted from `at`, not from when it is published: a control
-/// thread stopped after reading its clock (in a write of the state file,
-/// say) must not, once it runs again, publish the old lease as if it had
-/// been granted just now. (It did, once: a node stopped for 3 s took new
-/// connections for a moment after it ran again, in buckets the others held.)
-fn worker_deadline(until: Option<u64>, at: Now, guard_ms: u64, tsc_per_ms: u64) -> u64 {
-    match until {
-        Some(until) if until > at.ms + guard_ms => at
-            .tsc
-            .saturating_add((until - at.ms - guard_ms).saturating_mul(tsc_per_ms)),
-        _ => 0,
+impl Io for NetIo {
+    /// The TSC is read first, so a stall between the two readings, or
+    /// anywhere after them before the deadline is published, can only
+    /// shorten the deadline.
+    fn clock(&mut self) -> Now {
+        let stamp = self.workers.as_ref().map_or(0, |w| (w.tsc)());
+        Now {
+            ms: self.now_ms(),
+            stamp,
+        }
+    }
+
+    fn send(&mut self, o: Outgoing) {
+        match o.to {
+            Some(id) => {
+                if let Some(a) = self.addresses.get(&id.0).copied() {
+                    self.send_to(&o.bytes, a);
+                }
+            }
+            None => {
+                let all: Vec<SocketAddr> = self.addresses.values().copied().collect();
+                for a in all {
+                    self.send_to(&o.bytes, a);
+                }
+            }
+        }
+    }
+
+    fn persist(&mut self, state: &Persisted) -> Result<(), String> {
+        self.state_bytes = save_state(&self.state, state)
+            .map_err(|e| format!("exchange: cannot save {}: {e}", self.state.display()))?;
+        self.log_entries = state.log_entries() as u64;
+        Ok(())
+    }
+
+    fn publish_view(&mut self, version: u64, rights: &[Right]) -> bool {
+        self.published = version;
+        // No workers (a coordinator): nothing to enforce, so in force now.
+        let Some(w) = &self.workers else { return true };
+        w.publisher.publish(&view_of(rights, version));
+        // Workers take a new view between bursts (an idle one within its
+        // 100 µs sleep): wait briefly rather than a whole loop.
+        for _ in 0..40 {
+            if w.publisher.in_force() >= version {
+                return true;
+            }
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        false
+    }
+
+    fn in_force(&mut self) -> u64 {
+        let Some(w) = &self.workers else { return self.published };
+        w.publisher.collect();
+        w.publisher.in_force()
+    }
+
+    fn set_deadline(&mut self, until: Option<u64>, at: Now, guard_ms: u64) {
+        if let Some(w) = &self.workers {
+            w.lease.set(driver::worker_deadline(until, at, guard_ms, w.tsc_per_ms));
+        }
     }
 }
 
@@ -259,24 +325,7 @@ const BATCH: usize = 1024;
 
 impl Driver {
     fn now_ms(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
-    }
-
-    /// Now, for the agent and for the workers' deadline: the TSC is read
-    /// first, so a stall between the two readings, or anywhere after them
-    /// before the deadline is published, can only shorten the deadline.
-    fn clock(&self) -> Now {
-        let tsc = self.workers.as_ref().map_or(0, |w| (w.tsc)());
-        Now { ms: self.now_ms(), tsc }
-    }
-
-    fn persist(&mut self) -> Result<(), String> {
-        if let Some(p) = self.agent.take_persist() {
-            self.state_bytes = save_state(&self.state, &p)
-                .map_err(|e| format!("exchange: cannot save {}: {e}", self.state.display()))?;
-            self.log_entries = p.log_entries() as u64;
-        }
-        Ok(())
+        self.io.now_ms()
     }
 
     fn run(
@@ -303,17 +352,12 @@ impl Driver {
             }
             let wait = self.agent.next_deadline().saturating_sub(self.now_ms()).clamp(1, 10);
             self.receive(Duration::from_millis(wait));
-            let clock = self.clock();
-            let now = clock.ms;
-            let out = self.agent.tick(now);
-            self.persist_and_send(out);
-            if self.publish(clock) {
-                // A release is in force on every worker: say so at once,
-                // the new holder is waiting for it.
-                let out = self.agent.tick(self.now_ms());
-                self.persist_and_send(out);
+            let report = driver::step(&mut self.agent, &mut self.io);
+            if let Some(e) = report.persist_error {
+                error!(error = %e, withheld = report.withheld, "state not saved: sending no consensus message");
             }
             self.log_events();
+            let now = self.now_ms();
             if now >= last_status + 25 {
                 last_status = now;
                 if let Ok(mut s) = status.lock() {
@@ -333,94 +377,30 @@ impl Driver {
         }
     }
 
-    /// Sends at once what rests on nothing saved (heartbeats: they only
-    /// ever say less than the memory holds, and a restarted process holds
-    /// nothing; a leader's appends, which raft lets leave before its own
-    /// write), then saves the consensus state and only then sends what rests
-    /// on it (votes, acknowledgements). If the state cannot be saved, those
-    /// never leave (and the lease runs out).
-    fn persist_and_send(&mut self, out: Vec<synshare_control::protocol::Outgoing>) {
-        let (durable, now): (Vec<_>, Vec<_>) = out.into_iter().partition(|o| o.durable);
-        self.send(now);
-        match self.persist() {
-            Ok(()) => self.send(durable),
-            Err(e) => error!(error = %e, "state not saved: sending no consensus message"),
-        }
-    }
-
     /// Waits at most `wait` for a datagram, then drains what is queued.
     fn receive(&mut self, wait: Duration) {
-        let _ = self.socket.set_nonblocking(false);
-        let _ = self.socket.set_read_timeout(Some(wait));
+        let socket = &self.io.socket;
+        let _ = socket.set_nonblocking(false);
+        let _ = socket.set_read_timeout(Some(wait));
         let mut first = true;
         for _ in 0..BATCH {
-            let (n, from) = match self.socket.recv_from(&mut self.buf) {
+            let (n, from) = match socket.recv_from(&mut self.buf) {
                 Ok(x) => x,
                 Err(_) => break,
             };
             if first {
                 first = false;
-                let _ = self.socket.set_nonblocking(true);
+                let _ = socket.set_nonblocking(true);
             }
             // The source is checked before any cryptography: a flood from
             // anywhere else costs a comparison.
-            if !self.sources.contains(&from.ip()) {
+            if !self.io.sources.contains(&from.ip()) {
                 self.rejected_unknown_source += 1;
                 continue;
             }
-            let now = self.now_ms();
+            let now = self.io.now_ms();
             let _ = self.agent.receive(&self.buf[..n], now);
         }
-    }
-
-    fn send(&mut self, out: Vec<synshare_control::protocol::Outgoing>) {
-        for o in out {
-            match o.to {
-                Some(id) => {
-                    if let Some(a) = self.addresses.get(&id.0) {
-                        if self.socket.send_to(&o.bytes, a).is_err() {
-                            self.send_errors += 1;
-                        }
-                    }
-                }
-                None => {
-                    for a in self.addresses.values() {
-                        if self.socket.send_to(&o.bytes, a).is_err() {
-                            self.send_errors += 1;
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Publishes the view and the lease; true when a new view was
-    /// published and every worker has taken it.
-    fn publish(&mut self, clock: Now) -> bool {
-        let now = clock.ms;
-        let Some(w) = &self.workers else { return false };
-        let mut confirmed = false;
-        if self.agent.take_view_changed() {
-            let version = self.agent.view_version();
-            let view = view_of(&self.agent.rights(now), version);
-            w.publisher.publish(&view);
-            // Workers take a new view between bursts (an idle one within its
-            // 100 µs sleep): wait briefly rather than a whole loop.
-            for _ in 0..40 {
-                if w.publisher.in_force() >= version {
-                    confirmed = true;
-                    break;
-                }
-                std::thread::sleep(Duration::from_micros(50));
-            }
-        }
-        w.publisher.collect();
-        let in_force = w.publisher.in_force();
-        self.agent.confirm_view(in_force);
-        let guard = self.agent.settings().worker_guard_ms();
-        w.lease
-            .set(worker_deadline(self.agent.lease_until(now), clock, guard, w.tsc_per_ms));
-        confirmed
     }
 
     fn log_events(&mut self) {
@@ -536,8 +516,8 @@ impl Driver {
             ("accepted", s.accepted),
             ("consensus_accepted", s.consensus_accepted),
             ("rejected_unknown_source", self.rejected_unknown_source),
-            ("state_file_bytes", self.state_bytes),
-            ("log_entries", self.log_entries),
+            ("state_file_bytes", self.io.state_bytes),
+            ("log_entries", self.io.log_entries),
             ("rejected_bad_length", s.rejected_bad_length),
             ("rejected_not_heartbeat", s.rejected_not_heartbeat),
             ("rejected_unknown_key", s.rejected_unknown_key),
@@ -559,7 +539,7 @@ impl Driver {
             ("log_compactions", s.log_compactions),
             ("snapshots_installed", s.snapshots_installed),
             ("snapshots_sent", s.snapshots_sent),
-            ("send_errors", self.send_errors),
+            ("send_errors", self.io.send_errors),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -718,10 +698,10 @@ mod tests {
         // 1 000 cycles per ms and read 5 000 000 then.
         let at = Now {
             ms: 10_000,
-            tsc: 5_000_000,
+            stamp: 5_000_000,
         };
         let lease = Lease::none();
-        lease.set(worker_deadline(Some(10_400), at, 50, 1_000));
+        lease.set(driver::worker_deadline(Some(10_400), at, 50, 1_000));
         // Valid for the lease less the guard, counted from the reading ...
         assert!(lease.valid_at(5_000_000 + 349_000));
         assert!(!lease.valid_at(5_000_000 + 350_000));
@@ -734,13 +714,13 @@ mod tests {
     fn no_lease_or_one_ending_within_the_guard_gives_the_workers_none() {
         let at = Now {
             ms: 10_000,
-            tsc: 5_000_000,
+            stamp: 5_000_000,
         };
-        assert_eq!(worker_deadline(None, at, 50, 1_000), 0);
-        assert_eq!(worker_deadline(Some(10_050), at, 50, 1_000), 0);
-        assert_eq!(worker_deadline(Some(9_000), at, 50, 1_000), 0);
-        assert_eq!(worker_deadline(Some(10_051), at, 50, 1_000), 5_001_000);
+        assert_eq!(driver::worker_deadline(None, at, 50, 1_000), 0);
+        assert_eq!(driver::worker_deadline(Some(10_050), at, 50, 1_000), 0);
+        assert_eq!(driver::worker_deadline(Some(9_000), at, 50, 1_000), 0);
+        assert_eq!(driver::worker_deadline(Some(10_051), at, 50, 1_000), 5_001_000);
         // No overflow at the end of the number space.
-        assert_eq!(worker_deadline(Some(u64::MAX), at, 50, u64::MAX), u64::MAX);
+        assert_eq!(driver::worker_deadline(Some(u64::MAX), at, 50, u64::MAX), u64::MAX);
     }
 }

@@ -976,6 +976,12 @@ impl Agent {
         })
     }
 
+    /// The state taken by [`Agent::take_persist`] could not be saved: offer
+    /// it again next time.
+    pub fn persist_again(&mut self) {
+        self.persist = true;
+    }
+
     /// This member's right on every bucket at `now`.
     pub fn rights(&self, now: u64) -> Vec<Right> {
         self.held

@@ -9,8 +9,9 @@
 //! Used by the protocol's tests and by the cluster-scale benchmark (`cargo
 //! run --release -p synshare-control --example scale`).
 
+use crate::driver::{self, Io, Now};
 use crate::layout::MemberId;
-use crate::protocol::{Agent, Persisted, Settings};
+use crate::protocol::{Agent, Outgoing, Persisted, Right, Settings};
 use crate::wire::{Keys, Role};
 
 /// The key every simulated member shares unless told otherwise.
@@ -27,8 +28,73 @@ struct InFlight {
 pub struct Workers {
     /// Buckets held, one bit each.
     pub held: Vec<u64>,
+    /// The version of that view.
+    pub version: u64,
     /// Lease deadline, local ms.
     pub deadline: Option<u64>,
+}
+
+/// One simulated process's world during a driver step: the product's
+/// driver sequence ([`driver::step`]) runs against it.
+struct NodeIo<'a> {
+    local: u64,
+    out: &'a mut Vec<Outgoing>,
+    saved: &'a mut Option<Persisted>,
+    workers: &'a mut Workers,
+    buckets: u32,
+    /// The state cannot be saved in this step (the process dies in it).
+    persist_fails: bool,
+    /// Set once a save failed in this step.
+    unsaved: bool,
+    /// Durable messages sent after a failed save (must stay 0).
+    durable_unsaved: &'a mut u64,
+}
+
+impl Io for NodeIo<'_> {
+    fn clock(&mut self) -> Now {
+        Now {
+            ms: self.local,
+            stamp: self.local,
+        }
+    }
+
+    fn send(&mut self, out: Outgoing) {
+        if out.durable && self.unsaved {
+            *self.durable_unsaved += 1;
+        }
+        self.out.push(out);
+    }
+
+    fn persist(&mut self, state: &Persisted) -> Result<(), String> {
+        if self.persist_fails {
+            self.unsaved = true;
+            return Err("simulated crash in the write".into());
+        }
+        *self.saved = Some(state.clone());
+        Ok(())
+    }
+
+    fn publish_view(&mut self, version: u64, rights: &[Right]) -> bool {
+        let mut bits = vec![0u64; (self.buckets as usize).div_ceil(64)];
+        for (b, r) in rights.iter().enumerate() {
+            if *r != Right::None {
+                bits[b / 64] |= 1 << (b % 64);
+            }
+        }
+        self.workers.held = bits;
+        self.workers.version = version;
+        // The workers take it at once.
+        true
+    }
+
+    fn in_force(&mut self) -> u64 {
+        self.workers.version
+    }
+
+    fn set_deadline(&mut self, until: Option<u64>, at: Now, guard_ms: u64) {
+        let d = driver::worker_deadline(until, at, guard_ms, 1);
+        self.workers.deadline = (d > 0).then_some(d);
+    }
 }
 
 /// One simulated process.
@@ -103,6 +169,20 @@ pub struct Sim {
     pub double_open_ms: u64,
     /// The first such moment (for diagnostics).
     pub first_double: Option<(u64, u32)>,
+    /// How long a frame a worker accepted may take to reach its kernel:
+    /// a bucket counts as open on a node for this long after its workers
+    /// closed it (the driver's guard must cover it).
+    pub transit_ms: u64,
+    /// Per node: buckets its workers closed when their lease deadline
+    /// passed, recently: (real ms, view version then, bits).
+    lingering: Vec<Vec<(u64, u64, Vec<u64>)>>,
+    /// Per node: buckets open on its workers at the last step.
+    open_before: Vec<Vec<u64>>,
+    /// Nodes whose next state write fails: the process dies in it.
+    pub crash_in_persist: Vec<usize>,
+    /// Durable messages sent after a failed save (the driver must withhold
+    /// them).
+    pub durable_unsaved: u64,
 }
 
 impl Sim {
@@ -124,7 +204,13 @@ impl Sim {
             bytes_sent: Vec::new(),
             double_open_ms: 0,
             first_double: None,
+            transit_ms: 0,
+            lingering: Vec::new(),
+            open_before: Vec::new(),
+            crash_in_persist: Vec::new(),
+            durable_unsaved: 0,
         };
+        sim.transit_ms = sim.settings.worker_guard_ms();
         for (i, &w) in weights.iter().enumerate() {
             sim.add(ids[i], Role::Node, w, &ids, Keys::single(KEY));
         }
@@ -156,6 +242,8 @@ impl Sim {
             matrix.push(vec![false; n]);
         }
         self.bytes_sent.resize(n, 0);
+        self.lingering.resize(n, Vec::new());
+        self.open_before.resize(n, Vec::new());
         n - 1
     }
 
@@ -244,28 +332,28 @@ impl Sim {
                 continue;
             }
             let local = self.nodes[i].local(now);
+            let crash = self.crash_in_persist.contains(&i);
+            let buckets = self.settings.buckets;
+            let mut out = Vec::new();
             let node = &mut self.nodes[i];
             let Some(agent) = node.agent.as_mut() else { continue };
-            let out = agent.tick(local);
-            if let Some(p) = agent.take_persist() {
-                node.saved = Some(p);
+            let mut io = NodeIo {
+                local,
+                out: &mut out,
+                saved: &mut node.saved,
+                workers: &mut node.workers,
+                buckets,
+                persist_fails: crash,
+                unsaved: false,
+                durable_unsaved: &mut self.durable_unsaved,
+            };
+            let report = driver::step(agent, &mut io);
+            if crash && report.persist_error.is_some() {
+                // What left before the write failed is on its way; the
+                // process is gone.
+                self.crash_in_persist.retain(|&c| c != i);
+                self.kill(i);
             }
-            // Publish to the workers: the view when it changed, the lease
-            // deadline always; the workers confirm at once.
-            if agent.take_view_changed() || node.workers.held.is_empty() {
-                let mut bits = vec![0u64; (self.settings.buckets as usize).div_ceil(64)];
-                for (b, w) in bits.iter_mut().enumerate() {
-                    for k in 0..64 {
-                        if agent.holds((b * 64 + k) as u32) {
-                            *w |= 1 << k;
-                        }
-                    }
-                }
-                node.workers.held = bits;
-            }
-            node.workers.deadline = agent.lease_until(local);
-            let version = agent.view_version();
-            agent.confirm_view(version);
             for o in out {
                 let targets: Vec<usize> = (0..self.nodes.len())
                     .filter(|&j| {
@@ -300,21 +388,59 @@ impl Sim {
                 }
             }
         }
+        self.linger();
         if let Some(b) = self.double_open() {
             self.double_open_ms += 1;
             self.first_double.get_or_insert((now, b));
         }
     }
 
-    /// A bucket open on two nodes now, if any.
+    /// Buckets open on node `i`'s workers now, one bit each.
+    fn open_bits(&self, i: usize) -> Vec<u64> {
+        let n = &self.nodes[i];
+        let words = (self.settings.buckets as usize).div_ceil(64);
+        if n.agent.is_some() && n.workers.deadline.is_some_and(|d| n.local(self.now) < d) {
+            let mut bits = n.workers.held.clone();
+            bits.resize(words, 0);
+            bits
+        } else {
+            vec![0; words]
+        }
+    }
+
+    /// Records which nodes' workers closed for want of a lease since the
+    /// last step: a frame a worker accepted just before its deadline may
+    /// still be on its way to the kernel for `transit_ms` (a worker that
+    /// stalls between its lease check and its transmit). A view a worker
+    /// confirmed needs no such allowance: it takes a view between bursts,
+    /// after everything decided under the old one was transmitted (so a
+    /// newer view confirmed ends the allowance too).
+    fn linger(&mut self) {
+        for i in 0..self.nodes.len() {
+            let open = self.open_bits(i);
+            let n = &self.nodes[i];
+            let leased = n.agent.is_some() && n.workers.deadline.is_some_and(|d| n.local(self.now) < d);
+            let version = n.workers.version;
+            let before = std::mem::replace(&mut self.open_before[i], open);
+            if n.agent.is_some() && !leased && before.iter().any(|w| *w != 0) {
+                self.lingering[i].push((self.now, version, before));
+            }
+            let horizon = self.now.saturating_sub(self.transit_ms);
+            self.lingering[i].retain(|(at, v, _)| *at > horizon && *v == version);
+        }
+    }
+
+    /// A bucket open on two nodes now (counting frames still on their way
+    /// to a kernel), if any.
     pub fn double_open(&self) -> Option<u32> {
         let words = (self.settings.buckets as usize).div_ceil(64);
         let mut seen = vec![0u64; words];
-        for n in &self.nodes {
-            if !(n.agent.is_some() && n.workers.deadline.is_some_and(|d| n.local(self.now) < d)) {
-                continue;
+        for i in 0..self.nodes.len() {
+            let mut open = self.open_bits(i);
+            for (_, _, closed) in &self.lingering[i] {
+                open.iter_mut().zip(closed).for_each(|(o, c)| *o |= c);
             }
-            for (w, (s, h)) in seen.iter_mut().zip(&n.workers.held).enumerate() {
+            for (w, (s, h)) in seen.iter_mut().zip(&open).enumerate() {
                 if *s & h != 0 {
                     return Some((w * 64) as u32 + (*s & h).trailing_zeros());
                 }

@@ -805,3 +805,42 @@ fn forged_replayed_stale_and_foreign_datagrams_change_nothing() {
     assert!(sim.all_open_once(&[0, 1, 2]));
     assert_exclusive(&sim, "forgeries");
 }
+
+#[test]
+fn a_process_that_dies_writing_its_state_sends_nothing_that_rests_on_it() {
+    // The product's driver sequence (driver::step) runs in the simulator:
+    // a process that dies in a state write must not have sent a vote or an
+    // acknowledgement that rests on that write.
+    let mut sim = converged(&[1000, 1000, 1000], 32);
+    sim.loss = 0.02;
+    sim.delay = (1, 8);
+    let mut crashes = 0;
+    for round in 0..24u32 {
+        let victim = (sim.rand() % 3) as usize;
+        sim.crash_in_persist.push(victim);
+        // A weight change elsewhere makes a new table, which the victim
+        // writes down.
+        let other = (victim + 1 + round as usize % 2) % 3;
+        sim.agent_mut(other).unwrap().set_weight(1000 + 50 * (round + 1));
+        let start = sim.now;
+        while sim.agent(victim).is_some() && sim.now < start + 5_000 {
+            sim.step();
+        }
+        if sim.agent(victim).is_some() {
+            sim.crash_in_persist.clear();
+            continue;
+        }
+        crashes += 1;
+        let down = 50 + sim.rand() % 400;
+        sim.run(down);
+        sim.restart(victim);
+        sim.run(1_000);
+    }
+    assert!(crashes >= 20, "only {crashes} deaths in a write");
+    assert_eq!(
+        sim.durable_unsaved, 0,
+        "durable messages sent after a failed state write"
+    );
+    served(&mut sim, &[0, 1, 2]);
+    assert_exclusive(&sim, "deaths in the state write");
+}
