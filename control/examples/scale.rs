@@ -54,6 +54,7 @@ fn main() {
                     segment: 0,
                     member: 1,
                     incarnation: 1,
+                    nonce: 0,
                     role: Role::Node,
                     draining: false,
                 },
@@ -63,9 +64,11 @@ fn main() {
                 held: 0,
                 applied: 1,
                 log_last: 1,
+                agreed: Settings::default().agreed(),
                 heard: (2..=n as u32)
                     .map(|m| Heard {
                         member: m,
+                        incarnation: u64::MAX,
                         seq: 1,
                         lease: true,
                     })

@@ -39,7 +39,7 @@
 //! (a coordinator), which votes and holds no buckets.
 
 use crate::layout::{Layout, MemberId, Table, Weighted};
-use crate::wire::{self, Datagram, DecodeError, Heard, Heartbeat, Keys, Role, Sender};
+use crate::wire::{self, Agreed, Datagram, DecodeError, Heard, Heartbeat, Keys, Role, Sender};
 use protobuf::Message as _;
 use raft::eraftpb::{
     ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, Message, MessageType, Snapshot,
@@ -130,6 +130,24 @@ impl Settings {
         let f = (1.0 + CLOCK_RATE_BOUND) / (1.0 - CLOCK_RATE_BOUND);
         (self.lease_ms as f64 * f).ceil() as u64 + 1
     }
+
+    /// The settings every member must share, as heartbeats carry them: a
+    /// member with a longer lease than the others would keep taking
+    /// connections in buckets they have already claimed.
+    pub fn agreed(&self) -> Agreed {
+        let ms = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+        Agreed {
+            lease_ms: ms(self.lease_ms),
+            timeout_ms: ms(self.timeout_ms),
+            interval_ms: ms(self.interval_ms),
+            drain_ms: ms(self.drain_ms),
+            buckets: self.buckets,
+            layout: match self.layout {
+                Layout::Ranges => 0,
+                Layout::Rendezvous => 1,
+            },
+        }
+    }
 }
 
 /// This node's right on one bucket, for the dataplane.
@@ -181,11 +199,28 @@ pub enum Event {
     LeaseLost,
     /// The lease is valid again.
     LeaseRegained,
-    /// This member's id is in use by another process: fenced for good.
+    /// This member's id is in use by a newer process (a higher
+    /// incarnation, or the same one started from a copy of the state file
+    /// with a higher nonce): fenced for good, weight 0, no consensus.
     DuplicateId {
         /// The other process's incarnation.
         incarnation: u64,
     },
+    /// A member's settings that must agree differ from ours: it is
+    /// refused (said once per incarnation of that member).
+    SettingsDiffer {
+        /// Who.
+        member: MemberId,
+        /// The first field that differs.
+        field: &'static str,
+        /// Our value.
+        ours: u32,
+        /// Its value.
+        theirs: u32,
+    },
+    /// The leader went silent: this member, the lowest live voter, starts
+    /// an election at once instead of waiting for the election timeout.
+    Campaign,
     /// The leader changed (0: none known).
     Leader {
         /// The leader.
@@ -229,8 +264,16 @@ pub struct ExchangeStats {
     pub rejected_foreign: u64,
     /// Rejected: a member id not configured.
     pub rejected_unknown_member: u64,
-    /// Rejected: claims to be this member.
+    /// Rejected: claims to be this member (our own datagram reflected, or
+    /// the losing copy of a duplicate).
     pub rejected_own_id: u64,
+    /// Rejected: this member's own past (an earlier incarnation), e.g. a
+    /// replay of a capture: never a reason to fence.
+    pub rejected_own_past: u64,
+    /// Rejected: a member whose settings that must agree differ from ours.
+    pub rejected_settings: u64,
+    /// Elections started at once because the leader went silent.
+    pub campaigns: u64,
     /// Tables applied.
     pub epochs_adopted: u64,
     /// Tables proposed as leader.
@@ -260,6 +303,15 @@ pub struct ExchangeStats {
 pub struct Peer {
     /// Its incarnation (0: never heard).
     pub incarnation: u64,
+    /// The nonce of that start.
+    pub nonce: u32,
+    /// Its settings differ from ours (first field, ours, theirs): refused.
+    pub refused: Option<(&'static str, u32, u32)>,
+    /// When this start of it was first heard: it gets no grant from us
+    /// before the claim wait has passed since, so whatever lease our grants
+    /// gave an earlier start of it (or another process with its id) has
+    /// ended before they give it one.
+    pub first_heard: u64,
     /// Highest sequence number seen.
     pub max_seq: u64,
     /// Bit i: sequence number max_seq - 1 - i was seen.
@@ -646,6 +698,9 @@ fn election_offset(me: MemberId, incarnation: u64, range: usize) -> usize {
 pub struct Agent {
     me: MemberId,
     incarnation: u64,
+    nonce: u32,
+    /// The leader (and its term) that this member campaigned against.
+    campaigned: Option<(MemberId, u64)>,
     settings: Settings,
     keys: Keys,
     raft: RawNode<Store>,
@@ -757,6 +812,10 @@ impl Agent {
         let mut agent = Agent {
             me,
             incarnation,
+            // Replaced by the driver's random one (`set_nonce`); this one
+            // keeps simulations deterministic.
+            nonce: election_offset(me, incarnation, u32::MAX as usize) as u32,
+            campaigned: None,
             table: Table::build(settings.layout, &[], buckets),
             epoch: Epoch::none(me, &settings),
             settings,
@@ -823,6 +882,18 @@ impl Agent {
         self.incarnation
     }
 
+    /// Sets this start's nonce (drawn at random by the driver, before the
+    /// first tick): it tells apart two processes started from one copy of
+    /// a state file.
+    pub fn set_nonce(&mut self, nonce: u32) {
+        self.nonce = nonce;
+    }
+
+    /// This start's nonce.
+    pub fn nonce(&self) -> u32 {
+        self.nonce
+    }
+
     /// The settings.
     pub fn settings(&self) -> &Settings {
         &self.settings
@@ -874,9 +945,14 @@ impl Agent {
         &self.stats
     }
 
-    /// The weight this member advertises (thousandths).
+    /// The weight this member advertises (thousandths): 0 once fenced as
+    /// a duplicate, so the tables give its share to the others.
     pub fn weight_milli(&self) -> u32 {
-        self.weight_milli
+        if self.fenced_duplicate {
+            0
+        } else {
+            self.weight_milli
+        }
     }
 
     /// Whether this member is draining.
@@ -1086,28 +1162,45 @@ impl Agent {
         }
         let id = MemberId(from.member);
         if id == self.me {
-            if from.incarnation != self.incarnation && !self.fenced_duplicate {
-                // Another process runs with this id: it and we cannot both
-                // hold buckets safely. Fence for good; an operator must fix
-                // the configuration.
-                self.fenced_duplicate = true;
-                self.events.push_back(Event::DuplicateId {
-                    incarnation: from.incarnation,
-                });
-                self.release_all();
-            }
-            self.stats.rejected_own_id += 1;
-            return Err(Reject::OwnId);
+            return Err(self.own_id(from));
         }
         let Some(p) = self.peers.get(&id) else {
             self.stats.rejected_unknown_member += 1;
             return Err(Reject::UnknownMember);
         };
-        if from.incarnation < p.incarnation {
+        if (from.incarnation, from.nonce) < (p.incarnation, p.nonce) {
             self.stats.rejected_stale += 1;
             return Err(Reject::Stale);
         }
         Ok(id)
+    }
+
+    /// An authentic datagram naming this member. Only evidence that a
+    /// replay cannot make fences: a start newer than ours (a higher
+    /// incarnation, or ours from a copy of our state file with a higher
+    /// nonce). Our own past, our own datagrams reflected, and the losing
+    /// copy of a duplicate are counted and ignored.
+    fn own_id(&mut self, from: &Sender) -> Reject {
+        let theirs = (from.incarnation, from.nonce);
+        let ours = (self.incarnation, self.nonce);
+        if theirs < ours && from.incarnation < self.incarnation {
+            self.stats.rejected_own_past += 1;
+            return Reject::OwnPast;
+        }
+        if theirs > ours && !self.fenced_duplicate {
+            // Another, newer process runs with this id: it and we cannot
+            // both hold buckets. Fence for good: hold nothing, advertise
+            // weight 0, take no part in consensus; an operator must fix the
+            // configuration (or stop the old process).
+            self.fenced_duplicate = true;
+            self.events.push_back(Event::DuplicateId {
+                incarnation: from.incarnation,
+            });
+            self.release_all();
+            self.dirty = true;
+        }
+        self.stats.rejected_own_id += 1;
+        Reject::OwnId
     }
 
     fn handle(&mut self, d: Datagram, now: u64) -> Result<(), Reject> {
@@ -1122,10 +1215,16 @@ impl Agent {
                     self.stats.rejected_malformed += 1;
                     return Err(Reject::Malformed);
                 }
-                if self.peers.get(&id).is_some_and(|p| p.incarnation != from.incarnation) {
-                    // A new incarnation speaks consensus before its first
-                    // heartbeat: fine, raft copes with restarts (state is
-                    // saved); the heartbeat will register it.
+                // Consensus only from a start whose heartbeat showed the
+                // settings we share (its first heartbeat leaves before its
+                // first consensus message; raft resends what is lost).
+                let p = self.peers.get(&id).ok_or(Reject::UnknownMember)?;
+                if p.refused.is_some() || (p.incarnation, p.nonce) != (from.incarnation, from.nonce) {
+                    self.stats.rejected_settings += u64::from(p.refused.is_some());
+                    return Err(Reject::NotYetHeard);
+                }
+                if self.fenced_duplicate {
+                    return Err(Reject::OwnId);
                 }
                 self.stats.consensus_accepted += 1;
                 let _ = self.raft.step(m);
@@ -1199,8 +1298,30 @@ impl Agent {
             self.stats.rejected_malformed += 1;
             return Err(Reject::Malformed);
         }
+        let ours = self.settings.agreed();
+        let differs = ours.differs(&hb.agreed);
         let p = self.peers.get_mut(&id).ok_or(Reject::UnknownMember)?;
-        if hb.from.incarnation == p.incarnation {
+        if let Some((field, ours, theirs)) = differs {
+            // Refused: never live here, so never in a table, and its
+            // consensus messages are refused too. Said once per start.
+            if (p.incarnation, p.nonce) != (hb.from.incarnation, hb.from.nonce) || p.refused.is_none() {
+                *p = Peer {
+                    incarnation: hb.from.incarnation,
+                    nonce: hb.from.nonce,
+                    refused: Some((field, ours, theirs)),
+                    ..Peer::default()
+                };
+                self.events.push_back(Event::SettingsDiffer {
+                    member: id,
+                    field,
+                    ours,
+                    theirs,
+                });
+            }
+            self.stats.rejected_settings += 1;
+            return Err(Reject::Settings);
+        }
+        if (hb.from.incarnation, hb.from.nonce) == (p.incarnation, p.nonce) && p.refused.is_none() {
             if hb.seq > p.max_seq {
                 let shift = hb.seq - p.max_seq;
                 p.window = if shift >= 64 {
@@ -1221,10 +1342,13 @@ impl Agent {
                 return Ok(());
             }
         } else {
-            // A new incarnation: it holds nothing it did not claim since.
+            // A new start (or one whose settings now agree): it holds
+            // nothing it did not claim since.
             *p = Peer {
                 incarnation: hb.from.incarnation,
+                nonce: hb.from.nonce,
                 max_seq: hb.seq,
+                first_heard: now,
                 ..Peer::default()
             };
             self.stats.joins += 1;
@@ -1249,7 +1373,14 @@ impl Agent {
         let p = self.peers.get_mut(&id).ok_or(Reject::UnknownMember)?;
         p.applied = p.applied.max(hb.applied);
         p.log_last = hb.log_last;
-        if let Some(h) = hb.heard.iter().find(|h| h.member == self.me.0) {
+        // What it says of us counts only if it is about this start: a grant
+        // to an earlier incarnation (replayed from a capture of our past
+        // run, whose sequence numbers this run reuses) is nothing.
+        if let Some(h) = hb
+            .heard
+            .iter()
+            .find(|h| h.member == self.me.0 && h.incarnation == self.incarnation)
+        {
             if let Some(at) = self.sent.iter().find(|(s, _)| *s == h.seq).map(|(_, at)| *at) {
                 p.hears_us_sent_at = Some(p.hears_us_sent_at.map_or(at, |o| o.max(at)));
                 if h.lease {
@@ -1493,6 +1624,7 @@ impl Agent {
             segment: self.settings.segment,
             member: self.me.0,
             incarnation: self.incarnation,
+            nonce: self.nonce,
             role: self.settings.role,
             draining: self.draining,
         }
@@ -1500,7 +1632,10 @@ impl Agent {
 
     fn is_live(&self, p: &Peer, now: u64) -> bool {
         let t = self.settings.timeout_ms;
-        p.incarnation > 0 && now < p.last_heard + t && p.hears_us_sent_at.is_some_and(|at| now < at + t)
+        p.incarnation > 0
+            && p.refused.is_none()
+            && now < p.last_heard + t
+            && p.hears_us_sent_at.is_some_and(|at| now < at + t)
     }
 
     /// Everything that follows from time and news: liveness, leadership,
@@ -1529,6 +1664,7 @@ impl Agent {
             self.leader = leader;
             self.events.push_back(Event::Leader { member: leader });
         }
+        self.campaign_if_leader_silent(now);
         if self.raft.raft.state == StateRole::Leader {
             self.lead(now);
             self.drive_raft(now);
@@ -1552,6 +1688,44 @@ impl Agent {
         if self.next_settle.is_some_and(|t| now >= t) {
             self.next_settle = None;
             self.bump_view();
+        }
+    }
+
+    /// Once the heartbeats say the leader is silent (not heard for the
+    /// timeout), the lowest live voter starts an election at once rather
+    /// than after consensus's own election timeout: a leader's death then
+    /// costs one election round trip more than any other member's. Pre-vote
+    /// stays on, so a member that still hears the leader refuses, and only
+    /// one member asks (the lowest id), so votes do not split.
+    fn campaign_if_leader_silent(&mut self, now: u64) {
+        if self.fenced_duplicate || self.raft.raft.state != StateRole::Follower {
+            return;
+        }
+        let Some(leader) = self.leader.filter(|l| *l != self.me) else {
+            return;
+        };
+        let silent = self
+            .peers
+            .get(&leader)
+            .is_some_and(|p| p.incarnation > 0 && now >= p.last_heard + self.settings.timeout_ms);
+        let term = self.raft.raft.term;
+        if !silent || self.campaigned == Some((leader, term)) || !self.voters.contains(&self.me) {
+            return;
+        }
+        let live_voters: Vec<MemberId> = self
+            .voters
+            .iter()
+            .copied()
+            .filter(|v| *v == self.me || self.live.contains(v))
+            .collect();
+        if live_voters.len() < self.voters.len() / 2 + 1 || live_voters.iter().min() != Some(&self.me) {
+            return;
+        }
+        self.campaigned = Some((leader, term));
+        if self.raft.campaign().is_ok() {
+            self.stats.campaigns += 1;
+            self.events.push_back(Event::Campaign);
+            self.drive_raft(now);
         }
     }
 
@@ -1603,7 +1777,7 @@ impl Agent {
             })
             .collect();
         if self.settings.role == Role::Node {
-            desired.push((self.me, if self.draining { 0 } else { self.weight_milli }));
+            desired.push((self.me, if self.draining { 0 } else { self.weight_milli() }));
         }
         desired.sort();
         if desired.is_empty() {
@@ -1686,12 +1860,21 @@ impl Agent {
     /// one is due or something changed, consensus messages to one).
     pub fn tick(&mut self, now: u64) -> Vec<Outgoing> {
         // Consensus ticks; after a stall, at most one election's worth.
-        let ticks = (now.saturating_sub(self.last_tick) / self.settings.tick_ms)
-            .min(self.settings.election_ticks as u64) as usize;
+        let elapsed = now.saturating_sub(self.last_tick) / self.settings.tick_ms;
+        let ticks = elapsed.min(self.settings.election_ticks as u64) as usize;
         if ticks > 0 {
-            self.last_tick = now;
-            for _ in 0..ticks {
-                self.raft.tick();
+            // The remainder carries over, so consensus time runs at the
+            // clock's rate however late each wake-up is; after a stall, at
+            // most one election's worth.
+            self.last_tick = if elapsed > ticks as u64 {
+                now
+            } else {
+                self.last_tick + elapsed * self.settings.tick_ms
+            };
+            if !self.fenced_duplicate {
+                for _ in 0..ticks {
+                    self.raft.tick();
+                }
             }
         }
         self.after(now);
@@ -1705,26 +1888,31 @@ impl Agent {
                 self.sent.pop_front();
             }
             let log_last = self.log_last();
+            let probation = self.settings.claim_wait_ms();
             let heard = self
                 .peers
                 .iter()
-                .filter(|(_, p)| p.incarnation > 0)
+                .filter(|(_, p)| p.incarnation > 0 && p.refused.is_none())
                 .map(|(id, p)| Heard {
                     member: id.0,
+                    incarnation: p.incarnation,
                     seq: p.max_seq,
                     // Their lease may count on this: nothing in our log
                     // beyond what they enforce.
-                    lease: !self.fenced_duplicate && log_last <= p.applied,
+                    lease: !self.fenced_duplicate
+                        && log_last <= p.applied
+                        && (p.first_heard == 0 || now >= p.first_heard + probation),
                 })
                 .collect();
             let hb = Heartbeat {
                 from: self.sender(),
                 seq: self.seq,
-                weight_milli: self.weight_milli,
+                weight_milli: self.weight_milli(),
                 connections: self.connections,
                 held: self.held_count,
                 applied: self.reported_applied(),
                 log_last: log_last.max(self.reported_applied()),
+                agreed: self.settings.agreed(),
                 heard,
             };
             if let Ok(bytes) = wire::encode_heartbeat(&hb, &self.keys) {
@@ -1761,6 +1949,12 @@ pub enum Reject {
     Stale,
     /// A sequence number already seen.
     Replayed,
+    /// This member's own earlier incarnation (a replay of its past).
+    OwnPast,
+    /// Its settings that must agree differ from ours.
+    Settings,
+    /// Consensus from a start not yet heard in a heartbeat.
+    NotYetHeard,
     /// Authentic but insane.
     Malformed,
 }

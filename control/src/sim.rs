@@ -178,11 +178,15 @@ pub struct Sim {
     lingering: Vec<Vec<(u64, u64, Vec<u64>)>>,
     /// Per node: buckets open on its workers at the last step.
     open_before: Vec<Vec<u64>>,
+    /// Per node: the view version its workers held at the last step.
+    version_before: Vec<u64>,
     /// Nodes whose next state write fails: the process dies in it.
     pub crash_in_persist: Vec<usize>,
     /// Durable messages sent after a failed save (the driver must withhold
     /// them).
     pub durable_unsaved: u64,
+    /// Per node: the datagrams it sent in the last step (a capture).
+    last_out: Vec<Vec<Vec<u8>>>,
 }
 
 impl Sim {
@@ -207,8 +211,10 @@ impl Sim {
             transit_ms: 0,
             lingering: Vec::new(),
             open_before: Vec::new(),
+            version_before: Vec::new(),
             crash_in_persist: Vec::new(),
             durable_unsaved: 0,
+            last_out: Vec::new(),
         };
         sim.transit_ms = sim.settings.worker_guard_ms();
         for (i, &w) in weights.iter().enumerate() {
@@ -244,6 +250,8 @@ impl Sim {
         self.bytes_sent.resize(n, 0);
         self.lingering.resize(n, Vec::new());
         self.open_before.resize(n, Vec::new());
+        self.version_before.resize(n, 0);
+        self.last_out.resize(n, Vec::new());
         n - 1
     }
 
@@ -328,6 +336,7 @@ impl Sim {
             }
         }
         for i in 0..self.nodes.len() {
+            self.last_out[i].clear();
             if !self.running(i) {
                 continue;
             }
@@ -354,6 +363,7 @@ impl Sim {
                 self.crash_in_persist.retain(|&c| c != i);
                 self.kill(i);
             }
+            self.last_out[i] = out.iter().map(|o| o.bytes.clone()).collect();
             for o in out {
                 let targets: Vec<usize> = (0..self.nodes.len())
                     .filter(|&j| {
@@ -422,7 +432,8 @@ impl Sim {
             let leased = n.agent.is_some() && n.workers.deadline.is_some_and(|d| n.local(self.now) < d);
             let version = n.workers.version;
             let before = std::mem::replace(&mut self.open_before[i], open);
-            if n.agent.is_some() && !leased && before.iter().any(|w| *w != 0) {
+            let same_view = std::mem::replace(&mut self.version_before[i], version) == version;
+            if n.agent.is_some() && !leased && same_view && before.iter().any(|w| *w != 0) {
                 self.lingering[i].push((self.now, version, before));
             }
             let horizon = self.now.saturating_sub(self.transit_ms);
@@ -525,6 +536,11 @@ impl Sim {
             .expect("a saved state restarts"),
         );
         n.workers = Workers::default();
+    }
+
+    /// What node `i` sent in the last step, as captured on the segment.
+    pub fn sent_by(&self, i: usize) -> Vec<Vec<u8>> {
+        self.last_out[i].clone()
     }
 
     /// Node `i`'s agent.

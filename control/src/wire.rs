@@ -2,10 +2,13 @@
 //! authenticated UDP datagram.
 //!
 //! ```text
-//! header  magic "SSX2" | version | kind | key id | flags | segment u16 |
-//!         member u32 | incarnation u64
+//! header  magic "SSX2" | version 3 | kind | key id | flags | segment u16 |
+//!         member u32 | incarnation u64 | nonce u32
 //! body    heartbeat: seq u64 | weight u32 | connections u32 | held u32 |
-//!                    applied u64 | log_last u64 | n u16 | n × (member u32, seq u64, flags u8)
+//!                    applied u64 | log_last u64 |
+//!                    agreed: lease u32 | timeout u32 | interval u32 | drain u32 |
+//!                            buckets u32 | layout u8 |
+//!                    n u16 | n × (member u32, incarnation u64, seq u64, flags u8)
 //!         consensus: one raft message (protobuf)
 //! tag     HMAC-SHA256 over everything before it, truncated to 16 bytes,
 //!         keyed with the key the key id names
@@ -23,14 +26,18 @@ use sha2::Sha256;
 
 /// "SSX2"
 const MAGIC: [u8; 4] = *b"SSX2";
-const VERSION: u8 = 2;
+/// 3: the start's nonce, the settings that must agree, and the
+/// incarnation each grant is for (2 had none of them; the two do not mix).
+const VERSION: u8 = 3;
 /// Bytes of the truncated HMAC-SHA256 tag.
 pub const TAG_LEN: usize = 16;
-/// magic, version, kind, key id, flags, segment, member, incarnation.
-const HEADER_LEN: usize = 4 + 1 + 1 + 1 + 1 + 2 + 4 + 8;
-/// seq, weight, connections, held, applied, log_last, count.
-const HEARTBEAT_FIXED: usize = 8 + 4 + 4 + 4 + 8 + 8 + 2;
-const ACK_LEN: usize = 4 + 8 + 1;
+/// magic, version, kind, key id, flags, segment, member, incarnation, nonce.
+const HEADER_LEN: usize = 4 + 1 + 1 + 1 + 1 + 2 + 4 + 8 + 4;
+/// seq, weight, connections, held, applied, log_last, agreed, count.
+const HEARTBEAT_FIXED: usize = 8 + 4 + 4 + 4 + 8 + 8 + AGREED_LEN + 2;
+/// lease, timeout, interval, drain, buckets, layout.
+const AGREED_LEN: usize = 4 * 5 + 1;
+const ACK_LEN: usize = 4 + 8 + 8 + 1;
 /// The largest heartbeat: a 1500-byte MTU less IPv6 (40) and UDP (8).
 pub const MAX_HEARTBEAT: usize = 1452;
 /// The most members a segment may have: every heartbeat lists what its
@@ -117,8 +124,11 @@ pub struct Sender {
     pub segment: u16,
     /// Its member id.
     pub member: u32,
-    /// Its incarnation: grows with every restart (persisted, not a clock).
+    /// Its incarnation: grows with every restart (see the protocol).
     pub incarnation: u64,
+    /// Drawn at random at each start: two processes started from one copy
+    /// of a state file have equal incarnations and different nonces.
+    pub nonce: u32,
     /// Node or coordinator.
     pub role: Role,
     /// Taking no new connections.
@@ -130,12 +140,49 @@ pub struct Sender {
 pub struct Heard {
     /// The peer.
     pub member: u32,
+    /// The incarnation of the peer this is about: a grant to an earlier
+    /// incarnation (a replay of a past run) counts for nothing.
+    pub incarnation: u64,
     /// The highest sequence number of the peer's current incarnation heard.
     pub seq: u64,
     /// The sender's log held no table change beyond what that heartbeat
     /// said the peer enforces, when this heartbeat was sent: the peer's
     /// lease may count on this heartbeat.
     pub lease: bool,
+}
+
+/// The settings that the safety argument compares across members: a
+/// member whose settings differ from ours is refused.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct Agreed {
+    /// Lease, ms.
+    pub lease_ms: u32,
+    /// Liveness timeout, ms.
+    pub timeout_ms: u32,
+    /// Heartbeat interval, ms.
+    pub interval_ms: u32,
+    /// Drain period, ms.
+    pub drain_ms: u32,
+    /// Buckets.
+    pub buckets: u32,
+    /// Table layout (0 ranges, 1 rendezvous).
+    pub layout: u8,
+}
+
+impl Agreed {
+    /// The first field that differs from `other`: its name, ours, theirs.
+    pub fn differs(&self, other: &Agreed) -> Option<(&'static str, u32, u32)> {
+        [
+            ("lease_ms", self.lease_ms, other.lease_ms),
+            ("timeout_ms", self.timeout_ms, other.timeout_ms),
+            ("interval_ms", self.interval_ms, other.interval_ms),
+            ("drain_ms", self.drain_ms, other.drain_ms),
+            ("buckets", self.buckets, other.buckets),
+            ("layout", u32::from(self.layout), u32::from(other.layout)),
+        ]
+        .into_iter()
+        .find(|(_, a, b)| a != b)
+    }
 }
 
 /// One heartbeat.
@@ -156,6 +203,8 @@ pub struct Heartbeat {
     pub applied: u64,
     /// The last table or membership change in the sender's log.
     pub log_last: u64,
+    /// The sender's settings that must agree.
+    pub agreed: Agreed,
     /// What the sender hears from each peer.
     pub heard: Vec<Heard>,
 }
@@ -237,6 +286,7 @@ fn header(b: &mut Vec<u8>, kind: u8, key: &Key, from: &Sender) {
     b.extend_from_slice(&from.segment.to_be_bytes());
     b.extend_from_slice(&from.member.to_be_bytes());
     b.extend_from_slice(&from.incarnation.to_be_bytes());
+    b.extend_from_slice(&from.nonce.to_be_bytes());
 }
 
 fn seal(mut b: Vec<u8>, key: &Key) -> Vec<u8> {
@@ -259,9 +309,15 @@ pub fn encode_heartbeat(hb: &Heartbeat, keys: &Keys) -> Result<Vec<u8>, EncodeEr
     b.extend_from_slice(&hb.held.to_be_bytes());
     b.extend_from_slice(&hb.applied.to_be_bytes());
     b.extend_from_slice(&hb.log_last.to_be_bytes());
+    let a = &hb.agreed;
+    for v in [a.lease_ms, a.timeout_ms, a.interval_ms, a.drain_ms, a.buckets] {
+        b.extend_from_slice(&v.to_be_bytes());
+    }
+    b.push(a.layout);
     b.extend_from_slice(&(hb.heard.len() as u16).to_be_bytes());
     for h in &hb.heard {
         b.extend_from_slice(&h.member.to_be_bytes());
+        b.extend_from_slice(&h.incarnation.to_be_bytes());
         b.extend_from_slice(&h.seq.to_be_bytes());
         b.push(u8::from(h.lease));
     }
@@ -333,6 +389,7 @@ pub fn decode(datagram: &[u8], keys: &Keys) -> Result<Datagram, DecodeError> {
         segment: r.u16()?,
         member: r.u32()?,
         incarnation: r.u64()?,
+        nonce: r.u32()?,
         role: if flags & 1 == 1 { Role::Coordinator } else { Role::Node },
         draining: flags & 2 != 0,
     };
@@ -351,6 +408,14 @@ pub fn decode(datagram: &[u8], keys: &Keys) -> Result<Datagram, DecodeError> {
             let held = r.u32()?;
             let applied = r.u64()?;
             let log_last = r.u64()?;
+            let agreed = Agreed {
+                lease_ms: r.u32()?,
+                timeout_ms: r.u32()?,
+                interval_ms: r.u32()?,
+                drain_ms: r.u32()?,
+                buckets: r.u32()?,
+                layout: r.u8()?,
+            };
             let n = usize::from(r.u16()?);
             if n > MAX_MEMBERS || body.len() != HEADER_LEN + HEARTBEAT_FIXED + n * ACK_LEN {
                 return Err(DecodeError::Malformed);
@@ -358,13 +423,19 @@ pub fn decode(datagram: &[u8], keys: &Keys) -> Result<Datagram, DecodeError> {
             let mut heard = Vec::with_capacity(n);
             for _ in 0..n {
                 let member = r.u32()?;
+                let incarnation = r.u64()?;
                 let seq = r.u64()?;
                 let lease = match r.u8()? {
                     0 => false,
                     1 => true,
                     _ => return Err(DecodeError::Malformed),
                 };
-                heard.push(Heard { member, seq, lease });
+                heard.push(Heard {
+                    member,
+                    incarnation,
+                    seq,
+                    lease,
+                });
             }
             if applied > log_last || !heard.windows(2).all(|w| w[0].member < w[1].member) {
                 return Err(DecodeError::Malformed);
@@ -377,6 +448,7 @@ pub fn decode(datagram: &[u8], keys: &Keys) -> Result<Datagram, DecodeError> {
                 held,
                 applied,
                 log_last,
+                agreed,
                 heard,
             }))
         }
@@ -398,6 +470,7 @@ mod tests {
                 segment: 1,
                 member: 2,
                 incarnation: 17,
+                nonce: 0xdead_beef,
                 role: Role::Node,
                 draining: true,
             },
@@ -407,14 +480,24 @@ mod tests {
             held: 21845,
             applied: 9,
             log_last: 11,
+            agreed: Agreed {
+                lease_ms: 400,
+                timeout_ms: 400,
+                interval_ms: 100,
+                drain_ms: 60_000,
+                buckets: 65_536,
+                layout: 1,
+            },
             heard: vec![
                 Heard {
                     member: 1,
+                    incarnation: 5,
                     seq: 40,
                     lease: true,
                 },
                 Heard {
                     member: 3,
+                    incarnation: 1_765_000_000_000,
                     seq: 7,
                     lease: false,
                 },
@@ -489,6 +572,7 @@ mod tests {
         hb.heard = (0..MAX_MEMBERS as u32)
             .map(|m| Heard {
                 member: m,
+                incarnation: u64::MAX,
                 seq: u64::MAX,
                 lease: true,
             })
@@ -498,6 +582,7 @@ mod tests {
         assert!(decode(&bytes, &keys(b"k")).is_ok());
         hb.heard.push(Heard {
             member: 1000,
+            incarnation: 1,
             seq: 1,
             lease: true,
         });

@@ -69,6 +69,7 @@ fn heartbeat(member: u32, seq: u64, applied: u64, heard: &[(u32, u64)]) -> Heart
             segment: 0,
             member,
             incarnation: 1,
+            nonce: 0,
             role: if member == 0 { Role::Coordinator } else { Role::Node },
             draining: false,
         },
@@ -78,10 +79,12 @@ fn heartbeat(member: u32, seq: u64, applied: u64, heard: &[(u32, u64)]) -> Heart
         held: 0,
         applied,
         log_last: applied,
+        agreed: synshare_fuzz::settings(Role::Node).agreed(),
         heard: heard
             .iter()
             .map(|&(m, s)| Heard {
                 member: m,
+                incarnation: 1,
                 seq: s,
                 lease: true,
             })
@@ -126,6 +129,7 @@ fn heartbeat_seeds() -> Vec<Vec<u8>> {
         segment: 0,
         member: 2,
         incarnation: 1,
+        nonce: 0,
         role: Role::Node,
         draining: false,
     };
