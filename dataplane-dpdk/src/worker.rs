@@ -233,7 +233,9 @@ impl Worker {
             for _ in 0..k {
                 kernel_burst.prefetch(3);
                 let Some(mut m) = kernel_burst.next() else { break };
-                let outcome = self.classifier.from_kernel(&mut m);
+                // The kernel's segments are its word on its flows (its RST
+                // ends one, any other answer confirms an adopted one).
+                let outcome = self.classifier.from_kernel(&mut m, &mut self.flows, now_ms);
                 tally.add(outcome, &mut counts);
                 match outcome.action() {
                     Action::ToWire => enqueue(&mut self.wire_tx, &mut to_wire, m, &mut counts, Counter::DropWireTxFull),
