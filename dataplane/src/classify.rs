@@ -152,8 +152,10 @@ pub struct Context<'a, G = Box<[Group]>> {
     pub flows: &'a mut FlowTable<G>,
     /// Now, in milliseconds (wrapping).
     pub now_ms: u32,
-    /// The NIC's RSS hash of the frame, when the port computed one with the
-    /// cluster's key and fields.
+    /// The NIC's RSS hash of the frame, only when it is the connection
+    /// value: the port hashes the frame's packet type with the Toeplitz
+    /// function of the 4-tuple and the cluster's key (see
+    /// [`crate::hash::nic`]); None to compute the value.
     pub rss: Option<u32>,
 }
 
@@ -1279,6 +1281,88 @@ mod tests {
         assert!(fast.flows.stats().inserted > 100, "{:?}", fast.flows.stats());
         // Both paths had plenty to do.
         assert!(took_fast > rounds / 5 && took_fast < rounds * 4 / 5, "{took_fast} fast");
+    }
+
+    #[test]
+    fn a_nic_hash_is_the_value_only_for_the_types_hashed_on_the_tuple() {
+        use crate::hash::nic::{ptype, RssTypes};
+        // Frames whose mbuf carries a hash that is not the Toeplitz of
+        // their 4-tuple: one that puts them in a bucket of another node,
+        // while their own value is in a bucket this node holds. Where the
+        // reported packet type is the 4-tuple Toeplitz's (and the port
+        // hashes that type), the hash is taken; everywhere else the
+        // computed value decides, whatever the hash says.
+        const TCP4: u32 = ptype::L3_IPV4 | ptype::L4_TCP;
+        const UDP4: u32 = ptype::L3_IPV4 | ptype::L4_UDP;
+        const TCP6: u32 = ptype::L3_IPV6 | ptype::L4_TCP;
+        const IPV4_OPTIONS: u32 = 0x30;
+        const IPV6_EXT: u32 = 0xc0;
+        const L4_FRAG: u32 = 0x300;
+        const TUNNEL_VXLAN: u32 = 0x3000;
+        let syn4 = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::SYN);
+        let syn6 = tcp6_to(CLUSTER_MAC, V6_CLIENT, 40000, V6_VIP, 80, tcp_flags::SYN);
+        let syn6_ext = tcp6_with_ext(&[(0, 8)], tcp_flags::SYN);
+        let dns = udp4_to(CLUSTER_MAC, CLIENT_V4, 5353, V4_VIP, 53);
+        let cases: [(&[u8], u32, RssTypes, bool); 12] = [
+            (&syn4, TCP4, RssTypes::ALL, true),
+            (&syn6, TCP6, RssTypes::ALL, true),
+            (&dns, UDP4, RssTypes::ALL, true),
+            // The port does not hash that type on the tuple (addresses
+            // only, say), or at all.
+            (&syn4, TCP4, RssTypes::IPV6_TCP.with(RssTypes::IPV4_UDP), false),
+            (&dns, UDP4, RssTypes::IPV4_TCP, false),
+            (&syn4, TCP4, RssTypes::NONE, false),
+            // Packet types a NIC hashes otherwise, or no type reported.
+            (&syn4, IPV4_OPTIONS | ptype::L4_TCP, RssTypes::ALL, false),
+            (&syn6_ext, IPV6_EXT | ptype::L4_TCP, RssTypes::ALL, false),
+            (&syn6, ptype::L3_IPV6 | L4_FRAG, RssTypes::ALL, false),
+            (&syn4, ptype::L3_IPV4, RssTypes::ALL, false),
+            (&syn4, TCP4 | TUNNEL_VXLAN, RssTypes::ALL, false),
+            (&syn4, 0, RssTypes::ALL, false),
+        ];
+        let c = classifier();
+        for (i, (frame, packet_type, hashed, taken)) in cases.into_iter().enumerate() {
+            let computed = {
+                let f = packet::parse(frame).unwrap();
+                let (Payload::Ipv4(ip) | Payload::Ipv6(ip)) = f.payload else {
+                    panic!()
+                };
+                let (L4::Tcp { src_port, dst_port, .. } | L4::Udp { src_port, dst_port }) = ip.l4 else {
+                    panic!()
+                };
+                c.connection_value(ip.src, ip.dst, src_port, dst_port)
+            };
+            // This node holds only the computed value's bucket; the hash
+            // points at the next one.
+            let mut n = Node::new(BucketState::Foreign);
+            let own = computed.bucket(n.view.mask());
+            n.view.set(own, BucketState::Settled);
+            let wrong = computed.0 ^ 1;
+            assert_ne!(ConnectionValue(wrong).bucket(n.view.mask()), own);
+            let rss = hashed.value(packet_type, wrong);
+            assert_eq!(rss.is_some(), taken, "case {i}: type {packet_type:#x}");
+            let (outcome, _, _) = n.wire_fast(frame, rss);
+            let (reference, _) = Node::new(BucketState::Foreign).wire_full(frame, None);
+            let mut owner = Node::new(BucketState::Foreign);
+            owner.view.set(own, BucketState::Settled);
+            let (computed_outcome, _) = owner.wire_full(frame, None);
+            assert_eq!(computed_outcome.action(), Action::ToKernel, "case {i}");
+            if taken {
+                assert_eq!(outcome, reference, "case {i}: the hash decides");
+            } else {
+                assert_eq!(outcome, computed_outcome, "case {i}: the computed value decides");
+            }
+        }
+        // No other packet type ever lets a hash through.
+        let mut rng = Rng(0x7e57_4a54);
+        for _ in 0..100_000 {
+            let t = rng.next() as u32;
+            if RssTypes::ALL.value(t, 7).is_some() {
+                assert!(
+                    t & 0xffff_f000 == 0 && [TCP4, UDP4, TCP6, ptype::L3_IPV6 | ptype::L4_UDP].contains(&(t & 0xff0))
+                );
+            }
+        }
     }
 
     #[test]
