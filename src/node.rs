@@ -352,6 +352,8 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
             half_open_ms: c.flow_table.half_open_ms,
             established_ms: c.flow_table.established_s.saturating_mul(1000),
             closing_ms: c.flow_table.closing_ms,
+            provisional_ms: c.flow_table.provisional_ms,
+            grace_ms: c.flow_table.grace_ms,
         };
         // The connections the kernel still holds for this segment's VIPs
         // (a restart): every worker knows them from the start, so their

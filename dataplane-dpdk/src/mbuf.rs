@@ -10,6 +10,7 @@ use dpdk_sys::{rte_mbuf, rte_mempool};
 use std::ffi::CString;
 use std::ptr::NonNull;
 use synshare_dataplane::classify::PacketBuf;
+use synshare_dataplane::hash::nic::{ptype, RssTypes};
 
 /// Packets per burst.
 pub const BURST: usize = 32;
@@ -97,11 +98,34 @@ impl Mbuf {
         unsafe { dpdk_sys::ss_pktmbuf_pkt_len(self.raw.as_ptr()) }
     }
 
-    /// The NIC's RSS hash, when the port delivered one.
+    /// The NIC's RSS hash, when the port delivered one (whatever it
+    /// hashed: see [`Mbuf::connection_rss`]).
     #[inline]
     pub fn rss(&self) -> Option<u32> {
         // SAFETY: a valid mbuf we own.
         unsafe { rss_of(self.raw.as_ptr()) }
+    }
+
+    /// The packet type the driver reported (`RTE_PTYPE_*` bits; 0 when it
+    /// reports none).
+    #[inline]
+    pub fn packet_type(&self) -> u32 {
+        // SAFETY: reads a field of a valid mbuf we own; `packet_type` is a
+        // plain u32 of its union (any bit pattern is valid), which the
+        // driver sets on receive.
+        unsafe { (*self.raw.as_ptr()).__bindgen_anon_1.packet_type }
+    }
+
+    /// The NIC's RSS hash when it is the connection value: a frame of a
+    /// type in `hashed` (the types the port hashes on the 4-tuple with the
+    /// cluster's key) by its reported packet type (see
+    /// [`synshare_dataplane::hash::nic`]). None: compute the value.
+    #[inline]
+    pub fn connection_rss(&self, hashed: RssTypes) -> Option<u32> {
+        if hashed.is_empty() {
+            return None;
+        }
+        hashed.value(self.packet_type(), self.rss()?)
     }
 
     /// Copies `frame` into a fresh mbuf from `pool`.
@@ -381,6 +405,7 @@ unsafe fn received<'a>(m: *mut rte_mbuf) -> Received<'a> {
         Received {
             bytes: std::slice::from_raw_parts(data_ptr(m), usize::from((*m).data_len)),
             rss: rss_of(m),
+            packet_type: (*m).__bindgen_anon_1.packet_type,
             segments: (*m).nb_segs,
         }
     }
@@ -390,11 +415,38 @@ unsafe fn received<'a>(m: *mut rte_mbuf) -> Received<'a> {
 pub struct Received<'a> {
     /// The first segment's bytes.
     pub bytes: &'a [u8],
-    /// The NIC's RSS hash, when the port delivered one.
+    /// The NIC's RSS hash, when the port delivered one (whatever it
+    /// hashed: see [`Received::connection_rss`]).
     pub rss: Option<u32>,
+    /// The packet type the driver reported (`RTE_PTYPE_*` bits; 0: none).
+    pub packet_type: u32,
     /// Number of segments.
     pub segments: u16,
 }
+
+impl Received<'_> {
+    /// As [`Mbuf::connection_rss`].
+    #[inline]
+    pub fn connection_rss(&self, hashed: RssTypes) -> Option<u32> {
+        if hashed.is_empty() {
+            return None;
+        }
+        hashed.value(self.packet_type, self.rss?)
+    }
+}
+
+// The packet type bits the decision reads are DPDK's.
+const _: () = {
+    use dpdk_sys as d;
+    assert!(ptype::L3_MASK == d::RTE_PTYPE_L3_MASK);
+    assert!(ptype::L3_IPV4 == d::RTE_PTYPE_L3_IPV4);
+    assert!(ptype::L3_IPV6 == d::RTE_PTYPE_L3_IPV6);
+    assert!(ptype::L4_MASK == d::RTE_PTYPE_L4_MASK);
+    assert!(ptype::L4_TCP == d::RTE_PTYPE_L4_TCP);
+    assert!(ptype::L4_UDP == d::RTE_PTYPE_L4_UDP);
+    assert!(ptype::TUNNEL_MASK == d::RTE_PTYPE_TUNNEL_MASK);
+    assert!(ptype::INNER_MASK == d::RTE_PTYPE_INNER_L2_MASK | d::RTE_PTYPE_INNER_L3_MASK | d::RTE_PTYPE_INNER_L4_MASK);
+};
 
 /// Mbufs to free, owned until freed together (one call per burst instead
 /// of one per packet).

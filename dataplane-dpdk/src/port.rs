@@ -4,6 +4,8 @@ use crate::mbuf::{Burst, Mempool, TxBatch, BURST};
 use crate::DpdkError;
 use std::ffi::{CStr, CString};
 use std::sync::Arc;
+use synshare_dataplane::hash::nic::RssTypes;
+use synshare_dataplane::hash::{KEY_LEN, SYMMETRIC_KEY};
 use synshare_dataplane::packet::Mac;
 
 /// A DPDK port number.
@@ -273,6 +275,36 @@ pub struct RxQueue {
 }
 
 impl RxQueue {
+    /// The packet types whose RSS hash the port computes as the
+    /// connection value: the Toeplitz function of the 4-tuple with the
+    /// cluster's key. Asks the port what it applied (its hash types and
+    /// key), so a driver that took less than was asked, or another key,
+    /// never has its hash taken for the value. Empty when the port does
+    /// not hash, or cannot say. Off the packet path (a worker asks once).
+    pub fn rss_types(&self) -> RssTypes {
+        let mut key = [0u8; KEY_LEN];
+        let mut conf = dpdk_sys::rte_eth_rss_conf {
+            rss_key: key.as_mut_ptr(),
+            rss_key_len: KEY_LEN as u8,
+            ..Default::default()
+        };
+        // SAFETY: `conf` and the key buffer it points to (KEY_LEN bytes, as
+        // rss_key_len says) live across the call, which fills them.
+        let rc = unsafe { dpdk_sys::rte_eth_dev_rss_hash_conf_get(self.port.0, &mut conf) };
+        if rc != 0 || key != SYMMETRIC_KEY {
+            return RssTypes::NONE;
+        }
+        [
+            (RSS_NONFRAG_IPV4_TCP, RssTypes::IPV4_TCP),
+            (RSS_NONFRAG_IPV4_UDP, RssTypes::IPV4_UDP),
+            (RSS_NONFRAG_IPV6_TCP, RssTypes::IPV6_TCP),
+            (RSS_NONFRAG_IPV6_UDP, RssTypes::IPV6_UDP),
+        ]
+        .iter()
+        .filter(|(bit, _)| conf.rss_hf & bit != 0)
+        .fold(RssTypes::NONE, |set, (_, t)| set.with(*t))
+    }
+
     /// Receives up to [`BURST`] packets into `burst` (freeing whatever it
     /// still held). Returns how many arrived.
     #[inline]

@@ -8,6 +8,7 @@ use std::time::Duration;
 use synshare_dataplane::classify::{Action, Classifier, Context, Look};
 use synshare_dataplane::counters::{Counter, Counts, Tally, WorkerStats};
 use synshare_dataplane::flow::{FlowRef, FlowTable, Group};
+use synshare_dataplane::hash::nic::RssTypes;
 use synshare_dataplane::ownership::OwnershipView;
 use synshare_dataplane::publish::{Lease, Subscriber};
 
@@ -61,7 +62,10 @@ pub struct Worker {
     pub kernel_rx: RxQueue,
     /// Exception port TX queue (frames to the kernel).
     pub kernel_tx: TxQueue,
-    /// Use the NIC's RSS hash as the connection value.
+    /// Use the NIC's RSS hash as the connection value, for the frames of
+    /// the types the port hashes on the 4-tuple with the cluster's key
+    /// ([`RxQueue::rss_types`], asked once when the loop starts); the value
+    /// is computed for every other frame.
     pub use_rss: bool,
     /// Where the worker publishes its counters.
     pub stats: Arc<WorkerStats>,
@@ -146,6 +150,11 @@ impl Worker {
         let mut idle_total = 0u64;
         // Allocated once: what the worker enforces without a lease.
         let closed = OwnershipView::new(self.view.view().len() as u32, 0);
+        let rss_types = if self.use_rss {
+            self.wire_rx.rss_types()
+        } else {
+            RssTypes::NONE
+        };
         let mut wire_rx_total = 0u64;
         let mut kernel_rx_total = 0u64;
         let mut last_ms = 0u32;
@@ -182,8 +191,8 @@ impl Worker {
                 *look = if frame.segments != 1 {
                     Look::decided(Counter::DropMultiSegment)
                 } else {
-                    let rss = if self.use_rss { frame.rss } else { None };
-                    self.classifier.look(frame.bytes, rss, &self.flows)
+                    self.classifier
+                        .look(frame.bytes, frame.connection_rss(rss_types), &self.flows)
                 };
             }
             let mut cx = Context {
@@ -201,7 +210,7 @@ impl Worker {
                     drops.push(m);
                     continue;
                 }
-                cx.rss = if self.use_rss { m.rss() } else { None };
+                cx.rss = m.connection_rss(rss_types);
                 let outcome = self.classifier.decide(&mut m, *look, &mut cx);
                 tally.add(outcome, &mut counts);
                 match outcome.action() {
@@ -233,7 +242,9 @@ impl Worker {
             for _ in 0..k {
                 kernel_burst.prefetch(3);
                 let Some(mut m) = kernel_burst.next() else { break };
-                let outcome = self.classifier.from_kernel(&mut m);
+                // The kernel's segments are its word on its flows (its RST
+                // ends one, any other answer confirms an adopted one).
+                let outcome = self.classifier.from_kernel(&mut m, &mut self.flows, now_ms);
                 tally.add(outcome, &mut counts);
                 match outcome.action() {
                     Action::ToWire => enqueue(&mut self.wire_tx, &mut to_wire, m, &mut counts, Counter::DropWireTxFull),
@@ -255,6 +266,7 @@ impl Worker {
                     &mut to_kernel,
                     leased_frames,
                     &kernel_outcomes,
+                    rss_types,
                     now_ms,
                     &mut counts,
                     &mut drops,
@@ -309,16 +321,16 @@ impl Worker {
         batch: &mut TxBatch,
         leased: u32,
         outcomes: &[Counter; BURST],
+        rss_types: RssTypes,
         now_ms: u32,
         counts: &mut Counts,
         drops: &mut FreeBatch,
     ) {
-        let use_rss = self.use_rss;
         let mut revoked: [Option<FlowRef>; BURST] = [None; BURST];
         let mut n = 0;
         for (slot, f) in batch.frames().enumerate() {
             if leased & (1 << slot) != 0 {
-                let rss = if use_rss { f.rss } else { None };
+                let rss = f.connection_rss(rss_types);
                 if let Some(flow) = self.classifier.revoke(f.bytes, rss, &mut self.flows, now_ms) {
                     revoked[n] = Some(flow);
                     n += 1;
@@ -327,7 +339,7 @@ impl Worker {
         }
         let mut out = leased;
         for (slot, f) in batch.frames().enumerate() {
-            let rss = if use_rss { f.rss } else { None };
+            let rss = f.connection_rss(rss_types);
             if outcomes[slot] == Counter::KernelVipFlow
                 && n > 0
                 && self

@@ -152,8 +152,10 @@ pub struct Context<'a, G = Box<[Group]>> {
     pub flows: &'a mut FlowTable<G>,
     /// Now, in milliseconds (wrapping).
     pub now_ms: u32,
-    /// The NIC's RSS hash of the frame, when the port computed one with the
-    /// cluster's key and fields.
+    /// The NIC's RSS hash of the frame, only when it is the connection
+    /// value: the port hashes the frame's packet type with the Toeplitz
+    /// function of the 4-tuple and the cluster's key (see
+    /// [`crate::hash::nic`]); None to compute the value.
     pub rss: Option<u32>,
 }
 
@@ -737,6 +739,41 @@ impl Classifier {
             return closed_tcp(flags);
         }
         let state = gate.state();
+        if gate.has_flows() {
+            match cx.flows.touch(flow, flags, cx.now_ms) {
+                // The kernel holds this connection: whatever the wire
+                // says goes to it, and only its answer changes the flow.
+                // A SYN included: the kernel answers it with a challenge
+                // ACK (RFC 5961), so a client that really reused the port
+                // resets the old connection itself.
+                Touch::Known(FlowState::Established | FlowState::Contested) => {
+                    return if flags & (RST | FIN | SYN) != 0 {
+                        Counter::KernelVipFlowContested
+                    } else {
+                        Counter::KernelVipFlow
+                    };
+                }
+                // Adopted, not yet answered: valid only while this node
+                // holds the bucket settled, as when it was adopted.
+                Touch::Known(FlowState::Provisional) if !new_connection => {
+                    return match state {
+                        BucketState::Settled => Counter::KernelVipProvisional,
+                        BucketState::Claimed => {
+                            cx.flows.remove(flow, cx.now_ms);
+                            Counter::DropRecentBucket
+                        }
+                        BucketState::Foreign => {
+                            cx.flows.remove(flow, cx.now_ms);
+                            Counter::DropNotOwner
+                        }
+                    };
+                }
+                Touch::Known(_) if !new_connection => return Counter::KernelVipFlow,
+                // Unknown; or a SYN on a half-open flow (retransmitted), a
+                // closed one or a provisional one: a new connection.
+                _ => {}
+            }
+        }
         if new_connection {
             // A SYN is accepted only where this node holds the claim, even
             // for a flow it knows: a retransmitted SYN in a bucket it has
@@ -751,23 +788,21 @@ impl Classifier {
                 Counter::KernelVipSynUntracked
             };
         }
-        if gate.has_flows() {
-            if let Touch::Known(_) = cx.flows.touch(flow, flags, cx.now_ms) {
-                return Counter::KernelVipFlow;
-            }
-        }
         match state {
             BucketState::Settled => {
                 // A connection we do not know in a bucket we have held
                 // for longer than the drain period: a SYN-cookie
-                // connection or an evicted entry. Track it from now on.
+                // connection or an evicted entry, or a forgery. The kernel
+                // decides: the flow is provisional until it answers.
                 // Only a segment with ACK (and neither RST nor FIN) can
-                // belong to a live connection: a flood of flagless or
-                // odd segments must not fill the table.
-                if flags & (RST | FIN) == 0 && flags & ACK != 0 {
-                    cx.flows.insert(flow, FlowState::Established, cx.now_ms);
+                // belong to a live connection: flagless or odd segments
+                // are not recorded at all.
+                let odd = flags & (RST | FIN) != 0 || flags & ACK == 0;
+                if odd || cx.flows.insert(flow, FlowState::Provisional, cx.now_ms) {
+                    Counter::KernelVipAdopted
+                } else {
+                    Counter::KernelVipAdoptedUntracked
                 }
-                Counter::KernelVipAdopted
             }
             BucketState::Claimed => Counter::DropRecentBucket,
             BucketState::Foreign => Counter::DropNotOwner,
@@ -836,7 +871,18 @@ impl Classifier {
 
     /// Decides a frame the kernel sent through the exception port: out to
     /// the wire from the node's own MAC, unless it would announce a VIP.
-    pub fn from_kernel<B: PacketBuf>(&self, buf: &mut B) -> Counter {
+    /// A TCP segment from a VIP is the kernel's word on its flow in
+    /// `flows` (see [`FlowTable::from_kernel`]): its RST ends the flow, its
+    /// FIN closes it, any other segment confirms it (a provisional flow is
+    /// promoted, a contested one established again). Its RST or SYN-ACK on
+    /// a contested flow in a bucket this node does not hold is dropped
+    /// ([`Counter::DropKernelStaleFlow`]).
+    pub fn from_kernel<B: PacketBuf, G: GroupStore>(
+        &self,
+        buf: &mut B,
+        flows: &mut FlowTable<G>,
+        now_ms: u32,
+    ) -> Counter {
         let frame = match packet::parse(buf.bytes()) {
             Ok(f) => f,
             // The kernel's own frames are not input to distrust, but what we
@@ -844,7 +890,14 @@ impl Classifier {
             Err(_) => return Counter::WireFromKernelUnparsed,
         };
         let l3 = usize::from(frame.l3_offset);
+        let mut outcome = Counter::WireFromKernel;
         match frame.payload {
+            Payload::Ipv4(ip) | Payload::Ipv6(ip) if matches!(ip.l4, L4::Tcp { .. }) => {
+                outcome = self.kernel_tcp(&ip, flows, now_ms);
+                if outcome.action() == Action::Drop {
+                    return outcome;
+                }
+            }
             Payload::Arp(a) => {
                 if self.vip(Addr::V4(a.spa)).is_some() {
                     return Counter::DropKernelVipAdvert;
@@ -884,7 +937,48 @@ impl Classifier {
             _ => {}
         }
         ethernet::Header::new_unchecked(buf.bytes_mut()).set_src(self.addrs.node_mac);
-        Counter::WireFromKernel
+        outcome
+    }
+
+    /// The outcome of a TCP segment the kernel sends, after recording it on
+    /// its flow when it is a VIP's. The connection value is the software
+    /// one: the wire side uses the NIC's only where it is the same (see
+    /// [`Context::rss`]).
+    #[inline]
+    fn kernel_tcp<G: GroupStore>(&self, ip: &Ip, flows: &mut FlowTable<G>, now_ms: u32) -> Counter {
+        let L4::Tcp {
+            src_port,
+            dst_port,
+            flags,
+        } = ip.l4
+        else {
+            return Counter::WireFromKernel;
+        };
+        // VIP → client: the client is the destination.
+        let Some(vip) = self.vip(ip.src) else {
+            return Counter::WireFromKernel;
+        };
+        let value = symmetric::tuple(ip.dst, vip.addr, dst_port, src_port);
+        if !flows.gate(value).has_flows() {
+            return Counter::WireFromKernel;
+        }
+        let flow = FlowRef::new(&FlowKey::new(ip.dst, dst_port, vip.addr, src_port), value);
+        let reset = flags & tcp_flags::RST != 0;
+        match flows.from_kernel(flow, flags, now_ms) {
+            // The kernel answers a contested flow with a RST or a SYN-ACK:
+            // it no longer holds the connection (the client's RST was
+            // genuine). In a bucket of another node the segment it answers
+            // is a new connection on the same port, that node's.
+            Touch::Known(FlowState::Contested)
+                if (reset || flags & tcp_flags::SYN != 0) && flows.gate(value).state() == BucketState::Foreign =>
+            {
+                flows.remove(flow, now_ms);
+                Counter::DropKernelStaleFlow
+            }
+            Touch::Known(FlowState::Provisional) if reset => Counter::WireFromKernelRefused,
+            Touch::Known(_) if reset => Counter::WireFromKernelReset,
+            _ => Counter::WireFromKernel,
+        }
     }
 
     /// Replaces the kernel's MAC by the node's in NDP link-layer address
@@ -991,6 +1085,12 @@ mod tests {
             (outcome, buf)
         }
 
+        /// The kernel sends `frame` (its outcome).
+        fn kernel(&mut self, frame: &[u8]) -> Counter {
+            self.flows.follow(&self.view);
+            self.c.from_kernel(&mut TestBuf::new(frame), &mut self.flows, self.now)
+        }
+
         /// As [`Node::wire`], through the full parser only, with `rss`.
         fn wire_full(&mut self, frame: &[u8], rss: Option<u32>) -> (Counter, TestBuf) {
             let mut buf = TestBuf::new(frame);
@@ -1039,6 +1139,14 @@ mod tests {
         fn pick<T: Copy>(&mut self, from: &[T]) -> T {
             from[self.below(from.len() as u64) as usize]
         }
+    }
+
+    /// A segment the kernel sends from the IPv4 VIP's port 80 to the
+    /// client's `port`.
+    fn from_vip(port: u16, flags: u8) -> Vec<u8> {
+        let mut f = tcp4_to(CLIENT_MAC, V4_VIP, 80, CLIENT_V4, port, flags);
+        f[6..12].copy_from_slice(&KERNEL_MAC.0);
+        f
     }
 
     /// Recomputes the IPv4 header checksum of an untagged frame.
@@ -1176,6 +1284,88 @@ mod tests {
     }
 
     #[test]
+    fn a_nic_hash_is_the_value_only_for_the_types_hashed_on_the_tuple() {
+        use crate::hash::nic::{ptype, RssTypes};
+        // Frames whose mbuf carries a hash that is not the Toeplitz of
+        // their 4-tuple: one that puts them in a bucket of another node,
+        // while their own value is in a bucket this node holds. Where the
+        // reported packet type is the 4-tuple Toeplitz's (and the port
+        // hashes that type), the hash is taken; everywhere else the
+        // computed value decides, whatever the hash says.
+        const TCP4: u32 = ptype::L3_IPV4 | ptype::L4_TCP;
+        const UDP4: u32 = ptype::L3_IPV4 | ptype::L4_UDP;
+        const TCP6: u32 = ptype::L3_IPV6 | ptype::L4_TCP;
+        const IPV4_OPTIONS: u32 = 0x30;
+        const IPV6_EXT: u32 = 0xc0;
+        const L4_FRAG: u32 = 0x300;
+        const TUNNEL_VXLAN: u32 = 0x3000;
+        let syn4 = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::SYN);
+        let syn6 = tcp6_to(CLUSTER_MAC, V6_CLIENT, 40000, V6_VIP, 80, tcp_flags::SYN);
+        let syn6_ext = tcp6_with_ext(&[(0, 8)], tcp_flags::SYN);
+        let dns = udp4_to(CLUSTER_MAC, CLIENT_V4, 5353, V4_VIP, 53);
+        let cases: [(&[u8], u32, RssTypes, bool); 12] = [
+            (&syn4, TCP4, RssTypes::ALL, true),
+            (&syn6, TCP6, RssTypes::ALL, true),
+            (&dns, UDP4, RssTypes::ALL, true),
+            // The port does not hash that type on the tuple (addresses
+            // only, say), or at all.
+            (&syn4, TCP4, RssTypes::IPV6_TCP.with(RssTypes::IPV4_UDP), false),
+            (&dns, UDP4, RssTypes::IPV4_TCP, false),
+            (&syn4, TCP4, RssTypes::NONE, false),
+            // Packet types a NIC hashes otherwise, or no type reported.
+            (&syn4, IPV4_OPTIONS | ptype::L4_TCP, RssTypes::ALL, false),
+            (&syn6_ext, IPV6_EXT | ptype::L4_TCP, RssTypes::ALL, false),
+            (&syn6, ptype::L3_IPV6 | L4_FRAG, RssTypes::ALL, false),
+            (&syn4, ptype::L3_IPV4, RssTypes::ALL, false),
+            (&syn4, TCP4 | TUNNEL_VXLAN, RssTypes::ALL, false),
+            (&syn4, 0, RssTypes::ALL, false),
+        ];
+        let c = classifier();
+        for (i, (frame, packet_type, hashed, taken)) in cases.into_iter().enumerate() {
+            let computed = {
+                let f = packet::parse(frame).unwrap();
+                let (Payload::Ipv4(ip) | Payload::Ipv6(ip)) = f.payload else {
+                    panic!()
+                };
+                let (L4::Tcp { src_port, dst_port, .. } | L4::Udp { src_port, dst_port }) = ip.l4 else {
+                    panic!()
+                };
+                c.connection_value(ip.src, ip.dst, src_port, dst_port)
+            };
+            // This node holds only the computed value's bucket; the hash
+            // points at the next one.
+            let mut n = Node::new(BucketState::Foreign);
+            let own = computed.bucket(n.view.mask());
+            n.view.set(own, BucketState::Settled);
+            let wrong = computed.0 ^ 1;
+            assert_ne!(ConnectionValue(wrong).bucket(n.view.mask()), own);
+            let rss = hashed.value(packet_type, wrong);
+            assert_eq!(rss.is_some(), taken, "case {i}: type {packet_type:#x}");
+            let (outcome, _, _) = n.wire_fast(frame, rss);
+            let (reference, _) = Node::new(BucketState::Foreign).wire_full(frame, None);
+            let mut owner = Node::new(BucketState::Foreign);
+            owner.view.set(own, BucketState::Settled);
+            let (computed_outcome, _) = owner.wire_full(frame, None);
+            assert_eq!(computed_outcome.action(), Action::ToKernel, "case {i}");
+            if taken {
+                assert_eq!(outcome, reference, "case {i}: the hash decides");
+            } else {
+                assert_eq!(outcome, computed_outcome, "case {i}: the computed value decides");
+            }
+        }
+        // No other packet type ever lets a hash through.
+        let mut rng = Rng(0x7e57_4a54);
+        for _ in 0..100_000 {
+            let t = rng.next() as u32;
+            if RssTypes::ALL.value(t, 7).is_some() {
+                assert!(
+                    t & 0xffff_f000 == 0 && [TCP4, UDP4, TCP6, ptype::L3_IPV6 | ptype::L4_UDP].contains(&(t & 0xff0))
+                );
+            }
+        }
+    }
+
+    #[test]
     fn a_burst_decides_as_frame_by_frame() {
         // A SYN and the handshake's ACK in the same burst, in a bucket with
         // no flows at the look: the ACK must find the flow the SYN made.
@@ -1221,9 +1411,13 @@ mod tests {
             "decided at the look"
         );
         assert_eq!(n.wire(&other).0, Counter::DropNotOwner);
-        // RST ends our flow: the gate closes.
+        // A RST from the wire ends nothing; the kernel's RST ends our
+        // flow: the gate closes.
         let rst = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::RST);
-        assert_eq!(n.wire(&rst).0, Counter::KernelVipFlow);
+        assert_eq!(n.wire(&rst).0, Counter::KernelVipFlowContested);
+        assert!(!n.flows.gate(value).is_closed());
+        assert_eq!(n.kernel(&from_vip(40000, tcp_flags::ACK)), Counter::WireFromKernel);
+        assert_eq!(n.kernel(&from_vip(40000, tcp_flags::RST)), Counter::WireFromKernelReset);
         assert!(n.flows.gate(value).is_closed());
         assert_eq!(n.wire(&ack).0, Counter::DropNotOwner);
     }
@@ -1321,10 +1515,19 @@ mod tests {
         // Recently acquired: an unknown ACK may be the old owner's: drop.
         assert_eq!(Node::new(BucketState::Claimed).wire(&ack).0, Counter::DropRecentBucket);
         assert_eq!(Node::new(BucketState::Foreign).wire(&ack).0, Counter::DropNotOwner);
-        // Settled: adopted (SYN cookies, evicted entries) and tracked.
+        // Settled: adopted (SYN cookies, evicted entries), provisional
+        // until the kernel answers, then tracked.
         let mut settled = Node::new(BucketState::Settled);
         assert_eq!(settled.wire(&ack).0, Counter::KernelVipAdopted);
+        assert_eq!(settled.wire(&ack).0, Counter::KernelVipProvisional);
+        assert_eq!(settled.flows.census(settled.now)[FlowState::Provisional as usize], 1);
+        assert_eq!(
+            settled.kernel(&from_vip(40000, tcp_flags::ACK)),
+            Counter::WireFromKernel
+        );
         assert_eq!(settled.wire(&ack).0, Counter::KernelVipFlow);
+        assert_eq!(settled.flows.census(settled.now)[FlowState::Established as usize], 1);
+        assert_eq!(settled.flows.stats().promoted, 1);
     }
 
     #[test]
@@ -1337,10 +1540,304 @@ mod tests {
         // The bucket is released.
         n.view = OwnershipView::new(64, 2);
         assert_eq!(n.wire(&ack).0, Counter::KernelVipFlow, "established flow kept");
-        // A SYN for the same tuple is the new owner's, and our stale entry
-        // must not capture the new connection's packets.
-        assert_eq!(n.wire(&syn).0, Counter::DropSynNotOwner);
+        // A SYN for the same tuple goes to the kernel that holds the
+        // connection: it answers with a challenge ACK (RFC 5961), and the
+        // flow stays.
+        assert_eq!(n.wire(&syn).0, Counter::KernelVipFlowContested);
+        assert_eq!(n.kernel(&from_vip(40000, tcp_flags::ACK)), Counter::WireFromKernel);
+        assert_eq!(n.wire(&ack).0, Counter::KernelVipFlow);
+        // A client that really reused the port resets the old connection
+        // itself (its RST answers the challenge ACK; the kernel takes it
+        // silently); its SYN comes again, and the kernel, which no longer
+        // holds the connection, answers with a SYN-ACK: not sent (the new
+        // owner answers it), and our stale entry must not capture the new
+        // connection's packets.
+        let rst = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::RST);
+        assert_eq!(n.wire(&rst).0, Counter::KernelVipFlowContested);
+        assert_eq!(n.wire(&syn).0, Counter::KernelVipFlowContested);
+        assert_eq!(
+            n.kernel(&from_vip(40000, tcp_flags::SYN | tcp_flags::ACK)),
+            Counter::DropKernelStaleFlow
+        );
         assert_eq!(n.wire(&ack).0, Counter::DropNotOwner);
+        assert_eq!(n.wire(&syn).0, Counter::DropSynNotOwner);
+    }
+
+    #[test]
+    fn the_kernels_rst_on_a_contested_flow_of_a_moved_bucket_is_not_sent() {
+        // The client reset the connection (genuinely) and opened a new one
+        // on the same port with the bucket's new owner, whose SYN we did
+        // not see (lost here). Its segments reach our kernel as our flow's;
+        // the kernel answers with a RST, which would end the new owner's
+        // connection.
+        let syn = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::SYN);
+        let ack = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::ACK);
+        let rst = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::RST);
+        let mut n = Node::new(BucketState::Claimed);
+        assert_eq!(n.wire(&syn).0, Counter::KernelVipSyn);
+        assert_eq!(n.wire(&ack).0, Counter::KernelVipFlow);
+        n.view = OwnershipView::new(64, 2);
+        assert_eq!(n.wire(&rst).0, Counter::KernelVipFlowContested);
+        assert_eq!(n.wire(&ack).0, Counter::KernelVipFlow, "a later segment still goes up");
+        assert_eq!(n.kernel(&from_vip(40000, tcp_flags::RST)), Counter::DropKernelStaleFlow);
+        assert_eq!(n.wire(&ack).0, Counter::DropNotOwner);
+        assert!(n.flows.is_empty());
+        // In a bucket this node holds, the kernel's RST is sent.
+        let mut n = Node::new(BucketState::Settled);
+        assert_eq!(n.wire(&syn).0, Counter::KernelVipSyn);
+        assert_eq!(n.wire(&ack).0, Counter::KernelVipFlow);
+        assert_eq!(n.wire(&rst).0, Counter::KernelVipFlowContested);
+        assert_eq!(n.kernel(&from_vip(40000, tcp_flags::RST)), Counter::WireFromKernelReset);
+        assert!(n.flows.is_empty());
+    }
+
+    #[test]
+    fn forged_rst_fin_and_syn_never_end_a_known_flow() {
+        // For each forged segment, in a bucket still held and in one
+        // released since: the flow stays known through the grace and long
+        // after (the kernel ignored the forgery and said nothing), and the
+        // client's segments keep reaching the kernel.
+        for forged in [
+            tcp_flags::RST,
+            tcp_flags::RST | tcp_flags::ACK,
+            tcp_flags::FIN | tcp_flags::ACK,
+            tcp_flags::SYN,
+        ] {
+            for released in [false, true] {
+                let syn = tcp6_to(CLUSTER_MAC, V6_CLIENT, 40000, V6_VIP, 80, tcp_flags::SYN);
+                let ack = tcp6_to(CLUSTER_MAC, V6_CLIENT, 40000, V6_VIP, 80, tcp_flags::ACK);
+                let bad = tcp6_to(CLUSTER_MAC, V6_CLIENT, 40000, V6_VIP, 80, forged);
+                let mut n = Node::new(BucketState::Settled);
+                assert_eq!(n.wire(&syn).0, Counter::KernelVipSyn);
+                assert_eq!(n.wire(&ack).0, Counter::KernelVipFlow);
+                if released {
+                    n.view = OwnershipView::new(64, 2);
+                }
+                for _ in 0..3 {
+                    assert_eq!(n.wire(&bad).0, Counter::KernelVipFlowContested, "{forged:#x}");
+                }
+                n.now += 5_000;
+                assert_eq!(
+                    n.wire(&ack).0,
+                    Counter::KernelVipFlow,
+                    "{forged:#x} released {released}"
+                );
+                n.now += 200_000;
+                n.flows.sweep(n.now, usize::MAX);
+                assert_eq!(
+                    n.wire(&ack).0,
+                    Counter::KernelVipFlow,
+                    "{forged:#x} released {released}"
+                );
+                assert_eq!(n.flows.len(), 1);
+                assert_eq!(n.flows.stats().reset, 0);
+                // The kernel answers the client: no longer contested.
+                n.kernel(&tcp6_to(CLIENT_MAC, V6_VIP, 80, V6_CLIENT, 40000, tcp_flags::ACK));
+                assert_eq!(n.flows.census(n.now)[FlowState::Established as usize], 1);
+            }
+        }
+    }
+
+    #[test]
+    fn the_kernels_fin_closes_a_flow_and_its_rst_ends_it() {
+        let syn = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::SYN);
+        let ack = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::ACK);
+        let fin = tcp4_to(
+            CLUSTER_MAC,
+            CLIENT_V4,
+            40000,
+            V4_VIP,
+            80,
+            tcp_flags::FIN | tcp_flags::ACK,
+        );
+        let mut n = Node::new(BucketState::Claimed);
+        assert_eq!(n.wire(&syn).0, Counter::KernelVipSyn);
+        assert_eq!(
+            n.kernel(&from_vip(40000, tcp_flags::SYN | tcp_flags::ACK)),
+            Counter::WireFromKernel
+        );
+        assert_eq!(n.wire(&ack).0, Counter::KernelVipFlow);
+        n.view = OwnershipView::new(64, 2);
+        // Both FINs: the client's, then the kernel's.
+        assert_eq!(n.wire(&fin).0, Counter::KernelVipFlowContested);
+        assert_eq!(
+            n.kernel(&from_vip(40000, tcp_flags::FIN | tcp_flags::ACK)),
+            Counter::WireFromKernel
+        );
+        assert_eq!(n.flows.census(n.now)[FlowState::Closing as usize], 1);
+        assert_eq!(n.wire(&ack).0, Counter::KernelVipFlow, "the last ACK");
+        // Closing entries go after the closing timeout.
+        n.now += FlowTimeouts::default().closing_ms * 2;
+        assert_eq!(n.wire(&ack).0, Counter::DropNotOwner);
+        // The kernel's RST ends a flow at once.
+        let mut n = Node::new(BucketState::Claimed);
+        assert_eq!(n.wire(&syn).0, Counter::KernelVipSyn);
+        assert_eq!(n.wire(&ack).0, Counter::KernelVipFlow);
+        n.view = OwnershipView::new(64, 2);
+        assert_eq!(
+            n.kernel(&from_vip(40000, tcp_flags::RST | tcp_flags::ACK)),
+            Counter::WireFromKernelReset
+        );
+        assert_eq!(n.wire(&ack).0, Counter::DropNotOwner);
+        // A kernel frame of a flow we do not know changes nothing.
+        assert_eq!(n.kernel(&from_vip(40001, tcp_flags::RST)), Counter::WireFromKernel);
+    }
+
+    #[test]
+    fn adoption_is_provisional_until_the_kernel_answers() {
+        let ack = |port| tcp4_to(CLUSTER_MAC, CLIENT_V4, port, V4_VIP, 80, tcp_flags::ACK);
+        let mut n = Node::new(BucketState::Settled);
+        // Refused: the kernel answers with a RST; the entry goes at once.
+        assert_eq!(n.wire(&ack(40000)).0, Counter::KernelVipAdopted);
+        assert_eq!(
+            n.kernel(&from_vip(40000, tcp_flags::RST)),
+            Counter::WireFromKernelRefused
+        );
+        assert!(n.flows.is_empty());
+        assert_eq!(n.flows.stats().refused, 1);
+        // Never answered (a bad checksum): gone after the provisional
+        // timeout, however often the wire repeats it.
+        assert_eq!(n.wire(&ack(40001)).0, Counter::KernelVipAdopted);
+        for _ in 0..10 {
+            n.now += 250;
+            assert_eq!(n.wire(&ack(40001)).0, Counter::KernelVipProvisional);
+        }
+        n.now += FlowTimeouts::default().provisional_ms;
+        n.flows.sweep(n.now, usize::MAX);
+        assert!(n.flows.is_empty());
+        assert_eq!(n.wire(&ack(40001)).0, Counter::KernelVipAdopted, "adopted again");
+        // A provisional flow of a bucket no longer held is dropped and
+        // forgotten, like an unknown one.
+        n.view = OwnershipView::new(64, 2);
+        assert_eq!(n.wire(&ack(40001)).0, Counter::DropNotOwner);
+        assert!(n.flows.is_empty());
+        for state in [BucketState::Claimed, BucketState::Foreign] {
+            let mut n = Node::new(BucketState::Settled);
+            assert_eq!(n.wire(&ack(40002)).0, Counter::KernelVipAdopted);
+            n.view = OwnershipView::new(64, 2);
+            for b in 0..64 {
+                n.view.set(crate::hash::Bucket(b), state);
+            }
+            let expected = if state == BucketState::Claimed {
+                Counter::DropRecentBucket
+            } else {
+                Counter::DropNotOwner
+            };
+            assert_eq!(n.wire(&ack(40002)).0, expected);
+            assert!(n.flows.is_empty());
+        }
+        // A SYN on a provisional tuple is a new connection.
+        let mut n = Node::new(BucketState::Settled);
+        assert_eq!(n.wire(&ack(40003)).0, Counter::KernelVipAdopted);
+        let syn = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40003, V4_VIP, 80, tcp_flags::SYN);
+        assert_eq!(n.wire(&syn).0, Counter::KernelVipSyn);
+        assert_eq!(n.flows.census(n.now)[FlowState::HalfOpen as usize], 1);
+    }
+
+    #[test]
+    fn a_flood_of_spoofed_acks_leaves_the_flow_table_as_it_was() {
+        // 20,000 established connections in a 65,536-slot table, then
+        // 150,000 bare ACKs from spoofed clients over 1.5 s, all in settled
+        // buckets, the sweeper running as a worker runs it (128 groups a
+        // millisecond). Half of the ACKs carry a good checksum, and the
+        // kernel answers them with a RST; the other half nobody answers.
+        // New connections keep arriving throughout and are all tracked.
+        let mut n = Node::new(BucketState::Settled);
+        n.flows = FlowTable::new(65_536, FlowTimeouts::default());
+        let mut rng = Rng(0xf100_d5ee_d000_0001);
+        let client = |rng: &mut Rng| {
+            let r = rng.next();
+            (
+                [198, 18 + (r & 1) as u8, (r >> 8) as u8, (r >> 16) as u8],
+                (r >> 24) as u16 | 1024,
+            )
+        };
+        let mut established = Vec::new();
+        for _ in 0..20_000 {
+            let (a, p) = client(&mut rng);
+            if n.wire(&tcp4_to(CLUSTER_MAC, a, p, V4_VIP, 80, tcp_flags::SYN)).0 == Counter::KernelVipSyn {
+                assert_eq!(
+                    n.wire(&tcp4_to(CLUSTER_MAC, a, p, V4_VIP, 80, tcp_flags::ACK)).0,
+                    Counter::KernelVipFlow
+                );
+                established.push((a, p));
+            }
+        }
+        let before = n.flows.len();
+        assert!(before > 19_900, "{before}");
+        let mut counts = crate::counters::Counts::default();
+        let mut new_connections = 0;
+        let start = n.now;
+        for i in 0..150_000u32 {
+            n.now = start + i / 100;
+            if i % 100 == 0 {
+                n.flows.sweep(n.now, 128);
+            }
+            let r = rng.next();
+            let a = [203, 0, (r >> 8) as u8, (r >> 16) as u8];
+            let p = (r >> 24) as u16;
+            let (outcome, _) = n.wire(&tcp4_to(CLUSTER_MAC, a, p, V4_VIP, 80, tcp_flags::ACK));
+            counts.add(outcome);
+            if i % 2 == 0 {
+                let reply = tcp4_to(CLIENT_MAC, V4_VIP, 80, a, p, tcp_flags::RST);
+                let answer = n.kernel(&reply);
+                counts.add(answer);
+                if outcome == Counter::KernelVipAdopted {
+                    assert_eq!(answer, Counter::WireFromKernelRefused);
+                }
+            }
+            if i % 500 == 0 {
+                let (a, p) = client(&mut rng);
+                let syn = tcp4_to(CLUSTER_MAC, a, p, V4_VIP, 80, tcp_flags::SYN);
+                assert_eq!(
+                    n.wire(&syn).0,
+                    Counter::KernelVipSyn,
+                    "a new connection during the flood"
+                );
+                let ack = tcp4_to(CLUSTER_MAC, a, p, V4_VIP, 80, tcp_flags::ACK);
+                assert_eq!(n.wire(&ack).0, Counter::KernelVipFlow);
+                established.push((a, p));
+                new_connections += 1;
+            }
+        }
+        // Every frame of the flood was passed up, once each, and every one
+        // the kernel answered was refused.
+        let adopted = counts.get(Counter::KernelVipAdopted) + counts.get(Counter::KernelVipAdoptedUntracked);
+        assert_eq!(adopted, 150_000);
+        // A few found no free, expired or provisional slot in their two
+        // groups (full of established flows): passed up, not recorded.
+        let untracked = counts.get(Counter::KernelVipAdoptedUntracked);
+        assert!(untracked < 100, "{untracked} untracked");
+        let refused = counts.get(Counter::WireFromKernelRefused);
+        assert!(refused + untracked >= 75_000 && refused <= 75_000, "{refused} refused");
+        assert_eq!(n.flows.stats().refused, refused);
+        assert_eq!(
+            n.flows.stats().insert_failed,
+            untracked,
+            "no new connection went untracked"
+        );
+        // The unanswered half filled the free slots, no more.
+        assert!(n.flows.stats().evicted > 10_000, "{:?}", n.flows.stats());
+        // No connection was lost.
+        for &(a, p) in &established {
+            let ack = tcp4_to(CLUSTER_MAC, a, p, V4_VIP, 80, tcp_flags::ACK);
+            assert_eq!(n.wire(&ack).0, Counter::KernelVipFlow);
+        }
+        // After the provisional timeout (and its slack), with the sweeper
+        // having gone round once more, the table is as it was plus the new
+        // connections, within 1%.
+        let timeouts = n.flows.timeouts();
+        n.now += timeouts.provisional_ms + timeouts.provisional_ms / 32 + 2 * n.flows.tick_ms() + 1;
+        for _ in 0..65_536 / 4 / 128 + 1 {
+            n.flows.sweep(n.now, 128);
+        }
+        let after = n.flows.len();
+        let expected = before + new_connections;
+        assert!(
+            after.abs_diff(expected) * 100 <= expected,
+            "{after} entries, {expected} expected"
+        );
+        assert_eq!(n.flows.census(n.now)[FlowState::Provisional as usize], 0);
     }
 
     #[test]
@@ -1357,6 +1854,7 @@ mod tests {
         let (outcome, sent) = n.wire(&syn);
         assert!(outcome.rests_on_lease());
         assert_eq!(n.wire(&other).0, Counter::KernelVipAdopted);
+        assert_eq!(n.kernel(&from_vip(40002, tcp_flags::ACK)), Counter::WireFromKernel);
         let (outcome6, sent6) = n.wire(&ack6);
         assert_eq!(outcome6, Counter::KernelVipAdopted);
         assert!(outcome6.rests_on_lease());
@@ -1433,6 +1931,7 @@ mod tests {
     #[test]
     fn kernel_frames_leave_from_the_node_mac_and_never_announce_a_vip() {
         let c = classifier();
+        let mut flows = FlowTable::new(64, FlowTimeouts::default());
         let mut from_kernel = tcp4_to(
             CLIENT_MAC,
             V4_VIP,
@@ -1443,15 +1942,18 @@ mod tests {
         );
         from_kernel[6..12].copy_from_slice(&KERNEL_MAC.0);
         let mut buf = TestBuf::new(&from_kernel);
-        assert_eq!(c.from_kernel(&mut buf), Counter::WireFromKernel);
+        assert_eq!(c.from_kernel(&mut buf, &mut flows, 0), Counter::WireFromKernel);
         assert_eq!(&buf.bytes()[6..12], &NODE_MAC.0);
         let mut garp = arp_request(KERNEL_MAC, V4_VIP, V4_VIP);
         garp[6..12].copy_from_slice(&KERNEL_MAC.0);
-        assert_eq!(c.from_kernel(&mut TestBuf::new(&garp)), Counter::DropKernelVipAdvert);
+        assert_eq!(
+            c.from_kernel(&mut TestBuf::new(&garp), &mut flows, 0),
+            Counter::DropKernelVipAdvert
+        );
         // The kernel's ARP request carries the node MAC as sender.
         let req = arp_request(KERNEL_MAC, [192, 0, 2, 21], CLIENT_V4);
         let mut buf = TestBuf::new(&req);
-        assert_eq!(c.from_kernel(&mut buf), Counter::WireFromKernel);
+        assert_eq!(c.from_kernel(&mut buf, &mut flows, 0), Counter::WireFromKernel);
         assert_eq!(&buf.bytes()[14 + 8..14 + 14], &NODE_MAC.0);
         // Its neighbour solicitations carry the node MAC, checksum fixed.
         let ns = neighbour_solicit(
@@ -1461,14 +1963,17 @@ mod tests {
             true,
         );
         let mut buf = TestBuf::new(&ns);
-        assert_eq!(c.from_kernel(&mut buf), Counter::WireFromKernel);
+        assert_eq!(c.from_kernel(&mut buf, &mut flows, 0), Counter::WireFromKernel);
         let b = buf.bytes();
         assert_eq!(&b[14 + 40 + 26..14 + 40 + 32], &NODE_MAC.0);
         assert_eq!(icmpv6_checksum(b, 14, 54, b.len()), 0);
         // A neighbour advertisement for a VIP is never sent.
         let mut na = neighbour_solicit(KERNEL_MAC, V6_VIP, V6_CLIENT, true);
         na[14 + 40] = 136;
-        assert_eq!(c.from_kernel(&mut TestBuf::new(&na)), Counter::DropKernelVipAdvert);
+        assert_eq!(
+            c.from_kernel(&mut TestBuf::new(&na), &mut flows, 0),
+            Counter::DropKernelVipAdvert
+        );
     }
 
     #[test]

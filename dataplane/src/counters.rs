@@ -47,8 +47,20 @@ counters! {
     KernelVipSynUntracked = "kernel_vip_syn_untracked" => ToKernel,
     /// A packet of a flow in this worker's flow table.
     KernelVipFlow = "kernel_vip_flow" => ToKernel,
-    /// An unknown non-SYN packet in a settled bucket of this node.
+    /// A RST, FIN or SYN on an established flow of this worker: passed to
+    /// the kernel, which checks it; the flow is contested, not ended (only
+    /// the kernel's RST or FIN, or the idle timeout, end it).
+    KernelVipFlowContested = "kernel_vip_flow_contested" => ToKernel,
+    /// An unknown non-SYN packet in a settled bucket of this node; with
+    /// ACK (and neither RST nor FIN) it is recorded as provisional until
+    /// the kernel answers.
     KernelVipAdopted = "kernel_vip_adopted" => ToKernel,
+    /// As above, but the flow table had no room (free, expired or
+    /// provisional slot) for it: not recorded, still passed up.
+    KernelVipAdoptedUntracked = "kernel_vip_adopted_untracked" => ToKernel,
+    /// A packet of a provisional flow (adopted, not yet answered by the
+    /// kernel) in a settled bucket of this node.
+    KernelVipProvisional = "kernel_vip_provisional" => ToKernel,
     /// A UDP datagram to a VIP in a bucket of this node.
     KernelVipUdp = "kernel_vip_udp" => ToKernel,
     /// An ICMP echo or error for a VIP connection of this node.
@@ -59,6 +71,12 @@ counters! {
     ReplyNdp = "reply_ndp" => ToWire,
     /// A frame from the kernel, sent out of the wire port.
     WireFromKernel = "wire_from_kernel" => ToWire,
+    /// The kernel's RST on a flow of this worker, sent: the flow ends.
+    WireFromKernelReset = "wire_from_kernel_reset" => ToWire,
+    /// The kernel's RST on a provisional flow, sent: the kernel refused
+    /// the adopted segment (a forged one, or a connection it does not
+    /// hold), and the entry goes.
+    WireFromKernelRefused = "wire_from_kernel_refused" => ToWire,
     /// Unicast to another node's MAC (flooded by the switch).
     DropNotForUs = "drop_not_for_us" => Drop,
     /// A source MAC that is ours, the cluster's, or a group address.
@@ -100,6 +118,12 @@ counters! {
     DropNdpBad = "drop_ndp_bad" => Drop,
     /// The kernel tried to announce a VIP (ARP or NDP): never sent.
     DropKernelVipAdvert = "drop_kernel_vip_advert" => Drop,
+    /// The kernel's RST or SYN-ACK on a contested flow in a bucket this
+    /// node does not hold: the kernel no longer holds the connection the
+    /// flow was (the client reset it), and its answer would reach a new
+    /// connection on the same port, another node's. Not sent; the flow
+    /// ends.
+    DropKernelStaleFlow = "drop_kernel_stale_flow" => Drop,
     /// Wire: shorter than a header it announces.
     DropTruncated = "drop_truncated" => Drop,
     /// Wire: more than two VLAN tags.
@@ -153,7 +177,12 @@ impl Counter {
     pub fn rests_on_lease(self) -> bool {
         matches!(
             self,
-            Counter::KernelVipSyn | Counter::KernelVipSynUntracked | Counter::KernelVipAdopted | Counter::KernelVipUdp
+            Counter::KernelVipSyn
+                | Counter::KernelVipSynUntracked
+                | Counter::KernelVipAdopted
+                | Counter::KernelVipAdoptedUntracked
+                | Counter::KernelVipProvisional
+                | Counter::KernelVipUdp
         )
     }
 
@@ -163,8 +192,11 @@ impl Counter {
         !matches!(
             self,
             Counter::WireFromKernel
+                | Counter::WireFromKernelReset
+                | Counter::WireFromKernelRefused
                 | Counter::WireFromKernelUnparsed
                 | Counter::DropKernelVipAdvert
+                | Counter::DropKernelStaleFlow
                 | Counter::DropKernelTxFull
                 | Counter::DropWireTxFull
         )

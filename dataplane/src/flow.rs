@@ -24,10 +24,21 @@
 //! packet). An entry expires at least its timeout and at most a 32nd of it
 //! plus two ticks after its last packet. Expired entries are free slots to
 //! inserts, and a sweeper walks a few groups per call to keep the live
-//! count honest. Under pressure a new flow may evict the oldest half-open or
-//! closing entry of its two groups, never an established one: when both
-//! hold only established flows (and none can move), the insert fails and is
-//! counted.
+//! count honest. Under pressure a new flow may evict an entry of its two
+//! groups: the oldest provisional one first, else the oldest half-open,
+//! closing, or contested one whose grace has passed; never an established
+//! one. When both hold only established flows (and none can move), the
+//! insert fails and is counted. A provisional entry (an adopted segment the
+//! kernel has not answered yet) evicts only another provisional one, so a
+//! flood of segments nobody answers takes free slots alone, and only for the
+//! provisional timeout.
+//!
+//! A flow's state changes only on evidence the kernel accepts (see
+//! [`FlowTable::touch`] for segments from the wire and
+//! [`FlowTable::from_kernel`] for the kernel's): a RST, FIN or SYN from the
+//! wire, which anyone who knows a client's address can forge, only makes an
+//! established flow *contested*; the kernel's own RST ends a flow, its FIN
+//! closes it, and the idle timeout ends it.
 //!
 //! The table also keeps, per bucket, the number of its flows, folded with
 //! this node's rights on the bucket ([`FlowTable::follow`]) into one byte
@@ -227,10 +238,43 @@ pub enum FlowState {
     Empty = 0,
     /// A SYN was accepted; nothing else seen yet.
     HalfOpen = 1,
-    /// The client sent a packet after its SYN.
+    /// The client sent a packet after its SYN, or the kernel answered a
+    /// segment of the flow.
     Established = 2,
-    /// A FIN was seen; kept briefly for the last ACKs.
+    /// The kernel sent a FIN; kept briefly for the last ACKs.
     Closing = 3,
+    /// An unknown segment adopted in a settled bucket, not yet answered by
+    /// the kernel: it becomes established when the kernel sends a segment
+    /// other than a RST on the flow, and goes when the kernel resets it or
+    /// after the (short) provisional timeout. The first entry evicted.
+    Provisional = 4,
+    /// An established flow on which the wire brought a RST, FIN or SYN: a
+    /// claim that it ended, which the kernel checks and the dataplane does
+    /// not believe by itself. Still known and passed to the kernel for the
+    /// established timeout; any later segment in either direction makes it
+    /// established again. Once the grace has passed without one (the
+    /// kernel most likely took a genuine RST), it may be evicted to make
+    /// room for a new flow.
+    Contested = 5,
+}
+
+impl FlowState {
+    /// Every state, in index order (the index of [`FlowTable::census`]).
+    pub const ALL: [FlowState; 6] = [
+        FlowState::Empty,
+        FlowState::HalfOpen,
+        FlowState::Established,
+        FlowState::Closing,
+        FlowState::Provisional,
+        FlowState::Contested,
+    ];
+
+    /// True for the states of a flow the kernel holds (established, or
+    /// established and contested).
+    #[inline]
+    pub fn is_established(self) -> bool {
+        matches!(self, FlowState::Established | FlowState::Contested)
+    }
 }
 
 /// How long each state lives without traffic, in milliseconds.
@@ -240,8 +284,16 @@ pub struct FlowTimeouts {
     pub half_open_ms: u32,
     /// Established entries with no packet.
     pub established_ms: u32,
-    /// Entries after a FIN.
+    /// Entries after the kernel's FIN.
     pub closing_ms: u32,
+    /// Provisional entries (adopted, not yet answered by the kernel),
+    /// counted from the adoption: the kernel answers at once, so a few
+    /// seconds.
+    pub provisional_ms: u32,
+    /// How long a contested flow is kept from eviction after the RST, FIN
+    /// or SYN from the wire (about one round trip and the kernel's answer).
+    /// Not a timeout: a contested flow lives for `established_ms`.
+    pub grace_ms: u32,
 }
 
 impl Default for FlowTimeouts {
@@ -250,6 +302,8 @@ impl Default for FlowTimeouts {
             half_open_ms: 5_000,
             established_ms: 300_000,
             closing_ms: 10_000,
+            provisional_ms: 3_000,
+            grace_ms: 1_000,
         }
     }
 }
@@ -260,8 +314,9 @@ impl FlowTimeouts {
         match state {
             FlowState::Empty => 0,
             FlowState::HalfOpen => self.half_open_ms,
-            FlowState::Established => self.established_ms,
+            FlowState::Established | FlowState::Contested => self.established_ms,
             FlowState::Closing => self.closing_ms,
+            FlowState::Provisional => self.provisional_ms,
         }
     }
 }
@@ -274,18 +329,21 @@ struct Slot {
     tag: u64,
     /// The connection value.
     value: u32,
-    /// Bits 0-1: the [`FlowState`] (0: free). Bits 2-7: in slot 0, the
+    /// Bits 0-2: the [`FlowState`] (0: free). Bits 3-7: in slot 0, the
     /// group's overflow count (see [`Group`]); kept as they are in the
     /// other slots. Bits 8-31: the tick of the last packet.
     meta: u32,
 }
 
-const STATE_BITS: u32 = 0b11;
-const GROUP_BITS: u32 = 0b1111_1100;
+const STATE_BITS: u32 = 0b111;
+const GROUP_BITS: u32 = 0b1111_1000;
+const GROUP_SHIFT: u32 = 3;
 const TICK_SHIFT_IN_META: u32 = 8;
 /// The overflow count saturates here and then stays: the group's lookups
 /// always read the second line from then on (never wrong, only slower).
-const OVERFLOW_STICKY: u32 = 63;
+const OVERFLOW_STICKY: u32 = 31;
+/// Timeouts and refresh intervals are kept per value of the state bits.
+const STATE_VALUES: usize = 8;
 
 impl Slot {
     #[inline]
@@ -299,6 +357,8 @@ impl Slot {
             1 => FlowState::HalfOpen,
             2 => FlowState::Established,
             3 => FlowState::Closing,
+            4 => FlowState::Provisional,
+            5 => FlowState::Contested,
             _ => FlowState::Empty,
         }
     }
@@ -333,11 +393,11 @@ const _: () = assert!(core::mem::size_of::<Group>() == 64);
 impl Group {
     #[inline]
     fn overflow(&self) -> u32 {
-        (self.slots[0].meta & GROUP_BITS) >> 2
+        (self.slots[0].meta & GROUP_BITS) >> GROUP_SHIFT
     }
 
     fn set_overflow(&mut self, n: u32) {
-        self.slots[0].meta = (self.slots[0].meta & !GROUP_BITS) | (n << 2);
+        self.slots[0].meta = (self.slots[0].meta & !GROUP_BITS) | (n << GROUP_SHIFT);
     }
 }
 
@@ -346,16 +406,25 @@ impl Group {
 pub struct FlowStats {
     /// New entries.
     pub inserted: u64,
-    /// Half-open or closing entries evicted to make room.
+    /// Provisional, half-open, closing or contested entries evicted to
+    /// make room.
     pub evicted: u64,
-    /// Inserts refused because both groups held only established flows.
+    /// Inserts refused because both groups held only established flows
+    /// (provisional inserts: only flows that are not provisional).
     pub insert_failed: u64,
     /// Entries removed by the sweeper after their timeout.
     pub expired: u64,
-    /// Entries removed on RST.
+    /// Entries removed on the kernel's RST.
     pub reset: u64,
     /// Entries moved to their other group to make room.
     pub moved: u64,
+    /// Provisional entries the kernel answered (now established).
+    pub promoted: u64,
+    /// Provisional entries the kernel answered with a RST (removed; also
+    /// counted in `reset`).
+    pub refused: u64,
+    /// Established flows contested by a RST, FIN or SYN from the wire.
+    pub contested: u64,
 }
 
 /// What [`FlowTable::touch`] found.
@@ -403,10 +472,13 @@ pub struct FlowTable<G = Box<[Group]>> {
     /// Ticks wrap at `tick_mask + 1` (as milliseconds wrap at 2^32).
     tick_mask: u32,
     /// Per state: expired when more ticks than this have passed.
-    timeout_ticks: [u32; 4],
+    timeout_ticks: [u32; STATE_VALUES],
     /// Per state: a packet rewrites the tick when more ticks than this
     /// have passed (0: whenever it changed).
-    refresh_ticks: [u32; 4],
+    refresh_ticks: [u32; STATE_VALUES],
+    /// A contested flow may be evicted once more ticks than this have
+    /// passed since the segment that contested it.
+    grace_ticks: u32,
     live: usize,
     sweep_cursor: usize,
     stats: FlowStats,
@@ -445,28 +517,31 @@ impl<G: GroupStore> FlowTable<G> {
         let shortest = timeouts
             .half_open_ms
             .min(timeouts.established_ms)
-            .min(timeouts.closing_ms);
+            .min(timeouts.closing_ms)
+            .min(timeouts.provisional_ms);
         let tick_shift = (shortest / 16).max(1).ilog2().min(10);
         let tick_mask = (1u32 << (32 - tick_shift).min(24)) - 1;
         let ticks = |ms: u32| ms.div_ceil(1 << tick_shift).min(tick_mask / 2);
-        let states = [
-            FlowState::Empty,
-            FlowState::HalfOpen,
-            FlowState::Established,
-            FlowState::Closing,
-        ];
         // A packet rewrites its slot's tick only once it is more than a
         // 32nd of the timeout old; expiry waits that much longer, so it is
-        // never early.
-        let refresh_ticks = states.map(|s| ticks(timeouts.of(s)) / 32);
+        // never early. Values of the state bits that name no state keep
+        // zeros (never stored).
+        let mut refresh_ticks = [0u32; STATE_VALUES];
+        let mut timeout_ticks = [0u32; STATE_VALUES];
+        for state in FlowState::ALL {
+            let t = ticks(timeouts.of(state));
+            refresh_ticks[state as usize] = t / 32;
+            timeout_ticks[state as usize] = t + t / 32;
+        }
         FlowTable {
             groups: G::with_len(groups),
             group_mask: groups - 1,
             timeouts,
             tick_shift,
             tick_mask,
-            timeout_ticks: states.map(|s| ticks(timeouts.of(s)) + refresh_ticks[s as usize]),
+            timeout_ticks,
             refresh_ticks,
+            grace_ticks: ticks(timeouts.grace_ms),
             live: 0,
             sweep_cursor: 0,
             stats: FlowStats::default(),
@@ -658,10 +733,18 @@ impl<G: GroupStore> FlowTable<G> {
             .map(|(g, i)| self.groups[g].slots[i].state())
     }
 
-    /// Records a packet of a known flow with TCP `flags`: refreshes it and
-    /// moves its state (RST removes it, FIN starts closing, anything after
-    /// the SYN establishes it); writes the slot only when its state or tick
-    /// changes. Unknown flows are left alone.
+    /// Records a segment from the wire of a known flow with TCP `flags`,
+    /// and returns its state before. Nothing from the wire ends a flow: a
+    /// RST, FIN or SYN makes an established flow [`FlowState::Contested`]
+    /// (the kernel, which checks sequence numbers, decides; see
+    /// [`FlowTable::from_kernel`]); any other segment makes a half-open
+    /// flow established. Only the kernel's answer settles a contested flow:
+    /// a segment from the wire is as easily forged as the claim, and after
+    /// a genuine RST the client's next segments may be a new connection on
+    /// the same port, which another node holds. A provisional flow changes
+    /// only on the kernel's answer, and the wire does not keep it alive.
+    /// Writes the slot only when its state or tick changes. Unknown flows
+    /// are left alone.
     #[inline]
     pub fn touch(&mut self, flow: impl Into<FlowRef>, flags: u8, now: u32) -> Touch {
         use crate::packet::tcp_flags::{FIN, RST, SYN};
@@ -670,25 +753,73 @@ impl<G: GroupStore> FlowTable<G> {
         let Some((g, i)) = self.find(&r, now_tick) else {
             return Touch::Unknown;
         };
-        let slot = &self.groups[g].slots[i];
-        let before = slot.state();
+        let before = self.groups[g].slots[i].state();
+        let claims_end = flags & (RST | FIN | SYN) != 0;
+        let after = match before {
+            FlowState::Established | FlowState::Contested if claims_end => {
+                if before == FlowState::Established {
+                    self.stats.contested += 1;
+                }
+                FlowState::Contested
+            }
+            FlowState::HalfOpen if !claims_end => FlowState::Established,
+            FlowState::Provisional => return Touch::Known(before),
+            other => other,
+        };
+        self.refresh(g, i, before, after, now_tick);
+        Touch::Known(before)
+    }
+
+    /// Records a segment the kernel sent on a known flow with TCP `flags`,
+    /// and returns its state before: the kernel's word on the flow. Its RST
+    /// ends the flow (a provisional one: the kernel refused the adopted
+    /// segment); its FIN closes it; its SYN (a SYN-ACK) opens the tuple
+    /// anew; anything else shows it holds the connection: a provisional or
+    /// contested flow becomes established. Unknown flows are left alone.
+    #[inline]
+    pub fn from_kernel(&mut self, flow: impl Into<FlowRef>, flags: u8, now: u32) -> Touch {
+        use crate::packet::tcp_flags::{FIN, RST, SYN};
+        let r = flow.into();
+        let now_tick = self.now_tick(now);
+        let Some((g, i)) = self.find(&r, now_tick) else {
+            return Touch::Unknown;
+        };
+        let before = self.groups[g].slots[i].state();
         if flags & RST != 0 {
             self.free_slot(g, i);
             self.stats.reset += 1;
-        } else {
-            let after = if flags & FIN != 0 || before == FlowState::Closing {
-                FlowState::Closing
-            } else if flags & SYN != 0 {
-                FlowState::HalfOpen
-            } else {
-                FlowState::Established
-            };
-            let age = now_tick.wrapping_sub(slot.tick()) & self.tick_mask;
-            if after != before || age > self.refresh_ticks[after as usize] {
-                self.groups[g].slots[i].set(after, now_tick);
+            if before == FlowState::Provisional {
+                self.stats.refused += 1;
             }
+            return Touch::Known(before);
         }
+        if before == FlowState::Provisional {
+            self.stats.promoted += 1;
+        }
+        let after = if flags & FIN != 0 {
+            FlowState::Closing
+        } else if flags & SYN != 0 {
+            FlowState::HalfOpen
+        } else {
+            match before {
+                FlowState::HalfOpen | FlowState::Closing => before,
+                _ => FlowState::Established,
+            }
+        };
+        self.refresh(g, i, before, after, now_tick);
         Touch::Known(before)
+    }
+
+    /// Moves slot `i` of group `g` from `before` to `after` at `now_tick`,
+    /// writing the line only when the state changes or the tick is old
+    /// enough to matter (see the module documentation).
+    #[inline]
+    fn refresh(&mut self, g: usize, i: usize, before: FlowState, after: FlowState, now_tick: u32) {
+        let slot = &mut self.groups[g].slots[i];
+        let age = now_tick.wrapping_sub(slot.tick()) & self.tick_mask;
+        if after != before || age > self.refresh_ticks[after as usize] {
+            slot.set(after, now_tick);
+        }
     }
 
     /// Forgets a flow if present.
@@ -814,17 +945,19 @@ impl<G: GroupStore> FlowTable<G> {
         let (g, i) = match spot {
             Some(spot) => spot,
             None => {
-                // The oldest half-open or closing entry of both groups;
-                // never an established one.
-                let mut victim: Option<(usize, usize, u32)> = None;
+                // The oldest provisional entry of both groups, else the
+                // oldest half-open, closing or contested one past its
+                // grace; never an established one. A provisional flow
+                // takes only a provisional one's place.
+                let least = if state == FlowState::Provisional { 2 } else { 1 };
+                let mut victim: Option<(usize, usize, (u8, u32))> = None;
                 for g in [p, a] {
                     for i in 0..WAYS {
                         let s = &self.groups[g].slots[i];
-                        if s.state() != FlowState::Established {
-                            let age = now_tick.wrapping_sub(s.tick()) & self.tick_mask;
-                            if victim.is_none_or(|(_, _, v)| age > v) {
-                                victim = Some((g, i, age));
-                            }
+                        let age = now_tick.wrapping_sub(s.tick()) & self.tick_mask;
+                        let rank = self.eviction_rank(s.state(), age);
+                        if rank >= least && victim.is_none_or(|(_, _, v)| (rank, age) > v) {
+                            victim = Some((g, i, (rank, age)));
                         }
                     }
                 }
@@ -840,6 +973,19 @@ impl<G: GroupStore> FlowTable<G> {
         self.place(g, i, &r, state, now_tick);
         self.stats.inserted += 1;
         true
+    }
+
+    /// How readily an entry in `state`, `age` ticks after its last
+    /// packet, gives its slot to a new flow: 2 first (provisional), then 1
+    /// (half-open, closing, contested past its grace), 0 never.
+    #[inline]
+    fn eviction_rank(&self, state: FlowState, age: u32) -> u8 {
+        match state {
+            FlowState::Provisional => 2,
+            FlowState::HalfOpen | FlowState::Closing => 1,
+            FlowState::Contested if age > self.grace_ticks => 1,
+            _ => 0,
+        }
     }
 
     /// Frees the expired entries of the next `groups` groups. Returns how
@@ -864,9 +1010,9 @@ impl<G: GroupStore> FlowTable<G> {
 
     /// Counts live (unexpired) flows by state; walks the whole table, so it
     /// is for the control core and tests, not the packet path.
-    pub fn census(&self, now: u32) -> [usize; 4] {
+    pub fn census(&self, now: u32) -> [usize; FlowState::ALL.len()] {
         let now_tick = self.now_tick(now);
-        let mut counts = [0usize; 4];
+        let mut counts = [0usize; FlowState::ALL.len()];
         for group in self.groups.iter() {
             for s in group.slots.iter() {
                 if s.state_bits() != 0 && !self.expired(s, now_tick) {
@@ -899,6 +1045,8 @@ mod tests {
             half_open_ms: 100,
             established_ms: 1_000,
             closing_ms: 50,
+            provisional_ms: 80,
+            grace_ms: 20,
         }
     }
 
@@ -908,7 +1056,11 @@ mod tests {
         assert_eq!(core::mem::align_of::<Group>(), 64);
         let t = FlowTable::new(1 << 20, FlowTimeouts::default());
         assert_eq!(t.memory_bytes(), 16 << 20);
-        assert_eq!(t.tick_ms(), 256, "a sixteenth of 5 s, rounded down to a power of two");
+        assert_eq!(
+            t.tick_ms(),
+            128,
+            "a sixteenth of 3 s (provisional), rounded down to a power of two"
+        );
     }
 
     #[test]
@@ -917,24 +1069,85 @@ mod tests {
         assert_eq!(t.tick_ms(), 2);
         let k = key(1);
         assert_eq!(t.touch(k, ACK, 0), Touch::Unknown);
+        assert_eq!(t.from_kernel(k, ACK, 0), Touch::Unknown);
         assert!(t.insert(k, FlowState::HalfOpen, 0));
+        assert_eq!(t.touch(k, SYN, 5), Touch::Known(FlowState::HalfOpen));
+        assert_eq!(t.get(k, 5), Some(FlowState::HalfOpen), "a retransmitted SYN");
         assert_eq!(t.touch(k, ACK, 10), Touch::Known(FlowState::HalfOpen));
         assert_eq!(t.get(k, 10), Some(FlowState::Established));
+        // The client's FIN is a claim, not the end: the kernel answers it.
         assert_eq!(t.touch(k, FIN | ACK, 20), Touch::Known(FlowState::Established));
-        assert_eq!(t.get(k, 20), Some(FlowState::Closing));
-        // ACK after FIN stays closing.
+        assert_eq!(t.get(k, 20), Some(FlowState::Contested));
+        assert_eq!(t.from_kernel(k, ACK, 21), Touch::Known(FlowState::Contested));
+        assert_eq!(t.get(k, 21), Some(FlowState::Established), "the kernel answered");
+        // The kernel's FIN closes the flow; the wire's ACK after it stays
+        // closing.
+        assert_eq!(t.from_kernel(k, FIN | ACK, 25), Touch::Known(FlowState::Established));
+        assert_eq!(t.get(k, 25), Some(FlowState::Closing));
         t.touch(k, ACK, 30);
         assert_eq!(t.get(k, 30), Some(FlowState::Closing));
         // Never before its timeout, at most two ticks after it.
         assert_eq!(t.get(k, 30 + 49), Some(FlowState::Closing));
         assert_eq!(t.get(k, 30 + 50 + 2 * 2), None, "closing entries expire fast");
-        assert!(t.insert(k, FlowState::HalfOpen, 200));
-        assert_eq!(t.touch(k, RST, 201), Touch::Known(FlowState::HalfOpen));
-        assert_eq!(t.get(k, 201), None);
+        // A RST from the wire ends nothing; the kernel's does.
+        assert!(t.insert(k, FlowState::Established, 200));
+        assert_eq!(t.touch(k, RST, 201), Touch::Known(FlowState::Established));
+        assert_eq!(t.get(k, 201), Some(FlowState::Contested));
+        // Only the kernel's answer settles it.
+        assert_eq!(t.touch(k, ACK, 202), Touch::Known(FlowState::Contested));
+        assert_eq!(t.get(k, 202), Some(FlowState::Contested));
+        assert_eq!(t.from_kernel(k, ACK, 202), Touch::Known(FlowState::Contested));
+        assert_eq!(t.get(k, 202), Some(FlowState::Established), "the kernel goes on");
+        assert_eq!(t.touch(k, SYN, 203), Touch::Known(FlowState::Established));
+        assert_eq!(t.get(k, 203), Some(FlowState::Contested));
+        assert_eq!(t.stats().contested, 3);
+        assert_eq!(t.stats().reset, 0);
+        // Silence after a wire RST leaves the flow for its idle timeout.
+        assert_eq!(t.get(k, 203 + 999), Some(FlowState::Contested));
+        assert_eq!(t.from_kernel(k, RST | ACK, 204), Touch::Known(FlowState::Contested));
+        assert_eq!(t.get(k, 204), None);
         assert_eq!(t.len(), 0);
+        assert_eq!(t.stats().reset, 1);
+        // RST or FIN from the wire on a half-open flow changes nothing.
         assert!(t.insert(k, FlowState::HalfOpen, 300));
-        assert_eq!(t.touch(k, SYN, 301), Touch::Known(FlowState::HalfOpen));
-        assert_eq!(t.get(k, 301), Some(FlowState::HalfOpen), "a retransmitted SYN");
+        assert_eq!(t.touch(k, RST, 301), Touch::Known(FlowState::HalfOpen));
+        assert_eq!(t.touch(k, FIN, 302), Touch::Known(FlowState::HalfOpen));
+        assert_eq!(t.get(k, 302), Some(FlowState::HalfOpen));
+        // The kernel's SYN-ACK keeps it half-open; its ACK (a reused tuple
+        // the kernel opened anew) too.
+        assert_eq!(t.from_kernel(k, SYN | ACK, 303), Touch::Known(FlowState::HalfOpen));
+        assert_eq!(t.get(k, 303), Some(FlowState::HalfOpen));
+    }
+
+    #[test]
+    fn provisional_flows_wait_for_the_kernels_word() {
+        let mut t = FlowTable::new(64, timeouts());
+        let (a, b, c) = (key(1), key(2), key(3));
+        for k in [a, b, c] {
+            assert!(t.insert(k, FlowState::Provisional, 0));
+        }
+        // The wire neither promotes nor ends nor keeps them alive.
+        for k in [a, b, c] {
+            assert_eq!(t.touch(k, ACK, 40), Touch::Known(FlowState::Provisional));
+            assert_eq!(t.touch(k, RST, 41), Touch::Known(FlowState::Provisional));
+            assert_eq!(t.touch(k, FIN | ACK, 42), Touch::Known(FlowState::Provisional));
+            assert_eq!(t.get(k, 42), Some(FlowState::Provisional));
+        }
+        // The kernel answers a: established. It resets b: gone.
+        assert_eq!(t.from_kernel(a, ACK, 50), Touch::Known(FlowState::Provisional));
+        assert_eq!(t.get(a, 50), Some(FlowState::Established));
+        assert_eq!(t.from_kernel(b, RST, 50), Touch::Known(FlowState::Provisional));
+        assert_eq!(t.get(b, 50), None);
+        let s = t.stats();
+        assert_eq!((s.promoted, s.refused, s.reset), (1, 1, 1));
+        // c, never answered, expires with the provisional timeout counted
+        // from its adoption (80 ms, plus a 32nd and two ticks at most),
+        // though the wire sent more.
+        assert_eq!(t.get(c, 80), Some(FlowState::Provisional));
+        assert_eq!(t.get(c, 80 + 80 / 32 + 2 * 2 + 1), None);
+        assert_eq!(t.get(a, 80 + 80 / 32 + 2 * 2 + 1), Some(FlowState::Established));
+        t.sweep(200, usize::MAX);
+        assert_eq!(t.len(), 1);
     }
 
     #[test]
@@ -954,22 +1167,34 @@ mod tests {
                     half_open_ms: shortest,
                     established_ms: shortest * 7,
                     closing_ms: shortest * 2,
+                    provisional_ms: shortest * 3,
+                    grace_ms: shortest,
                 },
                 FlowTimeouts {
                     half_open_ms: shortest,
                     established_ms: shortest * 60,
                     closing_ms: shortest * 2,
+                    provisional_ms: shortest,
+                    grace_ms: shortest / 2,
                 },
             ] {
                 let mut t = FlowTable::new(1024, to);
-                for n in 0..300u32 {
-                    let state = [FlowState::HalfOpen, FlowState::Established, FlowState::Closing][n as usize % 3];
-                    // Flags that keep the state.
-                    let flags = [SYN, ACK, FIN | ACK][n as usize % 3];
+                for n in 0..500u32 {
+                    let state = [
+                        FlowState::HalfOpen,
+                        FlowState::Established,
+                        FlowState::Closing,
+                        FlowState::Contested,
+                        FlowState::Provisional,
+                    ][n as usize % 5];
+                    // Flags that keep the state (a provisional flow is
+                    // not kept alive by the wire: not touched here).
+                    let flags = [SYN, ACK, FIN | ACK, RST, ACK][n as usize % 5];
+                    let touches = if state == FlowState::Provisional { 0 } else { next() % 6 };
                     let limit = to.of(state);
                     let mut last = next() as u32;
                     assert!(t.insert(key(n), state, last));
-                    for _ in 0..next() % 6 {
+                    for _ in 0..touches {
                         last = last.wrapping_add(next() as u32 % limit);
                         assert_eq!(t.touch(key(n), flags, last), Touch::Known(state));
                     }
@@ -1006,7 +1231,7 @@ mod tests {
         let freed = t.sweep(150, usize::MAX);
         assert_eq!(freed, 50);
         assert_eq!(t.len(), 50);
-        assert_eq!(t.census(150), [0, 0, 50, 0]);
+        assert_eq!(t.census(150), [0, 0, 50, 0, 0, 0]);
         t.sweep(1_000 + 1_000 / 32 + 2 * 2, usize::MAX);
         assert!(t.is_empty());
         assert_eq!(t.stats().expired, 100);
@@ -1036,6 +1261,51 @@ mod tests {
             assert_eq!(t.get(key(n), 6), Some(FlowState::Established));
         }
         assert_eq!(t.len(), 8);
+    }
+
+    #[test]
+    fn provisional_entries_go_first_and_take_only_each_others_place() {
+        // Two groups, eight slots: every key may live in either.
+        let mut t = FlowTable::new(8, timeouts());
+        for n in 0..4 {
+            assert!(t.insert(key(n), FlowState::Established, 0));
+        }
+        assert!(t.insert(key(10), FlowState::HalfOpen, 0));
+        assert!(t.insert(key(11), FlowState::Contested, 0));
+        assert!(t.insert(key(20), FlowState::Provisional, 5));
+        assert!(t.insert(key(21), FlowState::Provisional, 6));
+        // Full. A provisional flow takes the oldest provisional one's
+        // place, never another's, however old.
+        assert!(t.insert(key(22), FlowState::Provisional, 10));
+        assert_eq!(t.get(key(20), 10), None);
+        assert_eq!(t.get(key(21), 10), Some(FlowState::Provisional));
+        assert_eq!(t.get(key(10), 10), Some(FlowState::HalfOpen));
+        // A SYN takes a provisional one's place before the older half-open
+        // one's.
+        assert!(t.insert(key(30), FlowState::HalfOpen, 12));
+        assert!(t.insert(key(31), FlowState::HalfOpen, 13));
+        assert_eq!(t.get(key(21), 13), None);
+        assert_eq!(t.get(key(22), 13), None);
+        assert_eq!(t.get(key(10), 13), Some(FlowState::HalfOpen));
+        // No provisional entry left: a provisional insert fails, the rest
+        // stays.
+        assert!(!t.insert(key(23), FlowState::Provisional, 14));
+        assert_eq!(t.stats().insert_failed, 1);
+        // Within its grace, the contested flow is kept; the oldest
+        // half-open one goes.
+        assert!(t.insert(key(32), FlowState::HalfOpen, 15));
+        assert_eq!(t.get(key(10), 15), None);
+        assert_eq!(t.get(key(11), 15), Some(FlowState::Contested));
+        // Past its grace (20 ms) it is the oldest that may go.
+        t.touch(key(30), SYN, 60);
+        t.touch(key(31), SYN, 60);
+        t.touch(key(32), SYN, 60);
+        assert!(t.insert(key(33), FlowState::HalfOpen, 60));
+        assert_eq!(t.get(key(11), 60), None);
+        for n in 0..4 {
+            assert_eq!(t.get(key(n), 60), Some(FlowState::Established));
+        }
+        assert_eq!(t.stats().evicted, 5);
     }
 
     #[test]
@@ -1217,9 +1487,9 @@ mod tests {
         }
         assert!(t.stats().moved > 0, "at 90% load some flows moved");
         assert!(t.groups.iter().any(|g| g.overflow() > 0));
-        // Remove half by RST, let the rest expire.
+        // Remove half by the kernel's RST, let the rest expire.
         for k in kept.iter().step_by(2) {
-            assert_eq!(t.touch(k, RST, 1), Touch::Known(FlowState::Established));
+            assert_eq!(t.from_kernel(k, RST, 1), Touch::Known(FlowState::Established));
         }
         for k in kept.iter().skip(1).step_by(2) {
             assert_eq!(t.get(k, 1), Some(FlowState::Established), "moved flows are still found");

@@ -248,6 +248,99 @@ fn pack_addresses(input: &mut [u8; MAX_INPUT], src: Addr, dst: Addr) -> Option<u
     }
 }
 
+/// When a NIC's RSS hash may stand for the connection value.
+///
+/// A port programmed with [`SYMMETRIC_KEY`] hashes IPv4 and IPv6 TCP and
+/// UDP with the Toeplitz function of the 4-tuple, the connection value; but
+/// it hashes other frames differently (IPv6 with extension headers,
+/// fragments, tunnels, a protocol it hashes on addresses alone), and a node
+/// that takes such a hash for the value decides the frame differently from
+/// a node that computes it (one SYN taken twice, or never). So the hash is
+/// used only for a frame whose packet type, as the driver reports it in the
+/// mbuf, is plain IPv4 or IPv6 (no options or extension headers, not a
+/// fragment, no tunnel) carrying TCP or UDP, and only for the types the
+/// port says it hashes on the 4-tuple with the cluster's key
+/// ([`RssTypes`]); for everything else, and wherever the driver reports
+/// no packet type, the value is computed.
+pub mod nic {
+    /// DPDK's packet type bits (`RTE_PTYPE_*` of `rte_mbuf_ptype.h`, part
+    /// of its ABI; `synshare-dpdk` checks them against the headers it is
+    /// built with).
+    pub mod ptype {
+        /// The L3 type.
+        pub const L3_MASK: u32 = 0x0000_00f0;
+        /// IPv4 without options.
+        pub const L3_IPV4: u32 = 0x0000_0010;
+        /// IPv6 without extension headers.
+        pub const L3_IPV6: u32 = 0x0000_0040;
+        /// The L4 type.
+        pub const L4_MASK: u32 = 0x0000_0f00;
+        /// TCP.
+        pub const L4_TCP: u32 = 0x0000_0100;
+        /// UDP.
+        pub const L4_UDP: u32 = 0x0000_0200;
+        /// The tunnel type.
+        pub const TUNNEL_MASK: u32 = 0x0000_f000;
+        /// The inner L2, L3 and L4 types (of a tunnelled packet).
+        pub const INNER_MASK: u32 = 0x0fff_0000;
+    }
+
+    /// The packet types a port hashes with the Toeplitz function of the
+    /// 4-tuple and the cluster's key.
+    #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+    pub struct RssTypes(u8);
+
+    impl RssTypes {
+        /// None: the value is always computed.
+        pub const NONE: RssTypes = RssTypes(0);
+        /// IPv4 TCP (not fragmented).
+        pub const IPV4_TCP: RssTypes = RssTypes(1);
+        /// IPv4 UDP (not fragmented).
+        pub const IPV4_UDP: RssTypes = RssTypes(2);
+        /// IPv6 TCP (not fragmented).
+        pub const IPV6_TCP: RssTypes = RssTypes(4);
+        /// IPv6 UDP (not fragmented).
+        pub const IPV6_UDP: RssTypes = RssTypes(8);
+        /// All four.
+        pub const ALL: RssTypes = RssTypes(15);
+
+        /// Both sets.
+        pub const fn with(self, other: RssTypes) -> RssTypes {
+            RssTypes(self.0 | other.0)
+        }
+
+        /// True when every type of `other` is in the set.
+        pub const fn contains(self, other: RssTypes) -> bool {
+            self.0 & other.0 == other.0
+        }
+
+        /// True for the empty set.
+        pub const fn is_empty(self) -> bool {
+            self.0 == 0
+        }
+
+        /// The NIC's `hash` as the connection value, when `packet_type`
+        /// (the mbuf's) is plain IPv4 or IPv6 with TCP or UDP, untunnelled,
+        /// and of a type in the set; None otherwise (the value is then
+        /// computed).
+        #[inline]
+        pub fn value(self, packet_type: u32, hash: u32) -> Option<u32> {
+            use ptype::*;
+            if packet_type & (TUNNEL_MASK | INNER_MASK) != 0 {
+                return None;
+            }
+            let kind = match (packet_type & L3_MASK, packet_type & L4_MASK) {
+                (L3_IPV4, L4_TCP) => RssTypes::IPV4_TCP,
+                (L3_IPV4, L4_UDP) => RssTypes::IPV4_UDP,
+                (L3_IPV6, L4_TCP) => RssTypes::IPV6_TCP,
+                (L3_IPV6, L4_UDP) => RssTypes::IPV6_UDP,
+                _ => return None,
+            };
+            (self.0 & kind.0 != 0).then_some(hash)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

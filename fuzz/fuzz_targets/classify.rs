@@ -70,6 +70,7 @@ fuzz_target!(|data: &[u8]| {
 
     let mut buf = TestBuf::new(frame);
     let before = buf.bytes().to_vec();
-    let outcome = c.from_kernel(&mut buf);
+    let mut table = flows(start);
+    let outcome = c.from_kernel(&mut buf, &mut table, start);
     check_from_kernel(&before, buf.bytes(), outcome);
 });

@@ -149,8 +149,8 @@ pub fn check_from_kernel(before: &[u8], after: &[u8], outcome: Counter) {
             assert!(packet::parse(before).is_err());
             assert_eq!(before, after);
         }
-        Counter::DropKernelVipAdvert => assert_eq!(before, after),
-        Counter::WireFromKernel => {
+        Counter::DropKernelVipAdvert | Counter::DropKernelStaleFlow => assert_eq!(before, after),
+        Counter::WireFromKernel | Counter::WireFromKernelReset | Counter::WireFromKernelRefused => {
             assert_eq!(after[6..12], NODE_MAC.0, "kernel frames leave from the node's MAC");
             let f = packet::parse(after).expect("still parses");
             match f.payload {

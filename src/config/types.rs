@@ -176,8 +176,14 @@ pub struct FlowTableConfig {
     pub half_open_ms: u32,
     /// Established entries expire after this idle time, in seconds.
     pub established_s: u32,
-    /// Entries after a FIN expire after this, in ms.
+    /// Entries after the kernel's FIN expire after this, in ms.
     pub closing_ms: u32,
+    /// Adopted entries the kernel has not answered yet expire after this,
+    /// in ms.
+    pub provisional_ms: u32,
+    /// A flow contested by a RST, FIN or SYN from the wire is kept from
+    /// eviction this long, in ms.
+    pub grace_ms: u32,
 }
 
 impl Default for FlowTableConfig {
@@ -188,6 +194,8 @@ impl Default for FlowTableConfig {
             half_open_ms: t.half_open_ms,
             established_s: t.established_ms / 1000,
             closing_ms: t.closing_ms,
+            provisional_ms: t.provisional_ms,
+            grace_ms: t.grace_ms,
         }
     }
 }

@@ -687,6 +687,8 @@ impl NodeConfig {
         f.range("flow_table.half_open_ms", ft.half_open_ms, 1, 300_000, " ms");
         f.range("flow_table.established_s", ft.established_s, 1, 86_400, " s");
         f.range("flow_table.closing_ms", ft.closing_ms, 1, 600_000, " ms");
+        f.range("flow_table.provisional_ms", ft.provisional_ms, 1, 60_000, " ms");
+        f.range("flow_table.grace_ms", ft.grace_ms, 1, 60_000, " ms");
     }
 
     fn validate_availability(&self, f: &mut Findings) {
