@@ -109,6 +109,27 @@ impl ExchangeHandle {
     }
 }
 
+/// This start's incarnation: larger than the saved one, and at least the
+/// wall clock's milliseconds since 1970. So it never goes back while the
+/// state file lives (whatever the clock does), nor when the file is lost or
+/// an older copy restored (as long as the clock has not gone back past the
+/// previous start: peers refuse a start older than one they heard).
+fn incarnation(saved: u64, wall: std::time::SystemTime) -> u64 {
+    let clock = wall
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    saved.saturating_add(1).max(clock)
+}
+
+/// A nonce drawn at random for this start (std's hasher keys are random
+/// per process): it tells apart two processes started from one copy of a
+/// state file.
+fn random_nonce() -> u32 {
+    use std::hash::BuildHasher;
+    let h = std::collections::hash_map::RandomState::new().hash_one((std::process::id(), Instant::now()));
+    (h ^ (h >> 32)) as u32
+}
+
 /// The state file of `name`'s exchange on `segment`.
 pub fn state_path(dir: &Path, name: &str, segment: u16) -> PathBuf {
     dir.join(format!("{name}.segment{segment}.state"))
@@ -116,9 +137,13 @@ pub fn state_path(dir: &Path, name: &str, segment: u16) -> PathBuf {
 
 fn load_state(path: &Path) -> Result<Option<Persisted>, String> {
     match std::fs::read(path) {
-        Ok(b) => Persisted::decode(&b)
-            .map(Some)
-            .map_err(|e| format!("{}: {e}", path.display())),
+        Ok(b) => Persisted::decode(&b).map(Some).map_err(|e| {
+            format!(
+                "{}: {e}; the member cannot start from it: move it aside and start again (the member \
+                 rejoins as a fresh one, its incarnation from the clock, and catches up from the others)",
+                path.display()
+            )
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(format!("{}: {e}", path.display())),
     }
@@ -155,8 +180,10 @@ pub fn start(
     std::fs::create_dir_all(&c.state_dir).map_err(|e| format!("exchange: state_dir {}: {e}", c.state_dir.display()))?;
     let path = state_path(&c.state_dir, &params.name, c.segment);
     let saved = load_state(&path)?;
-    // Incarnations only grow, whatever the wall clock does.
-    let incarnation = saved.as_ref().map_or(0, |p| p.incarnation) + 1;
+    let incarnation = incarnation(
+        saved.as_ref().map_or(0, |p| p.incarnation),
+        std::time::SystemTime::now(),
+    );
     let mut settings = c.settings();
     settings.role = params.role;
     settings.buckets = params.buckets;
@@ -164,7 +191,8 @@ pub fn start(
     settings.drain_ms = params.drain_ms;
     let addresses = c.addresses();
     let members: Vec<MemberId> = addresses.keys().map(|id| MemberId(*id)).collect();
-    let agent = Agent::new(me, &members, incarnation, settings, keys, weight_milli, saved, 0)?;
+    let mut agent = Agent::new(me, &members, incarnation, settings, keys, weight_milli, saved, 0)?;
+    agent.set_nonce(random_nonce());
     // Write the new incarnation before anything is sent under it.
     let mut driver = Driver {
         agent,
@@ -449,6 +477,23 @@ impl Driver {
                     );
                     "duplicate_id"
                 }
+                Event::SettingsDiffer {
+                    member,
+                    field,
+                    ours,
+                    theirs,
+                } => {
+                    error!(
+                        member = member.0,
+                        field, ours, theirs,
+                        "a member's settings that must agree differ from ours: refused (it holds no bucket here); make them equal"
+                    );
+                    "settings_differ"
+                }
+                Event::Campaign => {
+                    info!("the leader is silent: starting an election at once");
+                    "campaign"
+                }
                 Event::Leader { member } => {
                     info!(leader = member.map(|m| m.0), "leader");
                     "leader_changed"
@@ -528,6 +573,9 @@ impl Driver {
             ("rejected_foreign", s.rejected_foreign),
             ("rejected_unknown_member", s.rejected_unknown_member),
             ("rejected_own_id", s.rejected_own_id),
+            ("rejected_own_past", s.rejected_own_past),
+            ("rejected_settings", s.rejected_settings),
+            ("campaigns", s.campaigns),
             ("epochs_adopted", s.epochs_adopted),
             ("epochs_created", s.epochs_created),
             ("buckets_released", s.buckets_released),
@@ -690,6 +738,17 @@ mod tests {
             "{e}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_incarnation_never_goes_back_with_or_without_its_state_file() {
+        let at = |ms: u64| std::time::UNIX_EPOCH + Duration::from_millis(ms);
+        // A state file: one more than saved, or the clock if that is later.
+        assert_eq!(incarnation(1_800_000_000_000, at(1_700_000_000_000)), 1_800_000_000_001);
+        assert_eq!(incarnation(5, at(1_700_000_000_000)), 1_700_000_000_000);
+        // A lost file: the clock, later than the previous start's.
+        assert!(incarnation(0, at(1_700_000_000_500)) > incarnation(0, at(1_700_000_000_000)));
+        assert_eq!(incarnation(u64::MAX, at(0)), u64::MAX);
     }
 
     #[test]

@@ -43,13 +43,18 @@ def held(n):
     return out
 
 
-def encode(member, incarnation, seq, key, key_id=0, segment=0, applied=1, heard=()):
-    """A heartbeat in wire format 2 (control/src/wire.rs), written here
-    independently of the Rust codec."""
-    body = b"SSX2" + bytes([2, 1, key_id, 0]) + struct.pack(">HIQ", segment, member, incarnation)
-    body += struct.pack(">QIIIQQH", seq, 1000, 0, 0, applied, applied, len(heard))
-    for m, sq in heard:
-        body += struct.pack(">IQB", m, sq, 1)
+def encode(member, incarnation, seq, key, key_id=0, segment=0, applied=1, heard=(), nonce=0,
+           agreed=(350, 350, 100, 60000, 65536, 1)):
+    """A heartbeat in wire format 3 (control/src/wire.rs), written here
+    independently of the Rust codec: the header carries the start's nonce,
+    the body the settings that must agree (lease, timeout, interval, drain,
+    buckets, layout) and, per peer heard, the incarnation it is about."""
+    body = b"SSX2" + bytes([3, 1, key_id, 0]) + struct.pack(">HIQI", segment, member, incarnation, nonce)
+    body += struct.pack(">QIIIQQ", seq, 1000, 0, 0, applied, applied)
+    body += struct.pack(">IIIIIB", *agreed)
+    body += struct.pack(">H", len(heard))
+    for m, inc, sq in heard:
+        body += struct.pack(">IQQB", m, inc, sq, 1)
     return body + hmac.new(key, body, hashlib.sha256).digest()[:16]
 
 

@@ -316,6 +316,7 @@ impl Worker {
     /// on one of those flows (and only those: a RST of another flow has
     /// ended its own entry, and still goes). Off the packet path: only
     /// after a stall.
+    #[allow(clippy::too_many_arguments)] // the burst's state, passed apart to keep the hot loop's borrows simple
     fn withdraw(
         &mut self,
         batch: &mut TxBatch,
