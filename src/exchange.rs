@@ -20,6 +20,7 @@ use synshare_control::layout::{Layout, MemberId};
 use synshare_control::protocol::{Agent, Event, Outgoing, Persisted, Right};
 use synshare_control::wire::{Keys, Role};
 use synshare_dataplane::ownership::{BucketState, OwnershipView};
+use synshare_dataplane::presence::FlowPresence;
 use synshare_dataplane::publish::{Lease, Publisher};
 use tracing::{error, info, warn};
 
@@ -60,6 +61,8 @@ pub struct WorkerLink {
     pub tsc_per_ms: u64,
     /// Reads the TSC.
     pub tsc: fn() -> u64,
+    /// Per worker: the buckets it holds flows in.
+    pub presence: Vec<Arc<FlowPresence>>,
 }
 
 /// The running exchange: a handle for the rest of the process.
@@ -345,6 +348,15 @@ impl Io for NetIo {
         if let Some(w) = &self.workers {
             w.lease.set(driver::worker_deadline(until, at, guard_ms, w.tsc_per_ms));
         }
+    }
+
+    fn flow_presence(&mut self) -> Option<Vec<u64>> {
+        let w = self.workers.as_ref()?;
+        let mut words = vec![0u64; w.presence.first()?.buckets() / 64];
+        for p in &w.presence {
+            p.or_into(&mut words);
+        }
+        Some(words)
     }
 }
 

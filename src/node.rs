@@ -27,6 +27,7 @@ use synshare_dataplane::flow::{FlowKey, FlowState, FlowTimeouts};
 use synshare_dataplane::hash::{Bucket, SYMMETRIC_KEY};
 use synshare_dataplane::ownership::{BucketState, OwnershipView};
 use synshare_dataplane::packet::Addr;
+use synshare_dataplane::presence::FlowPresence;
 use synshare_dataplane::publish::{Lease, Publisher};
 use synshare_dpdk::worker::{NodeFlows, Worker, WorkerTuning};
 use synshare_dpdk::{self as dpdk, Eal, Mempool, Port, PortConfig};
@@ -319,6 +320,10 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
             Some(_) => (OwnershipView::new(v.sharing.buckets, 0), Lease::none()),
         };
         let (publisher, subscribers) = Publisher::new(usize::from(c.workers), &initial);
+        // Each worker tells the exchange which buckets it holds flows in.
+        let presence: Vec<Arc<FlowPresence>> = (0..c.workers)
+            .map(|_| Arc::new(FlowPresence::new(v.sharing.buckets)))
+            .collect();
         let sharing = match v.exchange {
             None => Sharing::Static {
                 table: static_table(v.sharing),
@@ -341,6 +346,7 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
                         lease: lease.clone(),
                         tsc_per_ms: (dpdk::tsc_hz() / 1000).max(1),
                         tsc: dpdk::tsc,
+                        presence: presence.clone(),
                     }),
                 )?;
                 info!(segment = v.index, bind = %x.bind, peers = ?x.peers, coordinator = ?x.coordinator,
@@ -383,6 +389,7 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
                 let key = FlowKey::new(Addr::from(f.client), f.client_port, Addr::from(f.vip), f.vip_port);
                 flows.insert(key, FlowState::Established, now_ms);
             }
+            flows.share_presence(Arc::clone(&presence[i]));
             let q = i as u16;
             let s = Arc::new(WorkerStats::default());
             stats.push(Arc::clone(&s));

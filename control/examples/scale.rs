@@ -65,6 +65,7 @@ fn main() {
                 applied: 1,
                 log_last: 1,
                 agreed: Settings::default().agreed(),
+                serving: 0,
                 heard: (2..=n as u32)
                     .map(|m| Heard {
                         member: m,

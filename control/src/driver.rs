@@ -11,7 +11,8 @@
 //! 5. publish the view when it changed, and the workers' lease deadline,
 //!    counted from the clock reading of step 1 and ending a guard sooner;
 //! 6. once every worker enforces a new view, tick again at once, so a
-//!    release is announced without waiting for the next interval.
+//!    release is announced without waiting for the next interval, with the
+//!    buckets the workers still hold flows in read after they confirmed.
 //!
 //! [`Io`] is all a driver supplies: UDP, fsync and the dataplane's publisher
 //! in the node (`src/exchange.rs`); memory in the simulator (`sim`).
@@ -46,6 +47,9 @@ pub trait Io {
     /// Sets the workers' lease deadline: the agent's lease `until` (ms, or
     /// none) counted from the clock reading `at`, ending `guard_ms` sooner.
     fn set_deadline(&mut self, until: Option<u64>, at: Now, guard_ms: u64);
+    /// The buckets with flows on the workers, one bit each (none: no
+    /// workers).
+    fn flow_presence(&mut self) -> Option<Vec<u64>>;
 }
 
 /// What one [`step`] did, for the driver's log and counters.
@@ -65,15 +69,25 @@ pub struct StepReport {
 pub fn step(agent: &mut Agent, io: &mut impl Io) -> StepReport {
     let mut report = StepReport::default();
     let clock = io.clock();
+    presence(agent, io);
     let out = agent.tick(clock.ms);
     persist_and_send(agent, io, out, &mut report);
     if publish(agent, io, clock) {
         // A release is in force on every worker: say so at once, the new
-        // holder is waiting for it.
+        // holder is waiting for it, with the flows the workers hold now
+        // (read after they confirmed: flows made under the old view are in).
+        presence(agent, io);
         let out = agent.tick(io.clock().ms);
         persist_and_send(agent, io, out, &mut report);
     }
     report
+}
+
+/// Hands the workers' flow presence to the agent.
+fn presence(agent: &mut Agent, io: &mut impl Io) {
+    if let Some(p) = io.flow_presence() {
+        agent.set_flow_presence(p);
+    }
 }
 
 /// Sends what needs no saved state, saves, then sends the rest.

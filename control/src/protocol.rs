@@ -39,7 +39,7 @@
 //! (a coordinator), which votes and holds no buckets.
 
 use crate::layout::{Layout, MemberId, Table, Weighted};
-use crate::wire::{self, Agreed, Datagram, DecodeError, Heard, Heartbeat, Keys, Role, Sender};
+use crate::wire::{self, Agreed, Datagram, DecodeError, Heard, Heartbeat, Keys, Role, Sender, Serving};
 use protobuf::Message as _;
 use raft::eraftpb::{
     ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, Message, MessageType, Snapshot,
@@ -155,9 +155,11 @@ impl Settings {
 pub enum Right {
     /// Not held.
     None,
-    /// Held for less than the drain period.
+    /// Held; unknown segments are not adopted (another member may still
+    /// serve flows here).
     Claimed,
-    /// Held for longer.
+    /// Held, and no other member serves flows here: unknown segments (SYN
+    /// cookies, evicted entries) are adopted.
     Settled,
 }
 
@@ -338,6 +340,15 @@ pub struct Peer {
     pub applied: u64,
     /// The last change in its log.
     pub log_last: u64,
+    /// The seq of the heartbeat its serving news last came with.
+    pub serving_seq: u64,
+    /// The table index its workers enforced then.
+    pub serving_applied: u64,
+    /// Buckets it does not hold and still serves flows in, one bit each
+    /// (empty: none).
+    pub serving: Vec<u64>,
+    /// Too many to list: take it as serving every bucket.
+    pub serving_all: bool,
 }
 
 /// A datagram to send.
@@ -713,7 +724,20 @@ pub struct Agent {
     table: Table,
     held: Vec<bool>,
     held_count: u32,
-    acquired_at: Vec<u64>,
+    /// Per bucket held: from when it may settle (adopt unknown segments) as
+    /// far as time goes: at once when its previous holder was live and
+    /// says what it still serves, a drain period after the claim otherwise.
+    settle_at: Vec<u64>,
+    /// The table before the one in force: who held each bucket before.
+    prev_table: Table,
+    /// Buckets with flows on this node's workers, one bit each (from the
+    /// driver).
+    presence: Vec<u64>,
+    /// Buckets another member (live, or silent for less than the drain
+    /// period) still serves flows in, or may: not settled here.
+    served_elsewhere: Vec<u64>,
+    /// When this agent started.
+    started: u64,
     peers: BTreeMap<MemberId, Peer>,
     /// Tables replaced here: (when, members that held buckets in the old
     /// one). A claim waits for those members or for `claim_wait_ms`.
@@ -740,7 +764,10 @@ pub struct Agent {
     dirty: bool,
     view_changed: bool,
     persist: bool,
-    next_settle: Option<u64>,
+    /// When buckets claimed here from silent holders settle (a drain period
+    /// after each such claim), in order: each one republishes the view, so
+    /// every claim settles at its own time.
+    settles: VecDeque<u64>,
     events: VecDeque<Event>,
     out: Vec<Outgoing>,
     stats: ExchangeStats,
@@ -828,7 +855,11 @@ impl Agent {
             connections: 0,
             held: vec![false; buckets as usize],
             held_count: 0,
-            acquired_at: vec![0; buckets as usize],
+            settle_at: vec![0; buckets as usize],
+            prev_table: Table::build(Layout::Rendezvous, &[], buckets),
+            presence: Vec::new(),
+            served_elsewhere: vec![u64::MAX; (buckets as usize).div_ceil(64)],
+            started: now,
             peers: members
                 .iter()
                 .filter(|m| **m != me)
@@ -852,7 +883,7 @@ impl Agent {
             dirty: true,
             view_changed: true,
             persist: true,
-            next_settle: None,
+            settles: VecDeque::new(),
             events: VecDeque::new(),
             out: Vec::new(),
             stats: ExchangeStats::default(),
@@ -1062,13 +1093,101 @@ impl Agent {
     pub fn rights(&self, now: u64) -> Vec<Right> {
         self.held
             .iter()
-            .zip(&self.acquired_at)
-            .map(|(&held, &at)| match held {
+            .zip(&self.settle_at)
+            .enumerate()
+            .map(|(b, (&held, &at))| match held {
                 false => Right::None,
-                true if now >= at + self.settings.drain_ms => Right::Settled,
+                true if now >= at
+                    && self
+                        .served_elsewhere
+                        .get(b / 64)
+                        .is_some_and(|w| w & (1 << (b % 64)) == 0) =>
+                {
+                    Right::Settled
+                }
                 true => Right::Claimed,
             })
             .collect()
+    }
+
+    /// The buckets with flows on this node's workers, one bit each (the
+    /// driver reads them after the workers confirmed the view, so flows
+    /// made under an older view are in).
+    pub fn set_flow_presence(&mut self, words: Vec<u64>) {
+        if words != self.presence {
+            self.presence = words;
+            self.dirty = true;
+        }
+    }
+
+    /// Buckets this member does not hold and still serves flows in.
+    fn serving_here(&self) -> Vec<u64> {
+        self.presence
+            .iter()
+            .enumerate()
+            .map(|(w, bits)| {
+                let mut held = 0u64;
+                for k in 0..64 {
+                    if self.held.get(w * 64 + k).copied().unwrap_or(false) {
+                        held |= 1 << k;
+                    }
+                }
+                bits & !held
+            })
+            .collect()
+    }
+
+    /// Recomputes which buckets another member still serves (or may);
+    /// republishes the view when that changed.
+    fn update_served_elsewhere(&mut self, now: u64) {
+        let words = (self.settings.buckets as usize).div_ceil(64);
+        let mut blocked = vec![0u64; words];
+        let drain = self.settings.drain_ms;
+        for (id, p) in &self.peers {
+            if p.refused.is_some() || p.role == Some(Role::Coordinator) {
+                continue;
+            }
+            let all = if p.incarnation == 0 {
+                // Never heard: it may serve anything, until a drain period
+                // after our start.
+                now < self.started + drain
+            } else if self.live.contains(id) || now < p.last_heard + drain {
+                // Its news must be at least as new as our table.
+                p.serving_all || (self.live.contains(id) && p.serving_applied < self.applied)
+            } else {
+                continue;
+            };
+            if all {
+                blocked.iter_mut().for_each(|w| *w = u64::MAX);
+                break;
+            }
+            for (b, s) in blocked.iter_mut().zip(&p.serving) {
+                *b |= s;
+            }
+        }
+        if blocked != self.served_elsewhere {
+            self.served_elsewhere = blocked;
+            self.bump_view();
+        }
+    }
+
+    /// What this member serves in buckets it does not hold, as ranges.
+    fn serving_ranges(bits: &[u64]) -> (Vec<(u32, u32)>, u32) {
+        let mut ranges: Vec<(u32, u32)> = Vec::new();
+        let mut count = 0u32;
+        for (w, word) in bits.iter().enumerate() {
+            let mut word = *word;
+            while word != 0 {
+                let b = (w * 64) as u32 + word.trailing_zeros();
+                word &= word - 1;
+                count += 1;
+                match ranges.last_mut() {
+                    Some((first, n)) if *first + *n == b => *n += 1,
+                    _ => ranges.push((b, 1)),
+                }
+            }
+        }
+        (ranges, count)
     }
 
     fn voter_ids(&self) -> Vec<MemberId> {
@@ -1231,6 +1350,7 @@ impl Agent {
                 Ok(())
             }
             Datagram::Heartbeat(hb) => self.heartbeat(id, hb, now),
+            Datagram::Serving(sv) => self.serving(id, sv),
         }
     }
 
@@ -1373,6 +1493,13 @@ impl Agent {
         let p = self.peers.get_mut(&id).ok_or(Reject::UnknownMember)?;
         p.applied = p.applied.max(hb.applied);
         p.log_last = hb.log_last;
+        if hb.serving == 0 && hb.seq > p.serving_seq {
+            // It serves nothing in buckets it does not hold.
+            p.serving.clear();
+            p.serving_all = false;
+            p.serving_seq = hb.seq;
+            p.serving_applied = hb.applied;
+        }
         // What it says of us counts only if it is about this start: a grant
         // to an earlier incarnation (replayed from a capture of our past
         // run, whose sequence numbers this run reuses) is nothing.
@@ -1388,6 +1515,33 @@ impl Agent {
                 }
             }
         }
+        self.stats.accepted += 1;
+        Ok(())
+    }
+
+    /// What a peer still serves in buckets it does not hold: news only if
+    /// newer than what we have of the same start (a replay of older news
+    /// could make us adopt its connections' segments).
+    fn serving(&mut self, id: MemberId, sv: Serving) -> Result<(), Reject> {
+        let buckets = self.settings.buckets;
+        let p = self.peers.get_mut(&id).ok_or(Reject::UnknownMember)?;
+        if p.refused.is_some() || (p.incarnation, p.nonce) != (sv.from.incarnation, sv.from.nonce) {
+            return Err(Reject::NotYetHeard);
+        }
+        if sv.seq <= p.serving_seq {
+            self.stats.rejected_replayed += 1;
+            return Err(Reject::Replayed);
+        }
+        let mut bits = vec![0u64; (buckets as usize).div_ceil(64)];
+        for &(first, count) in &sv.ranges {
+            for b in u64::from(first)..(u64::from(first) + u64::from(count)).min(u64::from(buckets)) {
+                bits[b as usize / 64] |= 1 << (b % 64);
+            }
+        }
+        p.serving = bits;
+        p.serving_all = sv.all;
+        p.serving_seq = sv.seq;
+        p.serving_applied = sv.applied;
         self.stats.accepted += 1;
         Ok(())
     }
@@ -1422,7 +1576,7 @@ impl Agent {
             .collect();
         let holders: Vec<MemberId> = self.epoch.members.iter().map(|m| m.0).collect();
         self.replaced.push_back((now, holders));
-        self.table = Table::build(epoch.layout, &members, epoch.buckets);
+        self.prev_table = std::mem::replace(&mut self.table, Table::build(epoch.layout, &members, epoch.buckets));
         self.raft.mut_store().table = Some((epoch.index, epoch.encode()));
         self.events.push_back(Event::NewEpoch {
             index: epoch.index,
@@ -1506,11 +1660,14 @@ impl Agent {
             _ => {
                 self.raft.mut_store().table = None;
                 self.table = Table::build(self.settings.layout, &[], self.settings.buckets);
+                self.prev_table = self.table.clone();
                 self.epoch = Epoch::none(self.me, &self.settings);
             }
         }
         // The tables in between were never seen here, nor who held what in
-        // them: claims wait the whole claim wait.
+        // them: claims wait the whole claim wait (and settle a drain period
+        // later).
+        self.prev_table = Table::build(self.settings.layout, &[], self.settings.buckets);
         self.replaced.push_back((now, vec![UNKNOWN_HOLDER]));
         self.applied = index;
         self.raft.mut_store().applied = index;
@@ -1685,8 +1842,12 @@ impl Agent {
         if lease.is_some() {
             self.claim(now);
         }
-        if self.next_settle.is_some_and(|t| now >= t) {
-            self.next_settle = None;
+        let mut settled = false;
+        while self.settles.front().is_some_and(|t| now >= *t) {
+            self.settles.pop_front();
+            settled = true;
+        }
+        if settled {
             self.bump_view();
         }
     }
@@ -1838,10 +1999,18 @@ impl Agent {
             return;
         }
         let mut claimed = 0;
+        let mut later = false;
         for b in 0..self.held.len() {
             if !self.held[b] && self.table.owner(b as u32) == Some(self.me) {
                 self.held[b] = true;
-                self.acquired_at[b] = now;
+                // A live previous holder says what it still serves there;
+                // a silent one (or one unknown) cannot: a drain period.
+                let told = match self.prev_table.owner(b as u32) {
+                    Some(m) => m == self.me || self.live.contains(&m),
+                    None => false,
+                };
+                self.settle_at[b] = if told { now } else { now + self.settings.drain_ms };
+                later |= !told;
                 claimed += 1;
             }
         }
@@ -1852,7 +2021,9 @@ impl Agent {
             self.dirty = true;
             self.bump_view();
             let settle = now + self.settings.drain_ms;
-            self.next_settle = Some(self.next_settle.map_or(settle, |t| t.min(settle)));
+            if later && self.settles.back().is_none_or(|t| *t < settle) {
+                self.settles.push_back(settle);
+            }
         }
     }
 
@@ -1878,6 +2049,7 @@ impl Agent {
             }
         }
         self.after(now);
+        self.update_served_elsewhere(now);
         let due = self.last_sent.is_none_or(|t| now >= t + self.settings.interval_ms);
         if due || self.dirty {
             self.dirty = false;
@@ -1913,8 +2085,11 @@ impl Agent {
                 applied: self.reported_applied(),
                 log_last: log_last.max(self.reported_applied()),
                 agreed: self.settings.agreed(),
+                serving: 0,
                 heard,
             };
+            let (ranges, count) = Self::serving_ranges(&self.serving_here());
+            let hb = Heartbeat { serving: count, ..hb };
             if let Ok(bytes) = wire::encode_heartbeat(&hb, &self.keys) {
                 self.stats.sent += 1;
                 self.out.push(Outgoing {
@@ -1922,6 +2097,23 @@ impl Agent {
                     bytes,
                     durable: false,
                 });
+            }
+            if count > 0 {
+                let all = ranges.len() > wire::MAX_SERVING_RANGES;
+                let sv = Serving {
+                    from: hb.from,
+                    seq: hb.seq,
+                    applied: hb.applied,
+                    all,
+                    ranges: if all { Vec::new() } else { ranges },
+                };
+                if let Ok(bytes) = wire::encode_serving(&sv, &self.keys) {
+                    self.out.push(Outgoing {
+                        to: None,
+                        bytes,
+                        durable: false,
+                    });
+                }
             }
         }
         std::mem::take(&mut self.out)

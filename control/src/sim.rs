@@ -28,6 +28,8 @@ struct InFlight {
 pub struct Workers {
     /// Buckets held, one bit each.
     pub held: Vec<u64>,
+    /// Of those, the settled ones (unknown segments adopted), one bit each.
+    pub settled: Vec<u64>,
     /// The version of that view.
     pub version: u64,
     /// Lease deadline, local ms.
@@ -48,6 +50,8 @@ struct NodeIo<'a> {
     unsaved: bool,
     /// Durable messages sent after a failed save (must stay 0).
     durable_unsaved: &'a mut u64,
+    /// The buckets its workers hold flows in (none: not modelled).
+    presence: Option<Vec<u64>>,
 }
 
 impl Io for NodeIo<'_> {
@@ -76,12 +80,17 @@ impl Io for NodeIo<'_> {
 
     fn publish_view(&mut self, version: u64, rights: &[Right]) -> bool {
         let mut bits = vec![0u64; (self.buckets as usize).div_ceil(64)];
+        let mut settled = bits.clone();
         for (b, r) in rights.iter().enumerate() {
             if *r != Right::None {
                 bits[b / 64] |= 1 << (b % 64);
             }
+            if *r == Right::Settled {
+                settled[b / 64] |= 1 << (b % 64);
+            }
         }
         self.workers.held = bits;
+        self.workers.settled = settled;
         self.workers.version = version;
         // The workers take it at once.
         true
@@ -94,6 +103,10 @@ impl Io for NodeIo<'_> {
     fn set_deadline(&mut self, until: Option<u64>, at: Now, guard_ms: u64) {
         let d = driver::worker_deadline(until, at, guard_ms, 1);
         self.workers.deadline = (d > 0).then_some(d);
+    }
+
+    fn flow_presence(&mut self) -> Option<Vec<u64>> {
+        self.presence.clone()
     }
 }
 
@@ -187,6 +200,17 @@ pub struct Sim {
     pub durable_unsaved: u64,
     /// Per node: the datagrams it sent in the last step (a capture).
     last_out: Vec<Vec<Vec<u8>>>,
+    /// How long connections live after their bucket was last open on a
+    /// node (0: flows are not modelled): a node serves flows in a bucket
+    /// for this long after it stopped taking new connections there.
+    pub flow_life_ms: u64,
+    /// Per node, per bucket: until when (real ms) it serves flows there.
+    flows_until: Vec<Vec<u64>>,
+    /// Milliseconds in which some node adopted unknown segments (settled)
+    /// in a bucket where another running node still served flows.
+    pub adopted_while_served_ms: u64,
+    /// The first such moment: (real ms, bucket, adopting node, serving node).
+    pub first_adopted_while_served: Option<(u64, u32, usize, usize)>,
 }
 
 impl Sim {
@@ -215,6 +239,10 @@ impl Sim {
             crash_in_persist: Vec::new(),
             durable_unsaved: 0,
             last_out: Vec::new(),
+            flow_life_ms: 0,
+            flows_until: Vec::new(),
+            adopted_while_served_ms: 0,
+            first_adopted_while_served: None,
         };
         sim.transit_ms = sim.settings.worker_guard_ms();
         for (i, &w) in weights.iter().enumerate() {
@@ -225,8 +253,7 @@ impl Sim {
 
     /// Adds a process with `id`, configured with `members`.
     pub fn add(&mut self, id: MemberId, role: Role, weight: u32, members: &[MemberId], keys: Keys) -> usize {
-        let mut settings = self.settings.clone();
-        settings.role = role;
+        let settings = self.settings_of(role);
         let agent = Agent::new(id, members, 1, settings, keys.clone(), weight, None, 0).expect("a fresh agent starts");
         self.nodes.push(Node {
             id,
@@ -252,7 +279,23 @@ impl Sim {
         self.open_before.resize(n, Vec::new());
         self.version_before.resize(n, 0);
         self.last_out.resize(n, Vec::new());
+        self.flows_until.resize(n, Vec::new());
         n - 1
+    }
+
+    /// The settings a process of `role` starts with: a coordinator's as the
+    /// product gives it (it holds nothing, so no drain period).
+    fn settings_of(&self, role: Role) -> Settings {
+        Self::settings_for(&self.settings, role)
+    }
+
+    fn settings_for(base: &Settings, role: Role) -> Settings {
+        let mut settings = base.clone();
+        settings.role = role;
+        if role == Role::Coordinator {
+            settings.drain_ms = 0;
+        }
+        settings
     }
 
     /// A pseudo-random number.
@@ -343,6 +386,7 @@ impl Sim {
             let local = self.nodes[i].local(now);
             let crash = self.crash_in_persist.contains(&i);
             let buckets = self.settings.buckets;
+            let presence = self.presence_of(i);
             let mut out = Vec::new();
             let node = &mut self.nodes[i];
             let Some(agent) = node.agent.as_mut() else { continue };
@@ -355,6 +399,7 @@ impl Sim {
                 persist_fails: crash,
                 unsaved: false,
                 durable_unsaved: &mut self.durable_unsaved,
+                presence,
             };
             let report = driver::step(agent, &mut io);
             if crash && report.persist_error.is_some() {
@@ -399,9 +444,68 @@ impl Sim {
             }
         }
         self.linger();
+        self.serve_flows();
         if let Some(b) = self.double_open() {
             self.double_open_ms += 1;
             self.first_double.get_or_insert((now, b));
+        }
+    }
+
+    /// The buckets node `i` serves flows in now (none when flows are not
+    /// modelled).
+    fn presence_of(&self, i: usize) -> Option<Vec<u64>> {
+        if self.flow_life_ms == 0 {
+            return None;
+        }
+        let mut bits = vec![0u64; (self.settings.buckets as usize).div_ceil(64)];
+        for (b, until) in self.flows_until[i].iter().enumerate() {
+            if *until > self.now {
+                bits[b / 64] |= 1 << (b % 64);
+            }
+        }
+        Some(bits)
+    }
+
+    /// Flows follow the workers: a bucket open on a node gets connections
+    /// that live `flow_life_ms` past its last moment open there (a dead
+    /// process's end with it). Checks that no node adopts unknown segments
+    /// (its workers hold the bucket settled, under a lease) where another
+    /// running node still serves flows.
+    fn serve_flows(&mut self) {
+        if self.flow_life_ms == 0 {
+            return;
+        }
+        let buckets = self.settings.buckets as usize;
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].agent.is_none() {
+                self.flows_until[i].clear();
+                continue;
+            }
+            self.flows_until[i].resize(buckets, 0);
+            for b in 0..buckets {
+                if self.nodes[i].open(b as u32, self.now) {
+                    self.flows_until[i][b] = self.now + self.flow_life_ms;
+                }
+            }
+        }
+        for a in 0..self.nodes.len() {
+            let n = &self.nodes[a];
+            if !(n.agent.is_some() && n.workers.deadline.is_some_and(|d| n.local(self.now) < d)) {
+                continue;
+            }
+            for b in 0..buckets.min(n.workers.settled.len() * 64) {
+                if n.workers.settled[b / 64] & (1 << (b % 64)) == 0 {
+                    continue;
+                }
+                if let Some(s) =
+                    (0..self.nodes.len()).find(|&s| s != a && self.flows_until[s].get(b).is_some_and(|u| *u > self.now))
+                {
+                    self.adopted_while_served_ms += 1;
+                    self.first_adopted_while_served
+                        .get_or_insert((self.now, b as u32, a, s));
+                    return;
+                }
+            }
         }
     }
 
@@ -519,8 +623,7 @@ impl Sim {
         let n = &mut self.nodes[i];
         let saved = n.saved.clone();
         let incarnation = saved.as_ref().map_or(1, |p| p.incarnation) + 1;
-        let mut settings = self.settings.clone();
-        settings.role = n.role;
+        let settings = Self::settings_for(&self.settings, n.role);
         let local = n.local(self.now);
         n.agent = Some(
             Agent::new(

@@ -8,7 +8,9 @@
 //!                    applied u64 | log_last u64 |
 //!                    agreed: lease u32 | timeout u32 | interval u32 | drain u32 |
 //!                            buckets u32 | layout u8 |
+//!                    serving u32 |
 //!                    n u16 | n × (member u32, incarnation u64, seq u64, flags u8)
+//!         serving:   seq u64 | applied u64 | flags u8 | n u32 | n × (first u32, count u32)
 //!         consensus: one raft message (protobuf)
 //! tag     HMAC-SHA256 over everything before it, truncated to 16 bytes,
 //!         keyed with the key the key id names
@@ -33,8 +35,8 @@ const VERSION: u8 = 3;
 pub const TAG_LEN: usize = 16;
 /// magic, version, kind, key id, flags, segment, member, incarnation, nonce.
 const HEADER_LEN: usize = 4 + 1 + 1 + 1 + 1 + 2 + 4 + 8 + 4;
-/// seq, weight, connections, held, applied, log_last, agreed, count.
-const HEARTBEAT_FIXED: usize = 8 + 4 + 4 + 4 + 8 + 8 + AGREED_LEN + 2;
+/// seq, weight, connections, held, applied, log_last, agreed, serving, count.
+const HEARTBEAT_FIXED: usize = 8 + 4 + 4 + 4 + 8 + 8 + AGREED_LEN + 4 + 2;
 /// lease, timeout, interval, drain, buckets, layout.
 const AGREED_LEN: usize = 4 * 5 + 1;
 const ACK_LEN: usize = 4 + 8 + 8 + 1;
@@ -48,6 +50,11 @@ pub const MAX_CONSENSUS: usize = 16 * 1024;
 
 const KIND_HEARTBEAT: u8 = 1;
 const KIND_CONSENSUS: u8 = 2;
+const KIND_SERVING: u8 = 3;
+/// seq, applied, flags, count.
+const SERVING_FIXED: usize = 8 + 8 + 1 + 4;
+/// The most bucket ranges one serving datagram lists.
+pub const MAX_SERVING_RANGES: usize = (MAX_CONSENSUS - HEADER_LEN - SERVING_FIXED - TAG_LEN) / 8;
 
 /// What a sender is.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -171,12 +178,19 @@ pub struct Agreed {
 
 impl Agreed {
     /// The first field that differs from `other`: its name, ours, theirs.
+    /// A drain period of 0 is a coordinator's (it holds nothing, so has no
+    /// drain): it agrees with any.
     pub fn differs(&self, other: &Agreed) -> Option<(&'static str, u32, u32)> {
+        let drain_applies = self.drain_ms != 0 && other.drain_ms != 0;
         [
             ("lease_ms", self.lease_ms, other.lease_ms),
             ("timeout_ms", self.timeout_ms, other.timeout_ms),
             ("interval_ms", self.interval_ms, other.interval_ms),
-            ("drain_ms", self.drain_ms, other.drain_ms),
+            (
+                "drain_ms",
+                self.drain_ms,
+                if drain_applies { other.drain_ms } else { self.drain_ms },
+            ),
             ("buckets", self.buckets, other.buckets),
             ("layout", u32::from(self.layout), u32::from(other.layout)),
         ]
@@ -205,8 +219,27 @@ pub struct Heartbeat {
     pub log_last: u64,
     /// The sender's settings that must agree.
     pub agreed: Agreed,
+    /// Buckets the sender does not hold and still serves flows in (0: none;
+    /// otherwise a serving datagram with the same seq lists them).
+    pub serving: u32,
     /// What the sender hears from each peer.
     pub heard: Vec<Heard>,
+}
+
+/// The buckets a member does not hold and still serves flows in, sent with
+/// a heartbeat whose `serving` is not 0.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Serving {
+    /// The sender.
+    pub from: Sender,
+    /// The seq of the heartbeat it goes with.
+    pub seq: u64,
+    /// The table index the sender's workers enforced when it was made.
+    pub applied: u64,
+    /// Too many ranges to list: take it as serving every bucket.
+    pub all: bool,
+    /// (first bucket, count), ascending and apart.
+    pub ranges: Vec<(u32, u32)>,
 }
 
 /// One datagram of the exchange.
@@ -214,6 +247,8 @@ pub struct Heartbeat {
 pub enum Datagram {
     /// A heartbeat.
     Heartbeat(Heartbeat),
+    /// What its sender still serves in buckets it no longer holds.
+    Serving(Serving),
     /// A consensus (raft) message, protobuf-encoded.
     Consensus {
         /// The sender.
@@ -229,6 +264,7 @@ impl Datagram {
         match self {
             Datagram::Heartbeat(h) => &h.from,
             Datagram::Consensus { from, .. } => from,
+            Datagram::Serving(s) => &s.from,
         }
     }
 }
@@ -314,12 +350,32 @@ pub fn encode_heartbeat(hb: &Heartbeat, keys: &Keys) -> Result<Vec<u8>, EncodeEr
         b.extend_from_slice(&v.to_be_bytes());
     }
     b.push(a.layout);
+    b.extend_from_slice(&hb.serving.to_be_bytes());
     b.extend_from_slice(&(hb.heard.len() as u16).to_be_bytes());
     for h in &hb.heard {
         b.extend_from_slice(&h.member.to_be_bytes());
         b.extend_from_slice(&h.incarnation.to_be_bytes());
         b.extend_from_slice(&h.seq.to_be_bytes());
         b.push(u8::from(h.lease));
+    }
+    Ok(seal(b, key))
+}
+
+/// Encodes and authenticates a serving list with the sending key.
+pub fn encode_serving(sv: &Serving, keys: &Keys) -> Result<Vec<u8>, EncodeError> {
+    if sv.ranges.len() > MAX_SERVING_RANGES {
+        return Err(EncodeError::TooLarge);
+    }
+    let key = keys.sending();
+    let mut b = Vec::with_capacity(HEADER_LEN + SERVING_FIXED + sv.ranges.len() * 8 + TAG_LEN);
+    header(&mut b, KIND_SERVING, key, &sv.from);
+    b.extend_from_slice(&sv.seq.to_be_bytes());
+    b.extend_from_slice(&sv.applied.to_be_bytes());
+    b.push(u8::from(sv.all));
+    b.extend_from_slice(&(sv.ranges.len() as u32).to_be_bytes());
+    for (first, count) in &sv.ranges {
+        b.extend_from_slice(&first.to_be_bytes());
+        b.extend_from_slice(&count.to_be_bytes());
     }
     Ok(seal(b, key))
 }
@@ -416,6 +472,7 @@ pub fn decode(datagram: &[u8], keys: &Keys) -> Result<Datagram, DecodeError> {
                 buckets: r.u32()?,
                 layout: r.u8()?,
             };
+            let serving = r.u32()?;
             let n = usize::from(r.u16()?);
             if n > MAX_MEMBERS || body.len() != HEADER_LEN + HEARTBEAT_FIXED + n * ACK_LEN {
                 return Err(DecodeError::Malformed);
@@ -449,7 +506,39 @@ pub fn decode(datagram: &[u8], keys: &Keys) -> Result<Datagram, DecodeError> {
                 applied,
                 log_last,
                 agreed,
+                serving,
                 heard,
+            }))
+        }
+        KIND_SERVING => {
+            let seq = r.u64()?;
+            let applied = r.u64()?;
+            let all = match r.u8()? {
+                0 => false,
+                1 => true,
+                _ => return Err(DecodeError::Malformed),
+            };
+            let n = r.u32()? as usize;
+            if n > MAX_SERVING_RANGES || body.len() != HEADER_LEN + SERVING_FIXED + n * 8 {
+                return Err(DecodeError::Malformed);
+            }
+            let mut ranges = Vec::with_capacity(n);
+            let mut next = 0u64;
+            for _ in 0..n {
+                let (first, count) = (r.u32()?, r.u32()?);
+                // Ascending, apart, non-empty, within the number space.
+                if u64::from(first) < next || count == 0 {
+                    return Err(DecodeError::Malformed);
+                }
+                next = u64::from(first) + u64::from(count) + 1;
+                ranges.push((first, count));
+            }
+            Ok(Datagram::Serving(Serving {
+                from,
+                seq,
+                applied,
+                all,
+                ranges,
             }))
         }
         _ => Err(DecodeError::Malformed),
@@ -488,6 +577,7 @@ mod tests {
                 buckets: 65_536,
                 layout: 1,
             },
+            serving: 3,
             heard: vec![
                 Heard {
                     member: 1,
@@ -518,6 +608,35 @@ mod tests {
                 message: b"raft bytes".to_vec()
             })
         );
+    }
+
+    #[test]
+    fn serving_lists_round_trip_and_insane_ones_are_malformed() {
+        let k = keys(b"k");
+        let sv = Serving {
+            from: sample().from,
+            seq: 42,
+            applied: 9,
+            all: false,
+            ranges: vec![(3, 1), (10, 5), (65_530, 6)],
+        };
+        let bytes = encode_serving(&sv, &k).unwrap();
+        assert_eq!(decode(&bytes, &k), Ok(Datagram::Serving(sv.clone())));
+        for bad in [vec![(10, 5), (3, 1)], vec![(3, 0)], vec![(3, 2), (5, 1)]] {
+            let sv = Serving {
+                ranges: bad,
+                ..sv.clone()
+            };
+            assert_eq!(
+                decode(&encode_serving(&sv, &k).unwrap(), &k),
+                Err(DecodeError::Malformed)
+            );
+        }
+        let many = Serving {
+            ranges: (0..MAX_SERVING_RANGES as u32 + 1).map(|i| (i * 2, 1)).collect(),
+            ..sv
+        };
+        assert_eq!(encode_serving(&many, &k), Err(EncodeError::TooLarge));
     }
 
     #[test]

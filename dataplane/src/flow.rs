@@ -492,6 +492,8 @@ pub struct FlowTable<G = Box<[Group]>> {
     bucket_mask: u32,
     /// The view folded into `gates`: its address and epoch.
     followed: Option<(usize, u64)>,
+    /// Where the buckets with flows are told to the exchange.
+    presence: Option<std::sync::Arc<crate::presence::FlowPresence>>,
 }
 
 impl FlowTable {
@@ -550,6 +552,7 @@ impl<G: GroupStore> FlowTable<G> {
             bucket_flows: vec![0; DEFAULT_BUCKETS].into_boxed_slice(),
             bucket_mask: DEFAULT_BUCKETS as u32 - 1,
             followed: None,
+            presence: None,
         }
     }
 
@@ -620,6 +623,7 @@ impl<G: GroupStore> FlowTable<G> {
                     self.bucket_flows[(slot.value & self.bucket_mask) as usize] += 1;
                 }
             }
+            self.tell_presence();
         }
         for (b, (gate, count)) in self.gates.iter_mut().zip(self.bucket_flows.iter()).enumerate() {
             *gate = BucketGate::new(view.state(crate::hash::Bucket(b as u32)), *count > 0).0;
@@ -631,6 +635,22 @@ impl<G: GroupStore> FlowTable<G> {
                 .fold(0, |w, (i, &g)| w | (u64::from(g != 0) << i));
         }
         self.followed = Some(id);
+    }
+
+    /// Tells the buckets with flows to `presence` from now on (the
+    /// exchange reads them; see [`crate::presence`]).
+    pub fn share_presence(&mut self, presence: std::sync::Arc<crate::presence::FlowPresence>) {
+        self.presence = Some(presence);
+        self.tell_presence();
+    }
+
+    #[cold]
+    fn tell_presence(&self) {
+        if let Some(p) = &self.presence {
+            for (b, count) in self.bucket_flows.iter().enumerate() {
+                p.set(b, *count > 0);
+            }
+        }
     }
 
     /// Sets bucket `b`'s gate byte and its open bit.
@@ -852,6 +872,9 @@ impl<G: GroupStore> FlowTable<G> {
         self.bucket_flows[b] -= 1;
         if self.bucket_flows[b] == 0 {
             self.set_gate(b, self.gates[b] & !BucketGate::HAS_FLOWS);
+            if let Some(p) = &self.presence {
+                p.set(b, false);
+            }
         }
     }
 
@@ -875,6 +898,9 @@ impl<G: GroupStore> FlowTable<G> {
         self.bucket_flows[b] += 1;
         if self.bucket_flows[b] == 1 {
             self.set_gate(b, self.gates[b] | BucketGate::HAS_FLOWS);
+            if let Some(p) = &self.presence {
+                p.set(b, true);
+            }
         }
     }
 
@@ -1548,5 +1574,22 @@ mod tests {
         assert!(!t.gate(value).has_flows());
         assert_eq!(t.get(r, 2), Some(FlowState::HalfOpen));
         assert_eq!(t.get(k, 2), None, "another connection value is another flow");
+    }
+
+    #[test]
+    fn presence_follows_the_first_and_last_flow_of_a_bucket() {
+        let mut t = FlowTable::new(64, timeouts());
+        let presence = std::sync::Arc::new(crate::presence::FlowPresence::new(DEFAULT_BUCKETS as u32));
+        let a = key(7);
+        t.insert(a, FlowState::Established, 0);
+        t.share_presence(std::sync::Arc::clone(&presence));
+        let b = (FlowRef::from(&a).value().0 as usize) & (DEFAULT_BUCKETS - 1);
+        let has = |p: &crate::presence::FlowPresence| p.snapshot()[b / 64] & (1 << (b % 64)) != 0;
+        assert!(has(&presence), "flows from before sharing are told");
+        assert_eq!(presence.snapshot().iter().map(|w| w.count_ones()).sum::<u32>(), 1);
+        assert!(t.remove(a, 1));
+        assert!(!has(&presence), "the last flow gone");
+        t.insert(a, FlowState::HalfOpen, 1);
+        assert!(has(&presence), "the first flow again");
     }
 }

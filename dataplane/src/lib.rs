@@ -17,6 +17,7 @@ pub mod hash;
 pub mod header;
 pub mod ownership;
 pub mod packet;
+pub mod presence;
 pub mod publish;
 #[cfg(any(test, feature = "synth"))]
 pub mod synth;

@@ -80,6 +80,7 @@ fn heartbeat(member: u32, seq: u64, applied: u64, heard: &[(u32, u64)]) -> Heart
         applied,
         log_last: applied,
         agreed: synshare_fuzz::settings(Role::Node).agreed(),
+        serving: 0,
         heard: heard
             .iter()
             .map(|&(m, s)| Heard {

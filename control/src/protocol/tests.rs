@@ -163,6 +163,7 @@ fn heartbeat(incarnation: u64, seq: u64) -> Heartbeat {
         applied: 0,
         log_last: 0,
         agreed: settings().agreed(),
+        serving: 0,
         heard: Vec::new(),
     }
 }
@@ -1026,4 +1027,75 @@ fn a_member_whose_lease_setting_differs_is_refused_and_holds_nothing() {
     assert!(!a.epoch().members.iter().any(|(m, _)| *m == MemberId(3)));
     assert!(sim.all_open_once(&[0, 1]));
     assert_exclusive(&sim, "differing lease");
+}
+
+#[test]
+fn buckets_claimed_in_several_steps_each_settle_at_their_own_time() {
+    // Weight changes move buckets in steps; each claim settles (its
+    // buckets adopt unknown segments) once its own drain period has passed,
+    // in the workers' view, not only the first claim's.
+    let mut sim = converged(&[1000, 1000, 1000], 60);
+    let drain = sim.settings.drain_ms;
+    sim.run(drain + 100);
+    for step in 1..=4u32 {
+        sim.agent_mut(2).unwrap().set_weight(1000 + 300 * step);
+        sim.run(700);
+    }
+    let last_claim = sim.now;
+    sim.run(drain + 100);
+    for (i, n) in sim.nodes.iter().enumerate() {
+        let unsettled = n
+            .workers
+            .held
+            .iter()
+            .zip(&n.workers.settled)
+            .map(|(h, s)| (h & !s).count_ones())
+            .sum::<u32>();
+        assert_eq!(
+            unsettled,
+            0,
+            "node {i}: {unsettled} held buckets not settled {} ms after the last claim",
+            sim.now - last_claim
+        );
+    }
+    assert_exclusive(&sim, "claims in steps");
+}
+
+#[test]
+fn no_member_adopts_segments_where_another_still_serves_flows() {
+    // Connections outlive any move: they last 5 s past the last moment
+    // their bucket was open on their node, longer than the drain period
+    // (2 s). Weight changes and a drain move buckets; at no simulated
+    // millisecond does a member adopt unknown segments (its bucket settled)
+    // where another member still serves flows. Once those flows end, every
+    // bucket settles.
+    let mut sim = converged(&[1000, 1000, 1000], 70);
+    sim.flow_life_ms = 5_000;
+    sim.run(1_000);
+    sim.agent_mut(2).unwrap().set_weight(2_500);
+    sim.run(1_500);
+    sim.agent_mut(0).unwrap().set_draining(true);
+    sim.run(2_500);
+    sim.agent_mut(0).unwrap().set_draining(false);
+    sim.run(1_500);
+    sim.agent_mut(1).unwrap().set_weight(400);
+    sim.run(1_000);
+    assert_eq!(
+        sim.adopted_while_served_ms, 0,
+        "adopted where another served flows (first: ms, bucket, adopter, server) {:?}",
+        sim.first_adopted_while_served
+    );
+    sim.run(6_000);
+    assert_eq!(sim.adopted_while_served_ms, 0);
+    for (i, n) in sim.nodes.iter().enumerate() {
+        let unsettled: u32 = n
+            .workers
+            .held
+            .iter()
+            .zip(&n.workers.settled)
+            .map(|(h, s)| (h & !s).count_ones())
+            .sum();
+        assert_eq!(unsettled, 0, "node {i}: {unsettled} held buckets never settled");
+    }
+    assert_exclusive(&sim, "connections across moves");
 }
