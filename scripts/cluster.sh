@@ -169,7 +169,7 @@ write_config() {
     sharing: (
         buckets: 65536,
         layout: $layout,
-        drain_ms: 60000,
+        drain_ms: ${SS_DRAIN_MS:-60000},
         members: [$members],
     ),
     status_socket: Some("/run/synshare/ss-node$i.sock"),

@@ -48,11 +48,12 @@ def encode(member, incarnation, seq, key, key_id=0, segment=0, applied=1, heard=
     """A heartbeat in wire format 3 (control/src/wire.rs), written here
     independently of the Rust codec: the header carries the start's nonce,
     the body the settings that must agree (lease, timeout, interval, drain,
-    buckets, layout) and, per peer heard, the incarnation it is about."""
+    buckets, layout), the count of buckets served but not held and, per peer
+    heard, the incarnation it is about."""
     body = b"SSX2" + bytes([3, 1, key_id, 0]) + struct.pack(">HIQI", segment, member, incarnation, nonce)
     body += struct.pack(">QIIIQQ", seq, 1000, 0, 0, applied, applied)
     body += struct.pack(">IIIIIB", *agreed)
-    body += struct.pack(">H", len(heard))
+    body += struct.pack(">IH", 0, len(heard))  # serving: none; peers heard
     for m, inc, sq in heard:
         body += struct.pack(">IQQB", m, inc, sq, 1)
     return body + hmac.new(key, body, hashlib.sha256).digest()[:16]
@@ -155,9 +156,10 @@ def main():
             send_spoofed(peer, host, port, os.urandom(n * 7 + 1))
             send_spoofed(peer, host, port, b"SSX2\x02" + os.urandom(60))
             sent += 2
-        # Right key, another segment.
-        send_spoofed(peer, host, port, encode(9, 1, 1, key, segment=7))
-        sent += 1
+        # Right key, another segment (three: one datagram may be lost).
+        for seq in range(1, 4):
+            send_spoofed(peer, host, port, encode(9, 1, seq, key, segment=7))
+            sent += 1
         # From an address that is no member: dropped before any check.
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         for _ in range(10):
