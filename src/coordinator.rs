@@ -42,7 +42,8 @@ pub fn run(c: CoordinatorConfig) -> Result<(), String> {
         None,
     )?;
     let socket = socket_path(&c);
-    let listener = status::listen(&socket).map_err(|e| format!("status socket {}: {e}", socket.display()))?;
+    let group = c.status_group.as_deref().map(status::group_id).transpose()?;
+    let listener = status::listen(&socket, group).map_err(|e| format!("status socket {}: {e}", socket.display()))?;
     info!(name = %c.name, bind = %c.exchange.bind, nodes = ?c.exchange.peers, "coordinator up");
     println!(
         "synshare coordinator {} up on {}, status {}",

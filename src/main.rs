@@ -16,6 +16,8 @@ mod membership;
 mod metrics;
 mod node;
 mod status;
+#[cfg(test)]
+mod unit_files;
 
 use clap::Parser;
 use cli::watch::{self, Reply};
@@ -574,7 +576,7 @@ mod tests {
     impl FakeNode {
         fn start(name: &str, mut answer: impl FnMut(&str) -> String + Send + 'static) -> FakeNode {
             let socket = temp_dir(name).join("node.sock");
-            let listener = status::listen(&socket).unwrap();
+            let listener = status::listen(&socket, None).unwrap();
             let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
             let flag = std::sync::Arc::clone(&stop);
             let thread = std::thread::spawn(move || {

@@ -444,7 +444,8 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
         .map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
     let socket = socket_path(&c);
-    let listener = status::listen(&socket).map_err(|e| format!("status socket {}: {e}", socket.display()))?;
+    let group = c.status_group.as_deref().map(status::group_id).transpose()?;
+    let listener = status::listen(&socket, group).map_err(|e| format!("status socket {}: {e}", socket.display()))?;
     let metrics_listener = crate::metrics::listen(c.metrics)?;
 
     // Every fallible step is done: launch the workers.

@@ -572,6 +572,78 @@ pub const CASES: &[Case] = &[
         "min_epoch_ms: 0",
     ),
     case(
+        "a wire device that writes a pcap file",
+        N,
+        &[(
+            "device: \"net_af_packet0,iface=wire0\"",
+            "device: \"net_pcap0,rx_iface=wire0,tx_pcap=/etc/cron.d/x\"",
+        )],
+        "wire.device",
+        "net_pcap0 with tx_pcap=/etc/cron.d/x writes every packet sent to this file; \
+         set eal.allow_file_writing_vdevs: true",
+        "tx_pcap=",
+    ),
+    case(
+        "a second segment's wire device that writes a pcap file",
+        S,
+        &[(
+            "device: \"net_af_packet1,iface=wire1\"",
+            "device: \"net_pcap1,iface=wire1,tx_pcap=/root/x\"",
+        )],
+        "segments[0].wire.device",
+        "tx_pcap=/root/x",
+        "tx_pcap=",
+    ),
+    case(
+        "eal.extra_args with a pcap vdev that writes a file",
+        N,
+        &[(
+            "file_prefix: \"ss-node1\")",
+            "file_prefix: \"ss-node1\",\n        extra_args: [\"--log-level\", \"7\", \"--vdev\", \"net_pcap9,tx_pcap=/x\"])",
+        )],
+        "eal.extra_args[2]",
+        "net_pcap9 with tx_pcap=/x writes",
+        "extra_args:",
+    ),
+    case(
+        "eal.extra_args with a vhost socket anywhere",
+        N,
+        &[(
+            "file_prefix: \"ss-node1\")",
+            "file_prefix: \"ss-node1\",\n        extra_args: [\"--vdev=net_vhost0,iface=/etc/x.sock\"])",
+        )],
+        "eal.extra_args[0]",
+        "creates a Unix socket at this path",
+        "extra_args:",
+    ),
+    case(
+        "eal.extra_args with a trace directory",
+        N,
+        &[(
+            "file_prefix: \"ss-node1\")",
+            "file_prefix: \"ss-node1\",\n        extra_args: [\"--trace=.*\", \"--trace-dir=/etc\"])",
+        )],
+        "eal.extra_args[1]",
+        "--trace-dir writes trace files",
+        "extra_args:",
+    ),
+    case(
+        "a status group that does not exist",
+        N,
+        &[("stop_drain_s: 30,", "stop_drain_s: 30,\n    status_group: \"no-such-group-here\",")],
+        "status_group",
+        "not in /etc/group",
+        "no-such-group-here",
+    ),
+    case(
+        "a coordinator's status group that does not exist",
+        C,
+        &[("name: \"coordinator\",", "name: \"coordinator\",\n    status_group: \"no-such-group-here\",")],
+        "status_group",
+        "not in /etc/group",
+        "no-such-group-here",
+    ),
+    case(
         "a coordinator with no nodes",
         C,
         &[(
@@ -664,6 +736,40 @@ fn every_case_is_refused_naming_the_field_where_it_is_written() {
 }
 
 #[test]
+fn devices_that_write_files_pass_only_when_allowed() {
+    let pcap = NODE.replacen(
+        "device: \"net_af_packet0,iface=wire0\"",
+        "device: \"net_pcap0,rx_iface=wire0,tx_pcap=/var/tmp/wire.pcap\"",
+        1,
+    );
+    assert!(errors_of(Base::Node, &pcap).is_err());
+    let allowed = pcap.replacen(
+        "file_prefix: \"ss-node1\")",
+        "file_prefix: \"ss-node1\", allow_file_writing_vdevs: true,\n        \
+         extra_args: [\"--vdev\", \"net_memif0,socket=/run/x.sock\"])",
+        1,
+    );
+    errors_of(Base::Node, &allowed).unwrap_or_else(|e| panic!("{e}"));
+    // pcap towards an interface, a virtio-user client and a status group by
+    // gid write no file of theirs.
+    let harmless = NODE
+        .replacen(
+            "device: \"net_af_packet0,iface=wire0\"",
+            "device: \"net_pcap0,rx_iface=wire0,tx_iface=wire0\"",
+            1,
+        )
+        .replacen(
+            "file_prefix: \"ss-node1\")",
+            "file_prefix: \"ss-node1\", extra_args: [\"--vdev\", \"net_virtio_user0,path=/dev/vhost-net\"])",
+            1,
+        )
+        .replacen("stop_drain_s: 30,", "stop_drain_s: 30, status_group: \"0\",", 1);
+    errors_of(Base::Node, &harmless).unwrap_or_else(|e| panic!("{e}"));
+    assert!(validate::file_writing_devargs("net_virtio_user0,path=/x.sock,server=1").is_some());
+    assert_eq!(validate::file_writing_devargs("net_tap0,iface=ss-tap"), None);
+}
+
+#[test]
 fn every_problem_is_reported_at_once() {
     let text = NODE
         .replacen("drain_ms: 60000", "drain_ms: 0", 1)
@@ -741,6 +847,40 @@ fn an_inline_key_in_a_readable_file_is_a_warning() {
     let about_key = |w: &[ConfigError]| w.iter().any(|w| w.field.as_deref() == Some("exchange.key"));
     assert!(about_key(&open), "{open:?}");
     assert!(!about_key(&closed), "{closed:?}");
+}
+
+#[test]
+fn a_key_files_own_mode_is_checked_and_a_credentials_source_too() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("synshare-key-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("cluster.key");
+    std::fs::write(&key, "1 0123456789abcdef0123456789abcdef\n").unwrap();
+    let mode = |m: u32| std::fs::set_permissions(&key, std::fs::Permissions::from_mode(m)).unwrap();
+    let direct = ExchangeConfig {
+        key_file: Some(key.display().to_string()),
+        ..ExchangeConfig::default()
+    };
+    let sources = format!("other.key:/nowhere cluster.key:{}", key.display());
+    mode(0o640);
+    let e = direct.keys().err().unwrap_or_default();
+    assert!(e.contains("readable by group or others (mode 640)"), "{e}");
+    // Under LoadCredential= the copy is private whatever the source's mode:
+    // the source named in SYNSHARE_CREDENTIAL_SOURCES is checked.
+    let e = types::check_credential_source("cluster.key", Some(&sources)).unwrap_err();
+    assert!(
+        e.contains("mode 640") && e.contains("the source of credential cluster.key"),
+        "{e}"
+    );
+    mode(0o600);
+    assert!(direct.keys().is_ok());
+    assert!(types::check_credential_source("cluster.key", Some(&sources)).is_ok());
+    // A source that is not named is not known; one named but missing is an error.
+    assert!(types::check_credential_source("cluster.key", None).is_ok());
+    assert!(types::check_credential_source("other.key", Some(&sources))
+        .unwrap_err()
+        .contains("/nowhere"));
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

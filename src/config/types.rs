@@ -92,6 +92,12 @@ pub struct EalConfig {
     /// Further EAL arguments, passed as they are.
     #[serde(default)]
     pub extra_args: Vec<String>,
+    /// Lets `wire.device` and `extra_args` name virtual devices and EAL
+    /// options that write files (`net_pcap` with `tx_pcap=`, vhost and
+    /// memif sockets, traces): the node runs as root, so such an argument
+    /// writes wherever it says. Off: refused by validation.
+    #[serde(default)]
+    pub allow_file_writing_vdevs: bool,
 }
 
 /// The wire port.
@@ -307,7 +313,12 @@ impl ExchangeConfig {
     /// The keys, from `key_file` or `key`.
     pub fn keys(&self) -> Result<Keys, String> {
         let keys = match (&self.key_file, &self.key) {
-            (Some(f), None) => read_key_file(&expand_credentials(f)?)?,
+            (Some(f), None) => {
+                if let Some(name) = f.strip_prefix("$CREDENTIALS_DIRECTORY/") {
+                    check_credential_source(name, std::env::var("SYNSHARE_CREDENTIAL_SOURCES").ok().as_deref())?;
+                }
+                read_key_file(&expand_credentials(f)?)?
+            }
             (None, Some(k)) => vec![Key {
                 id: self.key_id,
                 secret: k.as_bytes().to_vec(),
@@ -365,17 +376,57 @@ pub fn expand_credentials(path: &str) -> Result<PathBuf, String> {
     }
 }
 
-fn read_key_file(path: &Path) -> Result<Vec<Key>, String> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if meta.permissions().mode() & 0o077 != 0 {
+/// Whether a key file with `meta` is private: no access for group or
+/// others, owned by root or by this process's user (another owner could
+/// read or replace it).
+fn check_key_mode(path: &Path, meta: &std::fs::Metadata) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let mode = meta.mode() & 0o777;
+    if mode & 0o077 != 0 {
         return Err(format!(
-            "{}: readable by group or others (mode {:o}); chmod 600",
-            path.display(),
-            meta.permissions().mode() & 0o777
+            "{}: readable by group or others (mode {mode:o}); chmod 600",
+            path.display()
         ));
     }
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != 0 && meta.uid() != me {
+        return Err(format!(
+            "{}: owned by uid {}, neither root nor this process's user ({me}); chown root",
+            path.display(),
+            meta.uid()
+        ));
+    }
+    Ok(())
+}
+
+/// A systemd credential's copy is always private (0400), so the mode that
+/// matters is its source's: `sources` (the unit's
+/// `SYNSHARE_CREDENTIAL_SOURCES`, `NAME:PATH` as `LoadCredential=` takes
+/// them, separated by spaces) names it, and its mode and owner are checked
+/// as a key file's own.
+pub fn check_credential_source(name: &str, sources: Option<&str>) -> Result<(), String> {
+    let Some(source) = sources
+        .into_iter()
+        .flat_map(str::split_whitespace)
+        .find_map(|s| s.split_once(':').filter(|(n, _)| *n == name).map(|(_, p)| p))
+    else {
+        return Ok(());
+    };
+    let path = Path::new(source);
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("{} (the source of credential {name}): {e}", path.display()))?;
+    check_key_mode(path, &meta).map_err(|e| format!("{e} (the source of credential {name})"))
+}
+
+fn read_key_file(path: &Path) -> Result<Vec<Key>, String> {
+    use std::io::Read;
+    // The mode is read from the file opened, not from the path before.
+    let mut file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let meta = file.metadata().map_err(|e| format!("{}: {e}", path.display()))?;
+    check_key_mode(path, &meta)?;
+    let mut text = String::new();
+    file.read_to_string(&mut text)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     let mut keys = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -527,6 +578,11 @@ pub struct NodeConfig {
     /// `/run/synshare/NAME.sock`.
     #[serde(default)]
     pub status_socket: Option<PathBuf>,
+    /// The status socket's group (a name from /etc/group, or a gid): its
+    /// members may query and change (`drain`, `capacity`) the node, as
+    /// root may. Without it, the socket is root's alone (mode 0660).
+    #[serde(default)]
+    pub status_group: Option<String>,
     /// Where the Prometheus metrics are served (HTTP, `GET /metrics`).
     #[serde(default)]
     pub metrics: Option<SocketAddr>,
@@ -623,6 +679,9 @@ pub struct CoordinatorConfig {
     /// `/run/synshare/NAME.sock`.
     #[serde(default)]
     pub status_socket: Option<PathBuf>,
+    /// The status socket's group (a name or a gid), as a node's.
+    #[serde(default)]
+    pub status_group: Option<String>,
     /// Where its Prometheus metrics are served (HTTP), if anywhere.
     #[serde(default)]
     pub metrics: Option<std::net::SocketAddr>,

@@ -300,6 +300,11 @@ impl NodeConfig {
                 "0: SIGTERM stops at once, so a restart breaks the connections this node serves",
             );
         }
+        if let Some(g) = &self.status_group {
+            if let Err(e) = crate::status::group_id(g) {
+                f.error("status_group", e);
+            }
+        }
         if let Some(m) = self.metrics {
             if m.ip().is_unspecified() {
                 f.warn(
@@ -326,6 +331,14 @@ impl NodeConfig {
         }
         if self.workers == 0 || self.workers > 16 {
             f.error("workers", format!("{}: from 1 to 16", self.workers));
+        }
+        if !e.allow_file_writing_vdevs {
+            for (k, why) in file_writing_eal_args(&e.extra_args) {
+                f.error(
+                    format!("eal.extra_args[{k}]"),
+                    format!("{why}; set eal.allow_file_writing_vdevs: true to allow it"),
+                );
+            }
         }
         let lcores = match Lcores::parse(&e.lcores) {
             Ok(l) => l,
@@ -413,6 +426,14 @@ impl NodeConfig {
                 format!("{at}wire.device"),
                 format!("{:?}: a PCI address or vdev arguments without spaces", x.wire.device),
             );
+        }
+        if !self.eal.allow_file_writing_vdevs {
+            if let Some(why) = file_writing_devargs(&x.wire.device) {
+                f.error(
+                    format!("{at}wire.device"),
+                    format!("{why}; set eal.allow_file_writing_vdevs: true to allow it"),
+                );
+            }
         }
         for (name, d) in [("rx_desc", x.wire.rx_desc), ("tx_desc", x.wire.tx_desc)] {
             if !(64..=8192).contains(&d) || !d.is_power_of_two() {
@@ -798,6 +819,11 @@ impl CoordinatorConfig {
                 ),
             );
         }
+        if let Some(g) = &self.status_group {
+            if let Err(e) = crate::status::group_id(g) {
+                f.error("status_group", e);
+            }
+        }
         if let Some(p) = &self.status_socket {
             if p.is_relative() {
                 f.warn(
@@ -807,6 +833,63 @@ impl CoordinatorConfig {
             }
         }
     }
+}
+
+/// Virtual devices' arguments that name a file the device writes or
+/// creates: (driver name prefix, argument, what it does). The node runs as
+/// root, so such a path can be anywhere.
+const FILE_WRITING_DEVARGS: &[(&str, &str, &str)] = &[
+    ("net_pcap", "tx_pcap", "writes every packet sent to this file"),
+    ("eth_pcap", "tx_pcap", "writes every packet sent to this file"),
+    ("net_vhost", "iface", "creates a Unix socket at this path"),
+    ("eth_vhost", "iface", "creates a Unix socket at this path"),
+    ("net_memif", "socket", "creates a Unix socket at this path"),
+    (
+        "net_virtio_user",
+        "path",
+        "with server=1, creates a Unix socket at this path",
+    ),
+    (
+        "virtio_user",
+        "path",
+        "with server=1, creates a Unix socket at this path",
+    ),
+];
+
+/// Why the device arguments `devargs` ("net_pcap0,tx_pcap=/x") would write
+/// a file, if they would.
+pub fn file_writing_devargs(devargs: &str) -> Option<String> {
+    let mut parts = devargs.split(',');
+    let driver = parts.next()?.trim();
+    let args: Vec<(&str, &str)> = parts.filter_map(|a| a.split_once('=')).collect();
+    let server = args.iter().any(|(k, v)| k.trim() == "server" && v.trim() == "1");
+    FILE_WRITING_DEVARGS.iter().find_map(|(prefix, key, what)| {
+        if !driver.starts_with(prefix) || (*key == "path" && !server) {
+            return None;
+        }
+        let (_, value) = args.iter().find(|(k, _)| k.trim() == *key)?;
+        Some(format!("{driver} with {key}={value} {what}"))
+    })
+}
+
+/// The EAL arguments that would write files, by index: `--vdev` with
+/// [`file_writing_devargs`], and traces (`--trace`, `--trace-dir`).
+pub fn file_writing_eal_args(args: &[String]) -> Vec<(usize, String)> {
+    let mut found = Vec::new();
+    for (k, a) in args.iter().enumerate() {
+        let devargs = match a.as_str() {
+            "--vdev" => args.get(k + 1).map(String::as_str),
+            other => other.strip_prefix("--vdev="),
+        };
+        if let Some(why) = devargs.and_then(file_writing_devargs) {
+            found.push((k, why));
+        }
+        let option = a.split('=').next().unwrap_or(a);
+        if option == "--trace" || option == "--trace-dir" {
+            found.push((k, format!("{option} writes trace files")));
+        }
+    }
+    found
 }
 
 /// The CPUs online on this machine, when it says.
