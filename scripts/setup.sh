@@ -17,6 +17,7 @@ PACKAGES=(
   python3                     # the test cluster's HTTP service
   procps kmod
   strace                      # a stalled control thread, in the fault tests
+  systemd                     # systemd-analyze: the units' exposure, checked by a test
 )
 
 missing=()

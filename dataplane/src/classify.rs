@@ -959,7 +959,21 @@ impl Classifier {
             return Counter::WireFromKernel;
         };
         let value = symmetric::tuple(ip.dst, vip.addr, dst_port, src_port);
-        if !flows.gate(value).has_flows() {
+        let gate = flows.gate(value);
+        if flags & tcp_flags::RST != 0 && flags & tcp_flags::ACK == 0 && gate.state() == BucketState::Claimed {
+            // A RST answering a segment of a connection the kernel does not
+            // hold, in a bucket another member may still serve: that
+            // member's connection's. (A forged SYN with a client's tuple
+            // reaches this node's kernel as a new connection; its SYN-ACK
+            // makes the client's kernel send an ACK, which this kernel
+            // would answer with a RST that ends the real connection.)
+            if gate.has_flows() {
+                let flow = FlowRef::new(&FlowKey::new(ip.dst, dst_port, vip.addr, src_port), value);
+                flows.remove(flow, now_ms);
+            }
+            return Counter::DropKernelResetClaimed;
+        }
+        if !gate.has_flows() {
             return Counter::WireFromKernel;
         }
         let flow = FlowRef::new(&FlowKey::new(ip.dst, dst_port, vip.addr, src_port), value);
@@ -1636,6 +1650,39 @@ mod tests {
                 assert_eq!(n.flows.census(n.now)[FlowState::Established as usize], 1);
             }
         }
+    }
+
+    #[test]
+    fn the_kernels_reset_of_a_forged_syns_handshake_in_a_claimed_bucket_is_not_sent() {
+        // A forged SYN with the tuple of a connection another member still
+        // serves reaches this node's kernel as a new connection; the client
+        // answers its SYN-ACK with an ACK of its own connection, which this
+        // kernel answers with a bare RST. Sent, it would end the client's
+        // real connection: not while the bucket is claimed, not settled.
+        let syn = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::SYN);
+        let ack = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::ACK);
+        for (state, want) in [
+            (BucketState::Claimed, Counter::DropKernelResetClaimed),
+            (BucketState::Settled, Counter::WireFromKernelReset),
+        ] {
+            let mut n = Node::new(state);
+            assert_eq!(n.wire(&syn).0, Counter::KernelVipSyn);
+            assert_eq!(
+                n.kernel(&from_vip(40000, tcp_flags::SYN | tcp_flags::ACK)),
+                Counter::WireFromKernel
+            );
+            assert_eq!(n.wire(&ack).0, Counter::KernelVipFlow);
+            assert_eq!(n.kernel(&from_vip(40000, tcp_flags::RST)), want, "{state:?}");
+            assert_eq!(n.flows.len(), 0, "{state:?}: the flow ends either way");
+        }
+        // The kernel's abort of its own connection (RST with ACK) still goes.
+        let mut n = Node::new(BucketState::Claimed);
+        assert_eq!(n.wire(&syn).0, Counter::KernelVipSyn);
+        assert_eq!(n.wire(&ack).0, Counter::KernelVipFlow);
+        assert_eq!(
+            n.kernel(&from_vip(40000, tcp_flags::RST | tcp_flags::ACK)),
+            Counter::WireFromKernelReset
+        );
     }
 
     #[test]

@@ -124,6 +124,12 @@ counters! {
     /// connection on the same port, another node's. Not sent; the flow
     /// ends.
     DropKernelStaleFlow = "drop_kernel_stale_flow" => Drop,
+    /// The kernel's RST answering a segment of a connection it does not
+    /// hold (no ACK flag: not an abort of its own connection), in a bucket
+    /// this node holds while another member may still serve flows there:
+    /// the segment is that member's connection's (its client's ACK to a
+    /// forged SYN this node's kernel answered, say). Not sent.
+    DropKernelResetClaimed = "drop_kernel_reset_claimed" => Drop,
     /// Wire: shorter than a header it announces.
     DropTruncated = "drop_truncated" => Drop,
     /// Wire: more than two VLAN tags.
@@ -197,6 +203,7 @@ impl Counter {
                 | Counter::WireFromKernelUnparsed
                 | Counter::DropKernelVipAdvert
                 | Counter::DropKernelStaleFlow
+                | Counter::DropKernelResetClaimed
                 | Counter::DropKernelTxFull
                 | Counter::DropWireTxFull
         )
