@@ -296,7 +296,7 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
                 info!(segment = v.index, group = %g.v4, group6 = %g.v6, "multicast cluster MAC: joining the cluster group while serving");
                 Membership::new(g, &v.exception.iface, &v.exception.addresses)
             });
-        let classifier = Arc::new(Classifier::new(NodeAddresses {
+        let mut classifier = Classifier::new(NodeAddresses {
             node_mac,
             kernel_mac,
             cluster_mac: v.cluster_mac,
@@ -305,7 +305,21 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
                 .iter()
                 .map(|x| Vip::new(Addr::from(x.addr), &x.tcp_ports, &x.udp_ports))
                 .collect(),
-        }));
+        });
+        if let Some(x) = v.exchange {
+            // The exchange's port only from its members, dropped in the
+            // dataplane otherwise: a flood cannot crowd the heartbeats out of
+            // the exception path.
+            let members: Vec<Addr> = x.addresses().values().map(|a| Addr::from(a.ip())).collect();
+            info!(
+                segment = v.index,
+                port = x.bind.port(),
+                members = members.len(),
+                "exchange port guarded"
+            );
+            classifier.guard_exchange(x.bind.port(), members);
+        }
+        let classifier = Arc::new(classifier);
         // Static shares: the configured table, held since start, for ever.
         // With an exchange: nothing until the segment's table gives this
         // node buckets, and only under a lease.

@@ -294,6 +294,11 @@ pub struct Classifier {
     rewrite_cluster_mac: bool,
     /// The same for the node's MAC.
     rewrite_node_mac: bool,
+    /// The exchange's UDP port and the addresses allowed to reach it (its
+    /// members and coordinator): anything else to that port is dropped
+    /// here, before the exception path, so a flood from elsewhere cannot
+    /// crowd out the heartbeats on their way to the kernel.
+    exchange: Option<(u16, Vec<Addr>)>,
 }
 
 impl Classifier {
@@ -303,6 +308,30 @@ impl Classifier {
             rewrite_cluster_mac: addrs.cluster_mac != addrs.kernel_mac,
             rewrite_node_mac: !addrs.node_mac.is_group() && addrs.node_mac != addrs.kernel_mac,
             addrs,
+            exchange: None,
+        }
+    }
+
+    /// Lets only `members` reach the node's UDP `port` (the exchange):
+    /// datagrams to that port from anywhere else are dropped and counted
+    /// (`drop_exchange_not_member`), the members' counted apart
+    /// (`kernel_exchange`).
+    pub fn guard_exchange(&mut self, port: u16, members: Vec<Addr>) {
+        self.exchange = Some((port, members));
+    }
+
+    /// A frame for the node itself: the exchange's port only from members.
+    #[inline]
+    fn local(&self, ip: &Ip) -> Counter {
+        match (&self.exchange, ip.l4) {
+            (Some((port, members)), L4::Udp { dst_port, .. }) if dst_port == *port => {
+                if members.contains(&ip.src) {
+                    Counter::KernelExchange
+                } else {
+                    Counter::DropExchangeNotMember
+                }
+            }
+            _ => Counter::KernelLocal,
         }
     }
 
@@ -502,7 +531,10 @@ impl Classifier {
                     self.wire_ndp_solicit(buf, &frame, &ip)
                 }
                 None if for_cluster => Counter::DropClusterMacNotVip,
-                None => self.up(buf, &frame, Counter::KernelLocal),
+                None => match self.local(&ip) {
+                    Counter::DropExchangeNotMember => Counter::DropExchangeNotMember,
+                    outcome => self.up(buf, &frame, outcome),
+                },
             },
             Payload::Other(_) if for_cluster => Counter::DropClusterMacNotVip,
             Payload::Other(_) => self.up(buf, &frame, Counter::KernelLocal),
@@ -1650,6 +1682,31 @@ mod tests {
                 assert_eq!(n.flows.census(n.now)[FlowState::Established as usize], 1);
             }
         }
+    }
+
+    #[test]
+    fn the_exchange_port_takes_only_its_members() {
+        let peer = [192, 0, 2, 22];
+        let mut n = Node::new(BucketState::Settled);
+        n.c.guard_exchange(7946, vec![Addr::V4(peer)]);
+        let node = [192, 0, 2, 21];
+        let (outcome, buf) = n.wire(&udp4_to(NODE_MAC, peer, 7946, node, 7946));
+        assert_eq!(outcome, Counter::KernelExchange);
+        assert_eq!(&buf.bytes()[..6], &KERNEL_MAC.0, "up to the kernel");
+        assert_eq!(
+            n.wire(&udp4_to(NODE_MAC, CLIENT_V4, 40000, node, 7946)).0,
+            Counter::DropExchangeNotMember
+        );
+        // Other ports of the node, and the exchange's port unguarded.
+        assert_eq!(
+            n.wire(&udp4_to(NODE_MAC, CLIENT_V4, 40000, node, 53)).0,
+            Counter::KernelLocal
+        );
+        let mut open = Node::new(BucketState::Settled);
+        assert_eq!(
+            open.wire(&udp4_to(NODE_MAC, CLIENT_V4, 40000, node, 7946)).0,
+            Counter::KernelLocal
+        );
     }
 
     #[test]

@@ -41,6 +41,13 @@ macro_rules! counters {
 counters! {
     /// A frame for the node itself (its addresses, broadcast, multicast).
     KernelLocal = "kernel_local" => ToKernel,
+    /// An exchange datagram (heartbeat, consensus) from a member's address,
+    /// to the node's exchange port.
+    KernelExchange = "kernel_exchange" => ToKernel,
+    /// A datagram to the node's exchange port from an address that is no
+    /// member's: dropped before the exception path (a flood there would
+    /// crowd out the heartbeats).
+    DropExchangeNotMember = "drop_exchange_not_member" => Drop,
     /// A SYN to a VIP in a bucket this node holds; flow recorded.
     KernelVipSyn = "kernel_vip_syn" => ToKernel,
     /// As above, but the flow table had no room (counted, still accepted).
