@@ -111,14 +111,15 @@ fault c2-control-stalled "control_stalls &" 'wait $!' 14
 fenced=$(( $(stat_of 1 fenced) - fenced0 ))
 check "c2: node1 fenced itself in each stall ($fenced of 3)" test "$fenced" -ge 3
 
-# (d) A flood at node1's exchange port from the client (no member): two
-# senders in C (sendmmsg), as fast as this machine goes. The dataplane drops
-# it before the exception path, so the heartbeats still reach the kernel.
+# (d) A flood at node1's exchange port from the client (no member): a
+# sender in C (sendmmsg), as fast as one core goes (a second sender would
+# only take the last core from the three nodes and the client on this
+# 2-core machine). The dataplane drops it before the exception path, so the
+# heartbeats still reach the kernel.
 cc -O2 -o "$SS_TMP/udpflood" "$ROOT/tests/tools/udpflood.c" || fail "d: the flood sender builds"
 flood() {
-  for k in 1 2; do
-    client "$SS_TMP/udpflood" 192.0.2.21 7946 "$1" > "$SS_TMP/flood$k.count" &
-  done
+  client "$SS_TMP/udpflood" 192.0.2.21 7946 "$1" > "$SS_TMP/flood1.count" &
+  echo 0 > "$SS_TMP/flood2.count"
 }
 fenced_d0=$(stat_of 1 fenced)
 dropped_d0=$(counter 1 drop_exchange_not_member)

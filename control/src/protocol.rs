@@ -736,6 +736,8 @@ pub struct Agent {
     /// Buckets another member (live, or silent for less than the drain
     /// period) still serves flows in, or may: not settled here.
     served_elsewhere: Vec<u64>,
+    /// What this member served outside its held buckets when last told.
+    last_serving: Vec<u64>,
     /// When this agent started.
     started: u64,
     peers: BTreeMap<MemberId, Peer>,
@@ -859,6 +861,7 @@ impl Agent {
             prev_table: Table::build(Layout::Rendezvous, &[], buckets),
             presence: Vec::new(),
             served_elsewhere: vec![u64::MAX; (buckets as usize).div_ceil(64)],
+            last_serving: Vec::new(),
             started: now,
             peers: members
                 .iter()
@@ -1116,7 +1119,14 @@ impl Agent {
     pub fn set_flow_presence(&mut self, words: Vec<u64>) {
         if words != self.presence {
             self.presence = words;
-            self.dirty = true;
+            // Say so at once only when what it serves outside the buckets
+            // it holds changed (flows come and go in held buckets all the
+            // time).
+            let serving = self.serving_here();
+            if serving != self.last_serving {
+                self.last_serving = serving;
+                self.dirty = true;
+            }
         }
     }
 
@@ -1144,16 +1154,23 @@ impl Agent {
         let mut blocked = vec![0u64; words];
         let drain = self.settings.drain_ms;
         for (id, p) in &self.peers {
-            if p.refused.is_some() || p.role == Some(Role::Coordinator) {
+            if p.role == Some(Role::Coordinator) {
                 continue;
             }
             let all = if p.incarnation == 0 {
                 // Never heard: it may serve anything, until a drain period
                 // after our start.
                 now < self.started + drain
+            } else if p.refused.is_some() {
+                // Refused (its settings differ): its word is not taken, yet
+                // it may serve connections it had (a restart with another
+                // setting picks them up from its kernel): a drain period.
+                now < p.first_heard + drain
             } else if self.live.contains(id) || now < p.last_heard + drain {
-                // Its news must be at least as new as our table.
-                p.serving_all || (self.live.contains(id) && p.serving_applied < self.applied)
+                // Its news must be at least as new as our table, live or
+                // not: a list from before says nothing of the buckets it
+                // held then.
+                p.serving_all || p.serving_applied < self.applied
             } else {
                 continue;
             };
@@ -1429,6 +1446,7 @@ impl Agent {
                     incarnation: hb.from.incarnation,
                     nonce: hb.from.nonce,
                     refused: Some((field, ours, theirs)),
+                    first_heard: now,
                     ..Peer::default()
                 };
                 self.events.push_back(Event::SettingsDiffer {
@@ -1533,6 +1551,9 @@ impl Agent {
             return Err(Reject::Replayed);
         }
         let mut bits = vec![0u64; (buckets as usize).div_ceil(64)];
+        for (b, w) in bits.iter_mut().zip(&sv.bitmap) {
+            *b = *w;
+        }
         for &(first, count) in &sv.ranges {
             for b in u64::from(first)..(u64::from(first) + u64::from(count)).min(u64::from(buckets)) {
                 bits[b as usize / 64] |= 1 << (b % 64);
@@ -2088,7 +2109,8 @@ impl Agent {
                 serving: 0,
                 heard,
             };
-            let (ranges, count) = Self::serving_ranges(&self.serving_here());
+            let serving = self.serving_here();
+            let (ranges, count) = Self::serving_ranges(&serving);
             let hb = Heartbeat { serving: count, ..hb };
             if let Ok(bytes) = wire::encode_heartbeat(&hb, &self.keys) {
                 self.stats.sent += 1;
@@ -2099,13 +2121,18 @@ impl Agent {
                 });
             }
             if count > 0 {
-                let all = ranges.len() > wire::MAX_SERVING_RANGES;
+                // Ranges while they fit one datagram, else the bitmap (65,536
+                // buckets: 8 KiB), else "every bucket" (over 130,000 buckets
+                // scattered).
+                let as_ranges = ranges.len() <= wire::MAX_SERVING_RANGES;
+                let as_bitmap = !as_ranges && serving.len() <= wire::MAX_SERVING_RANGES;
                 let sv = Serving {
                     from: hb.from,
                     seq: hb.seq,
                     applied: hb.applied,
-                    all,
-                    ranges: if all { Vec::new() } else { ranges },
+                    all: !as_ranges && !as_bitmap,
+                    ranges: if as_ranges { ranges } else { Vec::new() },
+                    bitmap: if as_bitmap { serving } else { Vec::new() },
                 };
                 if let Ok(bytes) = wire::encode_serving(&sv, &self.keys) {
                     self.out.push(Outgoing {

@@ -10,7 +10,8 @@
 //!                            buckets u32 | layout u8 |
 //!                    serving u32 |
 //!                    n u16 | n × (member u32, incarnation u64, seq u64, flags u8)
-//!         serving:   seq u64 | applied u64 | flags u8 | n u32 | n × (first u32, count u32)
+//!         serving:   seq u64 | applied u64 | flags u8 | n u32 |
+//!                    n × (first u32, count u32), or (flag 2) n × u64 bitmap words
 //!         consensus: one raft message (protobuf)
 //! tag     HMAC-SHA256 over everything before it, truncated to 16 bytes,
 //!         keyed with the key the key id names
@@ -236,10 +237,13 @@ pub struct Serving {
     pub seq: u64,
     /// The table index the sender's workers enforced when it was made.
     pub applied: u64,
-    /// Too many ranges to list: take it as serving every bucket.
+    /// Too many buckets to list: take it as serving every bucket.
     pub all: bool,
     /// (first bucket, count), ascending and apart.
     pub ranges: Vec<(u32, u32)>,
+    /// Or one bit per bucket, when the ranges would not fit (then `ranges`
+    /// is empty).
+    pub bitmap: Vec<u64>,
 }
 
 /// One datagram of the exchange.
@@ -363,7 +367,7 @@ pub fn encode_heartbeat(hb: &Heartbeat, keys: &Keys) -> Result<Vec<u8>, EncodeEr
 
 /// Encodes and authenticates a serving list with the sending key.
 pub fn encode_serving(sv: &Serving, keys: &Keys) -> Result<Vec<u8>, EncodeError> {
-    if sv.ranges.len() > MAX_SERVING_RANGES {
+    if sv.ranges.len() > MAX_SERVING_RANGES || sv.bitmap.len() > MAX_SERVING_RANGES || !(sv.ranges.is_empty() || sv.bitmap.is_empty()) {
         return Err(EncodeError::TooLarge);
     }
     let key = keys.sending();
@@ -371,11 +375,14 @@ pub fn encode_serving(sv: &Serving, keys: &Keys) -> Result<Vec<u8>, EncodeError>
     header(&mut b, KIND_SERVING, key, &sv.from);
     b.extend_from_slice(&sv.seq.to_be_bytes());
     b.extend_from_slice(&sv.applied.to_be_bytes());
-    b.push(u8::from(sv.all));
-    b.extend_from_slice(&(sv.ranges.len() as u32).to_be_bytes());
+    b.push(u8::from(sv.all) | (u8::from(!sv.bitmap.is_empty()) << 1));
+    b.extend_from_slice(&((sv.ranges.len() + sv.bitmap.len()) as u32).to_be_bytes());
     for (first, count) in &sv.ranges {
         b.extend_from_slice(&first.to_be_bytes());
         b.extend_from_slice(&count.to_be_bytes());
+    }
+    for w in &sv.bitmap {
+        b.extend_from_slice(&w.to_be_bytes());
     }
     Ok(seal(b, key))
 }
@@ -513,18 +520,25 @@ pub fn decode(datagram: &[u8], keys: &Keys) -> Result<Datagram, DecodeError> {
         KIND_SERVING => {
             let seq = r.u64()?;
             let applied = r.u64()?;
-            let all = match r.u8()? {
-                0 => false,
-                1 => true,
-                _ => return Err(DecodeError::Malformed),
-            };
-            let n = r.u32()? as usize;
-            if n > MAX_SERVING_RANGES || body.len() != HEADER_LEN + SERVING_FIXED + n * 8 {
+            let flags = r.u8()?;
+            if flags & !0b11 != 0 {
                 return Err(DecodeError::Malformed);
             }
-            let mut ranges = Vec::with_capacity(n);
+            let (all, as_bitmap) = (flags & 1 != 0, flags & 2 != 0);
+            let n = r.u32()? as usize;
+            // An empty bitmap is written as no ranges: one encoding each.
+            if n > MAX_SERVING_RANGES || (as_bitmap && n == 0) || body.len() != HEADER_LEN + SERVING_FIXED + n * 8 {
+                return Err(DecodeError::Malformed);
+            }
+            let mut ranges = Vec::new();
+            let mut bitmap = Vec::new();
+            if as_bitmap {
+                for _ in 0..n {
+                    bitmap.push(r.u64()?);
+                }
+            }
             let mut next = 0u64;
-            for _ in 0..n {
+            for _ in 0..if as_bitmap { 0 } else { n } {
                 let (first, count) = (r.u32()?, r.u32()?);
                 // Ascending, apart, non-empty, within the number space.
                 if u64::from(first) < next || count == 0 {
@@ -539,6 +553,7 @@ pub fn decode(datagram: &[u8], keys: &Keys) -> Result<Datagram, DecodeError> {
                 applied,
                 all,
                 ranges,
+                bitmap,
             }))
         }
         _ => Err(DecodeError::Malformed),
@@ -619,9 +634,19 @@ mod tests {
             applied: 9,
             all: false,
             ranges: vec![(3, 1), (10, 5), (65_530, 6)],
+            bitmap: Vec::new(),
         };
         let bytes = encode_serving(&sv, &k).unwrap();
         assert_eq!(decode(&bytes, &k), Ok(Datagram::Serving(sv.clone())));
+        // A busy member's scattered buckets: the bitmap (65,536 buckets).
+        let map = Serving {
+            ranges: Vec::new(),
+            bitmap: (0..1024u64).map(|w| w.wrapping_mul(0x9e37_79b9_7f4a_7c15)).collect(),
+            ..sv.clone()
+        };
+        let bytes = encode_serving(&map, &k).unwrap();
+        assert!(bytes.len() <= MAX_CONSENSUS);
+        assert_eq!(decode(&bytes, &k), Ok(Datagram::Serving(map)));
         for bad in [vec![(10, 5), (3, 1)], vec![(3, 0)], vec![(3, 2), (5, 1)]] {
             let sv = Serving {
                 ranges: bad,

@@ -33,6 +33,7 @@ fn reencode(d: &Datagram, keys: &Keys) -> Vec<u8> {
         Datagram::Consensus { from, message } => {
             wire::encode_consensus(from, message, keys).expect("a decoded message encodes")
         }
+        Datagram::Serving(sv) => wire::encode_serving(sv, keys).expect("a decoded serving list encodes"),
     }
 }
 

@@ -985,9 +985,19 @@ fn the_leaders_death_costs_about_what_any_others_does() {
     // every bucket within the failover bound (the lowest live voter
     // campaigns once the heartbeats say the leader is silent, if consensus's
     // own election has not begun by then).
+    // Consensus's own election timeout is set past the heartbeat timeout
+    // (600 ms against 400), so only the campaign can make it this fast.
     let mut worst = 0;
     for seed in 0..5 {
-        let mut sim = converged(&[1000, 1000, 1000, 1000, 1000], 40 + seed);
+        let mut sim = Sim::new(
+            &[1000, 1000, 1000, 1000, 1000],
+            Settings {
+                election_ticks: 60,
+                ..settings()
+            },
+            40 + seed,
+        );
+        served(&mut sim, &[0, 1, 2, 3, 4]);
         sim.delay = (1, 3);
         sim.run(500);
         let leader = sim.agent(0).unwrap().leader().expect("a leader");
@@ -996,6 +1006,8 @@ fn the_leaders_death_costs_about_what_any_others_does() {
         let rest: Vec<usize> = (0..5).filter(|&i| i != li).collect();
         let t = sim.run_until_served(&rest, 3_000).expect("served again");
         worst = worst.max(t);
+        let campaigns: u64 = rest.iter().map(|&i| sim.agent(i).unwrap().stats().campaigns).sum();
+        assert!(campaigns >= 1, "seed {seed}: nobody campaigned");
         assert_exclusive(&sim, "leader killed");
     }
     eprintln!("leader failover, worst of 5: {worst} ms");
