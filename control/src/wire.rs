@@ -367,7 +367,10 @@ pub fn encode_heartbeat(hb: &Heartbeat, keys: &Keys) -> Result<Vec<u8>, EncodeEr
 
 /// Encodes and authenticates a serving list with the sending key.
 pub fn encode_serving(sv: &Serving, keys: &Keys) -> Result<Vec<u8>, EncodeError> {
-    if sv.ranges.len() > MAX_SERVING_RANGES || sv.bitmap.len() > MAX_SERVING_RANGES || !(sv.ranges.is_empty() || sv.bitmap.is_empty()) {
+    if sv.ranges.len() > MAX_SERVING_RANGES
+        || sv.bitmap.len() > MAX_SERVING_RANGES
+        || !(sv.ranges.is_empty() || sv.bitmap.is_empty())
+    {
         return Err(EncodeError::TooLarge);
     }
     let key = keys.sending();
