@@ -992,19 +992,6 @@ impl Classifier {
         };
         let value = symmetric::tuple(ip.dst, vip.addr, dst_port, src_port);
         let gate = flows.gate(value);
-        if flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN | tcp_flags::ACK
-            && gate.state() == BucketState::Foreign
-        {
-            // A SYN-ACK leaves only under the lease, in a bucket this node
-            // holds (without a lease the workers' view holds none): a node
-            // that resumes after a stop would otherwise answer a SYN that
-            // the bucket's new holder has answered too.
-            if gate.has_flows() {
-                let flow = FlowRef::new(&FlowKey::new(ip.dst, dst_port, vip.addr, src_port), value);
-                flows.remove(flow, now_ms);
-            }
-            return Counter::DropKernelSynAckNotHeld;
-        }
         if flags & tcp_flags::RST != 0 && flags & tcp_flags::ACK == 0 && gate.state() == BucketState::Claimed {
             // A RST answering a segment of a connection the kernel does not
             // hold, in a bucket another member may still serve: that
@@ -1609,14 +1596,14 @@ mod tests {
         // itself (its RST answers the challenge ACK; the kernel takes it
         // silently); its SYN comes again, and the kernel, which no longer
         // holds the connection, answers with a SYN-ACK: not sent (the new
-        // owner answers it: no SYN-ACK leaves in a bucket not held), and our
-        // stale entry must not capture the new connection's packets.
+        // owner answers it), and our stale entry must not capture the new
+        // connection's packets.
         let rst = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::RST);
         assert_eq!(n.wire(&rst).0, Counter::KernelVipFlowContested);
         assert_eq!(n.wire(&syn).0, Counter::KernelVipFlowContested);
         assert_eq!(
             n.kernel(&from_vip(40000, tcp_flags::SYN | tcp_flags::ACK)),
-            Counter::DropKernelSynAckNotHeld
+            Counter::DropKernelStaleFlow
         );
         assert_eq!(n.wire(&ack).0, Counter::DropNotOwner);
         assert_eq!(n.wire(&syn).0, Counter::DropSynNotOwner);
@@ -1695,22 +1682,6 @@ mod tests {
                 assert_eq!(n.flows.census(n.now)[FlowState::Established as usize], 1);
             }
         }
-    }
-
-    #[test]
-    fn a_syn_ack_leaves_only_in_a_bucket_held_under_the_lease() {
-        let syn = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::SYN);
-        let syn_ack = from_vip(40000, tcp_flags::SYN | tcp_flags::ACK);
-        let mut n = Node::new(BucketState::Claimed);
-        assert_eq!(n.wire(&syn).0, Counter::KernelVipSyn);
-        assert_eq!(n.kernel(&syn_ack), Counter::WireFromKernel);
-        // The lease ran out (the workers' view holds nothing) or the bucket
-        // moved before the kernel answered: not sent, the flow forgotten.
-        n.view = OwnershipView::new(64, 2);
-        assert_eq!(n.kernel(&syn_ack), Counter::DropKernelSynAckNotHeld);
-        assert_eq!(n.flows.len(), 0);
-        // Other segments of the kernel's go out as before.
-        assert_eq!(n.kernel(&from_vip(40000, tcp_flags::ACK)), Counter::WireFromKernel);
     }
 
     #[test]
@@ -2065,7 +2036,14 @@ mod tests {
     fn kernel_frames_leave_from_the_node_mac_and_never_announce_a_vip() {
         let c = classifier();
         let mut flows = FlowTable::new(64, FlowTimeouts::default());
-        let mut from_kernel = tcp4_to(CLIENT_MAC, V4_VIP, 80, CLIENT_V4, 40000, tcp_flags::ACK);
+        let mut from_kernel = tcp4_to(
+            CLIENT_MAC,
+            V4_VIP,
+            80,
+            CLIENT_V4,
+            40000,
+            tcp_flags::SYN | tcp_flags::ACK,
+        );
         from_kernel[6..12].copy_from_slice(&KERNEL_MAC.0);
         let mut buf = TestBuf::new(&from_kernel);
         assert_eq!(c.from_kernel(&mut buf, &mut flows, 0), Counter::WireFromKernel);

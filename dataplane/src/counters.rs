@@ -137,10 +137,6 @@ counters! {
     /// the segment is that member's connection's (its client's ACK to a
     /// forged SYN this node's kernel answered, say). Not sent.
     DropKernelResetClaimed = "drop_kernel_reset_claimed" => Drop,
-    /// The kernel's SYN-ACK in a bucket this node does not hold under a
-    /// valid lease (the lease ran out, or the bucket moved, after the SYN
-    /// went up): another node may have answered that SYN. Not sent.
-    DropKernelSynAckNotHeld = "drop_kernel_syn_ack_not_held" => Drop,
     /// Wire: shorter than a header it announces.
     DropTruncated = "drop_truncated" => Drop,
     /// Wire: more than two VLAN tags.
@@ -215,7 +211,6 @@ impl Counter {
                 | Counter::DropKernelVipAdvert
                 | Counter::DropKernelStaleFlow
                 | Counter::DropKernelResetClaimed
-                | Counter::DropKernelSynAckNotHeld
                 | Counter::DropKernelTxFull
                 | Counter::DropWireTxFull
         )
