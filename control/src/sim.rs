@@ -211,6 +211,13 @@ pub struct Sim {
     pub adopted_while_served_ms: u64,
     /// The first such moment: (real ms, bucket, adopting node, serving node).
     pub first_adopted_while_served: Option<(u64, u32, usize, usize)>,
+    /// The longest a bucket stayed held but not settled on a node (under a
+    /// lease) while no other node served flows in it, ms: how late a
+    /// bucket settles once its previous holder stops serving it.
+    pub settle_lag_max_ms: u64,
+    /// Per node, per bucket: since when it has been held, unsettled and
+    /// served nowhere else (0: not so).
+    unsettled_since: Vec<Vec<u64>>,
 }
 
 impl Sim {
@@ -243,6 +250,8 @@ impl Sim {
             flows_until: Vec::new(),
             adopted_while_served_ms: 0,
             first_adopted_while_served: None,
+            settle_lag_max_ms: 0,
+            unsettled_since: Vec::new(),
         };
         sim.transit_ms = sim.settings.worker_guard_ms();
         for (i, &w) in weights.iter().enumerate() {
@@ -280,6 +289,7 @@ impl Sim {
         self.version_before.resize(n, 0);
         self.last_out.resize(n, Vec::new());
         self.flows_until.resize(n, Vec::new());
+        self.unsettled_since.resize(n, Vec::new());
         n - 1
     }
 
@@ -491,10 +501,25 @@ impl Sim {
         for a in 0..self.nodes.len() {
             let n = &self.nodes[a];
             if !(n.agent.is_some() && n.workers.deadline.is_some_and(|d| n.local(self.now) < d)) {
+                self.unsettled_since[a].clear();
                 continue;
             }
+            self.unsettled_since[a].resize(buckets, 0);
             for b in 0..buckets.min(n.workers.settled.len() * 64) {
-                if n.workers.settled[b / 64] & (1 << (b % 64)) == 0 {
+                let held = n.workers.held.get(b / 64).is_some_and(|w| w & (1 << (b % 64)) != 0);
+                let settled = n.workers.settled[b / 64] & (1 << (b % 64)) != 0;
+                let served_elsewhere =
+                    (0..self.nodes.len()).any(|s| s != a && self.flows_until[s].get(b).is_some_and(|u| *u > self.now));
+                if held && !settled && !served_elsewhere {
+                    let since = &mut self.unsettled_since[a][b];
+                    if *since == 0 {
+                        *since = self.now;
+                    }
+                    self.settle_lag_max_ms = self.settle_lag_max_ms.max(self.now - *since);
+                } else {
+                    self.unsettled_since[a][b] = 0;
+                }
+                if !settled {
                     continue;
                 }
                 if let Some(s) =

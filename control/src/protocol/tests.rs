@@ -1084,6 +1084,8 @@ fn no_member_adopts_segments_where_another_still_serves_flows() {
     // where another member still serves flows. Once those flows end, every
     // bucket settles.
     let mut sim = converged(&[1000, 1000, 1000], 70);
+    // The first claims (no previous holder known) settle a drain period on.
+    sim.run(sim.settings.drain_ms + 200);
     sim.flow_life_ms = 5_000;
     sim.run(1_000);
     sim.agent_mut(2).unwrap().set_weight(2_500);
@@ -1101,6 +1103,13 @@ fn no_member_adopts_segments_where_another_still_serves_flows() {
     );
     sim.run(6_000);
     assert_eq!(sim.adopted_while_served_ms, 0);
+    // And never later than a few heartbeats after the last flow elsewhere
+    // ended (what a member serves travels with its heartbeats).
+    assert!(
+        sim.settle_lag_max_ms <= 500,
+        "a bucket settled {} ms after no other member served it",
+        sim.settle_lag_max_ms
+    );
     for (i, n) in sim.nodes.iter().enumerate() {
         let unsettled: u32 = n
             .workers
