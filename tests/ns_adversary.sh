@@ -95,7 +95,15 @@ echo "    node3 with lease_ms 2000: refused by node1 $refused times, node3 holds
 check "node1 refuses node3's heartbeats and counts it ($refused > 0)" test "$refused" -gt 0
 check "node1 says which setting differs" grep -q 'field="lease_ms".*ours=350.*theirs=2000\|field=lease_ms.*ours=350.*theirs=2000' "$STATE/node1.log"
 check "node3 holds nothing ($held3)" test "$held3" -eq 0
-check "node1 and node2 hold every bucket" test "$(( $(field_of 1 held) + $(field_of 2 held) ))" -eq 65536
+# Two status reads: a hand-off (availability moves the weights) may sit
+# between them; every bucket held within 2 s.
+both=0
+for _ in $(seq 20); do
+  both=$(( $(field_of 1 held) + $(field_of 2 held) ))
+  [ "$both" -eq 65536 ] && break
+  sleep 0.1
+done
+check "node1 and node2 hold every bucket ($both)" test "$both" -eq 65536
 check "no new connection failed ($bad of $total)" test "$bad" -eq 0 -a "$total" -gt 50
 "$CLUSTER" kill-node 3
 sed -i 's/lease_ms: 2000/lease_ms: 350/' "$STATE/node3.ron"
