@@ -134,7 +134,7 @@ write_config() {
   w=$(echo "$weights" | cut -d, -f"$i")
   [ "$mode" = coordinator ] && coord='Some("192.0.2.9:7946")'
   if [ "$mode" != static ]; then
-    exchange="Some((bind: \"0.0.0.0:7946\", peers: {${peers%, }}, coordinator: $coord, key: \"$KEY\", state_dir: \"$STATE/state\", interval_ms: 100, timeout_ms: 350, lease_ms: 350, min_epoch_ms: 500, hysteresis: 0.05))"
+    exchange="Some((peers: {${peers%, }}, coordinator: $coord, key: \"$KEY\", state_dir: \"$STATE/state\", interval_ms: 100, timeout_ms: 350, lease_ms: 350, min_epoch_ms: 500, hysteresis: 0.05))"
   fi
   # Workers alternate between the two cores; the control core takes the other.
   local main=$(( i % 2 == 1 ? 0 : 1 ))

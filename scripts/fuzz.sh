@@ -18,7 +18,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-30}
 case $secs in '' | *[!0-9]*) echo "usage: scripts/fuzz.sh [SECONDS]" >&2; exit 2 ;; esac
-targets=${SS_FUZZ_TARGETS:-classify packet_parse heartbeat}
+targets=${SS_FUZZ_TARGETS:-classify packet_parse heartbeat exchange}
 export RUSTC_BOOTSTRAP=1
 export PATH="$HOME/.cargo/bin:$PATH"
 
@@ -54,7 +54,7 @@ rm -f seeds.log
 failed=0
 summary=()
 for t in $targets; do
-  mkdir -p "corpus/$t" "artifacts/$t"
+  mkdir -p "corpus/$t" "artifacts/$t" "seeds/$t"
   log=$(mktemp)
   # -timeout: one input taking 10 s is a hang; -rss_limit_mb: a leak.
   cargo fuzz run --sanitizer "$sanitizer" "$t" "corpus/$t" "seeds/$t" -- \

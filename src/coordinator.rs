@@ -44,11 +44,11 @@ pub fn run(c: CoordinatorConfig) -> Result<(), String> {
     let socket = socket_path(&c);
     let group = c.status_group.as_deref().map(status::group_id).transpose()?;
     let listener = status::listen(&socket, group).map_err(|e| format!("status socket {}: {e}", socket.display()))?;
-    info!(name = %c.name, bind = %c.exchange.bind, nodes = ?c.exchange.peers, "coordinator up");
+    info!(name = %c.name, bind = %c.exchange.bind_addr(&[]), nodes = ?c.exchange.peers, "coordinator up");
     println!(
         "synshare coordinator {} up on {}, status {}",
         c.name,
-        c.exchange.bind,
+        c.exchange.bind_addr(&[]),
         socket.display()
     );
     let metrics = crate::metrics::listen(c.metrics)?;

@@ -170,6 +170,41 @@ fn save_state(path: &Path, p: &Persisted) -> std::io::Result<u64> {
     Ok(bytes.len() as u64)
 }
 
+/// Exit status for a state file the member cannot start from (sysexits'
+/// EX_DATAERR): the unit does not retry it (`RestartPreventExitStatus`),
+/// since every retry would read the same file.
+pub const EX_STATE: u8 = 65;
+
+/// Reads the state file `start` would read for this exchange, so a file
+/// the member cannot start from is refused before anything else starts,
+/// with its own exit status ([`EX_STATE`]) and a message naming the file
+/// and what to do.
+pub fn check_state(c: &ExchangeConfig, name: &str) -> Result<(), String> {
+    load_state(&state_path(&c.state_dir, name, c.segment)).map(|_| ())
+}
+
+/// A UDP socket bound to `addr`, which need not be on the host yet
+/// (IP_FREEBIND: the node binds its own address, which the TAP gets only
+/// after the dataplane created it, or the operator's script after that).
+fn bind_free(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    use rustix::net::{sockopt, AddressFamily, SocketType};
+    let family = if addr.is_ipv6() {
+        AddressFamily::INET6
+    } else {
+        AddressFamily::INET
+    };
+    let fd = rustix::net::socket(family, SocketType::DGRAM, None)?;
+    if !addr.ip().is_unspecified() {
+        if addr.is_ipv6() {
+            sockopt::set_ipv6_freebind(&fd, true)?;
+        } else {
+            sockopt::set_ip_freebind(&fd, true)?;
+        }
+    }
+    rustix::net::bind(&fd, &addr)?;
+    Ok(UdpSocket::from(fd))
+}
+
 /// Binds, loads the saved state and starts the exchange thread.
 pub fn start(
     c: &ExchangeConfig,
@@ -179,7 +214,8 @@ pub fn start(
     workers: Option<WorkerLink>,
 ) -> Result<ExchangeHandle, String> {
     let keys = c.keys().map_err(|e| format!("exchange: {e}"))?;
-    let socket = UdpSocket::bind(c.bind).map_err(|e| format!("exchange: cannot bind {}: {e}", c.bind))?;
+    let bind = c.bind_addr(&[]);
+    let socket = bind_free(bind).map_err(|e| format!("exchange: cannot bind {bind}: {e}"))?;
     std::fs::create_dir_all(&c.state_dir).map_err(|e| format!("exchange: state_dir {}: {e}", c.state_dir.display()))?;
     let path = state_path(&c.state_dir, &params.name, c.segment);
     let saved = load_state(&path)?;

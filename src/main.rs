@@ -1,7 +1,8 @@
 //! `synshare`: load balancing with no load balancer.
 //!
 //! The command line is declared in [`cli`]; this file runs its commands.
-//! Exit status: 0, 78 (EX_CONFIG) for a refused configuration, 2 for a
+//! Exit status: 0, 78 (EX_CONFIG) for a refused configuration, 65
+//! (EX_DATAERR) for a state file the member cannot start from, 2 for a
 //! usage error (clap's), 1 for anything else.
 
 #![deny(unsafe_code)]
@@ -33,6 +34,8 @@ use std::time::{Duration, Instant};
 enum Failure {
     /// A configuration was refused: exit 78.
     Config(config::ConfigErrors),
+    /// A saved state file the member cannot start from: exit 65.
+    State(String),
     /// Anything else: exit 1 with this message (none: already said).
     Other(String),
 }
@@ -415,6 +418,11 @@ fn run(cli: Cli) -> Outcome {
             for w in &checked.warnings {
                 tracing::warn!("{}", warning_line(w));
             }
+            for segment in checked.config.all_segments() {
+                if let Some(x) = segment.exchange {
+                    exchange::check_state(x, &checked.config.name).map_err(Failure::State)?;
+                }
+            }
             Ok(node::run(checked.config, &config)?)
         }
         Command::Coordinator { config } => {
@@ -423,6 +431,7 @@ fn run(cli: Cli) -> Outcome {
             for w in &checked.warnings {
                 tracing::warn!("{}", warning_line(w));
             }
+            exchange::check_state(&checked.config.exchange, &checked.config.name).map_err(Failure::State)?;
             Ok(coordinator::run(checked.config)?)
         }
         Command::CheckConfig {
@@ -482,6 +491,7 @@ impl Failure {
     fn code(&self) -> u8 {
         match self {
             Failure::Config(_) => config::EX_CONFIG,
+            Failure::State(_) => exchange::EX_STATE,
             Failure::Other(_) => 1,
         }
     }
@@ -490,7 +500,7 @@ impl Failure {
     fn message(&self) -> String {
         match self {
             Failure::Config(errors) => errors.to_string(),
-            Failure::Other(message) => message.clone(),
+            Failure::State(message) | Failure::Other(message) => message.clone(),
         }
     }
 }

@@ -6,7 +6,7 @@
 //! stays as the control core: it publishes tables, answers the status
 //! socket and stops everything on SIGINT/SIGTERM.
 
-use crate::config::{CpuSource, Hugepages, NodeConfig};
+use crate::config::{CpuSource, ExchangeConfig, Hugepages, NodeConfig};
 use crate::exchange::{self, AgentParams, Command, ExchangeHandle, WorkerLink};
 use crate::kernel_flows;
 use crate::measure::{self, Measured};
@@ -306,18 +306,24 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
                 .map(|x| Vip::new(Addr::from(x.addr), &x.tcp_ports, &x.udp_ports))
                 .collect(),
         });
-        if let Some(x) = v.exchange {
+        // The exchange binds the node's own address unless told otherwise.
+        let exchange = v.exchange.map(|x| ExchangeConfig {
+            bind: Some(x.bind_addr(&v.exception.own_ips())),
+            ..x.clone()
+        });
+        if let Some(x) = &exchange {
+            let bind = x.bind_addr(&[]);
             // The exchange's port only from its members, dropped in the
             // dataplane otherwise: a flood cannot crowd the heartbeats out of
             // the exception path.
             let members: Vec<Addr> = x.addresses().values().map(|a| Addr::from(a.ip())).collect();
             info!(
                 segment = v.index,
-                port = x.bind.port(),
+                port = bind.port(),
                 members = members.len(),
                 "exchange port guarded"
             );
-            classifier.guard_exchange(x.bind.port(), members);
+            classifier.guard_exchange(bind.port(), members);
         }
         let classifier = Arc::new(classifier);
         // Static shares: the configured table, held since start, for ever.
@@ -338,7 +344,7 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
         let presence: Vec<Arc<FlowPresence>> = (0..c.workers)
             .map(|_| Arc::new(FlowPresence::new(v.sharing.buckets)))
             .collect();
-        let sharing = match v.exchange {
+        let sharing = match &exchange {
             None => Sharing::Static {
                 table: static_table(v.sharing),
                 view: initial,
@@ -363,7 +369,7 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
                         presence: presence.clone(),
                     }),
                 )?;
-                info!(segment = v.index, bind = %x.bind, peers = ?x.peers, coordinator = ?x.coordinator,
+                info!(segment = v.index, bind = %x.bind_addr(&[]), peers = ?x.peers, coordinator = ?x.coordinator,
                       segment_id = x.segment, interval_ms = x.interval_ms, timeout_ms = x.timeout_ms, "availability exchange");
                 Sharing::Dynamic(handle)
             }

@@ -7,9 +7,12 @@
 #  (b) node3 restarted with lease_ms 2000 among nodes with 350: refused with
 #      a log line and a counter, holds nothing, the others serve everything;
 #  (c) node3's state file deleted, node3 restarted: it rejoins and holds its
-#      share within 2 s;
-#  (d) kill -9 of the leader, five times: the others hold every bucket
-#      within 1 s (median), by their own logs.
+#      share within 2 s; a truncated state file: the node exits with status
+#      65 and a message naming the file (the units do not retry 65);
+#  (d) kill -9 of the leader, five times, under a stream of new
+#      connections: the others hold every bucket within 1 s (median), by
+#      their own logs, and every connection started 1 s after the kill or
+#      later is answered without a SYN retransmission (in under 1 s).
 source "$(dirname "$0")/lib.sh"
 X="python3 $ROOT/tests/exchange.py"
 STATE=${SS_STATE:-/tmp/ss-cluster}
@@ -123,6 +126,21 @@ done
 echo "    node3 without its state file held its share $rejoined ms after its process was up"
 check "a node whose state file was lost rejoins within 2 s ($rejoined ms)" test "$rejoined" -ge 0 -a "$rejoined" -le 2000
 "$CLUSTER" wait-converged >/dev/null 2>&1
+# A truncated state file (node2's, copied, cut to half): refused before
+# anything starts, with the status the units do not retry.
+trunc=$SS_TMP/trunc-state
+mkdir -p "$trunc"
+f=$(ls "$STATE"/state/node2.segment0.state)
+head -c $(( $(stat -c %s "$f") / 2 )) "$f" > "$trunc/node2.segment0.state"
+sed "s|state_dir: \"[^\"]*\"|state_dir: \"$trunc\"|" "$STATE/node2.ron" > "$trunc/node2.ron"
+grep -q "state_dir: \"$trunc\"" "$trunc/node2.ron" || echo "    (config has no state_dir line to rewrite)"
+timeout -s KILL 20 nsenter --net=/var/run/netns/ss-node2 "$BIN" node --config "$trunc/node2.ron" > "$trunc/out" 2>&1
+code=$?
+echo "    node started from a truncated state file: exit $code: $(tail -1 "$trunc/out")"
+check "a truncated state file: exit 65 naming the file and what to do" \
+  bash -c "[ $code = 65 ] && grep -q 'node2.segment0.state' '$trunc/out' && grep -q 'move it aside' '$trunc/out'"
+check "both units do not retry exit 65" \
+  bash -c "grep -q '^RestartPreventExitStatus=.*\\b65\\b' '$ROOT/configs/systemd/synshare@.service' && grep -q '^RestartPreventExitStatus=.*\\b65\\b' '$ROOT/configs/systemd/synshare-coordinator@.service'"
 
 # --- (d) the leader's death --------------------------------------------------
 # When the survivors hold every bucket, from their own logs: each claim and
@@ -155,16 +173,34 @@ for round in 1 2 3 4 5; do
   leader=$(field_of 1 leader)
   [ "$leader" -ge 1 ] 2>/dev/null || { fail "round $round: no leader known"; continue; }
   others=$(for i in 1 2 3; do [ "$i" != "$leader" ] && echo "$i"; done | paste -sd' ')
+  stream --seconds 3.5 --parallel 4 --out "$SS_TMP/leader$round" &
+  spid=$!
+  sleep 0.5
   t0=$(date +%s.%N)
   kill -KILL "$(cat "$STATE/node$leader.pid")"
   sleep 2.5
+  wait "$spid"
   # shellcheck disable=SC2086
   took=$(held_from_logs "$t0" $others)
   times+=("$took")
-  echo "    round $round: leader node$leader killed; nodes $others held every bucket after $took ms"
+  read -r late slow bad_late < <(python3 - "$SS_TMP/leader$round" "$t0" <<'PY'
+import json, sys
+t0 = float(sys.argv[2])
+late = [json.loads(l) for l in open(sys.argv[1]) if json.loads(l)["t"] >= t0 + 1.0]
+for r in late:
+    if r["d"] >= 1.0 or r["status"] != "ok":
+        print(f"    started +{r['t'] - t0:.3f} s, took {r['d']:.3f} s: {r['status']} ({r['node']})", file=sys.stderr)
+print(len(late), sum(r["d"] >= 1.0 for r in late), sum(r["status"] != "ok" for r in late))
+PY
+)
+  echo "    round $round: leader node$leader killed; nodes $others held every bucket after $took ms;" \
+       "$late connections started from +1 s: $slow took 1 s or more, $bad_late failed"
+  slow_total=$(( ${slow_total:-0} + slow + bad_late )); late_total=$(( ${late_total:-0} + late ))
   "$CLUSTER" kill-node "$leader"
   "$CLUSTER" start-node "$leader"
 done
 median=$(printf '%s\n' "${times[@]}" | sort -n | sed -n 3p)
+check "every connection started 1 s after a leader's death or later answered without a SYN retransmission ($slow_total of $late_total not)" \
+  test "${slow_total:-1}" -eq 0 -a "${late_total:-0}" -gt 50
 check "the leader's failover within 1 s, median of 5 (${times[*]} ms: median $median)" test "${median:--1}" -ge 0 -a "${median:-9999}" -le 1000
 finish

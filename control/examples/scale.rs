@@ -16,8 +16,8 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(synshare_control::wire::MAX_MEMBERS);
-    println!("members | converge ms | failover ms | heartbeat B | B/s sent per member | tables/s rendezvous | tables/s ranges");
-    println!("--------|-------------|-------------|-------------|---------------------|---------------------|----------------");
+    println!("members | converge ms | failover ms | leader failover ms | heartbeat B | B/s sent per member | tables/s rendezvous | tables/s ranges");
+    println!("--------|-------------|-------------|--------------------|-------------|---------------------|---------------------|----------------");
     let mut n = 8;
     while n <= max {
         // The simulation uses 4,096 buckets so that 256 agents each
@@ -32,7 +32,7 @@ fn main() {
             ..Settings::default()
         };
         let weights: Vec<u32> = (0..n).map(|i| 500 + (i as u32 * 37) % 1500).collect();
-        let mut sim = Sim::new(&weights, settings, n as u64);
+        let mut sim = Sim::new(&weights, settings.clone(), n as u64);
         sim.delay = (1, 5);
         let mut converged = None;
         for _ in 0..10_000 {
@@ -78,16 +78,25 @@ fn main() {
             &Keys::single(b"k"),
         )
         .map_or(0, |b| b.len());
-        sim.kill(n / 2);
-        let killed = sim.now;
-        let mut failover = None;
-        for _ in 0..10_000 {
-            sim.step();
-            if sim.all_held_count() {
-                failover = Some(sim.now - killed);
-                break;
+        // Another member's death, then (in a fresh run of the same size)
+        // the leader's.
+        let failover = failover_after_kill(&mut sim, |s| {
+            let leader = s.agent(0).and_then(|a| a.leader()).map(|m| m.0 as usize - 1);
+            if leader == Some(n / 2) {
+                (n / 2 + 1) % n
+            } else {
+                n / 2
             }
-        }
+        });
+        let mut sim = Sim::new(&weights, settings, n as u64 + 1000);
+        sim.delay = (1, 5);
+        sim.run_until_served(&(0..n).collect::<Vec<_>>(), 10_000);
+        sim.run(1_000);
+        let failover_leader = failover_after_kill(&mut sim, |s| {
+            (0..n)
+                .find_map(|i| s.agent(i).and_then(|a| a.leader()))
+                .map_or(0, |m| m.0 as usize - 1)
+        });
         let members: Vec<Weighted> = weights
             .iter()
             .enumerate()
@@ -106,9 +115,10 @@ fn main() {
             k as f64 / start.elapsed().as_secs_f64()
         };
         println!(
-            "{n:>7} | {:>11} | {:>11} | {hb:>11} | {:>19.0} | {:>19.1} | {:>14.1}",
+            "{n:>7} | {:>11} | {:>11} | {:>18} | {hb:>11} | {:>19.0} | {:>19.1} | {:>14.1}",
             converged.map_or("-".into(), |v| v.to_string()),
             failover.map_or("-".into(), |v| v.to_string()),
+            failover_leader.map_or("-".into(), |v| v.to_string()),
             per_member,
             rate(Layout::Rendezvous),
             rate(Layout::Ranges),
@@ -117,4 +127,19 @@ fn main() {
     }
     println!("(simulated network: 1-5 ms delay, no loss; heartbeat interval 100 ms, timeout and lease 400 ms;");
     println!(" peer mode sends each heartbeat to every other member, so bytes grow with members squared)");
+}
+
+/// Kills the member `pick` names and returns how long until every bucket
+/// is held again by the survivors (None: not within 10 s).
+fn failover_after_kill(sim: &mut Sim, pick: impl Fn(&Sim) -> usize) -> Option<u64> {
+    let victim = pick(sim);
+    sim.kill(victim);
+    let killed = sim.now;
+    for _ in 0..10_000 {
+        sim.step();
+        if sim.all_held_count() {
+            return Some(sim.now - killed);
+        }
+    }
+    None
 }

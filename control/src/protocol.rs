@@ -1079,7 +1079,15 @@ impl Agent {
             incarnation: self.incarnation,
             hard_state: state.hard_state,
             conf_state: state.conf_state,
-            applied: self.raft.raft.raft_log.applied,
+            // The last table or voter change applied, not consensus's own
+            // applied index: that one also counts empty entries (a new
+            // leader's), which `apply` passes over, so a member restarted
+            // from it would report an index that members which applied
+            // the same entries without a restart never reach, and none of
+            // them would grant the other a lease again (found by the
+            // simulator's adversary). Consensus gives the empty entries
+            // after it again at the restart; they change nothing.
+            applied: self.applied,
             base,
             table: store.table.clone(),
             entries,

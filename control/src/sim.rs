@@ -9,6 +9,8 @@
 //! Used by the protocol's tests and by the cluster-scale benchmark (`cargo
 //! run --release -p synshare-control --example scale`).
 
+pub mod adversary;
+
 use crate::driver::{self, Io, Now};
 use crate::layout::MemberId;
 use crate::protocol::{Agent, Outgoing, Persisted, Right, Settings};

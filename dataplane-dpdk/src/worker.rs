@@ -136,6 +136,10 @@ impl Worker {
         let mut wire_burst = Burst::default();
         let mut kernel_burst = Burst::default();
         let mut to_kernel = TxBatch::default();
+        // Members' exchange datagrams, sent up ahead of the rest of each
+        // burst: when the kernel's queue is full (a flood at the node's
+        // address), the heartbeats are what gets in.
+        let mut to_kernel_first = TxBatch::default();
         // The frames of `to_kernel` accepted under the lease (bit i: the
         // batch's position i): delivered only if the lease is still valid
         // just before they go. And the outcome of every frame of the batch,
@@ -214,6 +218,13 @@ impl Worker {
                 let outcome = self.classifier.decide(&mut m, *look, &mut cx);
                 tally.add(outcome, &mut counts);
                 match outcome.action() {
+                    Action::ToKernel if outcome == Counter::KernelExchange => enqueue(
+                        &mut self.kernel_tx,
+                        &mut to_kernel_first,
+                        m,
+                        &mut counts,
+                        Counter::DropKernelTxFull,
+                    ),
                     Action::ToKernel => {
                         // The batch starts every burst empty and a burst
                         // fits in it: the position is where it will stay.
@@ -275,6 +286,14 @@ impl Worker {
             leased_frames = 0;
             drops.free();
 
+            if !to_kernel_first.is_empty() {
+                flush(
+                    &mut self.kernel_tx,
+                    &mut to_kernel_first,
+                    &mut counts,
+                    Counter::DropKernelTxFull,
+                );
+            }
             flush(
                 &mut self.kernel_tx,
                 &mut to_kernel,

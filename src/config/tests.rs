@@ -920,7 +920,7 @@ fn a_good_config_parses_with_defaults() {
     let d = ExchangeConfig::default();
     assert_eq!((d.interval_ms, d.timeout_ms, d.min_epoch_ms), (100, 400, 250));
     assert_eq!(d.hysteresis, 0.02);
-    assert_eq!(d.bind.to_string(), "0.0.0.0:7946");
+    assert_eq!(d.bind, None);
     let f = FlowTableConfig::default();
     assert_eq!((f.half_open_ms, f.established_s, f.closing_ms), (5_000, 300, 10_000));
     assert_eq!(SharingConfig::default().drain_ms, 60_000);
@@ -1032,4 +1032,44 @@ fn the_shipped_configs_have_no_start_failure_of_their_own() {
             }
         }
     }
+}
+
+#[test]
+fn the_exchange_binds_the_nodes_own_address_unless_told_otherwise() {
+    let c = NodeConfig::check_text(Path::new("node.ron"), NODE).unwrap().config;
+    let x = c.exchange.as_ref().unwrap();
+    assert_eq!(x.bind, Some("0.0.0.0:7946".parse().unwrap()), "written: as written");
+    let mut x = x.clone();
+    x.bind = None;
+    let own: Vec<std::net::IpAddr> = vec!["2001:db8::21".parse().unwrap(), "192.0.2.21".parse().unwrap()];
+    // IPv4 members: the first own IPv4 address, port 7946.
+    assert_eq!(x.bind_addr(&own).to_string(), "192.0.2.21:7946");
+    // No own address: every address.
+    assert_eq!(x.bind_addr(&[]).to_string(), "0.0.0.0:7946");
+    // IPv6 members: the own IPv6 address.
+    x.peers = [(2, "[2001:db8::22]:7946".parse().unwrap())].into();
+    x.coordinator = None;
+    assert_eq!(x.bind_addr(&own).to_string(), "[2001:db8::21]:7946");
+    assert_eq!(x.bind_addr(&own[1..]).to_string(), "[::]:7946");
+    // Not written: the node's own address, no warning; and without
+    // exception.addresses, every address with a warning that says so.
+    let warned = |text: &str| {
+        let checked = NodeConfig::check_text(Path::new("node.ron"), text).unwrap();
+        let bind = checked
+            .config
+            .exchange
+            .as_ref()
+            .unwrap()
+            .bind_addr(&checked.config.exception.own_ips());
+        let warned = checked
+            .warnings
+            .iter()
+            .any(|w| w.to_string().contains("binds every address"));
+        (bind.to_string(), warned)
+    };
+    let text = NODE.replace("bind: \"0.0.0.0:7946\",", "");
+    assert_ne!(text, NODE);
+    assert_eq!(warned(&text), ("192.0.2.21:7946".to_owned(), false));
+    let text = text.replace("addresses: [\"192.0.2.21/24\"]", "addresses: []");
+    assert_eq!(warned(&text), ("0.0.0.0:7946".to_owned(), true));
 }

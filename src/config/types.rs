@@ -249,8 +249,14 @@ impl Default for SharingConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ExchangeConfig {
-    /// Where heartbeats are received (UDP).
-    pub bind: SocketAddr,
+    /// Where heartbeats are received (UDP). Not written: a node binds its
+    /// own address (the first of `exception.addresses` in the members'
+    /// family) on port 7946, so that the exchange answers on no other
+    /// address of the host (a management NIC, say); a node without
+    /// `exception.addresses`, and a coordinator, bind every address
+    /// ("0.0.0.0:7946"). The address need not exist yet (IP_FREEBIND).
+    #[serde(deserialize_with = "plain_some")]
+    pub bind: Option<SocketAddr>,
     /// The other members: member id → heartbeat address. Datagrams from any
     /// other source are dropped before authentication.
     pub peers: BTreeMap<u32, SocketAddr>,
@@ -289,7 +295,7 @@ impl Default for ExchangeConfig {
     fn default() -> Self {
         let s = Settings::default();
         ExchangeConfig {
-            bind: SocketAddr::from(([0, 0, 0, 0], 7946)),
+            bind: None,
             peers: BTreeMap::new(),
             coordinator: None,
             key_file: None,
@@ -354,6 +360,24 @@ impl ExchangeConfig {
         }
     }
 
+    /// The port heartbeats arrive on when `bind` is not written.
+    pub const DEFAULT_PORT: u16 = 7946;
+
+    /// The address the exchange binds: `bind` as written; otherwise the
+    /// first of `own` (the node's own addresses) in the members' family,
+    /// on [`Self::DEFAULT_PORT`]; otherwise every address on that port.
+    pub fn bind_addr(&self, own: &[IpAddr]) -> SocketAddr {
+        if let Some(b) = self.bind {
+            return b;
+        }
+        let v6 = self.addresses().values().next().is_some_and(SocketAddr::is_ipv6);
+        match own.iter().find(|a| a.is_ipv6() == v6) {
+            Some(a) => SocketAddr::new(*a, Self::DEFAULT_PORT),
+            None if v6 => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, Self::DEFAULT_PORT)),
+            None => SocketAddr::from(([0, 0, 0, 0], Self::DEFAULT_PORT)),
+        }
+    }
+
     /// Every configured member's address (the coordinator as member 0).
     pub fn addresses(&self) -> BTreeMap<u32, SocketAddr> {
         let mut a = self.peers.clone();
@@ -361,6 +385,23 @@ impl ExchangeConfig {
             a.insert(0, c);
         }
         a
+    }
+}
+
+/// An optional field written as its plain value (`bind: "192.0.2.21:7946"`,
+/// not `Some(...)`); not written, it is the section's default.
+fn plain_some<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+impl ExceptionConfig {
+    /// The node's own addresses, from `addresses` (those that parse; the
+    /// others are refused by validation).
+    pub fn own_ips(&self) -> Vec<IpAddr> {
+        self.addresses
+            .iter()
+            .filter_map(|a| parse_prefix(a).map(|(ip, _)| ip))
+            .collect()
     }
 }
 

@@ -223,10 +223,13 @@ pub fn validate_exchange(x: &ExchangeConfig, at: &str, f: &mut Findings) {
             format!("{}: a number of capacity units from 0 to 1000000", x.hysteresis),
         );
     }
-    if x.bind.ip().is_multicast() || x.bind.ip() == IpAddr::from([255, 255, 255, 255]) || x.bind.port() == 0 {
+    if let Some(b) = x
+        .bind
+        .filter(|b| b.ip().is_multicast() || b.ip() == IpAddr::from([255, 255, 255, 255]) || b.port() == 0)
+    {
         f.error(
             field("bind"),
-            format!("{}: a unicast or unspecified address with a port", x.bind),
+            format!("{b}: a unicast or unspecified address with a port"),
         );
     }
     if x.state_dir.is_relative() {
@@ -259,7 +262,7 @@ pub fn validate_exchange(x: &ExchangeConfig, at: &str, f: &mut Findings) {
         };
         if let Some(why) = not_a_peer(a) {
             f.error(&at_peer, format!("{a}: {why}"));
-        } else if *a == x.bind {
+        } else if Some(*a) == x.bind {
             f.error(&at_peer, format!("{a} is this process's own address (bind)"));
         }
     }
@@ -592,21 +595,26 @@ impl NodeConfig {
             })
             .collect();
         let is_vip = |ip: IpAddr| vips.iter().find(|(_, v)| v.addr == ip).map(|(p, _)| p.clone());
-        if let Some(p) = is_vip(e.bind.ip()).filter(|_| !e.bind.ip().is_unspecified()) {
-            f.error(
+        if let Some(b) = e.bind {
+            if let Some(p) = is_vip(b.ip()).filter(|_| !b.ip().is_unspecified()) {
+                f.error(
+                    format!("{at}.bind"),
+                    format!("{} is a VIP ({p}): heartbeats go to the node's own address", b.ip()),
+                );
+            }
+        }
+        let own = x.exception.own_ips();
+        if e.bind.is_none() && e.bind_addr(&own).ip().is_unspecified() {
+            f.warn(
                 format!("{at}.bind"),
                 format!(
-                    "{} is a VIP ({p}): heartbeats go to the node's own address",
-                    e.bind.ip()
+                    "not written, and {}exception.addresses has no address of the members' family: the exchange \
+                     binds every address of the host ({}); write this node's own address",
+                    x.at(),
+                    e.bind_addr(&own)
                 ),
             );
         }
-        let own: Vec<IpAddr> = x
-            .exception
-            .addresses
-            .iter()
-            .filter_map(|a| super::types::parse_prefix(a).map(|(ip, _)| ip))
-            .collect();
         for (id, a) in e.addresses() {
             let field = if id == 0 {
                 format!("{at}.coordinator")
@@ -628,12 +636,15 @@ impl NodeConfig {
                 );
             }
         }
-        if !own.is_empty() && !e.bind.ip().is_unspecified() && !own.contains(&e.bind.ip()) {
+        if let Some(b) = e
+            .bind
+            .filter(|b| !own.is_empty() && !b.ip().is_unspecified() && !own.contains(&b.ip()))
+        {
             f.warn(
                 format!("{at}.bind"),
                 format!(
-                    "{} is not among exception.addresses: binding fails unless the host has it",
-                    e.bind.ip()
+                    "{} is not among exception.addresses: heartbeats arrive only once the host has it",
+                    b.ip()
                 ),
             );
         }
@@ -692,10 +703,15 @@ impl NodeConfig {
                         ),
                     );
                 }
-                if earlier.iter().filter_map(|o| o.exchange).any(|oe| oe.bind == e.bind) {
+                let bind = e.bind_addr(&x.exception.own_ips());
+                if earlier
+                    .iter()
+                    .filter_map(|o| o.exchange.map(|oe| oe.bind_addr(&o.exception.own_ips())))
+                    .any(|b| b == bind)
+                {
                     f.error(
                         format!("{at}exchange.bind"),
-                        format!("{}: used by another segment's exchange", e.bind),
+                        format!("{bind}: used by another segment's exchange"),
                     );
                 }
             }
