@@ -11,6 +11,7 @@ mod config;
 mod coordinator;
 mod exchange;
 mod kernel_flows;
+mod keygen;
 mod measure;
 mod membership;
 mod metrics;
@@ -464,6 +465,14 @@ fn run(cli: Cli) -> Outcome {
                     v.dpdk_running
                 );
             }
+            Ok(())
+        }
+        Command::Keygen { path, id, force } => {
+            keygen::write_key_file(&path, id, force)?;
+            outln!(
+                "{}: key {id} written (mode 600); copy this file to every member, e.g. scp -p",
+                path.display()
+            );
             Ok(())
         }
         Command::Completions { shell } => {

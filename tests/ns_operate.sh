@@ -29,8 +29,8 @@ cluster_mac|"02:5e:00:00:01:00"|"02:5e:00:00:01"
 eal.file_prefix|file_prefix: "synshare"|file_prefix: "a/b"
 sharing.buckets|buckets: 65536|buckets: 1000
 sharing.layout|layout: rendezvous|layout: diagonal
-sharing.members[2].weight|(id: 3, weight: 2.0)|(id: 3, weight: -2.0)
-sharing.members[1].id|(id: 2, weight: 1.0)|(id: 1, weight: 1.0)
+exchange.timeout_ms|timeout_ms: 400|timeout_ms: 50
+exchange.peers.1|3: "192.0.2.23:7946"|1: "192.0.2.23:7946"
 vips[0].addr|"192.0.2.100"|"192.0.2.300"
 wire.rx_desc|rx_desc: 1024|rx_desc: 1000
 flow_table.capacity|capacity: 1048576|capacity: 10

@@ -186,6 +186,26 @@ from the configuration file instead).")]
         #[arg(long)]
         json: bool,
     },
+    /// Write a new cluster key file (mode 600) for the exchange
+    #[command(long_about = "\
+Write a new key file for the exchange: one line `ID SECRET`, the secret 32 random bytes from the \
+kernel as 64 hex digits, the file mode 600 (owner read and write only), its directory created \
+(mode 700) when missing. Refuses to replace an existing file unless --force is given.
+
+Copy the same file to every member (e.g. scp -p), then point exchange.key_file at it. The \
+shipped unit gives /etc/synshare/cluster.key to the node as a systemd credential. To rotate, add \
+a line with a new id to every member's file, reload, then remove the old line.")]
+    Keygen {
+        /// Where to write the key file.
+        #[arg(value_name = "PATH", default_value = "/etc/synshare/cluster.key")]
+        path: PathBuf,
+        /// The key id written before the secret (0 to 255).
+        #[arg(long, value_name = "ID", default_value_t = 1)]
+        id: u8,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
     /// Print the versions of synshare and of DPDK
     Version {
         /// Print JSON.
