@@ -515,14 +515,16 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
     let service_stop = Arc::new(AtomicBool::new(false));
     let service = status::spawn_service(
         listener,
-        metrics_listener,
         Arc::clone(&snapshot_cell),
-        Arc::clone(&metrics_cell),
-        page.clone(),
         requests_tx,
         Arc::clone(&service_stop),
     )
     .map_err(|e| format!("status thread: {e}"))?;
+    let route = status::page_route(Arc::clone(&metrics_cell), Arc::clone(&snapshot_cell), page.clone());
+    let metrics_server = metrics_listener
+        .map(|l| crate::metrics::MetricsServer::spawn(l, route))
+        .transpose()
+        .map_err(|e| format!("metrics thread: {e}"))?;
     // systemd: ready now; the watchdog is fed from this loop while every
     // exchange thread is alive (no-ops without NOTIFY_SOCKET).
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("serving")]);
@@ -734,6 +736,7 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
     }
     service_stop.store(true, Ordering::Relaxed);
     let _ = service.join();
+    drop(metrics_server);
 
     info!("stopping");
     worker_stop.store(true, Ordering::Relaxed);

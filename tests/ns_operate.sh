@@ -93,7 +93,21 @@ print("metrics:", len(m.splitlines()), "lines")
 PY
 
 # --- drain and undrain ---------------------------------------------------------
+# Twenty idle connections held open to node3's metrics port (its own
+# thread) must not delay drain on the status socket.
+ip netns exec ss-node3 python3 -c '
+import socket, sys, time
+s = [socket.create_connection(("127.0.0.1", 9746)) for _ in range(20)]
+print("held", flush=True)
+time.sleep(8)' > "$SS_TMP/idle.out" 2>&1 &
+idle=$!
+for _ in $(seq 50); do grep -q held "$SS_TMP/idle.out" && break; sleep 0.1; done
+t0=$(date +%s%N)
 "$BIN" drain --socket /run/synshare/ss-node3.sock
+drain_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+check "drain answers at once with 20 idle metrics connections open ($drain_ms ms, $(cat "$SS_TMP/idle.out"))" \
+  test "$(cat "$SS_TMP/idle.out")" = held -a "$drain_ms" -lt 2000
+kill "$idle" 2>/dev/null; wait "$idle" 2>/dev/null
 check "a draining node lets all its buckets go" $X wait-held-zero 3 5
 client python3 "$ROOT/tests/client.py" --host 192.0.2.100 --count 600 --parallel 8 > "$SS_TMP/d.json"
 n3=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["nodes"].get("node3", 0))' "$SS_TMP/d.json")

@@ -30,7 +30,7 @@ check "the package builds ($(basename "${deb:-none}"))" test -f "$deb"
 [ -f "$deb" ] || { tail -5 "$SS_TMP/package.log"; finish; exit 1; }
 depends=$(dpkg-deb -f "$deb" Depends)
 echo "    Depends: $depends"
-in_depends() { tr ',' '\n' <<<"$depends" | sed 's/[ (].*//; s/^ *//' | grep -qx "$1"; }
+in_depends() { tr ',' '\n' <<<"$depends" | sed 's/^ *//; s/[ (].*//' | grep -qx "$1"; }
 check "it depends on dpdk (dpdk-devbind)" in_depends dpdk
 
 # A clean apt state: the installed packages less DPDK's (and what depends
@@ -51,7 +51,7 @@ while True:  # and whatever depends on a dropped package
         break
     drop |= more
 open(sys.argv[2], "w").write("\n\n".join(s for s in stanzas if name(s) not in drop))
-print(len(drop), file=sys.stderr)
+print("    the clean apt state leaves out %d installed packages (DPDK and what needs it)" % len(drop))
 PY
 apt-get -s -o Dir::State::status="$SS_TMP/status" install "$deb" >"$SS_TMP/sim.log" 2>&1
 sim=$?
