@@ -77,7 +77,7 @@ pub fn run(c: CoordinatorConfig) -> Result<(), String> {
         if metrics.is_some() && published.is_none_or(|t| t.elapsed() >= std::time::Duration::from_millis(100)) {
             published = Some(std::time::Instant::now());
             let x = ex.status();
-            let text = crate::metrics::render_coordinator(&c.name, started.elapsed().as_secs_f64(), &x);
+            let text = crate::metrics::render_coordinator(&c.name, &c.cluster, started.elapsed().as_secs_f64(), &x);
             if let Ok(mut cell) = metrics_text.lock() {
                 *cell = text;
             }

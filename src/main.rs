@@ -12,6 +12,7 @@ mod coordinator;
 mod exchange;
 mod kernel_flows;
 mod keygen;
+mod logging;
 mod measure;
 mod membership;
 mod metrics;
@@ -66,10 +67,20 @@ fn init_logging(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
+    // Under systemd, each line starts with its priority for the journal.
+    let journal = logging::stderr_is_journal();
+    let text = tracing_subscriber::fmt::format().with_ansi(ansi && !journal);
+    let json = tracing_subscriber::fmt::format().json().flatten_event(true);
     // A second call (none today) would keep the first subscriber.
-    let _ = match format {
-        LogFormat::Text => builder.with_ansi(ansi).try_init(),
-        LogFormat::Json => builder.json().with_ansi(false).flatten_event(true).try_init(),
+    let _ = match (format, journal) {
+        (LogFormat::Text, false) => builder.event_format(text).try_init(),
+        (LogFormat::Text, true) => builder.event_format(logging::JournalPriority(text)).try_init(),
+        (LogFormat::Json, false) => builder.json().with_ansi(false).flatten_event(true).try_init(),
+        (LogFormat::Json, true) => builder
+            .json()
+            .with_ansi(false)
+            .event_format(logging::JournalPriority(json))
+            .try_init(),
     };
 }
 
@@ -511,7 +522,11 @@ fn main() -> ExitCode {
         Err(failure) => {
             let message = failure.message();
             if !message.is_empty() {
-                eprintln!("{message}");
+                // Under systemd, at the journal's error priority.
+                let prefix = if logging::stderr_is_journal() { "<3>" } else { "" };
+                for line in message.lines() {
+                    eprintln!("{prefix}{line}");
+                }
             }
             ExitCode::from(failure.code())
         }

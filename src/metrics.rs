@@ -10,6 +10,7 @@ use prometheus_client::metrics::counter::Counter as CounterMetric;
 use prometheus_client::metrics::family::Family as Labelled;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use std::borrow::Cow;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -49,6 +50,8 @@ impl Family {
     /// A family named `synshare_NAME` of `kind` ("counter" or "gauge"). A
     /// counter's `_total` is the encoder's to add.
     fn new(registry: &mut Registry, name: &'static str, kind: &str, help: &str) -> Self {
+        // The encoder ends the help with a full stop of its own.
+        let help = help.strip_suffix('.').unwrap_or(help);
         if kind == "counter" {
             let f = Labelled::default();
             registry.register(name.strip_suffix("_total").unwrap_or(name), help, f.clone());
@@ -76,9 +79,12 @@ impl Family {
 /// The content type of the exposition.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// A registry for one exposition.
-fn registry() -> Registry {
-    Registry::with_prefix("synshare")
+/// A registry for one exposition: every series carries `cluster`.
+fn registry(cluster: &str) -> Registry {
+    Registry::with_prefix_and_labels(
+        "synshare",
+        std::iter::once((Cow::Borrowed("cluster"), Cow::Owned(cluster.to_owned()))),
+    )
 }
 
 /// The text of `registry`.
@@ -94,10 +100,20 @@ fn encode(registry: &Registry) -> String {
 /// `_total` for counters, every series present from the start (zeros
 /// included), a `segment` label on everything per segment.
 pub fn render(s: &NodeStatus) -> String {
-    let mut o = registry();
+    let mut o = registry(&s.cluster);
     let node = s.name.as_str();
     let segs: Vec<&NodeStatus> = std::iter::once(s).chain(s.segments.iter()).collect();
-    let seg_ids: Vec<String> = segs.iter().map(|x| x.segment.to_string()).collect();
+    // The exchange's segment id, as the coordinator and the other members
+    // label it (a segment with static shares has none: its index here).
+    let seg_ids: Vec<String> = segs
+        .iter()
+        .map(|x| {
+            x.exchange
+                .as_ref()
+                .map_or(x.segment, |e| u32::from(e.segment))
+                .to_string()
+        })
+        .collect();
     let each = |f: &mut dyn FnMut(&NodeStatus, &str)| {
         for (x, id) in segs.iter().zip(&seg_ids) {
             f(x, id);
@@ -496,8 +512,8 @@ fn member_families(o: &mut Registry, node: &str, segs: &[(&str, &[MemberStatus])
 
 /// The exposition of a coordinator: its exchange, the members' shares and
 /// weights in the table it made.
-pub fn render_coordinator(name: &str, uptime_s: f64, x: &ExchangeStatus) -> String {
-    let mut o = registry();
+pub fn render_coordinator(name: &str, cluster: &str, uptime_s: f64, x: &ExchangeStatus) -> String {
+    let mut o = registry(cluster);
     let seg = x.segment.to_string();
     let mut m = Family::new(&mut o, "build_info", "gauge", "Version of synshare; always 1.");
     m.sample(
@@ -685,8 +701,10 @@ mod tests {
                 share_pct: 100.0,
             }],
             workers: vec![WorkerStatus::default()],
+            cluster: "web".into(),
             exchange: Some(ExchangeStatus {
-                segment: segment as u16,
+                // The exchange's id, not the index on this node.
+                segment: segment as u16 + 7,
                 lease_ms: Some(300),
                 peers: vec![PeerStatus {
                     id: 2,
@@ -725,7 +743,7 @@ mod tests {
             "state_file_bytes",
             "consensus_log_entries",
         ] {
-            for seg in ["0", "1"] {
+            for seg in ["7", "8"] {
                 assert!(
                     text.lines()
                         .any(|l| l.starts_with(&format!("synshare_{family}{{"))
@@ -734,12 +752,19 @@ mod tests {
                 );
             }
         }
+        assert!(
+            !text.contains("segment=\"0\"") && !text.contains("segment=\"1\""),
+            "an index as segment"
+        );
+        for l in text.lines().filter(|l| !l.starts_with('#')) {
+            assert!(l.contains("cluster=\"web\""), "no cluster label: {l}");
+        }
         let mut seen = std::collections::BTreeSet::new();
         for l in text.lines().filter(|l| l.starts_with("# TYPE ")) {
             assert!(seen.insert(l.to_owned()), "declared twice: {l}");
         }
         assert!(
-            text.contains("synshare_availability_ratio{node=\"node1\",kind=\"smoothed\"} 0.5\n"),
+            text.contains("synshare_availability_ratio{cluster=\"web\",node=\"node1\",kind=\"smoothed\"} 0.5\n"),
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"), "OpenMetrics text ends with # EOF");
@@ -779,10 +804,13 @@ mod tests {
         let mut s = sample();
         s.name = "a\"b\\c\nd".into();
         let text = render(&s);
-        assert!(text.contains(r#"synshare_uptime_seconds{node="a\"b\\c\nd"}"#), "{text}");
+        assert!(
+            text.contains(r#"synshare_uptime_seconds{cluster="web",node="a\"b\\c\nd"}"#),
+            "{text}"
+        );
         let outcomes = text
             .lines()
-            .filter(|l| l.starts_with("synshare_frames_total{") && l.contains("segment=\"0\""))
+            .filter(|l| l.starts_with("synshare_frames_total{") && l.contains("segment=\"7\""))
             .count();
         assert_eq!(outcomes, synshare_dataplane::counters::Counter::ALL.len());
     }

@@ -835,6 +835,7 @@ fn segment_status(
     };
     NodeStatus {
         name: c.name.clone(),
+        cluster: c.cluster.clone(),
         id: c.id,
         segment: seg.index as u32,
         dpdk: dpdk::version(),

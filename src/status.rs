@@ -99,6 +99,9 @@ pub struct AvailabilityStatus {
 pub struct NodeStatus {
     /// Node name.
     pub name: String,
+    /// The cluster's name (`cluster` in the configuration).
+    #[serde(default)]
+    pub cluster: String,
     /// Member id.
     pub id: u32,
     /// Segment index on this node (0: the first).

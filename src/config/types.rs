@@ -20,6 +20,10 @@ use synshare_dataplane::packet::Mac;
 /// Defaults of fields that sit beside required ones (serde needs a function
 /// per such field).
 pub mod defaults {
+    /// `cluster`.
+    pub fn cluster() -> String {
+        "synshare".to_owned()
+    }
     /// `eal.memory_mb`.
     pub fn memory_mb() -> u32 {
         256
@@ -549,6 +553,10 @@ pub struct NodeConfig {
     /// The node's name (in logs, status, state files and the default
     /// status socket's name).
     pub name: String,
+    /// The cluster's name: the `cluster` label of every metric, the same
+    /// on every member (and its coordinator).
+    #[serde(default = "defaults::cluster")]
+    pub cluster: String,
     /// The node's member id.
     pub id: u32,
     /// EAL settings.
@@ -667,6 +675,9 @@ impl NodeConfig {
 pub struct CoordinatorConfig {
     /// Its name (in logs, its state file and its default status socket).
     pub name: String,
+    /// The cluster's name, as the nodes' `cluster`.
+    #[serde(default = "defaults::cluster")]
+    pub cluster: String,
     /// The exchange; `peers` are the nodes.
     pub exchange: ExchangeConfig,
     /// Buckets (a power of two), the same as the nodes'.

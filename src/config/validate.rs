@@ -280,6 +280,15 @@ impl NodeConfig {
         if let Err(e) = plain_name(&self.name) {
             f.error("name", e);
         }
+        if self.cluster.is_empty() || self.cluster.len() > 64 || self.cluster.chars().any(char::is_control) {
+            f.error(
+                "cluster",
+                format!(
+                    "{:?}: 1 to 64 characters, none a control character (a metrics label)",
+                    self.cluster
+                ),
+            );
+        }
         if self.id == 0 {
             f.error("id", "0 is the coordinator's id; nodes take 1 and up");
         }
@@ -792,6 +801,15 @@ impl CoordinatorConfig {
     pub fn validate(&self, f: &mut Findings) {
         if let Err(e) = plain_name(&self.name) {
             f.error("name", e);
+        }
+        if self.cluster.is_empty() || self.cluster.len() > 64 || self.cluster.chars().any(char::is_control) {
+            f.error(
+                "cluster",
+                format!(
+                    "{:?}: 1 to 64 characters, none a control character (a metrics label)",
+                    self.cluster
+                ),
+            );
         }
         validate_exchange(&self.exchange, "exchange", f);
         if !self.buckets.is_power_of_two() || !(16..=(1 << 20)).contains(&self.buckets) {
