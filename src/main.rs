@@ -10,6 +10,7 @@ mod cli;
 mod config;
 mod coordinator;
 mod exchange;
+mod health;
 mod kernel_flows;
 mod keygen;
 mod logging;

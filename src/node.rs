@@ -442,6 +442,8 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
     let measured = Arc::new(Measured::default());
     let (inputs_tx, inputs_rx) = mpsc::channel();
     let measure_stop = Arc::new(AtomicBool::new(false));
+    // The health check in force (a reload replaces it).
+    let health_check = Arc::new(std::sync::RwLock::new(c.availability.health()));
     let dynamic = segments.iter().any(|s| matches!(s.sharing, Sharing::Dynamic(_)));
     let measure_thread = if dynamic {
         Some(measure::start(
@@ -450,6 +452,7 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
             inputs_tx,
             Arc::clone(&measure_stop),
             Arc::clone(&measured),
+            &health_check,
         )?)
     } else {
         None

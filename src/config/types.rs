@@ -20,6 +20,26 @@ use synshare_dataplane::packet::Mac;
 /// Defaults of fields that sit beside required ones (serde needs a function
 /// per such field).
 pub mod defaults {
+    /// `health_check.probe.path`.
+    pub fn health_path() -> String {
+        "/".to_owned()
+    }
+    /// `health_check.probe.status`.
+    pub fn health_status() -> u16 {
+        200
+    }
+    /// `health_check.timeout_ms`.
+    pub fn health_timeout_ms() -> u64 {
+        200
+    }
+    /// `health_check.rise`.
+    pub fn health_rise() -> u32 {
+        2
+    }
+    /// `health_check.fall`.
+    pub fn health_fall() -> u32 {
+        2
+    }
     /// `cluster`.
     pub fn cluster() -> String {
         "synshare".to_owned()
@@ -477,6 +497,62 @@ pub enum CpuSource {
     Cgroup(String),
 }
 
+/// What a health check asks the local service.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum Probe {
+    /// A TCP connection is accepted at this address.
+    Tcp(SocketAddr),
+    /// An HTTP/1.1 GET of `path` at `addr` answers with `status`.
+    Http {
+        /// Where the service listens.
+        addr: SocketAddr,
+        /// The path asked for (starts with `/`).
+        #[serde(default = "defaults::health_path")]
+        path: String,
+        /// The status expected (any other is a failure).
+        #[serde(default = "defaults::health_status")]
+        status: u16,
+        /// The Host header (default: the address).
+        #[serde(default)]
+        host: Option<String>,
+    },
+}
+
+/// A health check with rise and fall counts: the service is up after `rise`
+/// checks in a row succeed, down after `fall` in a row fail (it starts
+/// down). Run once per `availability.sample_ms`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    /// What is asked.
+    pub probe: Probe,
+    /// One check's deadline (connect, send, answer), ms.
+    #[serde(default = "defaults::health_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Successes in a row that make a down service up.
+    #[serde(default = "defaults::health_rise")]
+    pub rise: u32,
+    /// Failures in a row that make an up service down.
+    #[serde(default = "defaults::health_fall")]
+    pub fall: u32,
+}
+
+impl AvailabilityConfig {
+    /// The health check in force: `health_check`, or `service_probe` as a
+    /// TCP check with rise and fall 1.
+    pub fn health(&self) -> Option<HealthCheck> {
+        self.health_check.clone().or_else(|| {
+            self.service_probe.map(|addr| HealthCheck {
+                probe: Probe::Tcp(addr),
+                timeout_ms: defaults::health_timeout_ms(),
+                rise: 1,
+                fall: 1,
+            })
+        })
+    }
+}
+
 /// How the node measures its available capacity.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -491,8 +567,12 @@ pub struct AvailabilityConfig {
     pub cpu_exponent: f64,
     /// Availability falls to 0 as connections reach this.
     pub max_connections: Option<u64>,
-    /// A TCP address of the local service to probe; no answer: availability 0.
+    /// A TCP address of the local service to probe; no answer: availability
+    /// 0. Short for `health_check` with a TCP probe, rise 1 and fall 1.
     pub service_probe: Option<SocketAddr>,
+    /// The health check of the local service, once per `sample_ms`: while
+    /// it is down, availability is 0.
+    pub health_check: Option<HealthCheck>,
     /// An hwmon temperature file (millidegrees), with the temperatures where
     /// availability starts to fall and reaches 0 (°C).
     pub temperature: Option<(PathBuf, f64, f64)>,
@@ -516,6 +596,7 @@ impl Default for AvailabilityConfig {
             cpu_exponent: f.cpu_exponent,
             max_connections: None,
             service_probe: None,
+            health_check: None,
             temperature: None,
             power: None,
             alpha: 0.5,

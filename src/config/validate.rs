@@ -17,7 +17,8 @@
 
 use super::lcores::Lcores;
 use super::types::{
-    CoordinatorConfig, CpuSource, ExchangeConfig, Hugepages, NodeConfig, SegmentView, VipConfig, SAMPLE_KEYS,
+    CoordinatorConfig, CpuSource, ExchangeConfig, HealthCheck, Hugepages, NodeConfig, Probe, SegmentView, VipConfig,
+    SAMPLE_KEYS,
 };
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
@@ -155,6 +156,62 @@ fn not_a_peer(a: &SocketAddr) -> Option<&'static str> {
         Some("not a unicast address")
     } else {
         None
+    }
+}
+
+/// Checks `availability.health_check`, run once per `sample_ms`.
+fn validate_health_check(h: &HealthCheck, sample_ms: u64, f: &mut Findings) {
+    let field = |name: &str| format!("availability.health_check.{name}");
+    f.range(field("rise"), h.rise, 1, 100, "");
+    f.range(field("fall"), h.fall, 1, 100, "");
+    if h.timeout_ms < 1 || h.timeout_ms >= sample_ms {
+        f.error(
+            field("timeout_ms"),
+            format!(
+                "{}: from 1 ms to less than availability.sample_ms ({sample_ms} ms): one check ends before the next",
+                h.timeout_ms
+            ),
+        );
+    }
+    let addr = match &h.probe {
+        Probe::Tcp(a) => *a,
+        Probe::Http {
+            addr,
+            path,
+            status,
+            host,
+        } => {
+            if !path.starts_with('/') || path.len() > 1024 || path.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                f.error(
+                    field("probe.path"),
+                    format!(
+                        "{path:?}: a path starting with '/', without spaces or control characters, up to 1024 bytes"
+                    ),
+                );
+            }
+            if !(100..=599).contains(status) {
+                f.error(
+                    field("probe.status"),
+                    format!("{status}: an HTTP status from 100 to 599"),
+                );
+            }
+            if let Some(host) = host {
+                if host.is_empty() || host.len() > 255 || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                    f.error(
+                        field("probe.host"),
+                        format!("{host:?}: a host name without spaces or control characters"),
+                    );
+                }
+            }
+            *addr
+        }
+    };
+    if addr.port() == 0 || addr.ip().is_unspecified() || addr.ip().is_multicast() {
+        f.error(
+            field("probe"),
+            format!("{addr}: the local service's address (a unicast address and a port)"),
+        );
     }
 }
 
@@ -744,6 +801,15 @@ impl NodeConfig {
         }
         if a.max_connections == Some(0) {
             f.error("availability.max_connections", "0: at least 1 (or None for no limit)");
+        }
+        if a.service_probe.is_some() && a.health_check.is_some() {
+            f.error(
+                "availability.service_probe",
+                "give service_probe (a TCP check, rise 1, fall 1) or health_check, not both",
+            );
+        }
+        if let Some(h) = &a.health_check {
+            validate_health_check(h, a.sample_ms, f);
         }
         match &a.cpu {
             CpuSource::Cgroup(name) => {
