@@ -39,6 +39,37 @@ fn is_stream(journal_stream: &str, dev: u64, ino: u64) -> bool {
         == Some((dev, ino))
 }
 
+/// Sets the filter of the subscriber installed at start.
+type SetLevel = Box<dyn Fn(tracing_subscriber::EnvFilter) -> Result<(), String> + Send + Sync>;
+
+static RELOAD: std::sync::OnceLock<SetLevel> = std::sync::OnceLock::new();
+
+/// Keeps `handle`, the filter of the subscriber being installed, for
+/// [`set_level`].
+pub fn set_reload<L, S>(handle: tracing_subscriber::reload::Handle<L, S>)
+where
+    L: From<tracing_subscriber::EnvFilter> + 'static,
+    S: 'static,
+    tracing_subscriber::reload::Handle<L, S>: Send + Sync,
+{
+    let _ = RELOAD.set(Box::new(move |f| handle.reload(f).map_err(|e| e.to_string())));
+}
+
+/// The filter `directives` (EnvFilter syntax: `info`, `debug`,
+/// `warn,synshare=debug`), checked.
+pub fn filter(directives: &str) -> Result<tracing_subscriber::EnvFilter, String> {
+    tracing_subscriber::EnvFilter::try_new(directives).map_err(|e| format!("{directives:?}: {e}"))
+}
+
+/// Logs from now on at `directives`.
+pub fn set_level(directives: &str) -> Result<(), String> {
+    let f = filter(directives)?;
+    match RELOAD.get() {
+        Some(set) => set(f),
+        None => Err("no log subscriber to change".into()),
+    }
+}
+
 /// An event format that puts the journal's priority before each line of
 /// the format it wraps.
 pub struct JournalPriority<F>(pub F);

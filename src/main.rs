@@ -18,6 +18,7 @@ mod measure;
 mod membership;
 mod metrics;
 mod node;
+mod reload;
 mod status;
 #[cfg(test)]
 mod unit_files;
@@ -65,6 +66,8 @@ fn init_logging(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours are for people at a terminal; the journal and files get none.
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    // The level can change later: `log_level` in a node's configuration, at
+    // start and on SIGHUP.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -72,17 +75,23 @@ fn init_logging(format: LogFormat) {
     let journal = logging::stderr_is_journal();
     let text = tracing_subscriber::fmt::format().with_ansi(ansi && !journal);
     let json = tracing_subscriber::fmt::format().json().flatten_event(true);
+    macro_rules! init {
+        ($builder:expr) => {{
+            let b = $builder.with_filter_reloading();
+            logging::set_reload(b.reload_handle());
+            let _ = b.try_init();
+        }};
+    }
     // A second call (none today) would keep the first subscriber.
-    let _ = match (format, journal) {
-        (LogFormat::Text, false) => builder.event_format(text).try_init(),
-        (LogFormat::Text, true) => builder.event_format(logging::JournalPriority(text)).try_init(),
-        (LogFormat::Json, false) => builder.json().with_ansi(false).flatten_event(true).try_init(),
-        (LogFormat::Json, true) => builder
+    match (format, journal) {
+        (LogFormat::Text, false) => init!(builder.event_format(text)),
+        (LogFormat::Text, true) => init!(builder.event_format(logging::JournalPriority(text))),
+        (LogFormat::Json, false) => init!(builder.json().with_ansi(false).flatten_event(true)),
+        (LogFormat::Json, true) => init!(builder
             .json()
             .with_ansi(false)
-            .event_format(logging::JournalPriority(json))
-            .try_init(),
-    };
+            .event_format(logging::JournalPriority(json))),
+    }
 }
 
 /// The status socket of the node or coordinator `target` names. A
@@ -425,6 +434,9 @@ fn run(cli: Cli) -> Outcome {
         Command::Node { config } => {
             init_logging(cli.log_format);
             let checked = NodeConfig::check(&config)?;
+            if let Some(level) = &checked.config.log_level {
+                logging::set_level(level)?;
+            }
             for w in &checked.warnings {
                 tracing::warn!("{}", warning_line(w));
             }

@@ -71,8 +71,10 @@ the TAP exception port, the VIPs, the cluster MAC and the members or the exchang
 checked as check-config checks it before anything starts; a refused configuration exits 78.
 
 SIGTERM drains (with an exchange: the others take new connections at once) and stops once the \
-known flows end or stop_drain_s passes; SIGINT, or a second SIGTERM, stops at once; SIGHUP \
-reloads availability.capacity and the exchange keys. See configs/ for commented examples.")]
+known flows end or stop_drain_s passes; SIGINT, or a second SIGTERM, stops at once. SIGHUP \
+reloads what can change while it runs (availability: capacity, health check and formula; \
+metrics; log_level; the exchange keys) and names in a warning each other edited field, which \
+takes effect after a restart. See configs/ for commented examples.")]
     Node {
         /// The node's configuration.
         #[arg(long, short, value_name = "FILE")]

@@ -675,6 +675,11 @@ pub struct NodeConfig {
     /// Where the Prometheus metrics are served (HTTP, `GET /metrics`).
     #[serde(default)]
     pub metrics: Option<SocketAddr>,
+    /// The log level (EnvFilter directives: `info`, `debug`,
+    /// `warn,synshare=debug`); set, it overrides SYNSHARE_LOG, and SIGHUP
+    /// applies a new one.
+    #[serde(default)]
+    pub log_level: Option<String>,
     /// The availability exchange; without it, shares are static (from
     /// `sharing.members`).
     #[serde(default)]

@@ -349,6 +349,14 @@ impl NodeConfig {
         if self.id == 0 {
             f.error("id", "0 is the coordinator's id; nodes take 1 and up");
         }
+        if let Some(level) = &self.log_level {
+            if let Err(e) = crate::logging::filter(level) {
+                f.error(
+                    "log_level",
+                    format!("{e} (e.g. \"info\", \"debug\", \"warn,synshare=debug\")"),
+                );
+            }
+        }
         self.validate_eal(f);
         let segments = self.all_segments();
         for seg in &segments {
