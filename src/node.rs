@@ -667,8 +667,8 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
                     );
                     if !edits.need_restart.is_empty() {
                         warn!(
-                            fields = %edits.need_restart.join(", "),
-                            "edited fields not applied: they take effect after a restart (systemctl restart synshare@{})",
+                            "edited fields that need a restart, not applied: {} (systemctl restart synshare@{})",
+                            edits.need_restart.join(", "),
                             c.name
                         );
                     }

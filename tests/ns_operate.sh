@@ -118,8 +118,9 @@ check "undrained, it takes its share again" $X wait-held 3 3 20000 5
 
 # --- reload (SIGHUP) ----------------------------------------------------------------
 # node2's file edited: capacity, the health check (HTTP, rise/fall), the
-# metrics port and the log level are applied; workers and the buckets need
-# a restart and are named in a warning; the node keeps serving.
+# metrics port and the log level are applied; the flow table's capacity
+# and the buckets need a restart and are named in a warning; the node
+# keeps serving.
 STATE=${SS_STATE:-/tmp/ss-cluster}
 cp "$STATE/node2.ron" "$SS_TMP/node2.ron.orig"
 python3 - "$STATE/node2.ron" <<'PY'
@@ -131,18 +132,18 @@ for a, b in [("capacity: 2.0,", "capacity: 5.0,"),
              ("buckets: 65536,", "buckets: 4096,")]:
     assert t.count(a) == 1, a
     t = t.replace(a, b)
-t = t.replace("workers: 1,", "workers: 2,", 1)
+t = t.replace("flow_table: (capacity: 65536)", "flow_table: (capacity: 131072)", 1)
 open(p, "w").write(t)
 PY
 : > "$SS_TMP/before.log"; cp "$STATE/node2.log" "$SS_TMP/before.log"
 kill -HUP "$(cat "$STATE/node2.pid")"
 sleep 1.5
 tail -n +$(($(wc -l <"$SS_TMP/before.log") + 1)) "$STATE/node2.log" > "$SS_TMP/reload.log"
-grep -E "reloaded|restart" "$SS_TMP/reload.log" | sed 's/^/    /' | cut -c1-300
+grep -E "reload|restart" "$SS_TMP/reload.log" | sed 's/^/    /' | cut -c1-300
 check "SIGHUP applies capacity, health check, metrics and log level" \
   grep -q 'edited=\["availability.capacity", "availability.health_check", "availability.service_probe", "log_level", "metrics"\]' "$SS_TMP/reload.log"
 check "and warns naming each edited field that needs a restart" \
-  grep -E 'WARN.*fields=sharing.buckets, workers.*after a restart' "$SS_TMP/reload.log"
+  grep -E 'WARN.*need a restart, not applied: flow_table.capacity, sharing.buckets \(systemctl restart' "$SS_TMP/reload.log"
 cap=$(node_json 2 | python3 -c 'import json,sys; print(json.load(sys.stdin)["availability"]["capacity"])')
 check "the new capacity is in force ($cap)" python3 -c "import sys; sys.exit(0 if abs($cap - 5.0) < 1e-9 else 1)"
 check "metrics moved to 127.0.0.1:9747, 9746 is closed" bash -c \
