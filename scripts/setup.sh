@@ -59,8 +59,31 @@ else
   echo "setup: hugepages unavailable: nodes will run with --no-huge (slower)"
 fi
 
-if ! command -v cargo >/dev/null; then
-  echo "setup: cargo not found; install a Rust toolchain" >&2
+# A Rust toolchain of at least the version Cargo.toml states (rust-version,
+# which every package inherits): rustup's when rustup is there, else
+# Debian's rustc-web/cargo-web (bookworm's newer Rust, beside the 1.63 of
+# its rustc package).
+export PATH="$HOME/.cargo/bin:$PATH"
+need=$(sed -n 's/^rust-version = "\(.*\)"$/\1/p' Cargo.toml | head -1)
+rust_ok() {
+  local have
+  have=$(rustc --version 2>/dev/null | awk '{print $2}')
+  [ -n "$have" ] && command -v cargo >/dev/null && printf '%s\n%s\n' "$need" "$have" | sort -V -C
+}
+if ! rust_ok; then
+  if command -v rustup >/dev/null; then
+    echo "setup: installing Rust $need (rustup)"
+    rustup toolchain install "$need" --profile minimal --component clippy,rustfmt
+    rustup default "$need"
+  else
+    echo "setup: installing Debian's rustc-web and cargo-web (Rust >= $need)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends rustc-web cargo-web >/dev/null
+  fi
+fi
+if ! rust_ok; then
+  echo "setup: Rust $need or later is needed (rust-version in Cargo.toml); found: $(rustc --version 2>/dev/null || echo none)" >&2
   exit 1
 fi
 cargo build --release --workspace --quiet

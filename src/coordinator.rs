@@ -51,22 +51,39 @@ pub fn run(c: CoordinatorConfig) -> Result<(), String> {
         c.exchange.bind_addr(&[]),
         socket.display()
     );
-    let metrics = crate::metrics::listen(c.metrics)?;
+    // Metrics on a thread of their own, from what this loop publishes.
+    let metrics_text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let status_text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let route: crate::metrics::Route = {
+        let (metrics_text, status_text) = (
+            std::sync::Arc::clone(&metrics_text),
+            std::sync::Arc::clone(&status_text),
+        );
+        let read = |cell: &std::sync::Mutex<String>| cell.lock().map(|s| s.clone()).unwrap_or_default();
+        std::sync::Arc::new(move |path: &str| match path {
+            "/metrics" => Some((crate::metrics::CONTENT_TYPE, read(&metrics_text))),
+            "/status.json" => Some(("application/json", read(&status_text))),
+            _ => None,
+        })
+    };
+    let metrics = crate::metrics::listen(c.metrics)?
+        .map(|l| crate::metrics::MetricsServer::spawn(l, route))
+        .transpose()
+        .map_err(|e| format!("metrics thread: {e}"))?;
     let started = std::time::Instant::now();
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    let mut published: Option<std::time::Instant> = None;
     while !stop.load(Ordering::Relaxed) {
-        if let Some(l) = &metrics {
-            crate::metrics::serve(l, |path| match path {
-                "/metrics" => Some((
-                    "text/plain; version=0.0.4",
-                    crate::metrics::render_coordinator(&c.name, started.elapsed().as_secs_f64(), &ex.status()),
-                )),
-                "/status.json" => Some((
-                    "application/json",
-                    serde_json::to_string(&ex.status()).unwrap_or_default(),
-                )),
-                _ => None,
-            });
+        if metrics.is_some() && published.is_none_or(|t| t.elapsed() >= std::time::Duration::from_millis(100)) {
+            published = Some(std::time::Instant::now());
+            let x = ex.status();
+            let text = crate::metrics::render_coordinator(&c.name, &c.cluster, started.elapsed().as_secs_f64(), &x);
+            if let Ok(mut cell) = metrics_text.lock() {
+                *cell = text;
+            }
+            if let Ok(mut cell) = status_text.lock() {
+                *cell = serde_json::to_string(&x).unwrap_or_default();
+            }
         }
         status::serve(&listener, |request| match request.split_whitespace().next() {
             Some("status") | None => serde_json::to_string(&ex.status()).unwrap_or_default(),
@@ -76,6 +93,7 @@ pub fn run(c: CoordinatorConfig) -> Result<(), String> {
         });
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    drop(metrics);
     ex.stop();
     let _ = std::fs::remove_file(&socket);
     info!("coordinator stopping");

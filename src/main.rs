@@ -11,11 +11,15 @@ mod cli;
 mod config;
 mod coordinator;
 mod exchange;
+mod health;
 mod kernel_flows;
+mod keygen;
+mod logging;
 mod measure;
 mod membership;
 mod metrics;
 mod node;
+mod reload;
 mod status;
 #[cfg(test)]
 mod unit_files;
@@ -65,14 +69,32 @@ fn init_logging(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours are for people at a terminal; the journal and files get none.
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    // The level can change later: `log_level` in a node's configuration, at
+    // start and on SIGHUP.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
+    // Under systemd, each line starts with its priority for the journal.
+    let journal = logging::stderr_is_journal();
+    let text = tracing_subscriber::fmt::format().with_ansi(ansi && !journal);
+    let json = tracing_subscriber::fmt::format().json().flatten_event(true);
+    macro_rules! init {
+        ($builder:expr) => {{
+            let b = $builder.with_filter_reloading();
+            logging::set_reload(b.reload_handle());
+            let _ = b.try_init();
+        }};
+    }
     // A second call (none today) would keep the first subscriber.
-    let _ = match format {
-        LogFormat::Text => builder.with_ansi(ansi).try_init(),
-        LogFormat::Json => builder.json().with_ansi(false).flatten_event(true).try_init(),
-    };
+    match (format, journal) {
+        (LogFormat::Text, false) => init!(builder.event_format(text)),
+        (LogFormat::Text, true) => init!(builder.event_format(logging::JournalPriority(text))),
+        (LogFormat::Json, false) => init!(builder.json().with_ansi(false).flatten_event(true)),
+        (LogFormat::Json, true) => init!(builder
+            .json()
+            .with_ansi(false)
+            .event_format(logging::JournalPriority(json))),
+    }
 }
 
 /// The status socket of the node or coordinator `target` names. A
@@ -415,6 +437,9 @@ fn run(cli: Cli) -> Outcome {
         Command::Node { config } => {
             init_logging(cli.log_format);
             let checked = NodeConfig::check(&config)?;
+            if let Some(level) = &checked.config.log_level {
+                logging::set_level(level)?;
+            }
             for w in &checked.warnings {
                 tracing::warn!("{}", warning_line(w));
             }
@@ -475,6 +500,14 @@ fn run(cli: Cli) -> Outcome {
             }
             Ok(())
         }
+        Command::Keygen { path, id, force } => {
+            keygen::write_key_file(&path, id, force)?;
+            outln!(
+                "{}: key {id} written (mode 600); copy this file to every member, e.g. scp -p",
+                path.display()
+            );
+            Ok(())
+        }
         Command::Completions { shell } => {
             cli::out::print_bytes(&cli::completions(shell));
             Ok(())
@@ -512,7 +545,11 @@ fn main() -> ExitCode {
         Err(failure) => {
             let message = failure.message();
             if !message.is_empty() {
-                eprintln!("{message}");
+                // Under systemd, at the journal's error priority.
+                let prefix = if logging::stderr_is_journal() { "<3>" } else { "" };
+                for line in message.lines() {
+                    eprintln!("{prefix}{line}");
+                }
             }
             ExitCode::from(failure.code())
         }

@@ -1,15 +1,16 @@
 //! Measuring a node's state for its availability: CPU time of its service's
 //! cgroup (v2, or v1 cpu+cpuacct) against its quota, or the host's CPU from
-//! /proc/stat; a TCP probe of the local service; hwmon temperature and
+//! /proc/stat; the health check of the local service (TCP or HTTP, with
+//! rise and fall counts); hwmon temperature and
 //! powercap energy where configured. Runs on its own thread so that a slow
 //! probe never delays a heartbeat.
 
-use crate::config::{AvailabilityConfig, CpuSource};
-use std::net::{SocketAddr, TcpStream};
+use crate::config::{AvailabilityConfig, CpuSource, HealthCheck};
+use crate::health::Health;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use synshare_control::availability::Inputs;
 
@@ -123,10 +124,11 @@ pub fn start(
     out: Sender<Inputs>,
     stop: Arc<AtomicBool>,
     shared: Arc<Measured>,
+    health_check: &Arc<RwLock<Option<HealthCheck>>>,
 ) -> Result<std::thread::JoinHandle<()>, String> {
     let cpu = Cpu::open(&config.cpu)?;
     let period = Duration::from_millis(config.sample_ms);
-    let probe: Option<SocketAddr> = config.service_probe;
+    let health_check = Arc::clone(health_check);
     let temperature = config.temperature.clone();
     let power = config.power.clone();
     std::thread::Builder::new()
@@ -137,6 +139,8 @@ pub fn start(
                 .as_ref()
                 .and_then(|(p, _)| read_u64(p))
                 .map(|e| (e, Instant::now()));
+            let mut health = Health::default();
+            let mut last_failure: Option<String> = None;
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(period);
                 let now_cpu = cpu.sample();
@@ -152,8 +156,28 @@ pub fn start(
                     _ => None,
                 };
                 last_cpu = now_cpu;
-                let service_up =
-                    probe.is_none_or(|addr| TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok());
+                // Read each time: a reload may change it.
+                let current = health_check.read().ok().and_then(|h| h.clone());
+                let service_up = match &current {
+                    None => true,
+                    Some(h) => {
+                        let result = crate::health::check(h);
+                        let was = health.up();
+                        let up = health.observe(result.is_ok(), h.rise, h.fall);
+                        match (&result, up != was) {
+                            (Err(why), true) => {
+                                tracing::warn!(%why, fall = h.fall, "the local service is down: availability 0")
+                            }
+                            (Ok(()), true) => tracing::info!(rise = h.rise, "the local service is up"),
+                            (Err(why), false) if last_failure.as_ref() != Some(why) => {
+                                tracing::debug!(%why, "health check failed")
+                            }
+                            _ => {}
+                        }
+                        last_failure = result.err();
+                        up
+                    }
+                };
                 let temperature_c = temperature
                     .as_ref()
                     .and_then(|(path, _, _)| read_u64(path))

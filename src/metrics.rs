@@ -1,30 +1,98 @@
-//! Prometheus text exposition of a node's status, served over plain HTTP on
-//! a local address (`metrics` in the configuration).
+//! Prometheus exposition of a node's status (encoded by the Prometheus
+//! client library, OpenMetrics text), and the HTTP server of the metrics
+//! and the status page (`metrics` in the configuration): hyper on a thread
+//! of its own, apart from the status socket's, with a deadline on every
+//! connection and a limit on how many are open at once.
 
 use crate::exchange::{ExchangeStatus, PeerStatus};
 use crate::status::{MemberStatus, NodeStatus};
-use std::fmt::Write as _;
-use std::io::{Read, Write};
+use prometheus_client::metrics::counter::Counter as CounterMetric;
+use prometheus_client::metrics::family::Family as Labelled;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::borrow::Cow;
 use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::Duration;
-use tracing::info;
+use tracing::{info, warn};
 
-/// A metric family: HELP and TYPE once, then its samples.
-struct Family<'a> {
-    out: &'a mut String,
-    name: &'static str,
+/// A series' labels, in the order written.
+type Labels = Vec<(String, String)>;
+
+/// A number of the exposition: counters take it whole, gauges as f64.
+trait Num: Copy {
+    fn as_f64(self) -> f64;
+    fn as_u64(self) -> u64;
 }
 
-impl<'a> Family<'a> {
-    fn new(out: &'a mut String, name: &'static str, kind: &str, help: &str) -> Self {
-        let _ = writeln!(out, "# HELP synshare_{name} {help}\n# TYPE synshare_{name} {kind}");
-        Family { out, name }
+macro_rules! num {
+    ($($t:ty),*) => {$(
+        impl Num for $t {
+            fn as_f64(self) -> f64 {
+                self as f64
+            }
+            fn as_u64(self) -> u64 {
+                self as u64
+            }
+        }
+    )*};
+}
+num!(u64, u32, u8, i32, f64);
+
+/// A metric family: registered once (HELP and TYPE), then its samples.
+enum Family {
+    Gauge(Labelled<Labels, Gauge<f64, AtomicU64>>),
+    Counter(Labelled<Labels, CounterMetric<u64>>),
+}
+
+impl Family {
+    /// A family named `synshare_NAME` of `kind` ("counter" or "gauge"). A
+    /// counter's `_total` is the encoder's to add.
+    fn new(registry: &mut Registry, name: &'static str, kind: &str, help: &str) -> Self {
+        // The encoder ends the help with a full stop of its own.
+        let help = help.strip_suffix('.').unwrap_or(help);
+        if kind == "counter" {
+            let f = Labelled::default();
+            registry.register(name.strip_suffix("_total").unwrap_or(name), help, f.clone());
+            Family::Counter(f)
+        } else {
+            let f = Labelled::default();
+            registry.register(name, help, f.clone());
+            Family::Gauge(f)
+        }
     }
 
-    fn sample(&mut self, labels: &[(&str, &str)], value: impl std::fmt::Display) {
-        let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
-        let _ = writeln!(self.out, "synshare_{}{{{}}} {value}", self.name, l.join(","));
+    fn sample(&mut self, labels: &[(&str, &str)], value: impl Num) {
+        let labels: Labels = labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        match self {
+            Family::Gauge(f) => {
+                f.get_or_create(&labels).set(value.as_f64());
+            }
+            Family::Counter(f) => {
+                f.get_or_create(&labels).inc_by(value.as_u64());
+            }
+        }
     }
+}
+
+/// The content type of the exposition.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// A registry for one exposition: every series carries `cluster`.
+fn registry(cluster: &str) -> Registry {
+    Registry::with_prefix_and_labels(
+        "synshare",
+        std::iter::once((Cow::Borrowed("cluster"), Cow::Owned(cluster.to_owned()))),
+    )
+}
+
+/// The text of `registry`.
+fn encode(registry: &Registry) -> String {
+    let mut text = String::with_capacity(16384);
+    // Writing to a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut text, registry);
+    text
 }
 
 /// The exposition of `s` and all its segments, by Prometheus conventions:
@@ -32,10 +100,20 @@ impl<'a> Family<'a> {
 /// `_total` for counters, every series present from the start (zeros
 /// included), a `segment` label on everything per segment.
 pub fn render(s: &NodeStatus) -> String {
-    let mut o = String::with_capacity(16384);
+    let mut o = registry(&s.cluster);
     let node = s.name.as_str();
     let segs: Vec<&NodeStatus> = std::iter::once(s).chain(s.segments.iter()).collect();
-    let seg_ids: Vec<String> = segs.iter().map(|x| x.segment.to_string()).collect();
+    // The exchange's segment id, as the coordinator and the other members
+    // label it (a segment with static shares has none: its index here).
+    let seg_ids: Vec<String> = segs
+        .iter()
+        .map(|x| {
+            x.exchange
+                .as_ref()
+                .map_or(x.segment, |e| u32::from(e.segment))
+                .to_string()
+        })
+        .collect();
     let each = |f: &mut dyn FnMut(&NodeStatus, &str)| {
         for (x, id) in segs.iter().zip(&seg_ids) {
             f(x, id);
@@ -57,7 +135,7 @@ pub fn render(s: &NodeStatus) -> String {
         1,
     );
     let mut m = Family::new(&mut o, "uptime_seconds", "gauge", "Seconds since the node started.");
-    m.sample(&[("node", node)], format!("{:.3}", s.uptime_s));
+    m.sample(&[("node", node)], s.uptime_s);
 
     type PerPort = fn(&crate::status::PortStatus) -> (u64, u64);
     let per_port: [(&'static str, &str, PerPort); 2] = [
@@ -135,8 +213,13 @@ pub fn render(s: &NodeStatus) -> String {
     each(&mut |x, seg| {
         for w in &x.workers {
             let i = w.index.to_string();
-            for (k, v) in &w.counters {
-                m.sample(&[("node", node), ("segment", seg), ("worker", &i), ("outcome", k)], v);
+            // Every outcome, zeros included (the status lists non-zero ones).
+            for c in synshare_dataplane::counters::Counter::ALL {
+                let v = w.counters.get(c.name()).copied().unwrap_or(0);
+                m.sample(
+                    &[("node", node), ("segment", seg), ("worker", &i), ("outcome", c.name())],
+                    v,
+                );
             }
         }
     });
@@ -205,39 +288,35 @@ pub fn render(s: &NodeStatus) -> String {
         for (kind, v) in [("raw", a.raw), ("smoothed", a.smoothed)] {
             m.sample(
                 &[("node", node), ("kind", kind)],
-                format!("{:.6}", if a.capacity > 0.0 { v / a.capacity } else { 0.0 }),
+                if a.capacity > 0.0 { v / a.capacity } else { 0.0 },
             );
         }
         for (name, help, value) in [
-            (
-                "capacity_weight",
-                "Configured capacity weight.",
-                format!("{:.6}", a.capacity),
-            ),
+            ("capacity_weight", "Configured capacity weight.", a.capacity),
             (
                 "advertised_weight",
                 "Capacity times smoothed availability: the weight this node advertises.",
-                format!("{:.6}", a.smoothed),
+                a.smoothed,
             ),
             (
                 "cpu_busy_ratio",
                 "CPU busy, 0 to 1, as the availability formula sees it.",
-                format!("{:.6}", a.cpu_busy.unwrap_or(0.0)),
+                a.cpu_busy.unwrap_or(0.0),
             ),
             (
                 "connections",
                 "Connections this node holds (flow-table entries).",
-                a.connections.to_string(),
+                a.connections as f64,
             ),
             (
                 "service_up",
                 "1 while the local service answers its probe.",
-                u8::from(a.service_up).to_string(),
+                f64::from(u8::from(a.service_up)),
             ),
             (
                 "draining",
                 "1 while this node is draining.",
-                u8::from(a.draining).to_string(),
+                f64::from(u8::from(a.draining)),
             ),
         ] {
             Family::new(&mut o, name, "gauge", help).sample(&[("node", node)], value);
@@ -251,48 +330,48 @@ pub fn render(s: &NodeStatus) -> String {
             ("power_watts", "Power the availability formula reads.", a.power_w),
         ] {
             if let Some(v) = value {
-                Family::new(&mut o, name, "gauge", help).sample(&[("node", node)], format!("{v:.3}"));
+                Family::new(&mut o, name, "gauge", help).sample(&[("node", node)], v);
             }
         }
     }
-    o
+    encode(&o)
 }
 
 /// The exchange's families for `xs` (status, segment label) as seen by
 /// member `me` of `node`.
-fn exchange_families(o: &mut String, node: &str, me: u32, xs: &[(&ExchangeStatus, &str)]) {
+fn exchange_families(o: &mut Registry, node: &str, me: u32, xs: &[(&ExchangeStatus, &str)]) {
     if xs.is_empty() {
         return;
     }
-    type PerSegment<'a> = &'a dyn Fn(&ExchangeStatus) -> String;
+    type PerSegment<'a> = &'a dyn Fn(&ExchangeStatus) -> f64;
     let per_segment: [(&'static str, &str, PerSegment); 6] = [
         (
             "lease_seconds",
             "Lease left; 0: fenced (no majority heard both ways), no new connections taken.",
-            &|x| format!("{:.3}", x.lease_ms.unwrap_or(0) as f64 / 1000.0),
+            &|x| x.lease_ms.unwrap_or(0) as f64 / 1000.0,
         ),
         (
             "fenced",
             "1 while this node has no lease (or another process uses its id).",
-            &|x| u8::from(x.lease_ms.is_none() || x.duplicate_id).to_string(),
+            &|x| f64::from(u8::from(x.lease_ms.is_none() || x.duplicate_id)),
         ),
         (
             "leader",
             "1 on the member that leads the segment's consensus, as seen here.",
-            &|x| u8::from(x.leader >= 0 && x.leader as u64 == u64::from(me)).to_string(),
+            &|x| f64::from(u8::from(x.leader >= 0 && x.leader as u64 == u64::from(me))),
         ),
         ("voters", "Members that vote in the segment's consensus.", &|x| {
-            x.voters.len().to_string()
+            x.voters.len() as f64
         }),
         (
             "state_file_bytes",
             "Size of the segment's state file as last written (the consensus log is compacted past 128 entries, to 64).",
-            &|x| x.stats.get("state_file_bytes").copied().unwrap_or(0).to_string(),
+            &|x| x.stats.get("state_file_bytes").copied().unwrap_or(0) as f64,
         ),
         (
             "consensus_log_entries",
             "Consensus log entries held in memory and in the state file.",
-            &|x| x.stats.get("log_entries").copied().unwrap_or(0).to_string(),
+            &|x| x.stats.get("log_entries").copied().unwrap_or(0) as f64,
         ),
     ];
     for (name, help, value) in per_segment {
@@ -301,15 +380,15 @@ fn exchange_families(o: &mut String, node: &str, me: u32, xs: &[(&ExchangeStatus
             m.sample(&[("node", node), ("segment", seg)], value(x));
         }
     }
-    type PerPeer = fn(&PeerStatus) -> Option<String>;
+    type PerPeer = fn(&PeerStatus) -> Option<f64>;
     let per_peer: [(&'static str, &str, PerPeer); 2] = [
         ("peer_up", "1 while a configured peer is heard both ways.", |p| {
-            Some(u8::from(p.live).to_string())
+            Some(f64::from(u8::from(p.live)))
         }),
         (
             "peer_last_heard_seconds",
             "Seconds since a peer's last heartbeat (absent: never heard).",
-            |p| p.heard_ms_ago.map(|ms| format!("{:.3}", ms as f64 / 1000.0)),
+            |p| p.heard_ms_ago.map(|ms| ms as f64 / 1000.0),
         ),
     ];
     for (name, help, value) in per_peer {
@@ -353,7 +432,7 @@ fn exchange_families(o: &mut String, node: &str, me: u32, xs: &[(&ExchangeStatus
         for (k, v) in x.stats.iter().filter(|(k, _)| k.starts_with("rejected_")) {
             m.sample(
                 &[("node", node), ("segment", seg), ("reason", &k["rejected_".len()..])],
-                v,
+                *v,
             );
         }
     }
@@ -406,7 +485,7 @@ fn exchange_families(o: &mut String, node: &str, me: u32, xs: &[(&ExchangeStatus
 
 /// The families of the members' shares and weights in the table in force,
 /// for each (segment label, members).
-fn member_families(o: &mut String, node: &str, segs: &[(&str, &[MemberStatus])]) {
+fn member_families(o: &mut Registry, node: &str, segs: &[(&str, &[MemberStatus])]) {
     type PerMember = fn(&MemberStatus) -> f64;
     let per_member: [(&'static str, &str, PerMember); 2] = [
         (
@@ -424,7 +503,7 @@ fn member_families(o: &mut String, node: &str, segs: &[(&str, &[MemberStatus])])
             for mem in *members {
                 m.sample(
                     &[("node", node), ("segment", seg), ("member", &mem.id.to_string())],
-                    format!("{:.6}", value(mem)),
+                    value(mem),
                 );
             }
         }
@@ -433,8 +512,8 @@ fn member_families(o: &mut String, node: &str, segs: &[(&str, &[MemberStatus])])
 
 /// The exposition of a coordinator: its exchange, the members' shares and
 /// weights in the table it made.
-pub fn render_coordinator(name: &str, uptime_s: f64, x: &ExchangeStatus) -> String {
-    let mut o = String::with_capacity(8192);
+pub fn render_coordinator(name: &str, cluster: &str, uptime_s: f64, x: &ExchangeStatus) -> String {
+    let mut o = registry(cluster);
     let seg = x.segment.to_string();
     let mut m = Family::new(&mut o, "build_info", "gauge", "Version of synshare; always 1.");
     m.sample(
@@ -446,7 +525,7 @@ pub fn render_coordinator(name: &str, uptime_s: f64, x: &ExchangeStatus) -> Stri
         1,
     );
     let mut m = Family::new(&mut o, "uptime_seconds", "gauge", "Seconds since the process started.");
-    m.sample(&[("node", name)], format!("{uptime_s:.3}"));
+    m.sample(&[("node", name)], uptime_s);
     let mut m = Family::new(
         &mut o,
         "table_epoch",
@@ -457,55 +536,150 @@ pub fn render_coordinator(name: &str, uptime_s: f64, x: &ExchangeStatus) -> Stri
     let members: Vec<MemberStatus> = x.members.iter().map(MemberStatus::from).collect();
     member_families(&mut o, name, &[(seg.as_str(), &members)]);
     exchange_families(&mut o, name, 0, &[(x, seg.as_str())]);
-    o
+    encode(&o)
 }
 
 /// The status page: one HTML file, no external assets.
 pub const STATUS_PAGE: &str = include_str!("web/status.html");
 
-/// The non-blocking listener on `addr`, the configured metrics address
-/// (none without one).
+/// What the metrics port answers a GET of a path with: a content type and
+/// a body, or `None` (404). Called on the metrics thread: it reads what the
+/// control loop last published, never waits for it.
+pub type Route = Arc<dyn Fn(&str) -> Option<(&'static str, String)> + Send + Sync>;
+
+/// Connections open at once; one more is closed at once.
+pub const MAX_CONNECTIONS: usize = 32;
+/// A request's head must arrive within this.
+pub const HEAD_DEADLINE: Duration = Duration::from_secs(2);
+/// A connection is closed this long after it was accepted, whatever it is
+/// doing (a slow reader of a large answer included).
+pub const CONNECTION_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The listener on `addr`, the configured metrics address (none without
+/// one), bound now so that a start fails on an address in use.
 pub fn listen(addr: Option<SocketAddr>) -> Result<Option<TcpListener>, String> {
     let Some(addr) = addr else {
         return Ok(None);
     };
     let l = TcpListener::bind(addr).map_err(|e| format!("metrics on {addr}: {e}"))?;
-    l.set_nonblocking(true).map_err(|e| e.to_string())?;
+    l.set_nonblocking(true).map_err(|e| format!("metrics on {addr}: {e}"))?;
     info!(%addr, "metrics");
     Ok(Some(l))
 }
 
-/// Answers what is waiting on `listener` (non-blocking): `route` maps a
-/// path to a content type and a body; anything else is 404. Each
-/// connection has short deadlines.
-pub fn serve(listener: &TcpListener, mut route: impl FnMut(&str) -> Option<(&'static str, String)>) {
-    while let Ok((mut stream, _)) = listener.accept() {
-        let _ = stream.set_nonblocking(false);
-        let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-        let _ = stream.set_write_timeout(Some(Duration::from_millis(500)));
-        let mut req = [0u8; 1024];
-        let n = stream.read(&mut req).unwrap_or(0);
-        let head = String::from_utf8_lossy(&req[..n]);
-        let path = head
-            .lines()
-            .next()
-            .and_then(|l| l.strip_prefix("GET "))
-            .and_then(|l| l.split_whitespace().next())
-            .unwrap_or("");
-        let (status, kind, body) = match route(path) {
-            Some((kind, body)) => ("200 OK", kind, body),
+/// The metrics and status-page server on its own thread; stopped and
+/// joined when dropped.
+pub struct MetricsServer {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl MetricsServer {
+    /// Serves `route` on `listener` (from [`listen`]) until dropped.
+    pub fn spawn(listener: TcpListener, route: Route) -> std::io::Result<MetricsServer> {
+        listener.set_nonblocking(true)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name("metrics".into())
+            .spawn(move || runtime.block_on(accept_loop(listener, route, stopped)))?;
+        Ok(MetricsServer {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, route: Route, mut stopped: tokio::sync::oneshot::Receiver<()>) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            warn!(error = %e, "metrics: not served");
+            return;
+        }
+    };
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let accepted = tokio::select! {
+            _ = &mut stopped => return,
+            a = listener.accept() => a,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors and the like: try again shortly.
+                warn!(error = %e, "metrics: accept");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        // Over the limit: closed at once (the deadlines free slots).
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            continue;
+        };
+        let route = Arc::clone(&route);
+        tokio::spawn(async move {
+            let _slot = slot;
+            let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                let response = answer(&route, request.method(), request.uri().path());
+                async move { Ok::<_, std::convert::Infallible>(response) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEAD_DEADLINE)
+                .keep_alive(false)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(CONNECTION_DEADLINE, connection).await;
+        });
+    }
+}
+
+type Body = http_body_util::Full<hyper::body::Bytes>;
+
+/// The response to `method path`.
+fn answer(route: &Route, method: &hyper::Method, path: &str) -> hyper::Response<Body> {
+    let (status, kind, body) = if method != hyper::Method::GET && method != hyper::Method::HEAD {
+        (
+            hyper::StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "GET only\n".to_owned(),
+        )
+    } else {
+        match route(path) {
+            Some((kind, body)) => (hyper::StatusCode::OK, kind, body),
             None => (
-                "404 Not Found",
+                hyper::StatusCode::NOT_FOUND,
                 "text/plain",
                 "not found: GET /metrics, / (status page), /status.json, /table.json, /history.json\n".to_owned(),
             ),
-        };
-        let _ = write!(
-            stream,
-            "HTTP/1.0 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-    }
+        }
+    };
+    let mut response = hyper::Response::new(Body::new(body.into()));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(kind),
+    );
+    headers.insert(
+        hyper::header::CACHE_CONTROL,
+        hyper::header::HeaderValue::from_static("no-store"),
+    );
+    response
 }
 
 #[cfg(test)]
@@ -527,8 +701,10 @@ mod tests {
                 share_pct: 100.0,
             }],
             workers: vec![WorkerStatus::default()],
+            cluster: "web".into(),
             exchange: Some(ExchangeStatus {
-                segment: segment as u16,
+                // The exchange's id, not the index on this node.
+                segment: segment as u16 + 7,
                 lease_ms: Some(300),
                 peers: vec![PeerStatus {
                     id: 2,
@@ -567,7 +743,7 @@ mod tests {
             "state_file_bytes",
             "consensus_log_entries",
         ] {
-            for seg in ["0", "1"] {
+            for seg in ["7", "8"] {
                 assert!(
                     text.lines()
                         .any(|l| l.starts_with(&format!("synshare_{family}{{"))
@@ -576,20 +752,32 @@ mod tests {
                 );
             }
         }
+        assert!(
+            !text.contains("segment=\"0\"") && !text.contains("segment=\"1\""),
+            "an index as segment"
+        );
+        for l in text.lines().filter(|l| !l.starts_with('#')) {
+            assert!(l.contains("cluster=\"web\""), "no cluster label: {l}");
+        }
         let mut seen = std::collections::BTreeSet::new();
         for l in text.lines().filter(|l| l.starts_with("# TYPE ")) {
             assert!(seen.insert(l.to_owned()), "declared twice: {l}");
         }
-        assert!(text.contains("synshare_availability_ratio{node=\"node1\",kind=\"smoothed\"} 0.500000"));
+        assert!(
+            text.contains("synshare_availability_ratio{cluster=\"web\",node=\"node1\",kind=\"smoothed\"} 0.5\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"), "OpenMetrics text ends with # EOF");
     }
 
     #[test]
     fn the_dashboard_and_the_alerts_use_only_metrics_that_exist() {
         let text = render(&sample());
+        // The names samples carry (a counter's with its `_total`).
         let families: std::collections::BTreeSet<&str> = text
             .lines()
-            .filter_map(|l| l.strip_prefix("# TYPE "))
-            .filter_map(|l| l.split_whitespace().next())
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split(['{', ' ']).next())
             .collect();
         for (file, content) in [
             ("alerts", include_str!("../deploy/prometheus/synshare-alerts.yml")),
@@ -609,5 +797,127 @@ mod tests {
             }
             assert!(used > 3, "{file} uses {used} metrics");
         }
+    }
+
+    #[test]
+    fn label_values_are_escaped_and_every_outcome_is_present_from_the_start() {
+        let mut s = sample();
+        s.name = "a\"b\\c\nd".into();
+        let text = render(&s);
+        assert!(
+            text.contains(r#"synshare_uptime_seconds{cluster="web",node="a\"b\\c\nd"}"#),
+            "{text}"
+        );
+        let outcomes = text
+            .lines()
+            .filter(|l| l.starts_with("synshare_frames_total{") && l.contains("segment=\"7\""))
+            .count();
+        assert_eq!(outcomes, synshare_dataplane::counters::Counter::ALL.len());
+    }
+
+    /// A server on a loopback port answering `/metrics` with `text`.
+    fn server(text: &'static str) -> (MetricsServer, SocketAddr) {
+        let listener = listen(Some(SocketAddr::from(([127, 0, 0, 1], 0)))).unwrap().unwrap();
+        let addr = listener.local_addr().unwrap();
+        let route: Route = Arc::new(move |path: &str| (path == "/metrics").then(|| (CONTENT_TYPE, text.to_owned())));
+        (MetricsServer::spawn(listener, route).unwrap(), addr)
+    }
+
+    /// GET `path`: the whole answer, or the error.
+    fn get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr)?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n")?;
+        let mut text = String::new();
+        s.read_to_string(&mut text)?;
+        Ok(text)
+    }
+
+    /// Idle connections held open: one read until the server closes it (EOF)
+    /// or `within` passes; true if it closed.
+    fn closed_within(s: &mut std::net::TcpStream, within: Duration) -> bool {
+        use std::io::Read;
+        s.set_read_timeout(Some(within)).unwrap();
+        matches!(s.read(&mut [0u8; 64]), Ok(0))
+            || matches!(s.read(&mut [0u8; 64]), Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset)
+    }
+
+    /// The old server answered the status socket and the metrics port on
+    /// one thread, with a 200 ms read deadline per connection: twenty idle
+    /// connections to the metrics port delayed `drain` by 4 s. Now the
+    /// status socket and a scrape are both answered at once.
+    #[test]
+    fn idle_metrics_connections_delay_neither_drain_nor_a_scrape() {
+        let dir = std::env::temp_dir().join(format!("synshare-metrics-idle-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let socket = dir.join("n.sock");
+        let snapshot = Arc::new(std::sync::Mutex::new("{}".to_owned()));
+        let (requests_tx, requests_rx) = std::sync::mpsc::channel::<(String, std::sync::mpsc::Sender<String>)>();
+        // The control loop's side: answers what it is asked.
+        let control = std::thread::spawn(move || {
+            while let Ok((request, reply)) = requests_rx.recv() {
+                let _ = reply.send(format!("{{\"ok\": true, \"message\": \"{request}: done\"}}"));
+            }
+        });
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let status = crate::status::spawn_service(
+            crate::status::listen(&socket, None).unwrap(),
+            Arc::clone(&snapshot),
+            requests_tx,
+            Arc::clone(&stop),
+        )
+        .unwrap();
+        let (metrics, addr) = server("synshare_up 1\n");
+        let idle: Vec<std::net::TcpStream> = (0..20).map(|_| std::net::TcpStream::connect(addr).unwrap()).collect();
+        std::thread::sleep(Duration::from_millis(100));
+
+        let started = std::time::Instant::now();
+        let answer = crate::status::request(&socket, "drain").unwrap();
+        let drain_took = started.elapsed();
+        assert!(answer.contains("drain: done"), "{answer}");
+        let started = std::time::Instant::now();
+        let scrape = get(addr, "/metrics").unwrap();
+        let scrape_took = started.elapsed();
+        assert!(scrape.starts_with("HTTP/1.1 200"), "{scrape}");
+        assert!(scrape.contains("synshare_up 1"), "{scrape}");
+        assert!(get(addr, "/nothing").unwrap().starts_with("HTTP/1.1 404"));
+        // Generous: the old server took 4 s here.
+        assert!(drain_took < Duration::from_secs(1), "drain took {drain_took:?}");
+        assert!(scrape_took < Duration::from_secs(1), "a scrape took {scrape_took:?}");
+
+        drop(idle);
+        drop(metrics);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        status.join().unwrap();
+        control.join().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_connection_over_the_limit_is_closed_at_once_and_an_idle_one_at_its_deadline() {
+        let (metrics, addr) = server("synshare_up 1\n");
+        let mut idle: Vec<std::net::TcpStream> = (0..MAX_CONNECTIONS)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        let mut extra = std::net::TcpStream::connect(addr).unwrap();
+        assert!(
+            closed_within(&mut extra, Duration::from_secs(1)),
+            "over the limit, yet open"
+        );
+        // An idle connection sends no request head: closed after HEAD_DEADLINE.
+        let started = std::time::Instant::now();
+        assert!(
+            closed_within(&mut idle[0], HEAD_DEADLINE + Duration::from_secs(3)),
+            "idle, yet open after {:?}",
+            started.elapsed()
+        );
+        assert!(started.elapsed() + Duration::from_millis(300) >= HEAD_DEADLINE);
+        // Their slots are free again.
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(get(addr, "/metrics").unwrap().starts_with("HTTP/1.1 200"));
+        drop(idle);
+        drop(metrics);
     }
 }

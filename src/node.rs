@@ -205,6 +205,8 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
     signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&interrupt))
         .map_err(|e| format!("cannot handle SIGINT: {e}"))?;
 
+    // What a reload compares the file with.
+    let started_text = std::fs::read_to_string(config_path).map_err(|e| format!("{}: {e}", config_path.display()))?;
     let (args, huge) = eal_args(&c);
     info!(node = %c.name, config = %config_path.display(), eal = ?args, hugepages = huge, "starting");
     // Locals drop in reverse order: segments (ports), then the pool, then EAL.
@@ -448,6 +450,8 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
     let measured = Arc::new(Measured::default());
     let (inputs_tx, inputs_rx) = mpsc::channel();
     let measure_stop = Arc::new(AtomicBool::new(false));
+    // The health check in force (a reload replaces it).
+    let health_check = Arc::new(std::sync::RwLock::new(c.availability.health()));
     let dynamic = segments.iter().any(|s| matches!(s.sharing, Sharing::Dynamic(_)));
     let measure_thread = if dynamic {
         Some(measure::start(
@@ -456,6 +460,7 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
             inputs_tx,
             Arc::clone(&measure_stop),
             Arc::clone(&measured),
+            &health_check,
         )?)
     } else {
         None
@@ -521,14 +526,17 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
     let service_stop = Arc::new(AtomicBool::new(false));
     let service = status::spawn_service(
         listener,
-        metrics_listener,
         Arc::clone(&snapshot_cell),
-        Arc::clone(&metrics_cell),
-        page.clone(),
         requests_tx,
         Arc::clone(&service_stop),
     )
     .map_err(|e| format!("status thread: {e}"))?;
+    let route = status::page_route(Arc::clone(&metrics_cell), Arc::clone(&snapshot_cell), page.clone());
+    let mut metrics_server = metrics_listener
+        .map(|l| crate::metrics::MetricsServer::spawn(l, route))
+        .transpose()
+        .map_err(|e| format!("metrics thread: {e}"))?;
+    let mut metrics_addr = c.metrics;
     // systemd: ready now; the watchdog is fed from this loop while every
     // exchange thread is alive (no-ops without NOTIFY_SOCKET).
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("serving")]);
@@ -613,13 +621,43 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
             }
         }
         if reload.swap(false, Ordering::Relaxed) {
-            match NodeConfig::load(config_path) {
-                Ok(new) => {
+            // Every field that can change safely is applied (crate::reload
+            // lists them); each other edited field is named in a warning.
+            let edits = std::fs::read_to_string(config_path)
+                .map_err(|e| e.to_string())
+                .and_then(|now| crate::reload::edits(&started_text, &now));
+            match (NodeConfig::load(config_path), edits) {
+                (Ok(new), Ok(edits)) => {
                     availability.capacity = new.availability.capacity;
-                    info!(
-                        capacity = availability.capacity,
-                        "configuration reloaded (availability.capacity, exchange keys)"
-                    );
+                    availability.formula = formula(&new, new.availability.capacity);
+                    if c.availability.cpu == CpuSource::None {
+                        // No CPU measured until a restart.
+                        availability.formula.cpu_exponent = 0.0;
+                    }
+                    availability.smoother.alpha = new.availability.alpha;
+                    availability.smoother.max_step = new.availability.max_step;
+                    if let Ok(mut h) = health_check.write() {
+                        *h = new.availability.health();
+                    }
+                    let level = new.log_level.clone().or_else(|| std::env::var("SYNSHARE_LOG").ok());
+                    match crate::logging::set_level(level.as_deref().unwrap_or("info")) {
+                        Ok(()) => tracing::debug!(level = level.as_deref().unwrap_or("info"), "log level"),
+                        Err(e) => warn!(error = %e, "log_level not reloaded"),
+                    }
+                    if new.metrics != metrics_addr {
+                        // The old port is closed before the new one opens.
+                        drop(metrics_server.take());
+                        let route =
+                            status::page_route(Arc::clone(&metrics_cell), Arc::clone(&snapshot_cell), page.clone());
+                        match crate::metrics::listen(new.metrics).and_then(|l| {
+                            l.map(|l| crate::metrics::MetricsServer::spawn(l, route).map_err(|e| e.to_string()))
+                                .transpose()
+                        }) {
+                            Ok(m) => metrics_server = m,
+                            Err(e) => warn!(error = %e, "metrics not served"),
+                        }
+                        metrics_addr = new.metrics;
+                    }
                     for (seg, nv) in segments.iter().zip(new.all_segments()) {
                         if let (Sharing::Dynamic(h), Some(x)) = (&seg.sharing, nv.exchange) {
                             match x.keys() {
@@ -628,8 +666,21 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
                             }
                         }
                     }
+                    info!(
+                        capacity = availability.capacity,
+                        edited = ?edits.applied,
+                        "configuration reloaded (availability, health check, metrics, log level, exchange keys)"
+                    );
+                    if !edits.need_restart.is_empty() {
+                        warn!(
+                            "edited fields that need a restart, not applied: {} (systemctl restart synshare@{})",
+                            edits.need_restart.join(", "),
+                            c.name
+                        );
+                    }
                 }
-                Err(e) => warn!(error = %e, "reload refused: the running configuration stays"),
+                (Err(e), _) => warn!(error = %e, "reload refused: the running configuration stays"),
+                (_, Err(e)) => warn!(error = %e, "reload refused: the running configuration stays"),
             }
         }
         let mut weight = None;
@@ -740,6 +791,7 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
     }
     service_stop.store(true, Ordering::Relaxed);
     let _ = service.join();
+    drop(metrics_server);
 
     info!("stopping");
     worker_stop.store(true, Ordering::Relaxed);
@@ -838,6 +890,7 @@ fn segment_status(
     };
     NodeStatus {
         name: c.name.clone(),
+        cluster: c.cluster.clone(),
         id: c.id,
         segment: seg.index as u32,
         dpdk: dpdk::version(),

@@ -99,6 +99,9 @@ pub struct AvailabilityStatus {
 pub struct NodeStatus {
     /// Node name.
     pub name: String,
+    /// The cluster's name (`cluster` in the configuration).
+    #[serde(default)]
+    pub cluster: String,
     /// Member id.
     pub id: u32,
     /// Segment index on this node (0: the first).
@@ -442,6 +445,24 @@ fn group_id_in(etc_group: &str, name: &str) -> Option<u32> {
     })
 }
 
+/// The metrics port's answers, from what the control loop last published:
+/// the metrics text, the status page, the status, the table, the history.
+pub fn page_route(
+    metrics_text: std::sync::Arc<std::sync::Mutex<String>>,
+    snapshot: std::sync::Arc<std::sync::Mutex<String>>,
+    page: PageData,
+) -> crate::metrics::Route {
+    let read = |cell: &std::sync::Mutex<String>| cell.lock().map(|s| s.clone()).unwrap_or_default();
+    std::sync::Arc::new(move |path: &str| match path {
+        "/metrics" => Some((crate::metrics::CONTENT_TYPE, read(&metrics_text))),
+        "/" | "/index.html" => Some(("text/html; charset=utf-8", crate::metrics::STATUS_PAGE.to_owned())),
+        "/status.json" => Some(("application/json", read(&snapshot))),
+        "/table.json" => Some(("application/json", read(&page.table))),
+        "/history.json" => Some(("application/json", read(&page.history))),
+        _ => None,
+    })
+}
+
 /// What the status page draws, refreshed by the control loop: the table
 /// (`{"epoch", "owners": [member or null per bucket]}`) and the history of
 /// the last minutes.
@@ -453,17 +474,15 @@ pub struct PageData {
     pub history: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
-/// Serves the status socket and the metrics port on a thread of its own
-/// until `stop`: status from `snapshot` (JSON), metrics from `metrics`
-/// (text), and anything else forwarded to the control loop through
-/// `requests` (answered within a second or refused). Each connection has
-/// short read and write deadlines, so a slow client delays only this thread.
+/// Serves the status socket on a thread of its own until `stop`: status
+/// from `snapshot` (JSON), and anything else forwarded to the control loop
+/// through `requests` (answered within a second or refused). Each
+/// connection has short read and write deadlines, so a slow client delays
+/// only this thread; the metrics port has a thread of its own
+/// ([`crate::metrics::MetricsServer`]), so nothing there delays `drain`.
 pub fn spawn_service(
     status: StatusListener,
-    metrics: Option<std::net::TcpListener>,
     snapshot: std::sync::Arc<std::sync::Mutex<String>>,
-    metrics_text: std::sync::Arc<std::sync::Mutex<String>>,
-    page: PageData,
     requests: std::sync::mpsc::Sender<(String, std::sync::mpsc::Sender<String>)>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
@@ -483,16 +502,6 @@ pub fn spawn_service(
                     serde_json::json!({"ok": false, "message": "the control loop did not answer"}).to_string()
                 })
             });
-            if let Some(l) = &metrics {
-                crate::metrics::serve(l, |path| match path {
-                    "/metrics" => Some(("text/plain; version=0.0.4", read(&metrics_text))),
-                    "/" | "/index.html" => Some(("text/html; charset=utf-8", crate::metrics::STATUS_PAGE.to_owned())),
-                    "/status.json" => Some(("application/json", read(&snapshot))),
-                    "/table.json" => Some(("application/json", read(&page.table))),
-                    "/history.json" => Some(("application/json", read(&page.history))),
-                    _ => None,
-                });
-            }
             std::thread::sleep(Duration::from_millis(10));
         }
     })

@@ -67,3 +67,56 @@ fn the_shipped_units_are_within_their_exposure_targets() {
         );
     }
 }
+
+/// The `KEY=value` lines of a unit file's `[Service]` section for `key`.
+fn directives<'a>(unit: &'a str, key: &str) -> Vec<&'a str> {
+    unit.lines()
+        .filter_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+        .collect()
+}
+
+/// A refused configuration must end the unit without a retry: the check
+/// runs in ExecStart (whose exit status RestartPreventExitStatus= covers),
+/// not in an ExecStartPre= (whose status it does not). A missing key file
+/// must reach the program (which names it and exits 78) instead of
+/// failing systemd's credential step, which is retried: every
+/// LoadCredential= has a SetCredential= default of the same name.
+#[test]
+fn a_refused_configuration_or_a_missing_key_is_not_retried() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (unit, command) in [
+        ("configs/systemd/synshare@.service", "node"),
+        ("configs/systemd/synshare-coordinator@.service", "coordinator"),
+    ] {
+        let text = std::fs::read_to_string(root.join(unit)).unwrap();
+        assert!(directives(&text, "ExecStartPre").is_empty(), "{unit}: an ExecStartPre");
+        let start = directives(&text, "ExecStart");
+        assert_eq!(start.len(), 1, "{unit}");
+        assert!(
+            start[0].starts_with(&format!("/usr/bin/synshare {command} --config ")),
+            "{unit}: {}",
+            start[0]
+        );
+        assert_eq!(
+            directives(&text, "RestartPreventExitStatus"),
+            [format!("{} {}", crate::config::EX_CONFIG, crate::exchange::EX_STATE)],
+            "{unit}"
+        );
+        let set: Vec<&str> = directives(&text, "SetCredential")
+            .iter()
+            .filter_map(|v| v.split_once(':').map(|(id, _)| id))
+            .collect();
+        for load in directives(&text, "LoadCredential") {
+            let (id, source) = load.split_once(':').unwrap_or((load, ""));
+            assert!(
+                set.contains(&id),
+                "{unit}: LoadCredential={load} without a SetCredential default"
+            );
+            // The node checks the mode of the source it names.
+            assert!(
+                text.contains(&format!("SYNSHARE_CREDENTIAL_SOURCES={id}:{source}")),
+                "{unit}: {id}"
+            );
+        }
+    }
+}

@@ -20,7 +20,7 @@ if [ "$MODE" = coordinator ]; then
   check "the coordinator (member 0) made the table (creator $creator)" test "$creator" = 0
   check "the coordinator's metrics show the three nodes up and its table" bash -c '
     m=$(ip netns exec ss-coord curl -s -m5 http://127.0.0.1:9746/metrics)
-    [ "$(grep -c "^synshare_peer_up{.*} 1$" <<<"$m")" -ge 3 ] && grep -q "^synshare_member_share_ratio{" <<<"$m" && grep -q "role=\"coordinator\"" <<<"$m"'
+    [ "$(grep -cE "^synshare_peer_up\{.*\} 1(\.0)?$" <<<"$m")" -ge 3 ] && grep -q "^synshare_member_share_ratio{" <<<"$m" && grep -q "role=\"coordinator\"" <<<"$m"'
   check "synshare status on the coordinator shows the three nodes" \
     bash -c '"$1" status --socket /run/synshare/ss-coord.sock | grep -c "^    peer" | grep -qx 3' _ "$BIN"
 fi

@@ -29,8 +29,8 @@ cluster_mac|"02:5e:00:00:01:00"|"02:5e:00:00:01"
 eal.file_prefix|file_prefix: "synshare"|file_prefix: "a/b"
 sharing.buckets|buckets: 65536|buckets: 1000
 sharing.layout|layout: rendezvous|layout: diagonal
-sharing.members[2].weight|(id: 3, weight: 2.0)|(id: 3, weight: -2.0)
-sharing.members[1].id|(id: 2, weight: 1.0)|(id: 1, weight: 1.0)
+exchange.timeout_ms|timeout_ms: 400|timeout_ms: 50
+exchange.peers.1|3: "192.0.2.23:7946"|1: "192.0.2.23:7946"
 vips[0].addr|"192.0.2.100"|"192.0.2.300"
 wire.rx_desc|rx_desc: 1024|rx_desc: 1000
 flow_table.capacity|capacity: 1048576|capacity: 10
@@ -93,7 +93,21 @@ print("metrics:", len(m.splitlines()), "lines")
 PY
 
 # --- drain and undrain ---------------------------------------------------------
+# Twenty idle connections held open to node3's metrics port (its own
+# thread) must not delay drain on the status socket.
+ip netns exec ss-node3 python3 -c '
+import socket, sys, time
+s = [socket.create_connection(("127.0.0.1", 9746)) for _ in range(20)]
+print("held", flush=True)
+time.sleep(8)' > "$SS_TMP/idle.out" 2>&1 &
+idle=$!
+for _ in $(seq 50); do grep -q held "$SS_TMP/idle.out" && break; sleep 0.1; done
+t0=$(date +%s%N)
 "$BIN" drain --socket /run/synshare/ss-node3.sock
+drain_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+check "drain answers at once with 20 idle metrics connections open ($drain_ms ms, $(cat "$SS_TMP/idle.out"))" \
+  test "$(cat "$SS_TMP/idle.out")" = held -a "$drain_ms" -lt 2000
+kill "$idle" 2>/dev/null; wait "$idle" 2>/dev/null
 check "a draining node lets all its buckets go" $X wait-held-zero 3 5
 client python3 "$ROOT/tests/client.py" --host 192.0.2.100 --count 600 --parallel 8 > "$SS_TMP/d.json"
 n3=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["nodes"].get("node3", 0))' "$SS_TMP/d.json")
@@ -101,4 +115,41 @@ ok=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["ok"])' "$S
 check "while draining it takes no new connection ($n3 of $ok), the others take them all" test "$n3" -eq 0 -a "$ok" -eq 600
 "$BIN" undrain --socket /run/synshare/ss-node3.sock
 check "undrained, it takes its share again" $X wait-held 3 3 20000 5
+
+# --- reload (SIGHUP) ----------------------------------------------------------------
+# node2's file edited: capacity, the health check (HTTP, rise/fall), the
+# metrics port and the log level are applied; the flow table's capacity
+# and the buckets need a restart and are named in a warning; the node
+# keeps serving.
+STATE=${SS_STATE:-/tmp/ss-cluster}
+cp "$STATE/node2.ron" "$SS_TMP/node2.ron.orig"
+python3 - "$STATE/node2.ron" <<'PY'
+import sys
+p = sys.argv[1]; t = open(p).read()
+for a, b in [("capacity: 2.0,", "capacity: 5.0,"),
+             ('service_probe: Some("127.0.0.1:80"),', 'health_check: (probe: http(addr: "127.0.0.1:80", path: "/", status: 200), rise: 2, fall: 3),'),
+             ('metrics: Some("127.0.0.1:9746"),', 'metrics: Some("127.0.0.1:9747"),\n    log_level: "debug",'),
+             ("buckets: 65536,", "buckets: 4096,")]:
+    assert t.count(a) == 1, a
+    t = t.replace(a, b)
+t = t.replace("flow_table: (capacity: 65536)", "flow_table: (capacity: 131072)", 1)
+open(p, "w").write(t)
+PY
+: > "$SS_TMP/before.log"; cp "$STATE/node2.log" "$SS_TMP/before.log"
+kill -HUP "$(cat "$STATE/node2.pid")"
+sleep 1.5
+tail -n +$(($(wc -l <"$SS_TMP/before.log") + 1)) "$STATE/node2.log" > "$SS_TMP/reload.log"
+grep -E "reload|restart" "$SS_TMP/reload.log" | sed 's/^/    /' | cut -c1-300
+check "SIGHUP applies capacity, health check, metrics and log level" \
+  grep -q 'edited=\["availability.capacity", "availability.health_check", "availability.service_probe", "log_level", "metrics"\]' "$SS_TMP/reload.log"
+check "and warns naming each edited field that needs a restart" \
+  grep -E 'WARN.*need a restart, not applied: flow_table.capacity, sharing.buckets \(systemctl restart' "$SS_TMP/reload.log"
+cap=$(node_json 2 | python3 -c 'import json,sys; print(json.load(sys.stdin)["availability"]["capacity"])')
+check "the new capacity is in force ($cap)" python3 -c "import sys; sys.exit(0 if abs($cap - 5.0) < 1e-9 else 1)"
+check "metrics moved to 127.0.0.1:9747, 9746 is closed" bash -c \
+  'ip netns exec ss-node2 curl -s -m3 http://127.0.0.1:9747/metrics | grep -q "^synshare_held_buckets{" && ! ip netns exec ss-node2 curl -s -m3 http://127.0.0.1:9746/metrics >/dev/null'
+check "debug lines follow (log_level)" grep -q DEBUG "$SS_TMP/reload.log"
+check "the service stays up under the HTTP health check" bash -c \
+  "sleep 1; [ \"\$(ip netns exec ss-node2 curl -s -m3 http://127.0.0.1:9747/metrics | grep '^synshare_service_up{' | awk '{print \$2}')\" = 1.0 ]"
+cp "$SS_TMP/node2.ron.orig" "$STATE/node2.ron"
 finish

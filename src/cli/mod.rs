@@ -71,8 +71,10 @@ the TAP exception port, the VIPs, the cluster MAC and the members or the exchang
 checked as check-config checks it before anything starts; a refused configuration exits 78.
 
 SIGTERM drains (with an exchange: the others take new connections at once) and stops once the \
-known flows end or stop_drain_s passes; SIGINT, or a second SIGTERM, stops at once; SIGHUP \
-reloads availability.capacity and the exchange keys. See configs/ for commented examples.")]
+known flows end or stop_drain_s passes; SIGINT, or a second SIGTERM, stops at once. SIGHUP \
+reloads what can change while it runs (availability: capacity, health check and formula; \
+metrics; log_level; the exchange keys) and names in a warning each other edited field, which \
+takes effect after a restart. See configs/ for commented examples.")]
     Node {
         /// The node's configuration.
         #[arg(long, short, value_name = "FILE")]
@@ -185,6 +187,26 @@ from the configuration file instead).")]
         /// Print the node's answer as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Write a new cluster key file (mode 600) for the exchange
+    #[command(long_about = "\
+Write a new key file for the exchange: one line `ID SECRET`, the secret 32 random bytes from the \
+kernel as 64 hex digits, the file mode 600 (owner read and write only), its directory created \
+(mode 700) when missing. Refuses to replace an existing file unless --force is given.
+
+Copy the same file to every member (e.g. scp -p), then point exchange.key_file at it. The \
+shipped unit gives /etc/synshare/cluster.key to the node as a systemd credential. To rotate, add \
+a line with a new id to every member's file, reload, then remove the old line.")]
+    Keygen {
+        /// Where to write the key file.
+        #[arg(value_name = "PATH", default_value = "/etc/synshare/cluster.key")]
+        path: PathBuf,
+        /// The key id written before the secret (0 to 255).
+        #[arg(long, value_name = "ID", default_value_t = 1)]
+        id: u8,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
     },
     /// Print the versions of synshare and of DPDK
     Version {

@@ -360,6 +360,54 @@ pub const CASES: &[Case] = &[
         "cpu_exponent: -2.0",
     ),
     case(
+        "a health check expecting HTTP status 700",
+        N,
+        &[("floor: 0.05)", "floor: 0.05, health_check: (probe: http(addr: \"127.0.0.1:80\", status: 700)))")],
+        "availability.health_check.probe.status",
+        "700: an HTTP status from 100 to 599",
+        "status: 700",
+    ),
+    case(
+        "a health check path without its slash",
+        N,
+        &[("floor: 0.05)", "floor: 0.05, health_check: (probe: http(addr: \"127.0.0.1:80\", path: \"healthz\")))")],
+        "availability.health_check.probe.path",
+        "a path starting with '/'",
+        "path: \"healthz\"",
+    ),
+    case(
+        "a health check with rise 0",
+        N,
+        &[("floor: 0.05)", "floor: 0.05, health_check: (probe: tcp(\"127.0.0.1:80\"), rise: 0))")],
+        "availability.health_check.rise",
+        "0: from 1 to 100",
+        "rise: 0",
+    ),
+    case(
+        "a health check as long as the sample period",
+        N,
+        &[("floor: 0.05)", "floor: 0.05, health_check: (probe: tcp(\"127.0.0.1:80\"), timeout_ms: 250))")],
+        "availability.health_check.timeout_ms",
+        "less than availability.sample_ms (250 ms)",
+        "timeout_ms: 250",
+    ),
+    case(
+        "a health check of an unknown kind",
+        N,
+        &[("floor: 0.05)", "floor: 0.05, health_check: (probe: udp(\"127.0.0.1:53\")))")],
+        "availability.health_check.probe",
+        "udp",
+        "udp",
+    ),
+    case(
+        "both service_probe and health_check",
+        N,
+        &[("floor: 0.05)", "floor: 0.05, service_probe: \"127.0.0.1:80\", health_check: (probe: tcp(\"127.0.0.1:80\")))")],
+        "availability.service_probe",
+        "not both",
+        "service_probe",
+    ),
+    case(
         "a negative capacity",
         N,
         &[("capacity: 1.0", "capacity: -1.0")],
@@ -1009,6 +1057,36 @@ fn accepted_names_keep_the_default_socket_in_run_synshare() {
     ] {
         assert!(validate::plain_name(name).is_err(), "{name:?}");
     }
+}
+
+#[test]
+fn a_health_check_parses_with_its_defaults_and_service_probe_is_a_tcp_one() {
+    let text = NODE.replace(
+        "floor: 0.05)",
+        r#"floor: 0.05, health_check: (probe: http(addr: "127.0.0.1:8080", path: "/healthz"), fall: 3))"#,
+    );
+    let c = NodeConfig::check_text(Path::new("node.ron"), &text).unwrap().config;
+    assert_eq!(
+        c.availability.health(),
+        Some(HealthCheck {
+            probe: Probe::Http {
+                addr: "127.0.0.1:8080".parse().unwrap(),
+                path: "/healthz".into(),
+                status: 200,
+                host: None,
+            },
+            timeout_ms: 200,
+            rise: 2,
+            fall: 3,
+        })
+    );
+    let text = NODE.replace("floor: 0.05)", r#"floor: 0.05, service_probe: "127.0.0.1:80")"#);
+    let c = NodeConfig::check_text(Path::new("node.ron"), &text).unwrap().config;
+    let h = c.availability.health().unwrap();
+    assert_eq!(
+        (h.probe, h.rise, h.fall),
+        (Probe::Tcp("127.0.0.1:80".parse().unwrap()), 1, 1)
+    );
 }
 
 #[test]

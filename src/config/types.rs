@@ -20,6 +20,30 @@ use synshare_dataplane::packet::Mac;
 /// Defaults of fields that sit beside required ones (serde needs a function
 /// per such field).
 pub mod defaults {
+    /// `health_check.probe.path`.
+    pub fn health_path() -> String {
+        "/".to_owned()
+    }
+    /// `health_check.probe.status`.
+    pub fn health_status() -> u16 {
+        200
+    }
+    /// `health_check.timeout_ms`.
+    pub fn health_timeout_ms() -> u64 {
+        200
+    }
+    /// `health_check.rise`.
+    pub fn health_rise() -> u32 {
+        2
+    }
+    /// `health_check.fall`.
+    pub fn health_fall() -> u32 {
+        2
+    }
+    /// `cluster`.
+    pub fn cluster() -> String {
+        "synshare".to_owned()
+    }
     /// `eal.memory_mb`.
     pub fn memory_mb() -> u32 {
         256
@@ -514,6 +538,62 @@ pub enum CpuSource {
     Cgroup(String),
 }
 
+/// What a health check asks the local service.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum Probe {
+    /// A TCP connection is accepted at this address.
+    Tcp(SocketAddr),
+    /// An HTTP/1.1 GET of `path` at `addr` answers with `status`.
+    Http {
+        /// Where the service listens.
+        addr: SocketAddr,
+        /// The path asked for (starts with `/`).
+        #[serde(default = "defaults::health_path")]
+        path: String,
+        /// The status expected (any other is a failure).
+        #[serde(default = "defaults::health_status")]
+        status: u16,
+        /// The Host header (default: the address).
+        #[serde(default)]
+        host: Option<String>,
+    },
+}
+
+/// A health check with rise and fall counts: the service is up after `rise`
+/// checks in a row succeed, down after `fall` in a row fail (it starts
+/// down). Run once per `availability.sample_ms`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    /// What is asked.
+    pub probe: Probe,
+    /// One check's deadline (connect, send, answer), ms.
+    #[serde(default = "defaults::health_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Successes in a row that make a down service up.
+    #[serde(default = "defaults::health_rise")]
+    pub rise: u32,
+    /// Failures in a row that make an up service down.
+    #[serde(default = "defaults::health_fall")]
+    pub fall: u32,
+}
+
+impl AvailabilityConfig {
+    /// The health check in force: `health_check`, or `service_probe` as a
+    /// TCP check with rise and fall 1.
+    pub fn health(&self) -> Option<HealthCheck> {
+        self.health_check.clone().or_else(|| {
+            self.service_probe.map(|addr| HealthCheck {
+                probe: Probe::Tcp(addr),
+                timeout_ms: defaults::health_timeout_ms(),
+                rise: 1,
+                fall: 1,
+            })
+        })
+    }
+}
+
 /// How the node measures its available capacity.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -528,8 +608,12 @@ pub struct AvailabilityConfig {
     pub cpu_exponent: f64,
     /// Availability falls to 0 as connections reach this.
     pub max_connections: Option<u64>,
-    /// A TCP address of the local service to probe; no answer: availability 0.
+    /// A TCP address of the local service to probe; no answer: availability
+    /// 0. Short for `health_check` with a TCP probe, rise 1 and fall 1.
     pub service_probe: Option<SocketAddr>,
+    /// The health check of the local service, once per `sample_ms`: while
+    /// it is down, availability is 0.
+    pub health_check: Option<HealthCheck>,
     /// An hwmon temperature file (millidegrees), with the temperatures where
     /// availability starts to fall and reaches 0 (°C).
     pub temperature: Option<(PathBuf, f64, f64)>,
@@ -553,6 +637,7 @@ impl Default for AvailabilityConfig {
             cpu_exponent: f.cpu_exponent,
             max_connections: None,
             service_probe: None,
+            health_check: None,
             temperature: None,
             power: None,
             alpha: 0.5,
@@ -590,6 +675,10 @@ pub struct NodeConfig {
     /// The node's name (in logs, status, state files and the default
     /// status socket's name).
     pub name: String,
+    /// The cluster's name: the `cluster` label of every metric, the same
+    /// on every member (and its coordinator).
+    #[serde(default = "defaults::cluster")]
+    pub cluster: String,
     /// The node's member id.
     pub id: u32,
     /// EAL settings.
@@ -627,6 +716,11 @@ pub struct NodeConfig {
     /// Where the Prometheus metrics are served (HTTP, `GET /metrics`).
     #[serde(default)]
     pub metrics: Option<SocketAddr>,
+    /// The log level (EnvFilter directives: `info`, `debug`,
+    /// `warn,synshare=debug`); set, it overrides SYNSHARE_LOG, and SIGHUP
+    /// applies a new one.
+    #[serde(default)]
+    pub log_level: Option<String>,
     /// The availability exchange; without it, shares are static (from
     /// `sharing.members`).
     #[serde(default)]
@@ -708,6 +802,9 @@ impl NodeConfig {
 pub struct CoordinatorConfig {
     /// Its name (in logs, its state file and its default status socket).
     pub name: String,
+    /// The cluster's name, as the nodes' `cluster`.
+    #[serde(default = "defaults::cluster")]
+    pub cluster: String,
     /// The exchange; `peers` are the nodes.
     pub exchange: ExchangeConfig,
     /// Buckets (a power of two), the same as the nodes'.

@@ -17,7 +17,8 @@
 
 use super::lcores::Lcores;
 use super::types::{
-    CoordinatorConfig, CpuSource, ExchangeConfig, Hugepages, NodeConfig, SegmentView, VipConfig, SAMPLE_KEYS,
+    CoordinatorConfig, CpuSource, ExchangeConfig, HealthCheck, Hugepages, NodeConfig, Probe, SegmentView, VipConfig,
+    SAMPLE_KEYS,
 };
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
@@ -158,6 +159,62 @@ fn not_a_peer(a: &SocketAddr) -> Option<&'static str> {
     }
 }
 
+/// Checks `availability.health_check`, run once per `sample_ms`.
+fn validate_health_check(h: &HealthCheck, sample_ms: u64, f: &mut Findings) {
+    let field = |name: &str| format!("availability.health_check.{name}");
+    f.range(field("rise"), h.rise, 1, 100, "");
+    f.range(field("fall"), h.fall, 1, 100, "");
+    if h.timeout_ms < 1 || h.timeout_ms >= sample_ms {
+        f.error(
+            field("timeout_ms"),
+            format!(
+                "{}: from 1 ms to less than availability.sample_ms ({sample_ms} ms): one check ends before the next",
+                h.timeout_ms
+            ),
+        );
+    }
+    let addr = match &h.probe {
+        Probe::Tcp(a) => *a,
+        Probe::Http {
+            addr,
+            path,
+            status,
+            host,
+        } => {
+            if !path.starts_with('/') || path.len() > 1024 || path.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                f.error(
+                    field("probe.path"),
+                    format!(
+                        "{path:?}: a path starting with '/', without spaces or control characters, up to 1024 bytes"
+                    ),
+                );
+            }
+            if !(100..=599).contains(status) {
+                f.error(
+                    field("probe.status"),
+                    format!("{status}: an HTTP status from 100 to 599"),
+                );
+            }
+            if let Some(host) = host {
+                if host.is_empty() || host.len() > 255 || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                    f.error(
+                        field("probe.host"),
+                        format!("{host:?}: a host name without spaces or control characters"),
+                    );
+                }
+            }
+            *addr
+        }
+    };
+    if addr.port() == 0 || addr.ip().is_unspecified() || addr.ip().is_multicast() {
+        f.error(
+            field("probe"),
+            format!("{addr}: the local service's address (a unicast address and a port)"),
+        );
+    }
+}
+
 /// Checks an exchange section (a node's or a coordinator's); `at` is its
 /// field path, such as `exchange` or `segments[0].exchange`.
 pub fn validate_exchange(x: &ExchangeConfig, at: &str, f: &mut Findings) {
@@ -283,8 +340,25 @@ impl NodeConfig {
         if let Err(e) = plain_name(&self.name) {
             f.error("name", e);
         }
+        if self.cluster.is_empty() || self.cluster.len() > 64 || self.cluster.chars().any(char::is_control) {
+            f.error(
+                "cluster",
+                format!(
+                    "{:?}: 1 to 64 characters, none a control character (a metrics label)",
+                    self.cluster
+                ),
+            );
+        }
         if self.id == 0 {
             f.error("id", "0 is the coordinator's id; nodes take 1 and up");
+        }
+        if let Some(level) = &self.log_level {
+            if let Err(e) = crate::logging::filter(level) {
+                f.error(
+                    "log_level",
+                    format!("{e} (e.g. \"info\", \"debug\", \"warn,synshare=debug\")"),
+                );
+            }
         }
         self.validate_eal(f);
         let segments = self.all_segments();
@@ -752,6 +826,15 @@ impl NodeConfig {
         if a.max_connections == Some(0) {
             f.error("availability.max_connections", "0: at least 1 (or None for no limit)");
         }
+        if a.service_probe.is_some() && a.health_check.is_some() {
+            f.error(
+                "availability.service_probe",
+                "give service_probe (a TCP check, rise 1, fall 1) or health_check, not both",
+            );
+        }
+        if let Some(h) = &a.health_check {
+            validate_health_check(h, a.sample_ms, f);
+        }
         match &a.cpu {
             CpuSource::Cgroup(name) => {
                 if name.is_empty() || name.split('/').any(|p| p == "..") || name.starts_with('/') {
@@ -808,6 +891,15 @@ impl CoordinatorConfig {
     pub fn validate(&self, f: &mut Findings) {
         if let Err(e) = plain_name(&self.name) {
             f.error("name", e);
+        }
+        if self.cluster.is_empty() || self.cluster.len() > 64 || self.cluster.chars().any(char::is_control) {
+            f.error(
+                "cluster",
+                format!(
+                    "{:?}: 1 to 64 characters, none a control character (a metrics label)",
+                    self.cluster
+                ),
+            );
         }
         validate_exchange(&self.exchange, "exchange", f);
         if !self.buckets.is_power_of_two() || !(16..=(1 << 20)).contains(&self.buckets) {
