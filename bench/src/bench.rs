@@ -67,6 +67,8 @@ Options:
                      checksum-good flag on receive (an RX callback; its few
                      cycles per frame count against synshare), and the
                      worker takes them as a node on such a port does
+  --nic-stamp-only   stamp the mbufs as --nic-hash does, but run the worker
+                     as for a port that gives nothing (what stamping costs)
   --json             print one JSON object instead of the report
   --plan             scan the file, print the mbuf pool it needs (JSON:
                      packets, mbufs, data_room, memory_mb) and exit
@@ -253,7 +255,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
             "--extra-flows",
             "--flow-capacity",
         ],
-        &["--no-huge", "--json", "--plan", "--nic-hash"],
+        &["--no-huge", "--json", "--plan", "--nic-hash", "--nic-stamp-only"],
     )?;
     let pcap = PathBuf::from(
         opts.get("--pcap")
@@ -284,9 +286,10 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let huge = !opts.has("--no-huge");
     let json_out = opts.has("--json");
     let nic_hash = opts.has("--nic-hash");
+    let stamp_only = opts.has("--nic-stamp-only");
 
     let t = Instant::now();
-    let mut scanned = scan(&pcap, nic_hash && !opts.has("--plan"))?;
+    let mut scanned = scan(&pcap, (nic_hash || stamp_only) && !opts.has("--plan"))?;
     let plan = pool_plan(scanned.packets, scanned.max_len)?;
     if opts.has("--plan") {
         println!(
@@ -375,7 +378,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let pcap_port = start("net_pcap0", 1, format!("net_pcap0 (loading {})", pcap.display()))?;
     let load_s = t.elapsed().as_secs_f64();
     let null_port = start("net_null0", 2, "net_null0".into())?;
-    let stamping = if nic_hash {
+    let stamping = if nic_hash || stamp_only {
         Some(
             pcap_port
                 .rx_queue(0)

@@ -35,17 +35,25 @@ pub struct NicStamp {
 /// position of the next frame, and how many frames were out of step.
 struct Stamper {
     stamps: Box<[Stamp]>,
+    kinds: Kinds,
     next: AtomicUsize,
     out_of_step: AtomicU64,
 }
 
-/// A stamp as the callback applies it.
+/// A stamp as the callback applies it: 8 bytes, so the stream of stamps
+/// the callback reads costs little next to the frames (`kind` indexes
+/// `KINDS`).
 #[derive(Clone, Copy)]
 struct Stamp {
-    len: u16,
-    packet_type: u32,
     rss: u32,
-    ol_flags: u64,
+    len: u16,
+    kind: u16,
+}
+
+/// The (packet type, ol_flags) pairs of the stamps.
+struct Kinds {
+    packet_type: Box<[u32]>,
+    ol_flags: Box<[u64]>,
 }
 
 /// A callback installed on an RX queue (see [`RxQueue::stamp_replay`]).
@@ -82,13 +90,17 @@ unsafe extern "C" fn stamp(
     for i in 0..usize::from(n).min(BURST) {
         // `at` stays below `total` (no division per frame).
         let Some(&st) = s.stamps.get(at) else { break };
+        let kind = usize::from(st.kind);
+        let (Some(&packet_type), Some(&ol_flags)) = (s.kinds.packet_type.get(kind), s.kinds.ol_flags.get(kind)) else {
+            break;
+        };
         // SAFETY: the first `n` pointers are valid mbufs the receive just
         // filled; the callback runs before the caller sees them.
         unsafe {
             let m = *pkts.add(i);
             if (*m).data_len == st.len {
-                (*m).ol_flags |= st.ol_flags;
-                (*m).__bindgen_anon_1.packet_type = st.packet_type;
+                (*m).ol_flags |= ol_flags;
+                (*m).__bindgen_anon_1.packet_type = packet_type;
                 (*m).__bindgen_anon_2.hash.rss = st.rss;
             } else {
                 out += 1;
@@ -111,22 +123,37 @@ impl RxQueue {
         if stamps.is_empty() {
             return Err(DpdkError::new("no stamps", 22));
         }
-        let stamps = stamps
-            .iter()
-            .map(|s| Stamp {
-                len: s.len,
-                packet_type: s.packet_type,
-                rss: s.rss.unwrap_or(0),
-                ol_flags: s.rss.map_or(0, |_| u64::from(dpdk_sys::RTE_MBUF_F_RX_RSS_HASH))
+        let mut kinds: Vec<(u32, u64)> = Vec::new();
+        let mut packed = Vec::with_capacity(stamps.len());
+        for s in stamps {
+            let kind = (
+                s.packet_type,
+                s.rss.map_or(0, |_| u64::from(dpdk_sys::RTE_MBUF_F_RX_RSS_HASH))
                     | match s.ip_checksum {
                         IpChecksum::Good => u64::from(dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_GOOD),
                         IpChecksum::Bad => u64::from(dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_BAD),
                         IpChecksum::Unknown => 0,
                     },
-            })
-            .collect();
+            );
+            let index = match kinds.iter().position(|k| *k == kind) {
+                Some(i) => i,
+                None => {
+                    kinds.push(kind);
+                    kinds.len() - 1
+                }
+            };
+            packed.push(Stamp {
+                rss: s.rss.unwrap_or(0),
+                len: s.len,
+                kind: u16::try_from(index).map_err(|_| DpdkError::new("too many kinds of stamps", 22))?,
+            });
+        }
         let stamper: &'static Stamper = Box::leak(Box::new(Stamper {
-            stamps,
+            stamps: packed.into_boxed_slice(),
+            kinds: Kinds {
+                packet_type: kinds.iter().map(|k| k.0).collect(),
+                ol_flags: kinds.iter().map(|k| k.1).collect(),
+            },
             next: AtomicUsize::new(0),
             out_of_step: AtomicU64::new(0),
         }));
