@@ -16,13 +16,19 @@
 #                                        # the node as member 1 of K equal members
 #                                        # (its table holds its own share of the
 #                                        # flows); one row per K
+#   scripts/bench.sh --members "1 3 8" --sizes 64 --memory huge --nic-hash
+#                                        # each round also runs synshare as on a NIC
+#                                        # with RSS and IPv4 checksum offload (each
+#                                        # mbuf stamped with the frame's Toeplitz
+#                                        # hash and checksum-good flag on receive):
+#                                        # its own rows, mode nic-hash
 #   scripts/bench.sh --sweep             # Mpps against flows (64 B, hugepages) and
 #                                        # memory at 1M/10M flows; writes the plot
 #
 # Options: --flows N, --rounds R, --duration S (measured seconds per run),
 # --sizes "64 imix", --memory "huge nohuge", --members "1 3 8" (default 1:
-# the node owns every bucket), --out DIR (pcaps and results, default
-# /tmp/synshare-bench), --no-build, --sweep, --plot FILE.png (with --sweep;
+# the node owns every bucket), --nic-hash, --out DIR (pcaps and results,
+# default /tmp/synshare-bench), --no-build, --sweep, --plot FILE.png (with --sweep;
 # default docs/bench-flows.png). It builds and runs
 # target/release/synshare-bench (SS_BENCH_BIN=PATH runs another build).
 #
@@ -39,6 +45,7 @@ DURATION=5
 SIZES="64 imix"
 MEMORY="huge nohuge"
 MEMBERS=1
+NIC_HASH=0
 OUT=${SS_BENCH_DIR:-/tmp/synshare-bench}
 BUILD=1
 SWEEP=0
@@ -51,11 +58,12 @@ while [ $# -gt 0 ]; do
     --sizes) SIZES=$2; shift 2 ;;
     --memory) MEMORY=$2; shift 2 ;;
     --members) MEMBERS=$2; shift 2 ;;
+    --nic-hash) NIC_HASH=1; shift ;;
     --out) OUT=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --sweep) SWEEP=1; shift ;;
     --plot) PLOT=$2; shift 2 ;;
-    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -149,8 +157,10 @@ fi
 for k in $MEMBERS; do
   case $k in '' | *[!0-9]*) echo "bench.sh: --members takes numbers (\"1 3 8\")" >&2; exit 2 ;; esac
 done
+MODES=plain
+[ $NIC_HASH -eq 1 ] && MODES="plain nic-hash"
 results="$OUT/compare.tsv"
-echo -e "memory\tsize\tmembers\tround\ttestpmd_mpps\tsynshare_mpps\tratio\tcycles_per_packet\tp50_ns\tp99_ns\tp999_ns\tloadavg" >"$results"
+echo -e "memory\tsize\tmembers\tmode\tround\ttestpmd_mpps\tsynshare_mpps\tratio\tcycles_per_packet\tp50_ns\tp99_ns\tp999_ns\tloadavg" >"$results"
 echo "bench.sh: $FLOWS flows, $ROUNDS round(s) of $DURATION s per tool, sizes: $SIZES, memory: $MEMORY, members: $MEMBERS"
 for mem in $MEMORY; do
   for size in $SIZES; do
@@ -158,12 +168,16 @@ for mem in $MEMORY; do
     for k in $MEMBERS; do
       for r in $(seq "$ROUNDS"); do
         tp=$(testpmd_mpps "$f" "$mem")
-        j=$(synshare_json "$f" "$mem" --members "$k")
-        if [ -z "$j" ]; then echo "bench.sh: synshare-bench bench failed ($mem, $size, $k members)" >&2; ss=nan; cpp=nan; p50=nan; p99=nan; p999=nan
-        else read -r ss cpp p50 p99 p999 <<<"$(echo "$j" | json mpps cycles_per_packet burst_latency_ns.p50 burst_latency_ns.p99 burst_latency_ns.p999 2>/dev/null || echo nan nan nan nan nan)"; fi
-        ratio=$(awk -v a="$ss" -v b="$tp" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "nan" }')
-        printf "%s\t%s\t%s\t%s\t%s\t%.3f\t%s\t%.1f\t%.0f\t%.0f\t%.0f\t%s\n" "$mem" "$size" "$k" "$r" "$tp" "$ss" "$ratio" "$cpp" \
-          "$p50" "$p99" "$p999" "$(cut -d' ' -f1 /proc/loadavg)" | tee -a "$results"
+        for mode in $MODES; do
+          opt=()
+          [ "$mode" = nic-hash ] && opt=(--nic-hash)
+          j=$(synshare_json "$f" "$mem" --members "$k" "${opt[@]}")
+          if [ -z "$j" ]; then echo "bench.sh: synshare-bench bench failed ($mem, $size, $k members, $mode)" >&2; ss=nan; cpp=nan; p50=nan; p99=nan; p999=nan
+          else read -r ss cpp p50 p99 p999 <<<"$(echo "$j" | json mpps cycles_per_packet burst_latency_ns.p50 burst_latency_ns.p99 burst_latency_ns.p999 2>/dev/null || echo nan nan nan nan nan)"; fi
+          ratio=$(awk -v a="$ss" -v b="$tp" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "nan" }')
+          printf "%s\t%s\t%s\t%s\t%s\t%s\t%.3f\t%s\t%.1f\t%.0f\t%.0f\t%.0f\t%s\n" "$mem" "$size" "$k" "$mode" "$r" "$tp" "$ss" "$ratio" "$cpp" \
+            "$p50" "$p99" "$p999" "$(cut -d' ' -f1 /proc/loadavg)" | tee -a "$results"
+        done
       done
     done
   done
@@ -171,14 +185,17 @@ done
 echo
 echo "bench.sh: medians over $ROUNDS round(s), $FLOWS flows (Mpps per forwarding core;"
 echo "          ratio: the median of each round's synshare/testpmd, the two run back to back;"
-echo "          members K: the node is member 1 of K equal members)"
-printf "%-8s %-6s %7s %12s %14s %8s %12s\n" memory size members testpmd synshare ratio cycles/pkt
-col() { awk -v m="$1" -v s="$2" -v k="$3" -v c="$4" '$1 == m && $2 == s && $3 == k { print $c }' "$results" | median; }
+echo "          members K: the node is member 1 of K equal members;"
+echo "          mode nic-hash: each mbuf carries the NIC's RSS hash and checksum flag)"
+printf "%-8s %-6s %7s %-8s %12s %14s %8s %12s\n" memory size members mode testpmd synshare ratio cycles/pkt
+col() { awk -v m="$1" -v s="$2" -v k="$3" -v d="$4" -v c="$5" '$1 == m && $2 == s && $3 == k && $4 == d { print $c }' "$results" | median; }
 for mem in $MEMORY; do
   for size in $SIZES; do
     for k in $MEMBERS; do
-      printf "%-8s %-6s %7s %12s %14s %8s %12s\n" "$mem" "$size" "$k" "$(col "$mem" "$size" "$k" 5)" \
-        "$(col "$mem" "$size" "$k" 6)" "$(col "$mem" "$size" "$k" 7)" "$(col "$mem" "$size" "$k" 8)"
+      for mode in $MODES; do
+        printf "%-8s %-6s %7s %-8s %12s %14s %8s %12s\n" "$mem" "$size" "$k" "$mode" "$(col "$mem" "$size" "$k" "$mode" 6)" \
+          "$(col "$mem" "$size" "$k" "$mode" 7)" "$(col "$mem" "$size" "$k" "$mode" 8)" "$(col "$mem" "$size" "$k" "$mode" 9)"
+      done
     done
   done
 done

@@ -180,7 +180,14 @@ def case_list():
     def add(name, counter, mode, build, offline=None):
         c.append((name, counter, mode, build, offline or {}))
 
-    # Truncated and malformed headers. (The kernel refuses to send an
+    # Truncated and malformed headers. A TCP segment to VIP:80 is placed
+    # in its bucket from fixed offsets before it is validated (README, "How
+    # a frame is decided"): only the bucket's owner counts what is wrong
+    # with it ("sum"); a node whose bucket it is not drops it as any
+    # segment of another node's bucket (drop_syn_not_owner for these SYNs,
+    # drop_not_owner when the flags byte is not a SYN's). Frames that do not
+    # read as TCP to a VIP port at fixed offsets are counted by every node.
+    # (The kernel refuses to send an
     # Ethernet frame shorter than its 14-byte header, so truncation starts
     # above Ethernet; the parser's Ethernet and VLAN truncation is covered by
     # the unit tests and the fuzzers.) Frames are not padded to 60 bytes
@@ -189,28 +196,28 @@ def case_list():
         lambda i: eth(CLUSTER_MAC, CLIENT_MAC, ETH_IPV4, ipv4(CLIENT4, VIP4, TCP, syn4(i))[:12]))
     add("ipv6_truncated_header", "drop_truncated", "each",
         lambda i: eth(CLUSTER_MAC, CLIENT_MAC, ETH_IPV6, ipv6(CLIENT6, VIP6, TCP, b"")[:30]))
-    add("ipv4_total_length_beyond_frame", "drop_truncated", "each",
-        lambda i: frame4(ipv4(CLIENT4, VIP4, TCP, syn4(i), total=1000)))
-    add("ipv6_payload_length_beyond_frame", "drop_truncated", "each",
-        lambda i: frame6(ipv6(CLIENT6, VIP6, TCP, tcp(CLIENT6, VIP6, 2000 + i, 80, SYN), plen=1000)))
+    add("ipv4_total_length_beyond_frame", "drop_truncated", "sum",
+        lambda i: frame4(ipv4(CLIENT4, VIP4, TCP, syn4(i), total=1000)), offline={"none": "drop_syn_not_owner"})
+    add("ipv6_payload_length_beyond_frame", "drop_truncated", "sum",
+        lambda i: frame6(ipv6(CLIENT6, VIP6, TCP, tcp(CLIENT6, VIP6, 2000 + i, 80, SYN), plen=1000)), offline={"none": "drop_syn_not_owner"})
     add("arp_truncated", "drop_truncated", "each",
         lambda i: eth(BROADCAST, CLIENT_MAC, ETH_ARP, arp(1, CLIENT_MAC, CLIENT4, b"\0" * 6, VIP4)[:20]))
-    add("tcp4_truncated_header", "drop_bad_tcp_header", "each",
-        lambda i: frame4(ipv4(CLIENT4, VIP4, TCP, syn4(i)[:12])))
+    add("tcp4_truncated_header", "drop_bad_tcp_header", "sum",
+        lambda i: frame4(ipv4(CLIENT4, VIP4, TCP, syn4(i)[:12])), offline={"none": "drop_not_owner"})
     add("tcp6_truncated_header", "drop_bad_tcp_header", "each",
         lambda i: frame6(ipv6(CLIENT6, VIP6, TCP, tcp(CLIENT6, VIP6, 2000 + i, 80, SYN)[:12])))
-    add("tcp_data_offset_too_small", "drop_bad_tcp_header", "each",
-        lambda i: frame4(ipv4(CLIENT4, VIP4, TCP, tcp(CLIENT4, VIP4, 2000 + i, 80, SYN, doff=3))))
-    add("tcp_data_offset_beyond_packet", "drop_bad_tcp_header", "each",
-        lambda i: frame4(ipv4(CLIENT4, VIP4, TCP, tcp(CLIENT4, VIP4, 2000 + i, 80, SYN, doff=15)[:20])))
+    add("tcp_data_offset_too_small", "drop_bad_tcp_header", "sum",
+        lambda i: frame4(ipv4(CLIENT4, VIP4, TCP, tcp(CLIENT4, VIP4, 2000 + i, 80, SYN, doff=3))), offline={"none": "drop_syn_not_owner"})
+    add("tcp_data_offset_beyond_packet", "drop_bad_tcp_header", "sum",
+        lambda i: frame4(ipv4(CLIENT4, VIP4, TCP, tcp(CLIENT4, VIP4, 2000 + i, 80, SYN, doff=15)[:20])), offline={"none": "drop_syn_not_owner"})
     add("ipv4_header_length_4_words", "drop_bad_ipv4_header", "each",
         lambda i: frame4(ipv4(CLIENT4, VIP4, TCP, syn4(i), ihl=4)))
     add("ipv4_version_5", "drop_bad_ipv4_header", "each",
         lambda i: frame4(ipv4(CLIENT4, VIP4, TCP, syn4(i), version=5)))
-    add("ipv4_total_length_below_header", "drop_bad_ipv4_header", "each",
-        lambda i: frame4(ipv4(CLIENT4, VIP4, TCP, syn4(i), total=12)))
-    add("ipv4_bad_checksum", "drop_bad_ipv4_checksum", "each",
-        lambda i: frame4(ipv4(CLIENT4, VIP4, TCP, syn4(i), good_csum=False)))
+    add("ipv4_total_length_below_header", "drop_bad_ipv4_header", "sum",
+        lambda i: frame4(ipv4(CLIENT4, VIP4, TCP, syn4(i), total=12)), offline={"none": "drop_syn_not_owner"})
+    add("ipv4_bad_checksum", "drop_bad_ipv4_checksum", "sum",
+        lambda i: frame4(ipv4(CLIENT4, VIP4, TCP, syn4(i), good_csum=False)), offline={"none": "drop_syn_not_owner"})
     add("ipv6_version_4", "drop_bad_ipv6_header", "each",
         lambda i: frame6(ipv6(CLIENT6, VIP6, TCP, tcp(CLIENT6, VIP6, 2000 + i, 80, SYN), version=4)))
     add("udp_length_too_small", "drop_bad_udp_header", "each",
@@ -250,7 +257,7 @@ def case_list():
     # drop_vip_fragment (unit tests: classify.rs). IPv6 fragments are not
     # reassembled by af_packet and are counted here.
     add("ipv4_first_fragment_alone", "drop_vip_fragment", "absent",
-        lambda i: frame4(ipv4(CLIENT4, VIP4, TCP, syn4(i) + b"x" * 16, frag=0x2000, ident=0x1100 + i)))
+        lambda i: frame4(ipv4(CLIENT4, VIP4, TCP, syn4(i) + b"x" * 16, frag=0x2000, ident=0x1100 + i)), offline={"none": "drop_syn_not_owner"})
     add("ipv4_later_fragment_alone", "drop_vip_fragment", "absent",
         lambda i: frame4(ipv4(CLIENT4, VIP4, TCP, b"y" * 24, frag=185, ident=0x1200 + i)))
 
@@ -292,8 +299,8 @@ def case_list():
         lambda i: frame4(ipv4(CLIENT4, VIP4, GRE, b"\0\0\x08\0" + b"g" * 20)))
     add("cluster_mac_not_vip", "drop_cluster_mac_not_vip", "each",
         lambda i: frame4(ipv4(CLIENT4, NOT_VIP4, TCP, syn4(i, SYN, dst=NOT_VIP4))))
-    add("unicast_to_nobody", "drop_not_for_us", "each",
-        lambda i: frame4(ipv4(CLIENT4, VIP4, TCP, syn4(i)), dst_mac=STRANGER_MAC))
+    add("unicast_to_nobody", "drop_not_for_us", "sum",
+        lambda i: frame4(ipv4(CLIENT4, VIP4, TCP, syn4(i)), dst_mac=STRANGER_MAC), offline={"none": "drop_syn_not_owner"})
     add("icmp_error_quoting_another_host", "drop_icmp_bad", "each",
         lambda i: frame4(ipv4(CLIENT4, VIP4, ICMP, icmp4_unreach(ipv4(CLIENT4, NOT_VIP4, TCP, syn4(i, SYN, dst=NOT_VIP4))))))
 
@@ -332,8 +339,8 @@ def case_list():
     add("ndp_solicit_without_target", "drop_ndp_bad", "each", lambda i: ns(body=b"\0\0\0\0"))
 
     # A source MAC equal to the cluster MAC (no port ever sends from it).
-    add("source_mac_is_cluster_mac", "drop_spoofed_source", "each",
-        lambda i: frame4(ipv4(CLIENT4, VIP4, TCP, syn4(i)), src_mac=CLUSTER_MAC))
+    add("source_mac_is_cluster_mac", "drop_spoofed_source", "sum",
+        lambda i: frame4(ipv4(CLIENT4, VIP4, TCP, syn4(i)), src_mac=CLUSTER_MAC), offline={"none": "drop_syn_not_owner"})
     return c
 
 

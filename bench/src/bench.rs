@@ -25,15 +25,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use synshare_control::layout::{Layout, MemberId, Table, Weighted};
-use synshare_dataplane::classify::Action;
+use synshare_dataplane::classify::{Action, IpChecksum};
 use synshare_dataplane::counters::{Counter, WorkerStats};
 use synshare_dataplane::flow::{FlowKey, FlowState, FlowTimeouts};
-use synshare_dataplane::hash::Bucket;
+use synshare_dataplane::hash::nic::{ptype, RssTypes};
+use synshare_dataplane::hash::{symmetric, Bucket};
 use synshare_dataplane::ownership::{BucketState, OwnershipView};
 use synshare_dataplane::packet::{self, Addr, Payload, L4};
 use synshare_dataplane::publish::{Lease, Publisher};
 use synshare_dataplane::synth::{self, V4_VIP, V6_VIP};
-use synshare_dpdk::worker::{BurstObserver, NodeFlows, Worker, WorkerTuning};
+use synshare_dpdk::replay::NicStamp;
+use synshare_dpdk::worker::{BurstObserver, NodeFlows, Offloads, Worker, WorkerTuning};
 use synshare_dpdk::{self as dpdk, Eal, Mempool, Port, PortConfig};
 
 pub const HELP: &str = "\
@@ -59,6 +61,14 @@ Options:
   --buckets N        buckets in the table (default 65536)
   --extra-flows N    also load N flows the traffic never touches
   --flow-capacity N  flow-table slots (default: 1.25 x the flows loaded)
+  --nic-hash         receive as from a NIC with RSS (the cluster's symmetric
+                     key) and IPv4 checksum offload: each mbuf is stamped
+                     with its frame's Toeplitz hash, packet type and
+                     checksum-good flag on receive (an RX callback; its few
+                     cycles per frame count against synshare), and the
+                     worker takes them as a node on such a port does
+  --nic-stamp-only   stamp the mbufs as --nic-hash does, but run the worker
+                     as for a port that gives nothing (what stamping costs)
   --json             print one JSON object instead of the report
   --plan             scan the file, print the mbuf pool it needs (JSON:
                      packets, mbufs, data_room, memory_mb) and exit
@@ -70,17 +80,63 @@ struct Scan {
     max_len: usize,
     /// TCP flows to a VIP, each once per frame it appears in.
     keys: Vec<(FlowKey, Addr, Addr, u16, u16)>,
+    /// What a NIC would stamp into each frame's mbuf, in the file's order.
+    stamps: Vec<NicStamp>,
 }
 
-fn scan(path: &Path) -> Result<Scan, String> {
+/// What a NIC with RSS (the symmetric key, IPv4/IPv6 TCP/UDP) and IPv4
+/// checksum offload reports for `frame`: the hash and packet type of plain
+/// TCP and UDP (no IPv4 options or IPv6 extension headers, not a
+/// fragment), and the IPv4 header checksum's verdict.
+fn nic_stamp(frame: &[u8]) -> NicStamp {
+    let mut stamp = NicStamp {
+        len: frame.len().min(usize::from(u16::MAX)) as u16,
+        ..NicStamp::default()
+    };
+    // The checksum verdict of an untagged IPv4 header, whatever follows.
+    if frame.len() >= 34 && frame[12..14] == [8, 0] {
+        let ihl = usize::from(frame[14] & 0x0f) * 4;
+        if ihl >= 20 && frame.len() >= 14 + ihl {
+            stamp.ip_checksum = if packet::checksum(&frame[14..14 + ihl]) == 0 {
+                IpChecksum::Good
+            } else {
+                IpChecksum::Bad
+            };
+        }
+    }
+    let Ok(f) = packet::parse(frame) else { return stamp };
+    let (l3, ip) = match f.payload {
+        Payload::Ipv4(ip) => (ptype::L3_IPV4, ip),
+        Payload::Ipv6(ip) => (ptype::L3_IPV6, ip),
+        _ => return stamp,
+    };
+    let plain_len = if l3 == ptype::L3_IPV4 { 20 } else { 40 };
+    if ip.fragment || usize::from(ip.l4_offset) != usize::from(f.l3_offset) + plain_len {
+        return stamp;
+    }
+    let (l4, sport, dport) = match ip.l4 {
+        L4::Tcp { src_port, dst_port, .. } => (ptype::L4_TCP, src_port, dst_port),
+        L4::Udp { src_port, dst_port } => (ptype::L4_UDP, src_port, dst_port),
+        _ => return stamp,
+    };
+    stamp.packet_type = l3 | l4;
+    stamp.rss = Some(symmetric::tuple(ip.src, ip.dst, sport, dport).0);
+    stamp
+}
+
+fn scan(path: &Path, nic_hash: bool) -> Result<Scan, String> {
     let mut s = Scan {
         packets: 0,
         max_len: 0,
         keys: Vec::new(),
+        stamps: Vec::new(),
     };
     let vips = [Addr::V4(V4_VIP), Addr::V6(V6_VIP)];
     s.packets = for_each_frame(path, |f| {
         s.max_len = s.max_len.max(f.len());
+        if nic_hash {
+            s.stamps.push(nic_stamp(f));
+        }
         let Ok(frame) = packet::parse(f) else { return };
         if let Payload::Ipv4(ip) | Payload::Ipv6(ip) = frame.payload {
             if let L4::Tcp { src_port, dst_port, .. } = ip.l4 {
@@ -199,7 +255,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
             "--extra-flows",
             "--flow-capacity",
         ],
-        &["--no-huge", "--json", "--plan"],
+        &["--no-huge", "--json", "--plan", "--nic-hash", "--nic-stamp-only"],
     )?;
     let pcap = PathBuf::from(
         opts.get("--pcap")
@@ -229,9 +285,11 @@ pub fn run(args: &[String]) -> Result<(), String> {
     }
     let huge = !opts.has("--no-huge");
     let json_out = opts.has("--json");
+    let nic_hash = opts.has("--nic-hash");
+    let stamp_only = opts.has("--nic-stamp-only");
 
     let t = Instant::now();
-    let mut scanned = scan(&pcap)?;
+    let mut scanned = scan(&pcap, (nic_hash || stamp_only) && !opts.has("--plan"))?;
     let plan = pool_plan(scanned.packets, scanned.max_len)?;
     if opts.has("--plan") {
         println!(
@@ -320,6 +378,16 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let pcap_port = start("net_pcap0", 1, format!("net_pcap0 (loading {})", pcap.display()))?;
     let load_s = t.elapsed().as_secs_f64();
     let null_port = start("net_null0", 2, "net_null0".into())?;
+    let stamping = if nic_hash || stamp_only {
+        Some(
+            pcap_port
+                .rx_queue(0)
+                .stamp_replay(&std::mem::take(&mut scanned.stamps))
+                .map_err(|e| e.to_string())?,
+        )
+    } else {
+        None
+    };
 
     // Pre-load the flow table, on the worker's clock.
     let t = Instant::now();
@@ -391,10 +459,20 @@ pub fn run(args: &[String]) -> Result<(), String> {
         wire_tx: null_port.tx_queue(0),
         kernel_rx: null_port.rx_queue(0),
         kernel_tx: null_port.tx_queue(1),
-        use_rss: false,
+        use_rss: nic_hash,
         stats: Arc::clone(&stats),
         stop: Arc::clone(&stop),
-        tuning: WorkerTuning::default(),
+        tuning: WorkerTuning {
+            offloads: Some(if nic_hash {
+                Offloads {
+                    rss: RssTypes::ALL,
+                    ip_checksum: true,
+                }
+            } else {
+                Offloads::default()
+            }),
+            ..WorkerTuning::default()
+        },
     };
     let observer = Observer {
         measuring: Arc::clone(&measuring),
@@ -498,6 +576,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
             "p50": pct(0.50), "p90": pct(0.90), "p99": pct(0.99), "p999": pct(0.999),
             "max": ns(h.max()), "mean": h.mean() * 1e9 / hz as f64,
         },
+        "nic_hash": nic_hash,
+        "nic_stamps_out_of_step": stamping.as_ref().map_or(0, |s| s.out_of_step()),
         "pcap_frames": scanned.packets,
         "flows_loaded": pcap_flows,
         "extra_flows_loaded": extra_loaded,
@@ -534,6 +614,12 @@ pub fn run(args: &[String]) -> Result<(), String> {
         view.count(BucketState::Settled),
         buckets
     );
+    if let Some(s) = &stamping {
+        println!(
+            "bench: --nic-hash: RSS hash, packet type and IPv4 checksum flag stamped on receive ({} frames out of step)",
+            s.out_of_step()
+        );
+    }
     println!(
         "bench: flow table: {pcap_flows} flows of the file + {extra_loaded} extra, {table_capacity} slots, {:.1} MiB ({:.1} B/slot, {:.1} B/flow)",
         table_bytes as f64 / (1 << 20) as f64,

@@ -15,6 +15,7 @@ mod lcore;
 mod mbuf;
 mod memory;
 mod port;
+pub mod replay;
 pub mod worker;
 
 pub use eal::Eal;

@@ -9,13 +9,16 @@ use crate::DpdkError;
 use dpdk_sys::{rte_mbuf, rte_mempool};
 use std::ffi::CString;
 use std::ptr::NonNull;
-use synshare_dataplane::classify::PacketBuf;
+use synshare_dataplane::classify::{IpChecksum, PacketBuf};
 use synshare_dataplane::hash::nic::{ptype, RssTypes};
 
 /// Packets per burst.
 pub const BURST: usize = 32;
 // A batch's positions are the bits of a u32 (`TxBatch::take_marked`).
 const _: () = assert!(BURST <= 32);
+
+/// How many frames ahead of the one looked at [`Burst::sift`] prefetches.
+const PREFETCH_AHEAD: usize = 3;
 
 /// A pool of packet buffers.
 pub struct Mempool {
@@ -178,6 +181,26 @@ unsafe fn rss_of(m: *const rte_mbuf) -> Option<u32> {
     }
 }
 
+/// The driver's word on the IPv4 header checksum of `m`
+/// (`RTE_MBUF_F_RX_IP_CKSUM_*`): good, bad, or unknown (not checked, not
+/// IPv4, or "none", which says the checksum field itself is not right but
+/// the header is: only the full parser decides that).
+///
+/// # Safety
+/// `m` must point to a valid mbuf.
+#[inline(always)]
+unsafe fn ip_checksum_of(m: *const rte_mbuf) -> IpChecksum {
+    // SAFETY: the caller passes a valid mbuf; ol_flags is a plain u64.
+    let flags = unsafe { (*m).ol_flags } & u64::from(dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_MASK);
+    if flags == u64::from(dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_GOOD) {
+        IpChecksum::Good
+    } else if flags == u64::from(dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_BAD) {
+        IpChecksum::Bad
+    } else {
+        IpChecksum::Unknown
+    }
+}
+
 /// Returns `pkts` to their pools in one call.
 ///
 /// # Safety
@@ -325,6 +348,42 @@ impl Burst {
         }
     }
 
+    /// Looks at every frame not yet taken, in order, with `look` (the
+    /// frame's index among those kept so far, and the frame): the frames
+    /// for which it returns true move to `drops`, the others stay in the
+    /// burst, in order. Without a branch per frame: each mbuf is written
+    /// to both arrays and only one of the two lengths advances. The
+    /// callee must not panic (an mbuf it was looking at would leak).
+    #[inline]
+    pub fn sift(&mut self, drops: &mut FreeBatch, mut look: impl FnMut(usize, Received<'_>) -> bool) {
+        let (from, to) = (self.next, self.len);
+        if drops.len + (to - from) > BURST {
+            drops.free();
+        }
+        let mut pending = [std::ptr::null_mut(); BURST];
+        pending[..to - from].copy_from_slice(&self.pkts[from..to]);
+        // The burst gives the mbufs up; each goes to exactly one owner below.
+        self.next = 0;
+        self.len = 0;
+        let n = to - from;
+        for i in 0..n {
+            let m = pending[i];
+            if i + PREFETCH_AHEAD < n {
+                // SAFETY: a valid mbuf of this burst; a prefetch hint never
+                // faults.
+                unsafe { prefetch0(data_ptr(pending[i + PREFETCH_AHEAD])) }
+            }
+            // SAFETY: `m` is a valid mbuf received in this burst, owned by
+            // `pending` until placed below; its data stays unchanged while
+            // `look` reads it.
+            let drop = look(self.len, unsafe { received(m) });
+            self.pkts[self.len % BURST] = m;
+            drops.pkts[drops.len % BURST] = m;
+            self.len += usize::from(!drop);
+            drops.len += usize::from(drop);
+        }
+    }
+
     /// Prefetches the data of the mbuf `ahead` positions after the next.
     #[inline]
     pub fn prefetch(&self, ahead: usize) {
@@ -406,6 +465,7 @@ unsafe fn received<'a>(m: *mut rte_mbuf) -> Received<'a> {
             bytes: std::slice::from_raw_parts(data_ptr(m), usize::from((*m).data_len)),
             rss: rss_of(m),
             packet_type: (*m).__bindgen_anon_1.packet_type,
+            ip_checksum: ip_checksum_of(m),
             segments: (*m).nb_segs,
         }
     }
@@ -420,6 +480,9 @@ pub struct Received<'a> {
     pub rss: Option<u32>,
     /// The packet type the driver reported (`RTE_PTYPE_*` bits; 0: none).
     pub packet_type: u32,
+    /// The driver's word on the IPv4 header checksum (trust it only from a
+    /// port that checks it: [`crate::RxQueue::ip_checksum_offload`]).
+    pub ip_checksum: IpChecksum,
     /// Number of segments.
     pub segments: u16,
 }

@@ -25,7 +25,10 @@ pub struct PortConfig {
     /// TX descriptors per queue.
     pub tx_desc: u16,
     /// Program RSS with this key over IPv4/IPv6 TCP and UDP, when the
-    /// port supports it and has more than one RX queue.
+    /// port supports it, with one RX queue as with several: the hash in
+    /// each mbuf is then the connection value, and the worker skips
+    /// computing it. (A driver that refuses RSS with this many queues is
+    /// configured without.)
     pub rss_key: Option<[u8; 40]>,
     /// Receive frames for any destination MAC.
     pub promiscuous: bool,
@@ -39,6 +42,7 @@ const RSS_IPV6: u64 = 1 << 8;
 const RSS_NONFRAG_IPV6_TCP: u64 = 1 << 10;
 const RSS_NONFRAG_IPV6_UDP: u64 = 1 << 11;
 const RX_OFFLOAD_RSS_HASH: u64 = 1 << 19;
+const RX_OFFLOAD_IPV4_CKSUM: u64 = 1 << 1;
 
 /// Port statistics, as the driver counts them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -110,8 +114,7 @@ impl Port {
             | RSS_NONFRAG_IPV6_TCP
             | RSS_NONFRAG_IPV6_UDP;
         let supported = info.flow_type_rss_offloads & wanted;
-        let rss_hash = config.rss_key.is_some()
-            && config.rx_queues > 1
+        let mut rss_hash = config.rss_key.is_some()
             && supported & (RSS_NONFRAG_IPV4_TCP | RSS_NONFRAG_IPV6_TCP) != 0
             && usize::from(info.hash_key_size) == key.len();
         if rss_hash {
@@ -123,9 +126,24 @@ impl Port {
                 conf.rxmode.offloads |= RX_OFFLOAD_RSS_HASH;
             }
         }
+        // The NIC verifies IPv4 header checksums where it can, and says so
+        // in each mbuf (the fast path then trusts it).
+        if info.rx_offload_capa & RX_OFFLOAD_IPV4_CKSUM != 0 {
+            conf.rxmode.offloads |= RX_OFFLOAD_IPV4_CKSUM;
+        }
         // SAFETY: conf (and the key it points to) live across the call,
         // which copies them.
-        let rc = unsafe { dpdk_sys::rte_eth_dev_configure(p, config.rx_queues, config.tx_queues, &conf) };
+        let mut rc = unsafe { dpdk_sys::rte_eth_dev_configure(p, config.rx_queues, config.tx_queues, &conf) };
+        if rc != 0 && rss_hash {
+            // Some drivers take RSS only with several queues: without it,
+            // the value is computed.
+            rss_hash = false;
+            conf.rxmode.mq_mode = dpdk_sys::rte_eth_rx_mq_mode_RTE_ETH_MQ_RX_NONE;
+            conf.rx_adv_conf.rss_conf = Default::default();
+            conf.rxmode.offloads &= !RX_OFFLOAD_RSS_HASH;
+            // SAFETY: as above.
+            rc = unsafe { dpdk_sys::rte_eth_dev_configure(p, config.rx_queues, config.tx_queues, &conf) };
+        }
         if rc != 0 {
             return Err(DpdkError::new(format!("rte_eth_dev_configure({name})"), rc));
         }
@@ -275,6 +293,11 @@ pub struct RxQueue {
 }
 
 impl RxQueue {
+    /// The port and queue numbers.
+    pub(crate) fn ids(&self) -> (u16, u16) {
+        (self.port.0, self.queue)
+    }
+
     /// The packet types whose RSS hash the port computes as the
     /// connection value: the Toeplitz function of the 4-tuple with the
     /// cluster's key. Asks the port what it applied (its hash types and
@@ -303,6 +326,16 @@ impl RxQueue {
         .iter()
         .filter(|(bit, _)| conf.rss_hf & bit != 0)
         .fold(RssTypes::NONE, |set, (_, t)| set.with(*t))
+    }
+
+    /// True when the port verifies IPv4 header checksums and says so in
+    /// each mbuf (`RTE_ETH_RX_OFFLOAD_IPV4_CKSUM` configured): the worker
+    /// then trusts [`crate::Received::ip_checksum`]. Off the packet path.
+    pub fn ip_checksum_offload(&self) -> bool {
+        let mut conf = dpdk_sys::rte_eth_conf::default();
+        // SAFETY: conf is a valid out-parameter the call fills.
+        let rc = unsafe { dpdk_sys::rte_eth_dev_conf_get(self.port.0, &mut conf) };
+        rc == 0 && conf.rxmode.offloads & RX_OFFLOAD_IPV4_CKSUM != 0
     }
 
     /// Receives up to [`BURST`] packets into `burst` (freeing whatever it

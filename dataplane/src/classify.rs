@@ -168,11 +168,15 @@ pub struct Look(Seen);
 enum Seen {
     /// Not on the fast path: the full parser decides.
     Full,
-    /// Decided already (among others, every frame of a closed bucket: a
-    /// bucket neither held nor with flows here stays so for the burst, as
-    /// only held buckets get new flows and the view changes between
-    /// bursts).
+    /// Decided already, after the same checks as the full parser's.
     Done(Counter),
+    /// A TCP segment to a served VIP port (by its fixed offsets) in a
+    /// closed bucket, decided before the frame was validated: every
+    /// outcome of such a frame is a drop (a bucket neither held nor with
+    /// flows here stays so for the burst, as only held buckets get new
+    /// flows and the view changes between bursts), counted by its flags as
+    /// a well-formed one would be ([`closed_tcp`]), malformed or not.
+    Closed(Counter),
     /// A plain TCP segment to a served VIP port in an open bucket; its
     /// flow's group is prefetched. `to_node`: sent to the node's MAC, not
     /// the cluster's (for the rewrite on the way up).
@@ -196,9 +200,16 @@ impl Look {
     #[inline(always)]
     pub fn outcome(&self) -> Option<Counter> {
         match self.0 {
-            Seen::Done(c) => Some(c),
+            Seen::Done(c) | Seen::Closed(c) => Some(c),
             _ => None,
         }
+    }
+
+    /// True when the look dropped the frame as one of a closed bucket
+    /// before validating it (see [`Classifier::look`]): the full parser
+    /// may count a malformed one by another reason, but drops it too.
+    pub fn is_closed_unvalidated(&self) -> bool {
+        matches!(self.0, Seen::Closed(_))
     }
 
     /// True when the look took the fast path (for tests and benchmarks).
@@ -211,6 +222,21 @@ impl Default for Look {
     fn default() -> Self {
         Look::FULL
     }
+}
+
+/// The NIC's word on a frame's IPv4 header checksum, from a port that
+/// verifies it (`RTE_MBUF_F_RX_IP_CKSUM_GOOD` / `_BAD`): the fast path then
+/// trusts it instead of summing the header. `Unknown` for every other
+/// frame and port.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum IpChecksum {
+    /// Not verified: the fast path sums the header itself.
+    #[default]
+    Unknown,
+    /// Verified good by the NIC.
+    Good,
+    /// Verified bad by the NIC: the full parser decides (and counts it).
+    Bad,
 }
 
 /// Whom a fast-path frame is sent to.
@@ -268,6 +294,16 @@ impl FastTcp<'_> {
     }
 }
 
+/// What the first look reads of a TCP segment to a served VIP port from
+/// fixed offsets alone (EtherType, version and IHL, protocol, destination
+/// address, ports): enough to find its bucket, not to trust the frame.
+struct Quick<'a> {
+    /// The frame as read: client then VIP address, ports and flags.
+    tcp: FastTcp<'a>,
+    /// Offset of the TCP header.
+    l4: usize,
+}
+
 /// The outcome of a TCP segment to a VIP port in a closed bucket (see
 /// [`crate::flow::BucketGate::is_closed`]), as the accept rules give it.
 #[inline]
@@ -287,6 +323,10 @@ fn closed_tcp(flags: u8) -> Counter {
 /// A node's packet decisions. See the module documentation.
 pub struct Classifier {
     addrs: NodeAddresses,
+    /// The IPv4 VIPs (address, index in `addrs.vips`), for the first look.
+    vips4: Box<[([u8; 4], usize)]>,
+    /// The IPv6 VIPs, the same.
+    vips6: Box<[([u8; 16], usize)]>,
     /// Frames going up to the cluster MAC get the kernel's MAC as
     /// destination (unless it is the kernel's own), also when the cluster
     /// MAC is a multicast one: the kernel's TCP takes only frames addressed
@@ -304,7 +344,21 @@ pub struct Classifier {
 impl Classifier {
     /// A classifier for a node with these addresses.
     pub fn new(addrs: NodeAddresses) -> Self {
+        let vips4 = (addrs.vips.iter().enumerate())
+            .filter_map(|(i, v)| match v.addr {
+                Addr::V4(a) => Some((a, i)),
+                Addr::V6(_) => None,
+            })
+            .collect();
+        let vips6 = (addrs.vips.iter().enumerate())
+            .filter_map(|(i, v)| match v.addr {
+                Addr::V6(a) => Some((a, i)),
+                Addr::V4(_) => None,
+            })
+            .collect();
         Classifier {
+            vips4,
+            vips6,
             rewrite_cluster_mac: addrs.cluster_mac != addrs.kernel_mac,
             rewrite_node_mac: !addrs.node_mac.is_group() && addrs.node_mac != addrs.kernel_mac,
             addrs,
@@ -358,7 +412,7 @@ impl Classifier {
     /// parser: every frame the fast path takes, the full path would parse
     /// to the same fields.
     #[inline]
-    fn fast_tcp<'a>(&self, frame: &'a [u8]) -> Option<FastTcp<'a>> {
+    fn fast_tcp<'a>(&self, frame: &'a [u8], checksum: IpChecksum) -> Option<FastTcp<'a>> {
         // As the full parser: never look past 64 KiB.
         let frame = &frame[..frame.len().min(usize::from(u16::MAX))];
         const ETH: usize = ethernet::Header::<&[u8]>::LEN;
@@ -394,7 +448,7 @@ impl Classifier {
                     || total > l3.len()
                     || ip.fragment() & (ipv4::MORE_FRAGMENTS | ipv4::OFFSET_MASK) != 0
                     || ip.protocol() != proto::TCP
-                    || !ip.plain_checksum_ok()
+                    || !checksum_ok(&ip, checksum)
                 {
                     return None;
                 }
@@ -426,15 +480,156 @@ impl Classifier {
         })
     }
 
+    /// Reads a TCP segment to a served VIP port from fixed offsets only:
+    /// an IPv4 header of 20 bytes or an IPv6 header, protocol TCP, the
+    /// destination a VIP, the destination port served by it. Nothing else
+    /// is checked (MACs, lengths, fragments, checksum): enough to find the
+    /// frame's bucket, not to send it anywhere. None for anything else.
+    #[inline(always)]
+    fn quick<'a>(&self, frame: &'a [u8]) -> Option<Quick<'a>> {
+        const ETH: usize = ethernet::Header::<&[u8]>::LEN;
+        const V4: usize = ipv4::Header::<&[u8]>::LEN;
+        const V6: usize = ipv6::Header::<&[u8]>::LEN;
+        const TCP: usize = tcp::Header::<&[u8]>::LEN;
+        if frame.len() < ETH + V4 + TCP {
+            return None;
+        }
+        let eth = ethernet::Header::new_unchecked(frame);
+        let l3 = &frame[ETH..];
+        let (vip, addresses, l4) = match eth.ethertype() {
+            ethertype::IPV4 => {
+                let ip = ipv4::Header::new_unchecked(l3);
+                if ip.version_ihl() != ipv4::VERSION_IHL_PLAIN || ip.protocol() != proto::TCP {
+                    return None;
+                }
+                let dst = ip.dst();
+                let &(_, vip) = self.vips4.iter().find(|(a, _)| *a == dst)?;
+                (vip, &l3[ipv4::field::ADDRESSES], ETH + V4)
+            }
+            ethertype::IPV6 => {
+                if frame.len() < ETH + V6 + TCP {
+                    return None;
+                }
+                let ip = ipv6::Header::new_unchecked(l3);
+                if ip.version() != 6 || ip.next_header() != proto::TCP {
+                    return None;
+                }
+                let dst = ip.dst();
+                let &(_, vip) = self.vips6.iter().find(|(a, _)| *a == dst)?;
+                (vip, &l3[ipv6::field::ADDRESSES], ETH + V6)
+            }
+            _ => return None,
+        };
+        let t = tcp::Header::new_unchecked(&frame[l4..]);
+        let ports = t.ports();
+        if !self.addrs.vips[vip].tcp_ports.contains(ports as u16) {
+            return None;
+        }
+        Some(Quick {
+            tcp: FastTcp {
+                dest: Dest::Other,
+                addresses,
+                client_port: (ports >> 16) as u16,
+                vip_port: ports as u16,
+                flags: t.flags(),
+                folded: symmetric::fold(addresses) ^ symmetric::fold32(ports),
+            },
+            l4,
+        })
+    }
+
+    /// The rest of the fast path's checks on a frame [`Classifier::quick`]
+    /// read (see [`Classifier::fast_tcp`]): its destination, or None for
+    /// the full parser.
+    #[inline(always)]
+    fn validate(&self, frame: &[u8], q: &Quick<'_>, checksum: IpChecksum) -> Option<Dest> {
+        const ETH: usize = ethernet::Header::<&[u8]>::LEN;
+        const V4: usize = ipv4::Header::<&[u8]>::LEN;
+        const V6: usize = ipv6::Header::<&[u8]>::LEN;
+        const TCP: usize = tcp::Header::<&[u8]>::LEN;
+        // As the full parser: never look past 64 KiB.
+        let frame = &frame[..frame.len().min(usize::from(u16::MAX))];
+        let eth = ethernet::Header::new_unchecked(frame);
+        if eth.dst_is_group() || eth.src_is_group() {
+            return None;
+        }
+        let src = eth.src();
+        if src == self.addrs.cluster_mac || src == self.addrs.node_mac {
+            return None;
+        }
+        let l3 = &frame[ETH..];
+        let end = if q.l4 == ETH + V4 {
+            let ip = ipv4::Header::new_unchecked(l3);
+            let total = ip.total_len();
+            if total < V4 + TCP
+                || total > l3.len()
+                || ip.fragment() & (ipv4::MORE_FRAGMENTS | ipv4::OFFSET_MASK) != 0
+                || !checksum_ok(&ip, checksum)
+            {
+                return None;
+            }
+            ETH + total
+        } else {
+            let payload = ipv6::Header::new_unchecked(l3).payload_len();
+            if payload < TCP || V6 + payload > l3.len() {
+                return None;
+            }
+            ETH + V6 + payload
+        };
+        let data_offset = tcp::Header::new_unchecked(&frame[q.l4..]).header_len();
+        if data_offset < TCP || q.l4 + data_offset > end {
+            return None;
+        }
+        let dst = eth.dst();
+        Some(if dst == self.addrs.cluster_mac {
+            Dest::Cluster
+        } else if dst == self.addrs.node_mac {
+            Dest::Node
+        } else {
+            Dest::Other
+        })
+    }
+
     /// The first look at a wire frame, for a whole burst before any of it
-    /// is decided: on the fast path (see the module documentation), the
-    /// connection value (`rss`, the NIC's, when given), the bucket's gate
-    /// and, when the gate is open, the flow's place in the table, whose
-    /// line is prefetched. Changes nothing. `flows` must have followed the
-    /// burst's view ([`FlowTable::follow`]).
+    /// is decided. A TCP segment to a served VIP port is placed first,
+    /// from fixed offsets ([`Classifier::quick`]): the connection value's
+    /// bucket (the NIC's `rss` when given, else the bitmap indexed by the
+    /// tuple's folded word), and a frame of a closed bucket is dropped
+    /// there, unvalidated (see [`Look::is_closed_unvalidated`]). Frames
+    /// of open buckets, and every other frame, are validated as the full
+    /// parser would (the fast path, see the module documentation; else the
+    /// full parser decides): the connection value, and the flow's place in
+    /// the table, whose line is prefetched. Changes nothing. `flows` must
+    /// have followed the burst's view ([`FlowTable::follow`]).
     #[inline]
     pub fn look<G: GroupStore>(&self, frame: &[u8], rss: Option<u32>, flows: &FlowTable<G>) -> Look {
-        let Some(t) = self.fast_tcp(frame) else {
+        self.look_offloaded(frame, rss, IpChecksum::Unknown, flows)
+    }
+
+    /// [`Classifier::look`] with the NIC's word on the IPv4 header
+    /// checksum (see [`IpChecksum`]).
+    #[inline]
+    pub fn look_offloaded<G: GroupStore>(
+        &self,
+        frame: &[u8],
+        rss: Option<u32>,
+        checksum: IpChecksum,
+        flows: &FlowTable<G>,
+    ) -> Look {
+        if let Some(q) = self.quick(frame) {
+            let open = match rss {
+                Some(v) => flows.is_open(ConnectionValue(v)),
+                None => flows.is_open_folded(q.tcp.folded),
+            };
+            if !open {
+                return Look(Seen::Closed(closed_tcp(q.tcp.flags)));
+            }
+            let Some(dest) = self.validate(frame, &q, checksum) else {
+                return Look::FULL;
+            };
+            return self.look_vip_tcp(FastTcp { dest, ..q.tcp }, rss, true, flows);
+        }
+        let Some(t) = self.fast_tcp(frame, checksum) else {
             return Look::FULL;
         };
         // As the full path: not for us, then the destination address.
@@ -450,13 +645,23 @@ impl Classifier {
         if !vip.tcp_ports.contains(t.vip_port) {
             return Look(Seen::Done(Counter::DropVipPortNotServed));
         }
+        self.look_vip_tcp(t, rss, false, flows)
+    }
+
+    /// The look at a valid TCP segment to a served VIP port (`open`: its
+    /// bucket is known to be open).
+    #[inline(always)]
+    fn look_vip_tcp<G: GroupStore>(&self, t: FastTcp<'_>, rss: Option<u32>, open: bool, flows: &FlowTable<G>) -> Look {
+        if t.dest == Dest::Other {
+            return Look(Seen::Done(Counter::DropNotForUs));
+        }
         let value = rss
             .map(ConnectionValue)
             .unwrap_or_else(|| symmetric::of_folded(t.folded));
-        if !flows.is_open(value) {
+        if !open && !flows.is_open(value) {
             return Look(Seen::Done(closed_tcp(t.flags)));
         }
-        let flow = FlowRef::new(&FlowKey::new(t.client(), t.client_port, vip.addr, t.vip_port), value);
+        let flow = FlowRef::new(&FlowKey::new(t.client(), t.client_port, t.vip(), t.vip_port), value);
         flows.prefetch(&flow);
         Look(Seen::Tcp {
             flags: t.flags,
@@ -472,7 +677,7 @@ impl Classifier {
     pub fn decide<B: PacketBuf, G: GroupStore>(&self, buf: &mut B, look: Look, cx: &mut Context<'_, G>) -> Counter {
         match look.0 {
             Seen::Full => self.from_wire_full(buf, cx),
-            Seen::Done(outcome) => outcome,
+            Seen::Done(outcome) | Seen::Closed(outcome) => outcome,
             Seen::Tcp { flags, flow, to_node } => {
                 let outcome = self.vip_tcp(flags, Some(&flow), cx);
                 let rewrite = if to_node {
@@ -1063,6 +1268,16 @@ impl Classifier {
     }
 }
 
+/// The IPv4 header's checksum holds, by the NIC's word when it gave one.
+#[inline(always)]
+fn checksum_ok(ip: &ipv4::Header<&[u8]>, nic: IpChecksum) -> bool {
+    match nic {
+        IpChecksum::Good => true,
+        IpChecksum::Bad => false,
+        IpChecksum::Unknown => ip.plain_checksum_ok(),
+    }
+}
+
 /// ff02::1, all nodes.
 const ALL_NODES: [u8; 16] = [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
 /// The Ethernet group of ff02::1.
@@ -1150,9 +1365,8 @@ mod tests {
             (outcome, buf)
         }
 
-        /// As [`Node::wire`], with `rss`; also says whether the fast path
-        /// took the frame.
-        fn wire_fast(&mut self, frame: &[u8], rss: Option<u32>) -> (Counter, TestBuf, bool) {
+        /// As [`Node::wire`], with `rss`; also gives the look.
+        fn wire_fast(&mut self, frame: &[u8], rss: Option<u32>) -> (Counter, TestBuf, Look) {
             let mut buf = TestBuf::new(frame);
             let mut cx = Context {
                 view: &self.view,
@@ -1163,7 +1377,7 @@ mod tests {
             cx.flows.follow(cx.view);
             let look = self.c.look(buf.bytes(), rss, cx.flows);
             let outcome = self.c.decide(&mut buf, look, &mut cx);
-            (outcome, buf, look.is_fast())
+            (outcome, buf, look)
         }
     }
 
@@ -1287,7 +1501,10 @@ mod tests {
         // the same table: one decides through the fast path where it can,
         // the other through the full parser only. Every outcome, every
         // rewritten byte and every change to the flow table must agree,
-        // frame after frame.
+        // frame after frame; but a frame the look drops as one of a closed
+        // bucket before validating it is only a drop on both sides when
+        // the full parser finds it malformed (or not sent to this node):
+        // then it counts that reason, the look counts the closed bucket's.
         for (kernel_mac, seed) in [(KERNEL_MAC, 0x5eed_f00d_1234_5678), (NODE_MAC, 0x0dd_ba11)] {
             fast_and_full_agree(kernel_mac, seed, 100_000);
         }
@@ -1308,16 +1525,38 @@ mod tests {
             now: fast.now,
         };
         let mut took_fast = 0;
+        let (mut closed, mut closed_invalid) = (0, 0);
         for i in 0..rounds {
             let f = random_frame(&mut rng);
             let rss = (rng.below(8) == 0).then(|| rng.next() as u32);
-            let (a, buf_a, was_fast) = fast.wire_fast(&f, rss);
+            let (a, buf_a, look) = fast.wire_fast(&f, rss);
             let (b, buf_b) = full.wire_full(&f, rss);
-            assert_eq!(a, b, "frame {i}: {f:02x?}");
+            if look.is_closed_unvalidated() {
+                closed += 1;
+                assert!(
+                    matches!(
+                        a,
+                        Counter::DropNotOwner | Counter::DropSynNotOwner | Counter::DropTcpBadFlags
+                    ),
+                    "frame {i}: {a:?}"
+                );
+                assert_eq!(b.action(), Action::Drop, "frame {i}: {f:02x?}");
+                if !matches!(
+                    b,
+                    Counter::DropNotOwner | Counter::DropSynNotOwner | Counter::DropTcpBadFlags
+                ) {
+                    closed_invalid += 1;
+                } else {
+                    assert_eq!(a, b, "frame {i}: {f:02x?}");
+                }
+                assert_eq!(buf_a.bytes(), f, "frame {i}: a dropped frame is not rewritten");
+            } else {
+                assert_eq!(a, b, "frame {i}: {f:02x?}");
+            }
             assert_eq!(buf_a.bytes(), buf_b.bytes(), "frame {i}");
             assert_eq!(fast.flows.len(), full.flows.len(), "frame {i}");
             assert_eq!(fast.flows.stats(), full.flows.stats(), "frame {i}");
-            took_fast += usize::from(was_fast);
+            took_fast += usize::from(look.is_fast());
             if i % 1000 == 999 {
                 fast.now += 700;
                 full.now += 700;
@@ -1327,6 +1566,11 @@ mod tests {
         assert!(fast.flows.stats().inserted > 100, "{:?}", fast.flows.stats());
         // Both paths had plenty to do.
         assert!(took_fast > rounds / 5 && took_fast < rounds * 4 / 5, "{took_fast} fast");
+        // Closed buckets were met often, malformed frames among them.
+        assert!(
+            closed > rounds / 10 && closed_invalid > rounds / 100,
+            "{closed} closed, {closed_invalid} invalid"
+        );
     }
 
     #[test]
@@ -1453,9 +1697,28 @@ mod tests {
         assert!(n.flows.gate(other_value).is_closed());
         assert_eq!(
             n.c.look(&other, None, &n.flows),
-            Look(Seen::Done(Counter::DropNotOwner)),
+            Look(Seen::Closed(Counter::DropNotOwner)),
             "decided at the look"
         );
+        // Before validating it: a bad checksum or another node's MAC is
+        // still a closed bucket's drop.
+        let mut bad = other.clone();
+        bad[24] ^= 0xff;
+        assert_eq!(
+            n.c.look(&bad, None, &n.flows),
+            Look(Seen::Closed(Counter::DropNotOwner))
+        );
+        assert_eq!(n.wire(&bad).0, Counter::DropNotOwner);
+        assert_eq!(n.wire_full(&bad, None).0, Counter::DropBadIpv4Checksum);
+        let elsewhere = tcp4_to(Mac([2, 7, 7, 7, 7, 7]), CLIENT_V4, 40001, V4_VIP, 80, tcp_flags::SYN);
+        assert_eq!(n.wire(&elsewhere).0, Counter::DropSynNotOwner);
+        assert_eq!(n.wire_full(&elsewhere, None).0, Counter::DropNotForUs);
+        // The same frames in an open bucket are validated first.
+        let mut bad_own = ack.clone();
+        bad_own[24] ^= 0xff;
+        assert_eq!(n.wire(&bad_own).0, Counter::DropBadIpv4Checksum);
+        let own_elsewhere = tcp4_to(Mac([2, 7, 7, 7, 7, 7]), CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::ACK);
+        assert_eq!(n.wire(&own_elsewhere).0, Counter::DropNotForUs);
         assert_eq!(n.wire(&other).0, Counter::DropNotOwner);
         // A RST from the wire ends nothing; the kernel's RST ends our
         // flow: the gate closes.

@@ -461,6 +461,9 @@ impl GroupStore for Box<[Group]> {
 /// Buckets of a table before it first follows a view.
 const DEFAULT_BUCKETS: usize = 65536;
 
+/// Words of the bitmap indexed by folded word (65,536 bits).
+const FOLDED_WORDS: usize = 1 << 16 >> 6;
+
 /// A bounded flow table. See the module documentation. `G` is where its
 /// groups live (see [`GroupStore`]).
 pub struct FlowTable<G = Box<[Group]>> {
@@ -485,8 +488,13 @@ pub struct FlowTable<G = Box<[Group]>> {
     /// Per bucket: this node's rights and whether flows are here.
     gates: Box<[u8]>,
     /// Per bucket, one bit: the gate is open (not zero). 8 KiB for 65,536
-    /// buckets, so the foreign path's one lookup stays in L1.
+    /// buckets, for values a NIC gave.
     open: Box<[u64]>,
+    /// The same bits indexed by the folded word of the frame's tuple (see
+    /// [`symmetric::unfold`]): bit `f` is the open bit of the bucket of
+    /// `of_folded(f)`. 8 KiB; the foreign path tests it straight from the
+    /// frame's words, before any table lookup of the value.
+    open_folded: Box<[u64; FOLDED_WORDS]>,
     /// Per bucket: the slots in use (live or not yet swept).
     bucket_flows: Box<[u32]>,
     bucket_mask: u32,
@@ -549,6 +557,7 @@ impl<G: GroupStore> FlowTable<G> {
             stats: FlowStats::default(),
             gates: vec![0; DEFAULT_BUCKETS].into_boxed_slice(),
             open: vec![0; DEFAULT_BUCKETS.div_ceil(64)].into_boxed_slice(),
+            open_folded: Box::new([0; FOLDED_WORDS]),
             bucket_flows: vec![0; DEFAULT_BUCKETS].into_boxed_slice(),
             bucket_mask: DEFAULT_BUCKETS as u32 - 1,
             followed: None,
@@ -595,7 +604,7 @@ impl<G: GroupStore> FlowTable<G> {
     /// Bytes of the per-bucket gates and counts (independent of the
     /// number of slots).
     pub fn bucket_memory_bytes(&self) -> usize {
-        self.gates.len() + self.open.len() * 8 + self.bucket_flows.len() * core::mem::size_of::<u32>()
+        self.gates.len() + (self.open.len() + FOLDED_WORDS) * 8 + self.bucket_flows.len() * core::mem::size_of::<u32>()
     }
 
     /// Folds `view` into the bucket gates, unless it is the view folded
@@ -634,6 +643,13 @@ impl<G: GroupStore> FlowTable<G> {
                 .enumerate()
                 .fold(0, |w, (i, &g)| w | (u64::from(g != 0) << i));
         }
+        let open = &self.open;
+        for (w, word) in self.open_folded.iter_mut().enumerate() {
+            *word = (0..64).fold(0, |acc, i| {
+                let b = (symmetric::of_folded((w * 64 + i) as u16).0 & self.bucket_mask) as usize;
+                acc | (((open[b / 64] >> (b % 64)) & 1) << i)
+            });
+        }
         self.followed = Some(id);
     }
 
@@ -653,16 +669,51 @@ impl<G: GroupStore> FlowTable<G> {
         }
     }
 
-    /// Sets bucket `b`'s gate byte and its open bit.
+    /// Sets bucket `b`'s gate byte and its open bits.
     #[inline]
     fn set_gate(&mut self, b: usize, gate: u8) {
+        let was_open = self.gates[b] != 0;
         self.gates[b] = gate;
-        let bit = 1u64 << (b % 64);
-        if gate != 0 {
-            self.open[b / 64] |= bit;
-        } else {
-            self.open[b / 64] &= !bit;
+        if was_open != (gate != 0) {
+            self.flip_open(b);
         }
+    }
+
+    /// Flips bucket `b`'s open bit, and those of the folded words that
+    /// land in it: one word at 65,536 buckets (the map is a bijection);
+    /// with fewer buckets, each takes `65,536 / buckets` words (the low
+    /// bits `b + k · buckets`, a coset of a subspace, walked in Gray code
+    /// order); with more, the one folded word whose value's bucket is `b`,
+    /// if any.
+    #[inline]
+    fn flip_open(&mut self, b: usize) {
+        self.open[b / 64] ^= 1u64 << (b % 64);
+        let buckets_log = (self.bucket_mask + 1).trailing_zeros();
+        let mut f = symmetric::unfold(b as u16);
+        if buckets_log >= 16 {
+            if (symmetric::of_folded(f).0 & self.bucket_mask) as usize == b {
+                self.open_folded[usize::from(f >> 6)] ^= 1u64 << (f % 64);
+            }
+            return;
+        }
+        let mut k = 0u32;
+        loop {
+            self.open_folded[usize::from(f >> 6)] ^= 1u64 << (f % 64);
+            k += 1;
+            if k >> (16 - buckets_log) != 0 {
+                break;
+            }
+            f ^= symmetric::unfold_bit(buckets_log + k.trailing_zeros());
+        }
+    }
+
+    /// False when the bucket of the value whose tuple folds to `folded`
+    /// (see [`symmetric::fold`]) is closed: as [`FlowTable::is_open`] of
+    /// `symmetric::of_folded(folded)`, one bit of an 8 KiB bitmap with no
+    /// lookup of the value first.
+    #[inline(always)]
+    pub fn is_open_folded(&self, folded: u16) -> bool {
+        self.open_folded[usize::from(folded >> 6)] & (1 << (folded % 64)) != 0
     }
 
     /// False when the bucket of `value` is closed (see
@@ -1574,6 +1625,48 @@ mod tests {
         assert!(!t.gate(value).has_flows());
         assert_eq!(t.get(r, 2), Some(FlowState::HalfOpen));
         assert_eq!(t.get(k, 2), None, "another connection value is another flow");
+    }
+
+    #[test]
+    fn the_bitmap_by_folded_word_agrees_with_the_buckets_at_every_bucket_count() {
+        // Inserts and removals open and close buckets one by one (each
+        // flips its folded words); views refold everything. After each, for
+        // every folded word, its bit is the open bit of its value's bucket.
+        for buckets in [16u32, 64, 65536, 1 << 18] {
+            let mut t = FlowTable::new(256, timeouts());
+            let mut view = OwnershipView::new(buckets, 1);
+            for b in (0..buckets).step_by(7) {
+                view.set(Bucket(b), BucketState::Settled);
+            }
+            t.follow(&view);
+            let check = |t: &FlowTable, what: &str| {
+                for f in 0..=u16::MAX {
+                    let v = symmetric::of_folded(f);
+                    assert_eq!(
+                        t.is_open_folded(f),
+                        t.is_open(v),
+                        "{buckets} buckets, {what}, folded {f}"
+                    );
+                }
+            };
+            check(&t, "view");
+            let keys: Vec<FlowKey> = (0..40).map(key).collect();
+            for (i, k) in keys.iter().enumerate() {
+                assert!(t.insert(*k, FlowState::Established, 0));
+                if i % 8 == 0 {
+                    check(&t, "inserts");
+                }
+            }
+            check(&t, "inserts");
+            for k in keys.iter().step_by(2) {
+                assert!(t.remove(*k, 1));
+            }
+            check(&t, "removals");
+            let mut next = OwnershipView::new(buckets, 2);
+            next.set(Bucket(3), BucketState::Claimed);
+            t.follow(&next);
+            check(&t, "a new view");
+        }
     }
 
     #[test]

@@ -173,6 +173,70 @@ pub mod symmetric {
         ConnectionValue(HIGH[usize::from(h)] ^ LOW[usize::from(l)])
     }
 
+    /// `UNFOLD[i]`: the folded word whose value has `1 << i` as its low
+    /// 16 bits. The low half of [`of_folded`] is a linear map of the
+    /// folded word over GF(2) (a circulant of the key's period, which has
+    /// odd weight, so it is invertible): these are its inverse's columns,
+    /// found by Gauss-Jordan elimination at compile time.
+    const UNFOLD: [u16; 16] = {
+        // Row k: the image of folded bit k (from the low end, which is
+        // bit 15 - k from the top) and the preimage it came from.
+        let mut image = [0u16; 16];
+        let mut preimage = [0u16; 16];
+        let mut k = 0;
+        while k < 16 {
+            image[k] = PERIOD.rotate_left(15 - k as u32);
+            preimage[k] = 1 << k;
+            k += 1;
+        }
+        let mut bit = 0;
+        while bit < 16 {
+            let mut pivot = bit;
+            while image[pivot] & (1 << bit) == 0 {
+                pivot += 1; // past 15: not invertible, a compile error
+            }
+            let (i, p) = (image[pivot], preimage[pivot]);
+            image[pivot] = image[bit];
+            preimage[pivot] = preimage[bit];
+            image[bit] = i;
+            preimage[bit] = p;
+            let mut r = 0;
+            while r < 16 {
+                if r != bit && image[r] & (1 << bit) != 0 {
+                    image[r] ^= i;
+                    preimage[r] ^= p;
+                }
+                r += 1;
+            }
+            bit += 1;
+        }
+        preimage
+    };
+
+    /// The folded word whose connection value has `low` as its low 16
+    /// bits: the inverse of the map from folded word to bucket (at 65,536
+    /// buckets a bijection), so a bitmap of buckets can be kept indexed by
+    /// the folded word and tested before the value is computed.
+    #[inline]
+    pub fn unfold(low: u16) -> u16 {
+        let mut f = 0;
+        let mut i = 0;
+        while i < 16 {
+            if low & (1 << i) != 0 {
+                f ^= UNFOLD[i];
+            }
+            i += 1;
+        }
+        f
+    }
+
+    /// The folded word whose value's low 16 bits are `1 << i` (a column of
+    /// [`unfold`]).
+    #[inline]
+    pub fn unfold_bit(i: u32) -> u16 {
+        UNFOLD[(i & 15) as usize]
+    }
+
     /// Folds a 32-bit big-endian word (two 16-bit words) to 16 bits.
     #[inline]
     pub fn fold32(w: u32) -> u16 {
@@ -473,6 +537,16 @@ mod tests {
         for x in 0..=u16::MAX {
             let input = x.to_be_bytes();
             assert_eq!(symmetric::of_folded(x).0, t.hash_bytes(&input));
+        }
+    }
+
+    #[test]
+    fn unfold_inverts_the_map_from_folded_word_to_bucket() {
+        for f in 0..=u16::MAX {
+            assert_eq!(symmetric::unfold(symmetric::of_folded(f).0 as u16), f);
+        }
+        for i in 0..16 {
+            assert_eq!(symmetric::of_folded(symmetric::unfold_bit(i)).0 & 0xffff, 1 << i);
         }
     }
 
