@@ -41,6 +41,8 @@ fn dpdk_layer_under_eal() {
         "--vdev",
         "net_ring0",
         "--vdev",
+        "net_ring1",
+        "--vdev",
         "net_null0",
         "--vdev",
         "net_null1,no-rx=1",
@@ -244,6 +246,69 @@ fn dpdk_layer_under_eal() {
     assert_eq!(outcomes(&on_time), (1, 2, 0));
     let delivered = kernel.stats().expect("stats").opackets;
     assert_eq!((delivered, flows), (4, 2), "delivered and recorded without a stall");
+    assert_eq!(pool.available(), full, "no leak through the worker");
+
+    // A member's exchange datagram goes up to the kernel ahead of the rest
+    // of its burst (a flood at the node's address cannot crowd it out of a
+    // full queue). The kernel side here is a second ring, read back.
+    let up_id = Port::find("net_ring1").expect("net_ring1");
+    let up = Port::start(up_id, "net_ring1", &port_config(), Arc::clone(&pool)).expect("start ring1");
+    let (peer, node) = ([192, 0, 2, 22], [192, 0, 2, 21]);
+    let local = |port| udp4_to(NODE_MAC, CLIENT_V4, 40000, node, port);
+    let burst = [
+        local(53),
+        local(54),
+        udp4_to(NODE_MAC, peer, 7946, node, 7946),
+        local(55),
+    ];
+    let mut batch = TxBatch::default();
+    for f in &burst {
+        assert!(batch.push(Mbuf::from_bytes(&pool, f).expect("mbuf")).is_ok());
+    }
+    assert_eq!(ring.tx_queue(0).send(&mut batch), 0);
+    let mut guarded = Classifier::new(classifier.addresses().clone());
+    guarded.guard_exchange(7946, vec![Addr::V4(peer)]);
+    let (_publisher, mut subscribers) = Publisher::new(1, &view);
+    let lease = Lease::none();
+    lease.set(dpdk::tsc() + 60 * dpdk::tsc_hz());
+    let stop = Arc::new(AtomicBool::new(false));
+    let stats = Arc::new(WorkerStats::default());
+    let worker = Worker {
+        index: 0,
+        classifier: Arc::new(guarded),
+        view: subscribers.pop().expect("subscriber"),
+        lease: lease.clone(),
+        flows: NodeFlows::new_in(1024, FlowTimeouts::default()),
+        wire_rx: ring.rx_queue(0),
+        wire_tx: ring.tx_queue(0),
+        kernel_rx: kernel.rx_queue(0),
+        kernel_tx: up.tx_queue(0),
+        use_rss: false,
+        stats: Arc::clone(&stats),
+        stop: Arc::clone(&stop),
+        tuning: WorkerTuning::default(),
+    };
+    let mut observer = Stall {
+        lease,
+        stop,
+        stall: false,
+    };
+    assert_eq!(worker.run_observed(&mut observer), 0);
+    let counts = stats.load();
+    assert_eq!(
+        (counts.get(Counter::KernelExchange), counts.get(Counter::KernelLocal)),
+        (1, 3)
+    );
+    let mut got = Burst::default();
+    assert_eq!(up.rx_queue(0).receive(&mut got), 4);
+    let ports: Vec<u16> = got.pending().map(|b| u16::from_be_bytes([b[36], b[37]])).collect();
+    assert_eq!(
+        ports,
+        [7946, 53, 54, 55],
+        "the member's datagram first, the rest in order"
+    );
+    drop(got);
+    drop(up);
     assert_eq!(pool.available(), full, "no leak through the worker");
 
     drop(kernel);
