@@ -13,7 +13,7 @@ use synshare_dataplane::packet::{tcp_flags, Addr};
 use synshare_dataplane::publish::{Lease, Publisher};
 use synshare_dataplane::synth::*;
 use synshare_dpdk::worker::{BurstObserver, NodeFlows, Worker, WorkerTuning};
-use synshare_dpdk::{self as dpdk, Burst, Eal, FreeBatch, Mbuf, Mempool, Port, PortConfig, TxBatch, BURST};
+use synshare_dpdk::{self as dpdk, Burst, Eal, FreeBatch, Mbuf, Mempool, Port, PortConfig, TxBatch, TxQueue, BURST};
 
 fn port_config() -> PortConfig {
     PortConfig {
@@ -261,40 +261,10 @@ fn dpdk_layer_under_eal() {
         udp4_to(NODE_MAC, peer, 7946, node, 7946),
         local(55),
     ];
-    let mut batch = TxBatch::default();
-    for f in &burst {
-        assert!(batch.push(Mbuf::from_bytes(&pool, f).expect("mbuf")).is_ok());
-    }
-    assert_eq!(ring.tx_queue(0).send(&mut batch), 0);
     let mut guarded = Classifier::new(classifier.addresses().clone());
     guarded.guard_exchange(7946, vec![Addr::V4(peer)]);
-    let (_publisher, mut subscribers) = Publisher::new(1, &view);
-    let lease = Lease::none();
-    lease.set(dpdk::tsc() + 60 * dpdk::tsc_hz());
-    let stop = Arc::new(AtomicBool::new(false));
-    let stats = Arc::new(WorkerStats::default());
-    let worker = Worker {
-        index: 0,
-        classifier: Arc::new(guarded),
-        view: subscribers.pop().expect("subscriber"),
-        lease: lease.clone(),
-        flows: NodeFlows::new_in(1024, FlowTimeouts::default()),
-        wire_rx: ring.rx_queue(0),
-        wire_tx: ring.tx_queue(0),
-        kernel_rx: kernel.rx_queue(0),
-        kernel_tx: up.tx_queue(0),
-        use_rss: false,
-        stats: Arc::clone(&stats),
-        stop: Arc::clone(&stop),
-        tuning: WorkerTuning::default(),
-    };
-    let mut observer = Stall {
-        lease,
-        stop,
-        stall: false,
-    };
-    assert_eq!(worker.run_observed(&mut observer), 0);
-    let counts = stats.load();
+    let flows = NodeFlows::new_in(1024, FlowTimeouts::default());
+    let (counts, _) = rig.run_with(guarded, flows, &burst, false, up.tx_queue(0));
     assert_eq!(
         (counts.get(Counter::KernelExchange), counts.get(Counter::KernelLocal)),
         (1, 3)
@@ -357,34 +327,48 @@ impl Rig<'_> {
     /// with or without a stall after the decision. Returns its counts and
     /// the size of its flow table at the end.
     fn run(&self, known: &[u8], frames: &[Vec<u8>], stall: bool) -> (Counts, u64) {
-        let (ring, kernel, pool, classifier, view) = (self.ring, self.kernel, self.pool, self.classifier, self.view);
-        let mut batch = TxBatch::default();
-        for f in frames {
-            assert!(batch.push(Mbuf::from_bytes(pool, f).expect("mbuf")).is_ok());
-        }
-        assert_eq!(ring.tx_queue(0).send(&mut batch), 0);
-        let (_publisher, mut subscribers) = Publisher::new(1, view);
-        let lease = Lease::none();
-        lease.set(dpdk::tsc() + 60 * dpdk::tsc_hz());
-        let stop = Arc::new(AtomicBool::new(false));
-        let stats = Arc::new(WorkerStats::default());
         let mut flows = NodeFlows::new_in(1024, FlowTimeouts::default());
-        let flow = classifier.flow_of(known, None).expect("a VIP's TCP");
+        let flow = self.classifier.flow_of(known, None).expect("a VIP's TCP");
         assert!(flows.insert(
             flow,
             FlowState::Established,
             (dpdk::tsc() / (dpdk::tsc_hz() / 1000)) as u32
         ));
+        let classifier = Classifier::new(self.classifier.addresses().clone());
+        self.run_with(classifier, flows, frames, stall, self.kernel.tx_queue(0))
+    }
+
+    /// The same with this classifier and flow table, the kernel's frames
+    /// sent on `kernel_tx`.
+    fn run_with(
+        &self,
+        classifier: Classifier,
+        flows: NodeFlows,
+        frames: &[Vec<u8>],
+        stall: bool,
+        kernel_tx: TxQueue,
+    ) -> (Counts, u64) {
+        let (ring, pool) = (self.ring, self.pool);
+        let mut batch = TxBatch::default();
+        for f in frames {
+            assert!(batch.push(Mbuf::from_bytes(pool, f).expect("mbuf")).is_ok());
+        }
+        assert_eq!(ring.tx_queue(0).send(&mut batch), 0);
+        let (_publisher, mut subscribers) = Publisher::new(1, self.view);
+        let lease = Lease::none();
+        lease.set(dpdk::tsc() + 60 * dpdk::tsc_hz());
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(WorkerStats::default());
         let worker = Worker {
             index: 0,
-            classifier: Arc::new(Classifier::new(classifier.addresses().clone())),
+            classifier: Arc::new(classifier),
             view: subscribers.pop().expect("subscriber"),
             lease: lease.clone(),
             flows,
             wire_rx: ring.rx_queue(0),
             wire_tx: ring.tx_queue(0),
-            kernel_rx: kernel.rx_queue(0),
-            kernel_tx: kernel.tx_queue(0),
+            kernel_rx: self.kernel.rx_queue(0),
+            kernel_tx,
             use_rss: false,
             stats: Arc::clone(&stats),
             stop: Arc::clone(&stop),
