@@ -323,10 +323,11 @@ fn closed_tcp(flags: u8) -> Counter {
 /// A node's packet decisions. See the module documentation.
 pub struct Classifier {
     addrs: NodeAddresses,
-    /// The IPv4 VIPs (address, index in `addrs.vips`), for the first look.
-    vips4: Box<[([u8; 4], usize)]>,
+    /// The IPv4 VIPs and their TCP ports, for the first look (the ports
+    /// beside the address: one load fewer than through `addrs.vips`).
+    vips4: Box<[([u8; 4], PortSet)]>,
     /// The IPv6 VIPs, the same.
-    vips6: Box<[([u8; 16], usize)]>,
+    vips6: Box<[([u8; 16], PortSet)]>,
     /// Frames going up to the cluster MAC get the kernel's MAC as
     /// destination (unless it is the kernel's own), also when the cluster
     /// MAC is a multicast one: the kernel's TCP takes only frames addressed
@@ -344,15 +345,15 @@ pub struct Classifier {
 impl Classifier {
     /// A classifier for a node with these addresses.
     pub fn new(addrs: NodeAddresses) -> Self {
-        let vips4 = (addrs.vips.iter().enumerate())
-            .filter_map(|(i, v)| match v.addr {
-                Addr::V4(a) => Some((a, i)),
+        let vips4 = (addrs.vips.iter())
+            .filter_map(|v| match v.addr {
+                Addr::V4(a) => Some((a, v.tcp_ports.clone())),
                 Addr::V6(_) => None,
             })
             .collect();
-        let vips6 = (addrs.vips.iter().enumerate())
-            .filter_map(|(i, v)| match v.addr {
-                Addr::V6(a) => Some((a, i)),
+        let vips6 = (addrs.vips.iter())
+            .filter_map(|v| match v.addr {
+                Addr::V6(a) => Some((a, v.tcp_ports.clone())),
                 Addr::V4(_) => None,
             })
             .collect();
@@ -496,15 +497,15 @@ impl Classifier {
         }
         let eth = ethernet::Header::new_unchecked(frame);
         let l3 = &frame[ETH..];
-        let (vip, addresses, l4) = match eth.ethertype() {
+        let (ports_served, addresses, l4) = match eth.ethertype() {
             ethertype::IPV4 => {
                 let ip = ipv4::Header::new_unchecked(l3);
                 if ip.version_ihl() != ipv4::VERSION_IHL_PLAIN || ip.protocol() != proto::TCP {
                     return None;
                 }
                 let dst = ip.dst();
-                let &(_, vip) = self.vips4.iter().find(|(a, _)| *a == dst)?;
-                (vip, &l3[ipv4::field::ADDRESSES], ETH + V4)
+                let (_, ports) = self.vips4.iter().find(|(a, _)| *a == dst)?;
+                (ports, &l3[ipv4::field::ADDRESSES], ETH + V4)
             }
             ethertype::IPV6 => {
                 if frame.len() < ETH + V6 + TCP {
@@ -515,14 +516,14 @@ impl Classifier {
                     return None;
                 }
                 let dst = ip.dst();
-                let &(_, vip) = self.vips6.iter().find(|(a, _)| *a == dst)?;
-                (vip, &l3[ipv6::field::ADDRESSES], ETH + V6)
+                let (_, ports) = self.vips6.iter().find(|(a, _)| *a == dst)?;
+                (ports, &l3[ipv6::field::ADDRESSES], ETH + V6)
             }
             _ => return None,
         };
         let t = tcp::Header::new_unchecked(&frame[l4..]);
         let ports = t.ports();
-        if !self.addrs.vips[vip].tcp_ports.contains(ports as u16) {
+        if !ports_served.contains(ports as u16) {
             return None;
         }
         Some(Quick {

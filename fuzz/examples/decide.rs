@@ -21,10 +21,13 @@ fn main() -> std::io::Result<()> {
             now_ms: 1000,
             rss: None,
         };
-        let wire = c.from_wire(&mut buf, &mut cx);
-        check_from_wire(&before, buf.bytes(), wire);
+        cx.flows.follow(cx.view);
+        let look = c.look(&before, None, cx.flows);
+        let wire = c.decide(&mut buf, look, &mut cx);
+        check_from_wire(&before, buf.bytes(), wire, look.is_closed_unvalidated());
         let mut buf = TestBuf::new(&frame);
-        let kernel = c.from_kernel(&mut buf);
+        let mut table = flows(1000);
+        let kernel = c.from_kernel(&mut buf, &mut table, 1000);
         check_from_kernel(&before, buf.bytes(), kernel);
         let name = std::path::Path::new(&path)
             .file_name()

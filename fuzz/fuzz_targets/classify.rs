@@ -52,7 +52,7 @@ fuzz_target!(|data: &[u8]| {
             rss,
         };
         let outcome = c.decide(&mut buf, look, &mut cx);
-        check_from_wire(&before, buf.bytes(), outcome);
+        check_from_wire(&before, buf.bytes(), outcome, look.is_closed_unvalidated());
         let mut full = TestBuf::new(frame);
         let mut cx = Context {
             view,

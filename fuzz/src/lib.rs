@@ -81,11 +81,24 @@ pub fn icmpv6_sum(b: &[u8], l3: usize, l4: usize, end: usize) -> u16 {
 
 /// Checks what [`Classifier::from_wire`] did with `before` (the buffer's
 /// bytes as it received them): one wire outcome, malformed frames counted by
-/// their parse error, replies well formed and from the node's MAC, frames
-/// going up addressed to the kernel and otherwise untouched, dropped frames
+/// their parse error (or, when the look dropped the frame as one of a closed
+/// bucket before validating it, `closed_unvalidated`, by that bucket's
+/// drop), replies well formed and from the node's MAC, frames going up
+/// addressed to the kernel and otherwise untouched, dropped frames
 /// untouched.
-pub fn check_from_wire(before: &[u8], after: &[u8], outcome: Counter) {
+pub fn check_from_wire(before: &[u8], after: &[u8], outcome: Counter, closed_unvalidated: bool) {
     assert!(outcome.is_wire_rx(), "{outcome:?} is not a wire outcome");
+    if closed_unvalidated {
+        assert!(
+            matches!(
+                outcome,
+                Counter::DropNotOwner | Counter::DropSynNotOwner | Counter::DropTcpBadFlags
+            ),
+            "a closed bucket's frame counted as {outcome:?}"
+        );
+        assert_eq!(before, after, "a dropped frame is not touched");
+        return;
+    }
     let parsed = match packet::parse(before) {
         Err(e) => {
             assert_eq!(outcome, Counter::malformed(e), "unparsable frame: counted by its error");
