@@ -151,5 +151,22 @@ check "metrics moved to 127.0.0.1:9747, 9746 is closed" bash -c \
 check "debug lines follow (log_level)" grep -q DEBUG "$SS_TMP/reload.log"
 check "the service stays up under the HTTP health check" bash -c \
   "sleep 1; [ \"\$(ip netns exec ss-node2 curl -s -m3 http://127.0.0.1:9747/metrics | grep '^synshare_service_up{' | awk '{print \$2}')\" = 1.0 ]"
+
+# --- the health check: the service stops, the node gives its share up --------------
+# node2 now checks GET / with rise 2 and fall 3 every 250 ms.
+kill "$(cat "$STATE/httpd2.pid")"
+t0=$(date +%s%N)
+down=""
+for _ in $(seq 40); do
+  up=$(node_json 2 | python3 -c 'import json,sys; print(int(json.load(sys.stdin)["availability"]["service_up"]))')
+  [ "$up" = 0 ] && { down=$(( ($(date +%s%N) - t0) / 1000000 )); break; }
+  sleep 0.1
+done
+check "with its service stopped, the check says down after fall=3 failures (${down:-never} ms)" \
+  test -n "$down" -a "${down:-0}" -ge 400
+check "and node2 gives its buckets up" $X wait-held-zero 2 10
+ip netns exec ss-node2 python3 "$ROOT/scripts/httpd.py" --name node2 --port 80 >"$STATE/httpd2.log" 2>&1 &
+echo $! > "$STATE/httpd2.pid"
+check "its service back, it is up after rise=2 passes and takes buckets again" $X wait-held 3 2 1000 15
 cp "$SS_TMP/node2.ron.orig" "$STATE/node2.ron"
 finish
