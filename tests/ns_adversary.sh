@@ -29,6 +29,9 @@ field_of() { node_json "$1" | python3 -c 'import json,sys; print(json.load(sys.s
 echo "== $TEST_NAME"
 "$CLUSTER" up --nodes 3 --mode peer --cpu off || { fail "cluster up"; finish; exit 1; }
 pass "3 nodes converged: held $($X held 3)"
+# The exchange listens on each node's own address only (no bind written).
+check "node1's exchange is bound to its own address only (192.0.2.21:7946)" \
+  bash -c "ip netns exec ss-node1 ss -Huln 'sport = :7946' | awk '{print \$4}' | grep -qx '192.0.2.21:7946' && ! ip netns exec ss-node1 ss -Huln 'sport = :7946' | grep -q '0.0.0.0:7946'"
 
 # --- (a) node1's own past replayed to it ---------------------------------
 # Capture what node1 sends to node2 (its heartbeats and consensus

@@ -334,21 +334,23 @@ pub fn validate_exchange(x: &ExchangeConfig, at: &str, f: &mut Findings) {
     }
 }
 
+/// The `cluster` field, a label on every metrics series.
+fn validate_cluster(cluster: &str, f: &mut Findings) {
+    if cluster.is_empty() || cluster.len() > 64 || cluster.chars().any(char::is_control) {
+        f.error(
+            "cluster",
+            format!("{cluster:?}: 1 to 64 characters, none a control character (a metrics label)"),
+        );
+    }
+}
+
 impl NodeConfig {
     /// Checks everything; see the module's documentation.
     pub fn validate(&self, f: &mut Findings) {
         if let Err(e) = plain_name(&self.name) {
             f.error("name", e);
         }
-        if self.cluster.is_empty() || self.cluster.len() > 64 || self.cluster.chars().any(char::is_control) {
-            f.error(
-                "cluster",
-                format!(
-                    "{:?}: 1 to 64 characters, none a control character (a metrics label)",
-                    self.cluster
-                ),
-            );
-        }
+        validate_cluster(&self.cluster, f);
         if self.id == 0 {
             f.error("id", "0 is the coordinator's id; nodes take 1 and up");
         }
@@ -892,15 +894,7 @@ impl CoordinatorConfig {
         if let Err(e) = plain_name(&self.name) {
             f.error("name", e);
         }
-        if self.cluster.is_empty() || self.cluster.len() > 64 || self.cluster.chars().any(char::is_control) {
-            f.error(
-                "cluster",
-                format!(
-                    "{:?}: 1 to 64 characters, none a control character (a metrics label)",
-                    self.cluster
-                ),
-            );
-        }
+        validate_cluster(&self.cluster, f);
         validate_exchange(&self.exchange, "exchange", f);
         if !self.buckets.is_power_of_two() || !(16..=(1 << 20)).contains(&self.buckets) {
             f.error(
