@@ -59,11 +59,14 @@ pub fn check(check: &HealthCheck) -> Result<(), String> {
             let mut s = TcpStream::connect_timeout(addr, left()).map_err(|e| format!("connect {addr}: {e}"))?;
             s.set_write_timeout(Some(left())).map_err(|e| e.to_string())?;
             let host = host.clone().unwrap_or_else(|| addr.to_string());
-            write!(
-                s,
+            // One write: `write!` on a bare stream sends each piece of the
+            // format as its own segment, which some servers read as a
+            // truncated request.
+            let req = format!(
                 "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: synshare-health-check\r\nConnection: close\r\n\r\n"
-            )
-            .map_err(|e| format!("GET {path} at {addr}: {e}"))?;
+            );
+            s.write_all(req.as_bytes())
+                .map_err(|e| format!("GET {path} at {addr}: {e}"))?;
             // The status line is all that is read.
             let mut head = Vec::with_capacity(64);
             let mut buf = [0u8; 256];
@@ -132,9 +135,16 @@ mod tests {
         let addr = l.local_addr().unwrap();
         std::thread::spawn(move || {
             if let Ok((mut s, _)) = l.accept() {
-                let mut req = [0u8; 1024];
-                let n = s.read(&mut req).unwrap_or(0);
-                assert!(String::from_utf8_lossy(&req[..n]).starts_with("GET /healthz HTTP/1.1\r\n"));
+                // The whole head, however it arrives.
+                let mut req = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                assert!(String::from_utf8_lossy(&req).starts_with("GET /healthz HTTP/1.1\r\n"));
                 match status_line {
                     Some(line) => {
                         let _ = write!(s, "{line}\r\nContent-Length: 0\r\n\r\n");
