@@ -42,8 +42,8 @@ frame_accounting() {
   node_json "$1" | python3 -c '
 import json, sys
 s = json.load(sys.stdin)
-kernel_side = {"wire_from_kernel", "wire_from_kernel_reset", "wire_from_kernel_refused", "wire_from_kernel_unparsed",
-               "drop_kernel_vip_advert", "drop_kernel_stale_flow", "drop_kernel_reset_claimed", "drop_kernel_tx_full", "drop_wire_tx_full"}
+kernel_side = {"wire_from_kernel", "wire_from_kernel_answer", "wire_from_kernel_reset", "wire_from_kernel_refused", "wire_from_kernel_unparsed",
+               "drop_kernel_vip_advert", "drop_kernel_stale_flow", "drop_kernel_reset_claimed", "drop_kernel_synack_not_held", "drop_kernel_tx_full", "drop_wire_tx_full"}
 w = s["workers"]
 print(sum(v for x in w for k, v in x["counters"].items() if k not in kernel_side), sum(x["wire_rx"] for x in w), s["wire"]["ipackets"])'
 }

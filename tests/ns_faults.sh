@@ -2,7 +2,8 @@
 # Exactly once when heartbeats fail, with real processes: while a client
 # streams new connections and a /slow download runs from every node,
 # (a) node1's heartbeats are dropped both ways for 8 s, (b) only those it
-# receives, (c) node1's process is stopped 4 times for 2 s, (c2) only its
+# receives, (c) node1's process is stopped 10 times for 2 s (the client's
+# capture: no SYN answered by two servers), (c2) only its
 # control thread is, 3 times, (d) the heartbeat port is flooded from the
 # client for 10 s, (e) the key is rotated node by node; then (f) a two-node
 # cluster with a witness loses a node and (g) three nodes with a witness
@@ -12,7 +13,9 @@ source "$(dirname "$0")/lib.sh"
 X="python3 $ROOT/tests/exchange.py"
 stream() { client python3 "$ROOT/tests/stream.py" --host 192.0.2.100 "$@"; }
 tcp_stat() { client awk -v k="$1" '/^Tcp:/ { if (!h) { split($0, n); h = 1 } else { for (i = 1; i <= NF; i++) if (n[i] == k) print $i } }' /proc/net/snmp; }
-syns() { local s=0 i; for i in "$@"; do s=$((s + $(counter "$i" kernel_vip_syn))); done; echo $s; }
+# syns I...: SYNs the nodes accepted and answered (a SYN whose SYN-ACK a
+# node refused to send, its lease gone, is not an answer).
+syns() { local s=0 i; for i in "$@"; do s=$((s + $(counter "$i" kernel_vip_syn) - $(counter "$i" drop_kernel_synack_not_held))); done; echo $s; }
 
 echo "== $TEST_NAME"
 
@@ -23,7 +26,7 @@ fault() {
   local s0 o0 r0
   s0=$(syns 1 2 3); o0=$(tcp_stat ActiveOpens); r0=$(( $(tcp_stat EstabResets) + $(tcp_stat AttemptFails) ))
   for k in 1 2 3 4 5 6; do
-    client curl -s -m40 -D "$SS_TMP/$name$k.h" -o "$SS_TMP/$name$k.out" "http://192.0.2.100/slow?s=$((hold + 6))" &
+    client curl -s -m$((hold + 20)) -D "$SS_TMP/$name$k.h" -o "$SS_TMP/$name$k.out" "http://192.0.2.100/slow?s=$((hold + 6))" &
     echo $! > "$SS_TMP/$name$k.pid"
   done
   stream --seconds $((hold + 5)) --parallel 3 --timeout 10 --out "$SS_TMP/$name.jsonl" &
@@ -90,8 +93,18 @@ stop_cycles() {
     kill -STOP "$pid1"; sleep 2; kill -CONT "$pid1"; sleep 1.5
   done
 }
-fault c-stopped "stop_cycles 4 &" 'wait $!' 18
-echo "    c: node1 dropped $(counter 1 drop_lease_ran_out) frames accepted under a lease that ran out before delivery"
+# The client's own capture judges "one server per connection" here: every
+# SYN-ACK it receives, and no SYN answered with two servers' ISNs.
+# ip netns exec, not the `client` function: $! is then the capture itself.
+ip netns exec ss-client python3 "$ROOT/tests/synack_capture.py" --vip 192.0.2.100 > "$SS_TMP/c-synacks.json" 2> "$SS_TMP/c-capture.err" &
+capture=$!
+for _ in $(seq 50); do grep -q capturing "$SS_TMP/c-capture.err" && break; sleep 0.1; done
+refused0=$(counter 1 drop_kernel_synack_not_held)
+fault c-stopped "stop_cycles 10 &" 'wait $!' 40
+kill -TERM "$capture"; wait "$capture"
+echo "    c: node1 dropped $(counter 1 drop_lease_ran_out) frames accepted under a lease that ran out before delivery, refused $(( $(counter 1 drop_kernel_synack_not_held) - refused0 )) SYN-ACKs outside its lease; client capture: $(cat "$SS_TMP/c-synacks.json")"
+twice=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["answered_twice"] if d["attempts"] > 1000 else -1)' "$SS_TMP/c-synacks.json" 2>/dev/null || echo -1)
+check "c: no client SYN answered by two servers over 10 stops (client capture: $twice of the attempts)" test "$twice" -eq 0
 
 # control_stalls: node1's exchange thread alone stands still for 2 s in the
 # middle of its loop, 3 times (strace holds its third heartbeat send from

@@ -165,6 +165,12 @@ impl Worker {
         let mut leased_frames = 0u32;
         let mut kernel_outcomes = [Counter::KernelVipSyn; BURST];
         let mut to_wire = TxBatch::default();
+        // The kernel's first SYN-ACKs of flows, which leave only if the
+        // lease is still valid just before the burst goes (at most one
+        // kernel burst: never full); and the kernel's SYN-ACKs not sent,
+        // rewritten as the client's RST, back to the kernel.
+        let mut answers = TxBatch::default();
+        let mut resets = TxBatch::default();
         let mut drops = FreeBatch::default();
         let mut tally = Tally::default();
         let mut looks = [Look::FULL; BURST];
@@ -287,8 +293,18 @@ impl Worker {
                 let outcome = self.classifier.from_kernel(&mut m, &mut self.flows, now_ms);
                 tally.add(outcome, &mut counts);
                 match outcome.action() {
+                    Action::ToWire if outcome == Counter::WireFromKernelAnswer => {
+                        enqueue(&mut self.wire_tx, &mut answers, m, &mut counts, Counter::DropWireTxFull)
+                    }
                     Action::ToWire => enqueue(&mut self.wire_tx, &mut to_wire, m, &mut counts, Counter::DropWireTxFull),
-                    _ => drops.push(m),
+                    Action::ToKernel => enqueue(
+                        &mut self.kernel_tx,
+                        &mut resets,
+                        m,
+                        &mut counts,
+                        Counter::DropKernelTxFull,
+                    ),
+                    Action::Drop => drops.push(m),
                 }
             }
             tally.flush(&mut counts);
@@ -301,7 +317,9 @@ impl Worker {
             // otherwise open a connection in a bucket another node has
             // taken meanwhile. Such frames are dropped instead, and their
             // flows forgotten.
-            if leased_frames != 0 && !self.lease.valid_at(crate::tsc()) {
+            // The kernel's first SYN-ACKs likewise: one that has waited
+            // out the lease becomes the client's RST to the kernel.
+            if (leased_frames != 0 || !answers.is_empty()) && !self.lease.valid_at(crate::tsc()) {
                 self.withdraw(
                     &mut to_kernel,
                     leased_frames,
@@ -311,6 +329,7 @@ impl Worker {
                     &mut counts,
                     &mut drops,
                 );
+                self.retract_answers(&mut answers, &mut resets, now_ms, &mut counts, &mut drops);
             }
             leased_frames = 0;
             drops.free();
@@ -329,6 +348,12 @@ impl Worker {
                 &mut counts,
                 Counter::DropKernelTxFull,
             );
+            if !resets.is_empty() {
+                flush(&mut self.kernel_tx, &mut resets, &mut counts, Counter::DropKernelTxFull);
+            }
+            if !answers.is_empty() {
+                flush(&mut self.wire_tx, &mut answers, &mut counts, Counter::DropWireTxFull);
+            }
             flush(&mut self.wire_tx, &mut to_wire, &mut counts, Counter::DropWireTxFull);
             if O::ACTIVE && n + k > 0 {
                 observer.burst(n, k, crate::tsc().wrapping_sub(started));
@@ -402,6 +427,34 @@ impl Worker {
         batch.take_marked(out, |slot, m| {
             counts.recount(outcomes[slot], Counter::DropLeaseRanOut);
             drops.push(m);
+        });
+    }
+
+    /// Takes every SYN-ACK out of `answers` (their lease ran out before
+    /// they left), each rewritten as the client's RST into `resets` (see
+    /// [`Classifier::retract_answer`]). Off the packet path: only after a
+    /// stall.
+    fn retract_answers(
+        &mut self,
+        answers: &mut TxBatch,
+        resets: &mut TxBatch,
+        now_ms: u32,
+        counts: &mut Counts,
+        drops: &mut FreeBatch,
+    ) {
+        let all = u32::MAX >> (32 - answers.len().clamp(1, 32) as u32);
+        answers.take_marked(all, |_, mut m| {
+            let outcome = self.classifier.retract_answer(&mut m, &mut self.flows, now_ms);
+            counts.recount(Counter::WireFromKernelAnswer, outcome);
+            match outcome.action() {
+                Action::ToKernel => {
+                    if let Err(m) = resets.push(m) {
+                        counts.recount(outcome, Counter::DropKernelTxFull);
+                        drops.push(m);
+                    }
+                }
+                _ => drops.push(m),
+            }
         });
     }
 

@@ -1115,6 +1115,18 @@ impl Classifier {
     /// promoted, a contested one established again). Its RST or SYN-ACK on
     /// a contested flow in a bucket this node does not hold is dropped
     /// ([`Counter::DropKernelStaleFlow`]).
+    ///
+    /// A SYN-ACK leaves only under the lease: the first one of a flow
+    /// ([`Counter::WireFromKernelAnswer`], which the worker sends only if
+    /// the lease is still valid when the burst leaves, see
+    /// [`Classifier::retract_answer`]) in a bucket this node holds; in a
+    /// bucket it does not hold under a valid lease (the closed view when the
+    /// lease has run out) it is not sent, and the frame becomes the client's
+    /// RST to the kernel ([`Counter::DropKernelSynAckNotHeld`], action
+    /// to-kernel): another node may have answered the client's SYN, and a
+    /// client must never see two servers' answers. A retransmitted SYN-ACK of
+    /// a flow already answered goes out whatever the bucket's state: the
+    /// client may hold that connection.
     pub fn from_kernel<B: PacketBuf, G: GroupStore>(
         &self,
         buf: &mut B,
@@ -1132,6 +1144,13 @@ impl Classifier {
         match frame.payload {
             Payload::Ipv4(ip) | Payload::Ipv6(ip) if matches!(ip.l4, L4::Tcp { .. }) => {
                 outcome = self.kernel_tcp(&ip, flows, now_ms);
+                if outcome == Counter::DropKernelSynAckNotHeld {
+                    return if self.reset_to_kernel(buf, l3, &ip) {
+                        outcome
+                    } else {
+                        Counter::DropKernelStaleFlow
+                    };
+                }
                 if outcome.action() == Action::Drop {
                     return outcome;
                 }
@@ -1198,6 +1217,22 @@ impl Classifier {
         };
         let value = symmetric::tuple(ip.dst, vip.addr, dst_port, src_port);
         let gate = flows.gate(value);
+        let syn_ack = flags & (tcp_flags::SYN | tcp_flags::ACK | tcp_flags::RST) == tcp_flags::SYN | tcp_flags::ACK;
+        if syn_ack && gate.state() == BucketState::Foreign {
+            // Not held under a valid lease: only a flow already answered
+            // may answer again (see `from_kernel`).
+            let flow = FlowRef::new(&FlowKey::new(ip.dst, dst_port, vip.addr, src_port), value);
+            let answered = gate.has_flows()
+                && flows
+                    .get(flow, now_ms)
+                    .is_some_and(|state| state != FlowState::HalfOpen);
+            if !answered {
+                if gate.has_flows() {
+                    flows.remove(flow, now_ms);
+                }
+                return Counter::DropKernelSynAckNotHeld;
+            }
+        }
         if flags & tcp_flags::RST != 0 && flags & tcp_flags::ACK == 0 && gate.state() == BucketState::Claimed {
             // A RST answering a segment of a connection the kernel does not
             // hold, in a bucket another member may still serve: that
@@ -1212,7 +1247,11 @@ impl Classifier {
             return Counter::DropKernelResetClaimed;
         }
         if !gate.has_flows() {
-            return Counter::WireFromKernel;
+            return if syn_ack {
+                Counter::WireFromKernelAnswer
+            } else {
+                Counter::WireFromKernel
+            };
         }
         let flow = FlowRef::new(&FlowKey::new(ip.dst, dst_port, vip.addr, src_port), value);
         let reset = flags & tcp_flags::RST != 0;
@@ -1229,8 +1268,99 @@ impl Classifier {
             }
             Touch::Known(FlowState::Provisional) if reset => Counter::WireFromKernelRefused,
             Touch::Known(_) if reset => Counter::WireFromKernelReset,
+            Touch::Known(FlowState::HalfOpen) | Touch::Unknown if syn_ack => Counter::WireFromKernelAnswer,
             _ => Counter::WireFromKernel,
         }
+    }
+
+    /// Takes back a SYN-ACK decided as [`Counter::WireFromKernelAnswer`]
+    /// whose lease ran out before it left (the worker stalled in between):
+    /// forgets its flow and rewrites the frame into the client's RST to the
+    /// kernel, as [`Classifier::from_kernel`] does for a bucket not held.
+    /// Returns [`Counter::DropKernelSynAckNotHeld`], or
+    /// [`Counter::DropKernelStaleFlow`] (to be dropped) when the frame is
+    /// not such a SYN-ACK.
+    pub fn retract_answer<B: PacketBuf, G: GroupStore>(
+        &self,
+        buf: &mut B,
+        flows: &mut FlowTable<G>,
+        now_ms: u32,
+    ) -> Counter {
+        let Ok(frame) = packet::parse(buf.bytes()) else {
+            return Counter::DropKernelStaleFlow;
+        };
+        let (Payload::Ipv4(ip) | Payload::Ipv6(ip)) = frame.payload else {
+            return Counter::DropKernelStaleFlow;
+        };
+        let (L4::Tcp { src_port, dst_port, .. }, Some(vip)) = (ip.l4, self.vip(ip.src)) else {
+            return Counter::DropKernelStaleFlow;
+        };
+        let value = symmetric::tuple(ip.dst, vip.addr, dst_port, src_port);
+        flows.remove(
+            FlowRef::new(&FlowKey::new(ip.dst, dst_port, vip.addr, src_port), value),
+            now_ms,
+        );
+        if self.reset_to_kernel(buf, usize::from(frame.l3_offset), &ip) {
+            Counter::DropKernelSynAckNotHeld
+        } else {
+            Counter::DropKernelStaleFlow
+        }
+    }
+
+    /// Rewrites the kernel's SYN-ACK in `buf` (`ip`, its IP header at
+    /// `l3`) into the RST its client sends to refuse it: client to VIP, its
+    /// sequence number the SYN-ACK's acknowledgement (the next the kernel
+    /// expects, so in the window of the half-open connection, which the
+    /// kernel then drops), no options, to the kernel's MAC. False when the
+    /// frame is not an IPv4 or IPv6 TCP segment.
+    fn reset_to_kernel<B: PacketBuf>(&self, buf: &mut B, l3: usize, ip: &Ip) -> bool {
+        let L4::Tcp { src_port, dst_port, .. } = ip.l4 else {
+            return false;
+        };
+        let Some(seq) = buf
+            .bytes()
+            .get(usize::from(ip.l4_offset)..)
+            .and_then(tcp::Header::new_checked)
+            .map(|t| t.ack())
+        else {
+            return false;
+        };
+        const TCP_LEN: u16 = 20;
+        let (l4, pseudo) = match (ip.src, ip.dst) {
+            (Addr::V4(vip), Addr::V4(client)) => {
+                let l4 = l3 + ipv4::Header::<&[u8]>::LEN;
+                if l4 + usize::from(TCP_LEN) > buf.bytes().len() {
+                    return false;
+                }
+                let total = ipv4::Header::<&[u8]>::LEN as u16 + TCP_LEN;
+                ipv4::Header::new_unchecked(&mut buf.bytes_mut()[l3..]).set_plain(total, proto::TCP, client, vip);
+                (l4, packet::ones_sum(packet::ones_sum(0, &client), &vip))
+            }
+            (Addr::V6(vip), Addr::V6(client)) => {
+                let l4 = l3 + ipv6::Header::<&[u8]>::LEN;
+                if l4 + usize::from(TCP_LEN) > buf.bytes().len() {
+                    return false;
+                }
+                let b = buf.bytes_mut();
+                b[l3..l3 + 4].copy_from_slice(&[0x60, 0, 0, 0]);
+                let mut h = ipv6::Header::new_unchecked(&mut b[l3..]);
+                h.set_payload(TCP_LEN, proto::TCP, 64);
+                h.set_addresses(client, vip);
+                (l4, packet::ones_sum(packet::ones_sum(0, &client), &vip))
+            }
+            _ => return false,
+        };
+        let end = l4 + usize::from(TCP_LEN);
+        let b = buf.bytes_mut();
+        let mut t = tcp::Header::new_unchecked(&mut b[l4..end]);
+        t.set_reset(dst_port, src_port, seq);
+        let sum = packet::ones_sum(pseudo + u32::from(proto::TCP) + u32::from(TCP_LEN), &b[l4..end]);
+        tcp::Header::new_unchecked(&mut b[l4..end]).set_checksum(!(sum as u16));
+        let client_mac = ethernet::Header::new_unchecked(&b[..]).dst();
+        let mut eth = ethernet::Header::new_unchecked(&mut b[..]);
+        eth.set_dst(self.addrs.kernel_mac);
+        eth.set_src(client_mac);
+        buf.set_len(end)
     }
 
     /// Replaces the kernel's MAC by the node's in NDP link-layer address
@@ -1349,8 +1479,27 @@ mod tests {
 
         /// The kernel sends `frame` (its outcome).
         fn kernel(&mut self, frame: &[u8]) -> Counter {
+            self.kernel_buf(frame).0
+        }
+
+        /// As [`Node::kernel`], with the frame as it leaves.
+        fn kernel_buf(&mut self, frame: &[u8]) -> (Counter, TestBuf) {
             self.flows.follow(&self.view);
-            self.c.from_kernel(&mut TestBuf::new(frame), &mut self.flows, self.now)
+            let mut buf = TestBuf::new(frame);
+            let outcome = self.c.from_kernel(&mut buf, &mut self.flows, self.now);
+            (outcome, buf)
+        }
+
+        /// Every bucket in `state` (the closed view of a lease run out:
+        /// all foreign).
+        fn set_all(&mut self, state: BucketState) {
+            // A new view, as the control side publishes (the flow table
+            // follows a view by its epoch).
+            let mut view = OwnershipView::new(64, self.view.epoch() + 1);
+            for b in 0..64 {
+                view.set(crate::hash::Bucket(b), state);
+            }
+            self.view = view;
         }
 
         /// As [`Node::wire`], through the full parser only, with `rss`.
@@ -1654,6 +1803,133 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Checks that `buf` is the client's RST to the kernel refusing the
+    /// SYN-ACK of `port` (see `Classifier::reset_to_kernel`): addresses and
+    /// ports reversed, the SYN-ACK's acknowledgement as its sequence
+    /// number, both checksums good, to the kernel's MAC.
+    fn assert_reset_to_kernel(buf: &TestBuf, client: Addr, vip: Addr, port: u16) {
+        let b = buf.bytes();
+        let f = packet::parse(b).expect("the RST parses");
+        let (Payload::Ipv4(ip) | Payload::Ipv6(ip)) = f.payload else {
+            panic!("not IP: {f:?}")
+        };
+        assert_eq!((ip.src, ip.dst), (client, vip));
+        assert_eq!(
+            ip.l4,
+            L4::Tcp {
+                src_port: port,
+                dst_port: 80,
+                flags: tcp_flags::RST
+            }
+        );
+        assert_eq!(usize::from(ip.end), b.len(), "no options, no payload, no padding");
+        let t = &b[usize::from(ip.l4_offset)..];
+        assert_eq!(t.len(), 20);
+        assert_eq!(&t[4..8], &0x2000_0000u32.to_be_bytes(), "seq = the SYN-ACK's ack");
+        let mut acc = packet::ones_sum(packet::ones_sum(0, client.bytes()), vip.bytes());
+        acc = packet::ones_sum(acc + u32::from(proto::TCP) + 20, t);
+        assert_eq!(acc, 0xffff, "TCP checksum");
+        if let Addr::V4(_) = client {
+            assert!(
+                ipv4::Header::new_unchecked(&b[14..]).plain_checksum_ok(),
+                "IPv4 checksum"
+            );
+        }
+        assert_eq!(&b[0..6], &KERNEL_MAC.0, "to the kernel");
+        assert_eq!(&b[6..12], &CLIENT_MAC.0, "from the client");
+    }
+
+    #[test]
+    fn a_syn_ack_leaves_only_under_the_lease() {
+        let syn = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::SYN);
+        let syn_ack = from_vip(40000, tcp_flags::SYN | tcp_flags::ACK);
+        // Held: the first SYN-ACK is an answer (the worker checks the lease
+        // once more before it leaves), a retransmission is not.
+        let mut n = Node::new(BucketState::Settled);
+        assert_eq!(n.wire(&syn).0, Counter::KernelVipSyn);
+        assert_eq!(n.kernel(&syn_ack), Counter::WireFromKernelAnswer);
+        assert_eq!(n.flows.census(n.now)[FlowState::Answered as usize], 1);
+        assert_eq!(n.kernel(&syn_ack), Counter::WireFromKernel);
+        // Once answered, the lease may lapse: a retransmitted SYN-ACK still
+        // goes (the client may hold the connection), and the client's ACK
+        // establishes the flow.
+        n.set_all(BucketState::Foreign);
+        assert_eq!(n.kernel(&syn_ack), Counter::WireFromKernel);
+        let ack = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::ACK);
+        assert_eq!(n.wire(&ack).0, Counter::KernelVipFlow);
+        assert_eq!(n.flows.census(n.now)[FlowState::Established as usize], 1);
+
+        // Accepted under the lease, answered after it ran out (the process
+        // stopped in between): not sent, the kernel gets the client's RST,
+        // the flow goes, so the client's retransmitted SYN is the new
+        // holder's alone.
+        let mut n = Node::new(BucketState::Claimed);
+        assert_eq!(n.wire(&syn).0, Counter::KernelVipSyn);
+        n.set_all(BucketState::Foreign);
+        let (outcome, buf) = n.kernel_buf(&syn_ack);
+        assert_eq!(outcome, Counter::DropKernelSynAckNotHeld);
+        assert_eq!(outcome.action(), Action::ToKernel);
+        assert_reset_to_kernel(&buf, Addr::V4(CLIENT_V4), Addr::V4(V4_VIP), 40000);
+        assert!(n.flows.is_empty());
+        assert_eq!(n.wire(&syn).0, Counter::DropSynNotOwner);
+        // A SYN-ACK with options (or data) shrinks to a bare RST; one with
+        // no flow at all (an untracked SYN) is refused the same way.
+        let long = tcp4_payload_to(
+            CLIENT_MAC,
+            V4_VIP,
+            80,
+            CLIENT_V4,
+            40001,
+            tcp_flags::SYN | tcp_flags::ACK,
+            &[1; 12],
+        );
+        let mut long = long;
+        long[6..12].copy_from_slice(&KERNEL_MAC.0);
+        let (outcome, buf) = n.kernel_buf(&long);
+        assert_eq!(outcome, Counter::DropKernelSynAckNotHeld);
+        assert_reset_to_kernel(&buf, Addr::V4(CLIENT_V4), Addr::V4(V4_VIP), 40001);
+
+        // IPv6 alike.
+        let mut n = Node::new(BucketState::Settled);
+        let syn6 = tcp6_to(CLUSTER_MAC, V6_CLIENT, 40000, V6_VIP, 80, tcp_flags::SYN);
+        assert_eq!(n.wire(&syn6).0, Counter::KernelVipSyn);
+        n.set_all(BucketState::Foreign);
+        let mut syn_ack6 = tcp6_to(
+            CLIENT_MAC,
+            V6_VIP,
+            80,
+            V6_CLIENT,
+            40000,
+            tcp_flags::SYN | tcp_flags::ACK,
+        );
+        syn_ack6[6..12].copy_from_slice(&KERNEL_MAC.0);
+        let (outcome, buf) = n.kernel_buf(&syn_ack6);
+        assert_eq!(outcome, Counter::DropKernelSynAckNotHeld);
+        assert_reset_to_kernel(&buf, Addr::V6(V6_CLIENT), Addr::V6(V6_VIP), 40000);
+        assert!(n.flows.is_empty());
+    }
+
+    #[test]
+    fn an_answer_whose_lease_ran_out_before_it_left_is_retracted() {
+        let mut n = Node::new(BucketState::Settled);
+        let syn = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::SYN);
+        assert_eq!(n.wire(&syn).0, Counter::KernelVipSyn);
+        let (outcome, mut buf) = n.kernel_buf(&from_vip(40000, tcp_flags::SYN | tcp_flags::ACK));
+        assert_eq!(outcome, Counter::WireFromKernelAnswer);
+        assert_eq!(
+            n.c.retract_answer(&mut buf, &mut n.flows, n.now),
+            Counter::DropKernelSynAckNotHeld
+        );
+        assert_reset_to_kernel(&buf, Addr::V4(CLIENT_V4), Addr::V4(V4_VIP), 40000);
+        assert!(n.flows.is_empty());
+        // Not a SYN-ACK of a VIP: nothing to retract, dropped.
+        let mut arp = TestBuf::new(&arp_request(CLIENT_MAC, CLIENT_V4, V4_VIP));
+        assert_eq!(
+            n.c.retract_answer(&mut arp, &mut n.flows, n.now),
+            Counter::DropKernelStaleFlow
+        );
     }
 
     #[test]
@@ -1990,7 +2266,7 @@ mod tests {
             assert_eq!(n.wire(&syn).0, Counter::KernelVipSyn);
             assert_eq!(
                 n.kernel(&from_vip(40000, tcp_flags::SYN | tcp_flags::ACK)),
-                Counter::WireFromKernel
+                Counter::WireFromKernelAnswer
             );
             assert_eq!(n.wire(&ack).0, Counter::KernelVipFlow);
             assert_eq!(n.kernel(&from_vip(40000, tcp_flags::RST)), want, "{state:?}");
@@ -2022,7 +2298,7 @@ mod tests {
         assert_eq!(n.wire(&syn).0, Counter::KernelVipSyn);
         assert_eq!(
             n.kernel(&from_vip(40000, tcp_flags::SYN | tcp_flags::ACK)),
-            Counter::WireFromKernel
+            Counter::WireFromKernelAnswer
         );
         assert_eq!(n.wire(&ack).0, Counter::KernelVipFlow);
         n.view = OwnershipView::new(64, 2);
@@ -2300,14 +2576,7 @@ mod tests {
     fn kernel_frames_leave_from_the_node_mac_and_never_announce_a_vip() {
         let c = classifier();
         let mut flows = FlowTable::new(64, FlowTimeouts::default());
-        let mut from_kernel = tcp4_to(
-            CLIENT_MAC,
-            V4_VIP,
-            80,
-            CLIENT_V4,
-            40000,
-            tcp_flags::SYN | tcp_flags::ACK,
-        );
+        let mut from_kernel = tcp4_to(CLIENT_MAC, V4_VIP, 80, CLIENT_V4, 40000, tcp_flags::ACK);
         from_kernel[6..12].copy_from_slice(&KERNEL_MAC.0);
         let mut buf = TestBuf::new(&from_kernel);
         assert_eq!(c.from_kernel(&mut buf, &mut flows, 0), Counter::WireFromKernel);

@@ -78,6 +78,10 @@ counters! {
     ReplyNdp = "reply_ndp" => ToWire,
     /// A frame from the kernel, sent out of the wire port.
     WireFromKernel = "wire_from_kernel" => ToWire,
+    /// The kernel's first SYN-ACK to a SYN this node accepted, sent under
+    /// the lease (checked again just before the burst leaves): the client
+    /// may hold the connection from now on.
+    WireFromKernelAnswer = "wire_from_kernel_answer" => ToWire,
     /// The kernel's RST on a flow of this worker, sent: the flow ends.
     WireFromKernelReset = "wire_from_kernel_reset" => ToWire,
     /// The kernel's RST on a provisional flow, sent: the kernel refused
@@ -137,6 +141,13 @@ counters! {
     /// the segment is that member's connection's (its client's ACK to a
     /// forged SYN this node's kernel answered, say). Not sent.
     DropKernelResetClaimed = "drop_kernel_reset_claimed" => Drop,
+    /// The kernel's SYN-ACK, never answered before, in a bucket this node
+    /// does not hold under a valid lease (its process stopped after the
+    /// SYN went up, or the bucket moved): another node may have answered
+    /// the client's SYN. Not sent; the frame goes back to the kernel as
+    /// the client's RST, which ends the half-open connection, and the flow
+    /// ends.
+    DropKernelSynAckNotHeld = "drop_kernel_synack_not_held" => ToKernel,
     /// Wire: shorter than a header it announces.
     DropTruncated = "drop_truncated" => Drop,
     /// Wire: more than two VLAN tags.
@@ -205,12 +216,14 @@ impl Counter {
         !matches!(
             self,
             Counter::WireFromKernel
+                | Counter::WireFromKernelAnswer
                 | Counter::WireFromKernelReset
                 | Counter::WireFromKernelRefused
                 | Counter::WireFromKernelUnparsed
                 | Counter::DropKernelVipAdvert
                 | Counter::DropKernelStaleFlow
                 | Counter::DropKernelResetClaimed
+                | Counter::DropKernelSynAckNotHeld
                 | Counter::DropKernelTxFull
                 | Counter::DropWireTxFull
         )

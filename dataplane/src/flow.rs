@@ -256,17 +256,23 @@ pub enum FlowState {
     /// kernel most likely took a genuine RST), it may be evicted to make
     /// room for a new flow.
     Contested = 5,
+    /// A half-open flow the kernel has answered: its SYN-ACK left under the
+    /// lease, so the client may hold the connection from then on, and the
+    /// kernel's retransmitted SYN-ACKs go out whatever the bucket's state
+    /// (see [`FlowTable::from_kernel`]). Otherwise as half-open.
+    Answered = 6,
 }
 
 impl FlowState {
     /// Every state, in index order (the index of [`FlowTable::census`]).
-    pub const ALL: [FlowState; 6] = [
+    pub const ALL: [FlowState; 7] = [
         FlowState::Empty,
         FlowState::HalfOpen,
         FlowState::Established,
         FlowState::Closing,
         FlowState::Provisional,
         FlowState::Contested,
+        FlowState::Answered,
     ];
 
     /// True for the states of a flow the kernel holds (established, or
@@ -313,7 +319,7 @@ impl FlowTimeouts {
     pub fn of(&self, state: FlowState) -> u32 {
         match state {
             FlowState::Empty => 0,
-            FlowState::HalfOpen => self.half_open_ms,
+            FlowState::HalfOpen | FlowState::Answered => self.half_open_ms,
             FlowState::Established | FlowState::Contested => self.established_ms,
             FlowState::Closing => self.closing_ms,
             FlowState::Provisional => self.provisional_ms,
@@ -359,6 +365,7 @@ impl Slot {
             3 => FlowState::Closing,
             4 => FlowState::Provisional,
             5 => FlowState::Contested,
+            6 => FlowState::Answered,
             _ => FlowState::Empty,
         }
     }
@@ -833,7 +840,7 @@ impl<G: GroupStore> FlowTable<G> {
                 }
                 FlowState::Contested
             }
-            FlowState::HalfOpen if !claims_end => FlowState::Established,
+            FlowState::HalfOpen | FlowState::Answered if !claims_end => FlowState::Established,
             FlowState::Provisional => return Touch::Known(before),
             other => other,
         };
@@ -845,8 +852,9 @@ impl<G: GroupStore> FlowTable<G> {
     /// and returns its state before: the kernel's word on the flow. Its RST
     /// ends the flow (a provisional one: the kernel refused the adopted
     /// segment); its FIN closes it; its SYN (a SYN-ACK) opens the tuple
-    /// anew; anything else shows it holds the connection: a provisional or
-    /// contested flow becomes established. Unknown flows are left alone.
+    /// anew, answered ([`FlowState::Answered`]); anything else shows it
+    /// holds the connection: a provisional or contested flow becomes
+    /// established. Unknown flows are left alone.
     #[inline]
     pub fn from_kernel(&mut self, flow: impl Into<FlowRef>, flags: u8, now: u32) -> Touch {
         use crate::packet::tcp_flags::{FIN, RST, SYN};
@@ -870,10 +878,10 @@ impl<G: GroupStore> FlowTable<G> {
         let after = if flags & FIN != 0 {
             FlowState::Closing
         } else if flags & SYN != 0 {
-            FlowState::HalfOpen
+            FlowState::Answered
         } else {
             match before {
-                FlowState::HalfOpen | FlowState::Closing => before,
+                FlowState::HalfOpen | FlowState::Answered | FlowState::Closing => before,
                 _ => FlowState::Established,
             }
         };
@@ -1059,7 +1067,7 @@ impl<G: GroupStore> FlowTable<G> {
     fn eviction_rank(&self, state: FlowState, age: u32) -> u8 {
         match state {
             FlowState::Provisional => 2,
-            FlowState::HalfOpen | FlowState::Closing => 1,
+            FlowState::HalfOpen | FlowState::Answered | FlowState::Closing => 1,
             FlowState::Contested if age > self.grace_ticks => 1,
             _ => 0,
         }
@@ -1190,10 +1198,15 @@ mod tests {
         assert_eq!(t.touch(k, RST, 301), Touch::Known(FlowState::HalfOpen));
         assert_eq!(t.touch(k, FIN, 302), Touch::Known(FlowState::HalfOpen));
         assert_eq!(t.get(k, 302), Some(FlowState::HalfOpen));
-        // The kernel's SYN-ACK keeps it half-open; its ACK (a reused tuple
-        // the kernel opened anew) too.
+        // The kernel's SYN-ACK makes it answered (still half-open); its ACK
+        // (a reused tuple the kernel opened anew) keeps it so.
         assert_eq!(t.from_kernel(k, SYN | ACK, 303), Touch::Known(FlowState::HalfOpen));
-        assert_eq!(t.get(k, 303), Some(FlowState::HalfOpen));
+        assert_eq!(t.get(k, 303), Some(FlowState::Answered));
+        assert_eq!(t.from_kernel(k, ACK, 304), Touch::Known(FlowState::Answered));
+        assert_eq!(t.get(k, 304), Some(FlowState::Answered));
+        // The client's ACK establishes it.
+        assert_eq!(t.touch(k, ACK, 305), Touch::Known(FlowState::Answered));
+        assert_eq!(t.get(k, 305), Some(FlowState::Established));
     }
 
     #[test]
@@ -1308,7 +1321,7 @@ mod tests {
         let freed = t.sweep(150, usize::MAX);
         assert_eq!(freed, 50);
         assert_eq!(t.len(), 50);
-        assert_eq!(t.census(150), [0, 0, 50, 0, 0, 0]);
+        assert_eq!(t.census(150), [0, 0, 50, 0, 0, 0, 0]);
         t.sweep(1_000 + 1_000 / 32 + 2 * 2, usize::MAX);
         assert!(t.is_empty());
         assert_eq!(t.stats().expired, 100);

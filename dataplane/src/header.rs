@@ -280,6 +280,8 @@ pub mod ipv4 {
 
     /// The version/IHL byte of a header with no options.
     pub const VERSION_IHL_PLAIN: u8 = 0x45;
+    /// Don't fragment.
+    pub const DONT_FRAGMENT: u16 = 0x4000;
     /// More fragments.
     pub const MORE_FRAGMENTS: u16 = 0x2000;
     /// Fragment offset bits.
@@ -352,6 +354,25 @@ pub mod ipv4 {
             acc = (acc & 0xffff) + (acc >> 16);
             acc = (acc & 0xffff) + (acc >> 16);
             acc == 0xffff
+        }
+    }
+
+    impl<T: AsRef<[u8]> + AsMut<[u8]>> Header<T> {
+        /// Writes a header with no options: `total_len` bytes of protocol
+        /// `protocol` from `src` to `dst`, TTL 64, don't fragment, its
+        /// checksum computed.
+        pub fn set_plain(&mut self, total_len: u16, protocol: u8, src: [u8; 4], dst: [u8; 4]) {
+            let b = &mut self.0.as_mut()[..20];
+            b.fill(0);
+            b[field::VERSION_IHL] = VERSION_IHL_PLAIN;
+            b[field::TOTAL_LEN].copy_from_slice(&total_len.to_be_bytes());
+            b[field::FRAGMENT].copy_from_slice(&DONT_FRAGMENT.to_be_bytes());
+            b[field::TTL] = 64;
+            b[field::PROTOCOL] = protocol;
+            b[field::SRC].copy_from_slice(&src);
+            b[field::DST].copy_from_slice(&dst);
+            let sum = crate::packet::checksum(b);
+            b[field::CHECKSUM].copy_from_slice(&sum.to_be_bytes());
         }
     }
 }
@@ -471,10 +492,20 @@ pub mod tcp {
         pub const DST_PORT: Field = 2..4;
         /// Both ports.
         pub const PORTS: Field = 0..4;
+        /// Sequence number.
+        pub const SEQ: Field = 4..8;
+        /// Acknowledgement number.
+        pub const ACK: Field = 8..12;
         /// Data offset (high nibble, in words).
         pub const DATA_OFFSET: usize = 12;
         /// Flags.
         pub const FLAGS: usize = 13;
+        /// Window.
+        pub const WINDOW: Field = 14..16;
+        /// Checksum.
+        pub const CHECKSUM: Field = 16..18;
+        /// Urgent pointer.
+        pub const URGENT: Field = 18..20;
     }
 
     view!(
@@ -509,6 +540,32 @@ pub mod tcp {
         #[inline(always)]
         pub fn flags(&self) -> u8 {
             self.0.as_ref()[field::FLAGS]
+        }
+        /// Acknowledgement number.
+        #[inline(always)]
+        pub fn ack(&self) -> u32 {
+            u32::from_be_bytes(array(self.0.as_ref(), field::ACK))
+        }
+    }
+
+    impl<T: AsRef<[u8]> + AsMut<[u8]>> Header<T> {
+        /// Writes a bare RST (no options, no ACK, window 0) from `src_port`
+        /// to `dst_port` at sequence number `seq`, its checksum 0.
+        pub fn set_reset(&mut self, src_port: u16, dst_port: u16, seq: u32) {
+            let b = self.0.as_mut();
+            b[field::SRC_PORT].copy_from_slice(&src_port.to_be_bytes());
+            b[field::DST_PORT].copy_from_slice(&dst_port.to_be_bytes());
+            b[field::SEQ].copy_from_slice(&seq.to_be_bytes());
+            b[field::ACK].fill(0);
+            b[field::DATA_OFFSET] = 5 << 4;
+            b[field::FLAGS] = crate::packet::tcp_flags::RST;
+            b[field::WINDOW].fill(0);
+            b[field::CHECKSUM].fill(0);
+            b[field::URGENT].fill(0);
+        }
+        /// Sets the checksum.
+        pub fn set_checksum(&mut self, sum: u16) {
+            self.0.as_mut()[field::CHECKSUM].copy_from_slice(&sum.to_be_bytes());
         }
     }
 }
