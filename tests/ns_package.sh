@@ -8,7 +8,11 @@
 # exit 78 and starts a node in a test namespace that reaches READY on a
 # NOTIFY_SOCKET this test listens on, then serves the VIP. The DPDK plugins
 # that node loaded are mapped to their packages (dpkg -S), and the ones it
-# needs must be in the package's Depends. The package is removed afterwards.
+# needs must be in the package's Depends. Then README's "Bare metal"
+# section is followed step by step on three nodes of the test cluster (the
+# wire a veth under net_af_packet instead of a NIC under vfio-pci), ending
+# with one node killed and the other serving everything. The package is
+# removed afterwards.
 source "$(dirname "$0")/lib.sh"
 STATE=${SS_STATE:-/tmp/ss-cluster}
 echo "== $TEST_NAME"
@@ -18,7 +22,8 @@ NOTIFY=$SS_TMP/notify.sock
 pkg_cleanup() {
   [ -n "${npid:-}" ] && kill -INT "$npid" 2>/dev/null && sleep 1
   [ -n "${npid:-}" ] && kill -KILL "$npid" 2>/dev/null
-  rm -f "/etc/synshare/$NAME.ron"
+  for p in ${bm_pids:-}; do kill -KILL "$p" 2>/dev/null; done
+  rm -f "/etc/synshare/$NAME.ron" /etc/synshare/ss-bm-node1.ron /etc/synshare/ss-bm-node2.ron
   dpkg -s synshare >/dev/null 2>&1 && apt-get remove -y -qq synshare >/dev/null 2>&1
   cleanup
   rm -rf "$SS_TMP"
@@ -145,4 +150,106 @@ done
 check "every plugin the node needs is loaded and its package is in Depends${missing:+ (missing:$missing)}" test -z "$missing"
 
 kill -INT "$npid"; wait "$npid" 2>/dev/null; npid=""
+
+# ---- README's "Bare metal", step by step, on three nodes ----
+# The commands run here are the README's (checked to be there, so the two
+# cannot drift apart), with these substitutions for a machine without a
+# DPDK NIC: the wire port is the node namespace's veth "wire" under
+# net_af_packet (step 2's vfio-pci binding and reboot do not apply; step 0's
+# management NIC is the host's own), the key is written to a test folder
+# and handed over as systemd would (CREDENTIALS_DIRECTORY), and the unit's
+# ExecStart and ExecStartPost run as written in the node's namespace.
+readme() { grep -qF -- "$1" "$ROOT/README.md"; }
+bm_section=$(sed -n '/^## Bare metal/,/^## Installing/p' "$ROOT/README.md")
+"$CLUSTER" down >/dev/null 2>&1
+"$CLUSTER" up --nodes 3 --mode peer >/dev/null 2>&1 || { fail "bare metal: cluster up"; finish; exit 1; }
+for i in 1 2 3; do "$CLUSTER" stop-node $i >/dev/null 2>&1; done
+sleep 1
+# Step 1 is the apt install above; its dpdk-devbind is there.
+readme 'dpdk-devbind.py --status-dev net' && r=1 || r=0
+check "bare metal 1-2: the package brought dpdk-devbind, which the README runs" \
+  bash -c "[ $r = 1 ] && dpdk-devbind.py --status-dev net >/dev/null"
+# Step 3: the VIPs on lo, the unit's ExecStart lines as the README writes them.
+vip_cmds=$(sed -n 's/^ExecStart=\(\/sbin\/ip .* dev lo\)$/\1/p' <<<"$bm_section")
+ok3=1
+for i in 1 2 3; do
+  while read -r c; do [ -n "$c" ] && { ip netns exec "ss-node$i" $c || ok3=0; }; done <<<"$vip_cmds"
+done
+check "bare metal 3: the VIPs on lo from the README's unit ($(wc -l <<<"$vip_cmds") commands)" \
+  bash -c "[ $ok3 = 1 ] && [ $(wc -l <<<"$vip_cmds") -ge 2 ] && ip netns exec ss-node1 ip -br addr show lo | grep -q 192.0.2.100/32"
+# Step 4: one key for the cluster, mode 600, the same on both nodes.
+readme 'synshare keygen' || fail "bare metal 4: README names synshare keygen"
+mkdir -p "$SS_TMP/cred1" "$SS_TMP/cred2" "$SS_TMP/cred3"
+/usr/bin/synshare keygen "$SS_TMP/cred1/cluster.key" >/dev/null
+cp -p "$SS_TMP/cred1/cluster.key" "$SS_TMP/cred2/cluster.key"
+cp -p "$SS_TMP/cred1/cluster.key" "$SS_TMP/cred3/cluster.key"
+check "bare metal 4: keygen's key copied with its mode ($(stat -c %a "$SS_TMP/cred2/cluster.key"))" \
+  test "$(stat -c %a "$SS_TMP/cred2/cluster.key")" = 600
+# Step 5: the example configuration, copied and edited as an operator does.
+readme 'cp /usr/share/doc/synshare/examples/node.ron /etc/synshare/node1.ron' || fail "bare metal 5: README's cp"
+peers_of() { local j out=""; for j in 1 2 3; do [ "$j" = "$1" ] || out+="${out:+, }$j: \"192.0.2.2$j:7946\""; done; echo "{$out}"; }
+for i in 1 2 3; do
+  cp /usr/share/doc/synshare/examples/node.ron "/etc/synshare/ss-bm-node$i.ron"
+  sed -i -e "s/name: \"node1\"/name: \"ss-bm-node$i\"/" -e "s/^    id: 1,/    id: $i,/" \
+    -e 's/lcores: "2,3"/lcores: "0,1"/' -e 's/main_lcore: Some(2)/main_lcore: Some(0)/' \
+    -e 's/memory_mb: 512/memory_mb: 256/' -e "s/file_prefix: \"synshare\"/file_prefix: \"ss-bm-node$i\"/" \
+    -e 's/device: "0000:3b:00.0"/device: "net_af_packet0,iface=wire,qpairs=1"/' \
+    -e "s|exception: (iface: \"ss-tap\", mac: None)|exception: (iface: \"ss-tap\", mac: None, addresses: [\"192.0.2.2$i/24\", \"2001:db8::2$i/64\"])|" \
+    -e 's/capacity: 1048576/capacity: 65536/' \
+    -e "s/bind: \"192.0.2.21:7946\"/bind: \"192.0.2.2$i:7946\"/" \
+    -e "s/peers: {2: \"192.0.2.22:7946\", 3: \"192.0.2.23:7946\"}/peers: $(peers_of $i)/" \
+    -e "s|state_dir: \"/var/lib/synshare\"|state_dir: \"$SS_TMP/state$i\"|" \
+    -e "s|status_socket: Some(\"/run/synshare/node1.sock\")|status_socket: Some(\"/run/synshare/ss-bm-node$i.sock\")|" \
+    "/etc/synshare/ss-bm-node$i.ron"
+done
+/usr/bin/synshare check-config /etc/synshare/ss-bm-node1.ron >"$SS_TMP/bm-check.out" 2>&1; rc=$?
+check "bare metal 5: check-config passes on the edited example (exit $rc$(grep -m1 -i 'error\|field' "$SS_TMP/bm-check.out" | sed 's/^/: /'))" \
+  bash -c "[ $rc -eq 0 ] && /usr/bin/synshare check-config /etc/synshare/ss-bm-node2.ron && /usr/bin/synshare check-config /etc/synshare/ss-bm-node3.ron"
+[ $rc -eq 0 ] || cat "$SS_TMP/bm-check.out"
+# Steps 6 and 7: the unit's ExecStart, then the README's ExecStartPost route.
+route=$(sed -n 's/^ExecStartPost=+\(.*\)$/\1/p' <<<"$bm_section")
+bm_pids=""
+for i in 1 2 3; do
+  start=$(sed -n 's/^ExecStart=//p' "$UNIT" | sed "s/%i/ss-bm-node$i/g")
+  nsenter --net=/var/run/netns/ss-node$i env CREDENTIALS_DIRECTORY="$SS_TMP/cred$i" $start >"$SS_TMP/bm$i.log" 2>&1 &
+  bm_pids+=" $!"
+done
+bm_held() { /usr/bin/synshare status --config "/etc/synshare/ss-bm-node$1.ron" --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["held"])' 2>/dev/null || echo 0; }
+up=0
+for _ in $(seq 100); do
+  h1=$(bm_held 1); h2=$(bm_held 2); h3=$(bm_held 3)
+  [ "$h1" -gt 0 ] && [ "$h2" -gt 0 ] && [ "$h3" -gt 0 ] && [ $((h1 + h2 + h3)) -eq 65536 ] && { up=1; break; }
+  sleep 0.2
+done
+check "bare metal 7: three nodes up from the unit, sharing the buckets (held $h1 $h2 $h3)" test "$up" = 1
+[ "$up" = 1 ] || tail -5 "$SS_TMP/bm1.log" "$SS_TMP/bm2.log" "$SS_TMP/bm3.log"
+ok6=1
+for i in 1 2 3; do ip netns exec "ss-node$i" $route || ok6=0; done
+check "bare metal 6: the README's route through the TAP ($route)" \
+  bash -c "[ $ok6 = 1 ] && ip netns exec ss-node1 ip route show default | grep -q 'dev ss-tap'"
+/usr/bin/synshare status --config /etc/synshare/ss-bm-node1.ron >"$SS_TMP/bm-status.txt" 2>&1
+check "bare metal 7: synshare status --config shows the peer live" grep -qi "peer\|member" "$SS_TMP/bm-status.txt"
+served=""
+for k in $(seq 20); do served+="$(client curl -s -m3 -o /dev/null -D - "http://192.0.2.100/?k=$k" | awk -F': ' 'tolower($1) == "x-node" { gsub("\r", "", $2); print $2 }') "; done
+check "bare metal: the VIP is served by every node ($(tr ' ' '\n' <<<"$served" | grep . | sort | uniq -c | tr -s ' \n' ' '))" \
+  bash -c "grep -q node1 <<<'$served' && grep -q node2 <<<'$served' && grep -q node3 <<<'$served' && [ $(wc -w <<<"$served") -eq 20 ]"
+# It fails over: node1 killed, the two others hold every bucket (within 3 s,
+# the status polled by the CLI) and serve every new connection.
+bm1=$(awk '{ print $1 }' <<<"$bm_pids")
+{ kill -KILL "$bm1"; wait "$bm1"; } 2>/dev/null
+t0=$(date +%s%N)
+over=0
+while [ $(( ($(date +%s%N) - t0) / 1000000 )) -lt 3000 ]; do
+  h2=$(bm_held 2); h3=$(bm_held 3)
+  [ $((h2 + h3)) -eq 65536 ] && { over=1; break; }
+  sleep 0.05
+done
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+check "bare metal: node1 killed, node2 and node3 hold every bucket ($h2 + $h3, after $ms ms)" test "$over" = 1
+ok=0
+for k in $(seq 20); do [ "$(client curl -s -m3 -o /dev/null -w '%{http_code}' "http://192.0.2.100/?after=$k")" = 200 ] && ok=$((ok + 1)); done
+check "bare metal: and serves every new connection ($ok of 20)" test "$ok" -eq 20
+for p in $bm_pids; do kill -INT "$p" 2>/dev/null; done
+for p in $bm_pids; do wait "$p" 2>/dev/null; done
+bm_pids=""
 finish
