@@ -51,6 +51,15 @@ fn frames() -> Vec<Vec<u8>> {
     let mut frag = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, SYN);
     set_ipv4_more_fragments(&mut frag);
     f.push(frag);
+    // The kernel's SYN-ACKs from a VIP (sent only under the lease; else
+    // rewritten into the client's RST to the kernel).
+    for mut syn_ack in [
+        tcp4_to(CLIENT_MAC, V4_VIP, 80, CLIENT_V4, 40000, SYN | ACK),
+        tcp6_to(CLIENT_MAC, V6_VIP, 80, V6_CLIENT, 40000, SYN | ACK),
+    ] {
+        syn_ack[6..12].copy_from_slice(&KERNEL_MAC.0);
+        f.push(syn_ack);
+    }
     // A neighbour advertisement from the kernel (never sent for a VIP).
     let mut na = neighbour_solicit(
         KERNEL_MAC,

@@ -163,7 +163,26 @@ pub fn check_from_kernel(before: &[u8], after: &[u8], outcome: Counter) {
             assert_eq!(before, after);
         }
         Counter::DropKernelVipAdvert | Counter::DropKernelStaleFlow => assert_eq!(before, after),
-        Counter::WireFromKernel | Counter::WireFromKernelReset | Counter::WireFromKernelRefused => {
+        Counter::DropKernelSynAckNotHeld => {
+            // The kernel's SYN-ACK from a VIP, back to the kernel as its
+            // client's bare RST to that VIP.
+            let was = packet::parse(before).expect("a parsed SYN-ACK");
+            let (Payload::Ipv4(b) | Payload::Ipv6(b)) = was.payload else {
+                panic!("{was:?} refused as a SYN-ACK")
+            };
+            assert!(is_vip(b.src), "a SYN-ACK from a VIP");
+            let f = packet::parse(after).expect("the RST parses");
+            let (Payload::Ipv4(ip) | Payload::Ipv6(ip)) = f.payload else {
+                panic!("{f:?} sent to the kernel as a RST")
+            };
+            assert!(is_vip(ip.dst) && ip.src == b.dst, "the client's RST to the VIP");
+            assert!(matches!(ip.l4, L4::Tcp { flags: 0x04, .. }), "a bare RST: {:?}", ip.l4);
+            assert_eq!(after[0..6], KERNEL_MAC.0, "to the kernel's MAC");
+        }
+        Counter::WireFromKernel
+        | Counter::WireFromKernelAnswer
+        | Counter::WireFromKernelReset
+        | Counter::WireFromKernelRefused => {
             assert_eq!(after[6..12], NODE_MAC.0, "kernel frames leave from the node's MAC");
             let f = packet::parse(after).expect("still parses");
             match f.payload {
