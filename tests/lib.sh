@@ -23,8 +23,19 @@ near() { local d=$(( $1 - $2 )); [ "${d#-}" -le "$3" ]; }
 
 client() { ip netns exec ss-client "$@"; }
 
+# stream ARGS...: tests/stream.py from the client to the VIP (new
+# connections; see its --help).
+stream() { client python3 "$ROOT/tests/stream.py" --host 192.0.2.100 "$@"; }
+
+# tcp_stat NAME: the client kernel's TCP counter NAME from /proc/net/snmp
+# (ActiveOpens, EstabResets, AttemptFails, ...).
+tcp_stat() { client awk -v k="$1" '/^Tcp:/ { if (!h) { split($0, n); h = 1 } else { for (i = 1; i <= NF; i++) if (n[i] == k) print $i } }' /proc/net/snmp; }
+
 # node_json I: the node's status as JSON.
 node_json() { "$BIN" status --socket "/run/synshare/ss-node$1.sock" --json; }
+
+# stat_of I NAME: node I's exchange statistic NAME (0 when absent).
+stat_of() { node_json "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["exchange"]["stats"].get(sys.argv[1], 0))' "$2"; }
 
 # counter I NAME: a counter summed over the node's workers.
 counter() {

@@ -7,7 +7,6 @@
 # during and after it has no failure.
 source "$(dirname "$0")/lib.sh"
 export SS_DRAIN_MS=3000
-stream() { client python3 "$ROOT/tests/stream.py" --host 192.0.2.100 "$@"; }
 flows_of() { node_json "$1" | python3 -c 'import json,sys; print(sum(w["flows"] for w in json.load(sys.stdin)["workers"]))'; }
 occupancy() { for i in 1 2 3; do flows_of "$i"; done | paste -sd' '; }
 adopted() { local s=0 i; for i in 1 2 3; do s=$(( s + $(counter "$i" kernel_vip_adopted) + $(counter "$i" kernel_vip_adopted_untracked) )); done; echo $s; }

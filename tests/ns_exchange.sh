@@ -7,7 +7,6 @@ source "$(dirname "$0")/lib.sh"
 MODE=${SS_MODE:-peer}
 TEST_NAME=${SS_TEST_NAME:-$TEST_NAME}
 X="python3 $ROOT/tests/exchange.py"
-stream() { client python3 "$ROOT/tests/stream.py" --host 192.0.2.100 "$@"; }
 now() { date +%s.%N; }
 ms_since() { python3 -c "import time; print(int((time.time() - $1) * 1000))"; }
 snmp_resets() { client awk '/^Tcp:/ { if (!h) { split($0, k); h = 1 } else { for (i = 1; i <= NF; i++) v[k[i]] = $i } } END { print v["EstabResets"] + v["AttemptFails"] }' /proc/net/snmp; }

@@ -11,8 +11,6 @@
 # every node's SYN counter) against the connections the client opened.
 source "$(dirname "$0")/lib.sh"
 X="python3 $ROOT/tests/exchange.py"
-stream() { client python3 "$ROOT/tests/stream.py" --host 192.0.2.100 "$@"; }
-tcp_stat() { client awk -v k="$1" '/^Tcp:/ { if (!h) { split($0, n); h = 1 } else { for (i = 1; i <= NF; i++) if (n[i] == k) print $i } }' /proc/net/snmp; }
 # syns I...: SYNs the nodes accepted and answered (a SYN whose SYN-ACK a
 # node refused to send, its lease gone, is not an answer).
 syns() { local s=0 i; for i in "$@"; do s=$((s + $(counter "$i" kernel_vip_syn) - $(counter "$i" drop_kernel_synack_not_held))); done; echo $s; }
@@ -69,7 +67,6 @@ drop_heartbeats() {
     ip netns exec ss-node1 nft add rule inet ss_fault "$h" udp dport 7946 drop
   done
 }
-stat_of() { node_json "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["exchange"]["stats"].get(sys.argv[1], 0))' "$2"; }
 
 lost0=$(stat_of 2 event_lost); fenced0=$(stat_of 1 fenced)
 fault a-heartbeats-dropped "drop_heartbeats input output" "ip netns exec ss-node1 nft delete table inet ss_fault" 8

@@ -10,7 +10,6 @@ source "$(dirname "$0")/lib.sh"
 X="python3 $ROOT/tests/exchange.py"
 G4=239.255.2.100
 G6=ff05::efff:264
-tcp_stat() { client awk -v k="$1" '/^Tcp:/ { if (!h) { split($0, n); h = 1 } else { for (i = 1; i <= NF; i++) if (n[i] == k) print $i } }' /proc/net/snmp; }
 mdb() { ip netns exec ss-switch bridge mdb show 2>/dev/null; }
 # in_group PORT GROUP: the switch lists GROUP on PORT.
 in_group() { mdb | grep -q "port $1 grp $2 "; }

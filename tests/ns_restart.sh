@@ -8,8 +8,6 @@
 source "$(dirname "$0")/lib.sh"
 STATE=${SS_STATE:-/tmp/ss-cluster}
 X="python3 $ROOT/tests/exchange.py"
-stream() { client python3 "$ROOT/tests/stream.py" --host 192.0.2.100 "$@"; }
-tcp_stat() { client awk -v k="$1" '/^Tcp:/ { if (!h) { split($0, n); h = 1 } else { for (i = 1; i <= NF; i++) if (n[i] == k) print $i } }' /proc/net/snmp; }
 
 echo "== $TEST_NAME"
 "$CLUSTER" up --nodes 3 --mode peer || { fail "cluster up"; finish; exit 1; }

@@ -8,8 +8,6 @@ source "$(dirname "$0")/lib.sh"
 echo "== $TEST_NAME"
 "$CLUSTER" up --nodes 3 --weights 1,2,3 || { fail "cluster up"; finish; exit 1; }
 
-snmp() { client awk '/^Tcp:/ { if (!h) { split($0, k); h = 1 } else { split($0, v); for (i in k) print k[i], v[i] } }' /proc/net/snmp; }
-tcp_stat() { snmp | awk -v k="$1" '$1 == k { print $2 }'; }
 resets0=$(( $(tcp_stat EstabResets) + $(tcp_stat AttemptFails) ))
 opens0=$(tcp_stat ActiveOpens)
 
