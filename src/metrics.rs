@@ -102,30 +102,42 @@ fn encode(registry: &Registry) -> String {
 pub fn render(s: &NodeStatus) -> String {
     let mut o = registry(&s.cluster);
     let node = s.name.as_str();
-    let segs: Vec<&NodeStatus> = std::iter::once(s).chain(s.segments.iter()).collect();
-    // The exchange's segment id, as the coordinator and the other members
-    // label it (a segment with static shares has none: its index here).
-    let seg_ids: Vec<String> = segs
-        .iter()
+    // Every segment with the exchange's segment id, as the coordinator and
+    // the other members label it (a segment with static shares has none:
+    // its index here).
+    let segs: Vec<(&NodeStatus, String)> = std::iter::once(s)
+        .chain(s.segments.iter())
         .map(|x| {
-            x.exchange
-                .as_ref()
-                .map_or(x.segment, |e| u32::from(e.segment))
-                .to_string()
+            let id = x.exchange.as_ref().map_or(x.segment, |e| u32::from(e.segment));
+            (x, id.to_string())
         })
         .collect();
-    let each = |f: &mut dyn FnMut(&NodeStatus, &str)| {
-        for (x, id) in segs.iter().zip(&seg_ids) {
-            f(x, id);
-        }
-    };
+    info_families(&mut o, s);
+    port_families(&mut o, node, &segs);
+    worker_families(&mut o, node, &segs);
+    segment_families(&mut o, node, &segs);
+    let members: Vec<(&str, &[MemberStatus])> =
+        segs.iter().map(|(x, id)| (id.as_str(), x.members.as_slice())).collect();
+    member_families(&mut o, node, &members);
+    // The exchange, per segment that has one.
+    let xs: Vec<(&ExchangeStatus, &str)> = segs
+        .iter()
+        .filter_map(|(x, id)| x.exchange.as_ref().map(|e| (e, id.as_str())))
+        .collect();
+    exchange_families(&mut o, node, s.id, &xs);
+    if let Some(a) = &s.availability {
+        availability_families(&mut o, node, a);
+    }
+    encode(&o)
+}
 
-    let mut m = Family::new(
-        &mut o,
-        "build_info",
-        "gauge",
-        "Version of synshare and of DPDK; always 1.",
-    );
+/// Segments with their `segment` label.
+type Segments<'a> = [(&'a NodeStatus, String)];
+
+/// Build information and uptime.
+fn info_families(o: &mut Registry, s: &NodeStatus) {
+    let node = s.name.as_str();
+    let mut m = Family::new(o, "build_info", "gauge", "Version of synshare and of DPDK; always 1.");
     m.sample(
         &[
             ("node", node),
@@ -134,9 +146,12 @@ pub fn render(s: &NodeStatus) -> String {
         ],
         1,
     );
-    let mut m = Family::new(&mut o, "uptime_seconds", "gauge", "Seconds since the node started.");
+    let mut m = Family::new(o, "uptime_seconds", "gauge", "Seconds since the node started.");
     m.sample(&[("node", node)], s.uptime_s);
+}
 
+/// The ports' packets, bytes and drops, per segment.
+fn port_families(o: &mut Registry, node: &str, segs: &Segments) {
     type PerPort = fn(&crate::status::PortStatus) -> (u64, u64);
     let per_port: [(&'static str, &str, PerPort); 2] = [
         (
@@ -151,31 +166,29 @@ pub fn render(s: &NodeStatus) -> String {
         ),
     ];
     for (name, help, value) in per_port {
-        let mut m = Family::new(&mut o, name, "counter", help);
-        each(&mut |x, seg| {
+        let mut m = Family::new(o, name, "counter", help);
+        for (x, seg) in segs {
             for (port, p) in [("wire", &x.wire), ("exception", &x.exception)] {
                 let (rx, tx) = value(p);
                 for (direction, v) in [("rx", rx), ("tx", tx)] {
-                    m.sample(
-                        &[
-                            ("node", node),
-                            ("segment", seg),
-                            ("port", port),
-                            ("direction", direction),
-                        ],
-                        v,
-                    );
+                    let labels = [
+                        ("node", node),
+                        ("segment", seg),
+                        ("port", port),
+                        ("direction", direction),
+                    ];
+                    m.sample(&labels, v);
                 }
             }
-        });
+        }
     }
     let mut m = Family::new(
-        &mut o,
+        o,
         "port_dropped_packets_total",
         "counter",
         "Packets a port dropped, by reason (RX ring full, errors, no mbuf).",
     );
-    each(&mut |x, seg| {
+    for (x, seg) in segs {
         for (port, p) in [("wire", &x.wire.stats), ("exception", &x.exception.stats)] {
             for (why, v) in [
                 ("missed", p.imissed),
@@ -186,14 +199,18 @@ pub fn render(s: &NodeStatus) -> String {
                 m.sample(&[("node", node), ("segment", seg), ("port", port), ("reason", why)], v);
             }
         }
-    });
+    }
+}
+
+/// The workers' packets, frames by outcome and flow tables, per segment.
+fn worker_families(o: &mut Registry, node: &str, segs: &Segments) {
     let mut m = Family::new(
-        &mut o,
+        o,
         "worker_packets_total",
         "counter",
         "Packets a worker received, by source.",
     );
-    each(&mut |x, seg| {
+    for (x, seg) in segs {
         for w in &x.workers {
             let i = w.index.to_string();
             for (source, v) in [("wire", w.wire_rx), ("kernel", w.kernel_rx)] {
@@ -203,14 +220,14 @@ pub fn render(s: &NodeStatus) -> String {
                 );
             }
         }
-    });
+    }
     let mut m = Family::new(
-        &mut o,
+        o,
         "frames_total",
         "counter",
         "Frames by outcome: to the kernel, answered, or dropped with a reason.",
     );
-    each(&mut |x, seg| {
+    for (x, seg) in segs {
         for w in &x.workers {
             let i = w.index.to_string();
             // Every outcome, zeros included (the status lists non-zero ones).
@@ -222,7 +239,7 @@ pub fn render(s: &NodeStatus) -> String {
                 );
             }
         }
-    });
+    }
     type PerWorker = fn(&crate::status::WorkerStatus) -> u64;
     let per_worker: [(&'static str, &str, &str, PerWorker); 4] = [
         ("flows", "gauge", "Entries in a worker's flow table.", |w| w.flows),
@@ -243,16 +260,20 @@ pub fn render(s: &NodeStatus) -> String {
         ),
     ];
     for (name, kind, help, value) in per_worker {
-        let mut m = Family::new(&mut o, name, kind, help);
-        each(&mut |x, seg| {
+        let mut m = Family::new(o, name, kind, help);
+        for (x, seg) in segs {
             for w in &x.workers {
                 m.sample(
                     &[("node", node), ("segment", seg), ("worker", &w.index.to_string())],
                     value(w),
                 );
             }
-        });
+        }
     }
+}
+
+/// Each segment's table epoch and buckets.
+fn segment_families(o: &mut Registry, node: &str, segs: &Segments) {
     type PerSegment = fn(&NodeStatus) -> u64;
     let per_segment: [(&'static str, &str, PerSegment); 3] = [
         ("table_epoch", "Log index of the bucket table in force.", |x| x.epoch),
@@ -260,81 +281,69 @@ pub fn render(s: &NodeStatus) -> String {
         ("buckets", "Buckets of the segment's table.", |x| x.buckets.into()),
     ];
     for (name, help, value) in per_segment {
-        let mut m = Family::new(&mut o, name, "gauge", help);
-        each(&mut |x, seg| m.sample(&[("node", node), ("segment", seg)], value(x)));
+        let mut m = Family::new(o, name, "gauge", help);
+        for (x, seg) in segs {
+            m.sample(&[("node", node), ("segment", seg)], value(x));
+        }
     }
-    let members: Vec<(&str, &[MemberStatus])> = segs
-        .iter()
-        .zip(&seg_ids)
-        .map(|(x, id)| (id.as_str(), x.members.as_slice()))
-        .collect();
-    member_families(&mut o, node, &members);
+}
 
-    // The exchange, per segment that has one.
-    let xs: Vec<(&ExchangeStatus, &str)> = segs
-        .iter()
-        .zip(&seg_ids)
-        .filter_map(|(x, id)| x.exchange.as_ref().map(|e| (e, id.as_str())))
-        .collect();
-    exchange_families(&mut o, node, s.id, &xs);
-
-    if let Some(a) = &s.availability {
-        let mut m = Family::new(
-            &mut o,
-            "availability_ratio",
-            "gauge",
-            "Availability from 0 to 1: the raw sample and the smoothed value that is advertised (before the capacity).",
+/// The availability formula's inputs and outputs.
+fn availability_families(o: &mut Registry, node: &str, a: &crate::status::AvailabilityStatus) {
+    let mut m = Family::new(
+        o,
+        "availability_ratio",
+        "gauge",
+        "Availability from 0 to 1: the raw sample and the smoothed value that is advertised (before the capacity).",
+    );
+    for (kind, v) in [("raw", a.raw), ("smoothed", a.smoothed)] {
+        m.sample(
+            &[("node", node), ("kind", kind)],
+            if a.capacity > 0.0 { v / a.capacity } else { 0.0 },
         );
-        for (kind, v) in [("raw", a.raw), ("smoothed", a.smoothed)] {
-            m.sample(
-                &[("node", node), ("kind", kind)],
-                if a.capacity > 0.0 { v / a.capacity } else { 0.0 },
-            );
-        }
-        for (name, help, value) in [
-            ("capacity_weight", "Configured capacity weight.", a.capacity),
-            (
-                "advertised_weight",
-                "Capacity times smoothed availability: the weight this node advertises.",
-                a.smoothed,
-            ),
-            (
-                "cpu_busy_ratio",
-                "CPU busy, 0 to 1, as the availability formula sees it.",
-                a.cpu_busy.unwrap_or(0.0),
-            ),
-            (
-                "connections",
-                "Connections this node holds (flow-table entries).",
-                a.connections as f64,
-            ),
-            (
-                "service_up",
-                "1 while the local service answers its probe.",
-                f64::from(u8::from(a.service_up)),
-            ),
-            (
-                "draining",
-                "1 while this node is draining.",
-                f64::from(u8::from(a.draining)),
-            ),
-        ] {
-            Family::new(&mut o, name, "gauge", help).sample(&[("node", node)], value);
-        }
-        for (name, help, value) in [
-            (
-                "temperature_celsius",
-                "Temperature the availability formula reads.",
-                a.temperature_c,
-            ),
-            ("power_watts", "Power the availability formula reads.", a.power_w),
-        ] {
-            if let Some(v) = value {
-                Family::new(&mut o, name, "gauge", help).sample(&[("node", node)], v);
-            }
+    }
+    for (name, help, value) in [
+        ("capacity_weight", "Configured capacity weight.", a.capacity),
+        (
+            "advertised_weight",
+            "Capacity times smoothed availability: the weight this node advertises.",
+            a.smoothed,
+        ),
+        (
+            "cpu_busy_ratio",
+            "CPU busy, 0 to 1, as the availability formula sees it.",
+            a.cpu_busy.unwrap_or(0.0),
+        ),
+        (
+            "connections",
+            "Connections this node holds (flow-table entries).",
+            a.connections as f64,
+        ),
+        (
+            "service_up",
+            "1 while the local service answers its probe.",
+            f64::from(u8::from(a.service_up)),
+        ),
+        (
+            "draining",
+            "1 while this node is draining.",
+            f64::from(u8::from(a.draining)),
+        ),
+    ] {
+        Family::new(o, name, "gauge", help).sample(&[("node", node)], value);
+    }
+    for (name, help, value) in [
+        (
+            "temperature_celsius",
+            "Temperature the availability formula reads.",
+            a.temperature_c,
+        ),
+        ("power_watts", "Power the availability formula reads.", a.power_w),
+    ] {
+        if let Some(v) = value {
+            Family::new(o, name, "gauge", help).sample(&[("node", node)], v);
         }
     }
-    encode(&o)
 }
 
 /// The exchange's families for `xs` (status, segment label) as seen by
@@ -401,6 +410,12 @@ fn exchange_families(o: &mut Registry, node: &str, me: u32, xs: &[(&ExchangeStat
             }
         }
     }
+    exchange_counter_families(o, node, xs);
+}
+
+/// The exchange's counters (datagrams, rejections, hand-offs, tables,
+/// the log, membership) for `xs` as in [`exchange_families`].
+fn exchange_counter_families(o: &mut Registry, node: &str, xs: &[(&ExchangeStatus, &str)]) {
     let stat = |x: &ExchangeStatus, k: &str| x.stats.get(k).copied().unwrap_or(0);
     let mut m = Family::new(
         &mut *o,
