@@ -116,6 +116,104 @@ pub struct Measured {
     pub power_mw: AtomicU64,
 }
 
+impl Measured {
+    /// Publishes `inputs` for the status command.
+    fn store(&self, inputs: &Inputs) {
+        let milli = |v: Option<f64>| (v.unwrap_or(0.0) * 1000.0) as u64;
+        self.cpu_busy_ppm
+            .store((inputs.cpu_busy.unwrap_or(0.0) * 1e6) as u64, Ordering::Relaxed);
+        self.service_up.store(inputs.service_up, Ordering::Relaxed);
+        self.temperature_mc
+            .store(milli(inputs.temperature_c), Ordering::Relaxed);
+        self.power_mw.store(milli(inputs.power_w), Ordering::Relaxed);
+    }
+}
+
+/// The measuring thread's sources and what it remembers between samples.
+struct Sampler {
+    cpu: Cpu,
+    period: Duration,
+    last_cpu: Option<(f64, f64)>,
+    /// Read each time: a reload may change it.
+    health_check: Arc<RwLock<Option<HealthCheck>>>,
+    health: Health,
+    last_failure: Option<String>,
+    temperature: Option<(PathBuf, f64, f64)>,
+    power: Option<(PathBuf, f64)>,
+    last_energy: Option<(u64, Instant)>,
+}
+
+impl Sampler {
+    /// CPU busy since the last sample (cores busy over cores, host or
+    /// cgroup).
+    fn cpu_busy(&mut self) -> Option<f64> {
+        let now_cpu = self.cpu.sample();
+        let busy = match (self.last_cpu, now_cpu) {
+            (Some((u0, t0)), Some((u1, t1))) if matches!(self.cpu, Cpu::Host) => {
+                // Host: busy jiffies over total jiffies.
+                (t1 > t0).then(|| (u1 - u0) / (t1 - t0))
+            }
+            (Some((u0, _)), Some((u1, cores))) if cores > 0.0 => {
+                Some((u1 - u0) / (self.period.as_micros() as f64 * cores))
+            }
+            _ => None,
+        };
+        self.last_cpu = now_cpu;
+        busy.map(|b| b.clamp(0.0, 4.0))
+    }
+
+    /// Whether the local service is up, by its health check's rise and
+    /// fall counts (up when there is none); logs each change.
+    fn service_up(&mut self) -> bool {
+        let current = self.health_check.read().ok().and_then(|h| h.clone());
+        let Some(h) = current else {
+            return true;
+        };
+        let result = crate::health::check(&h);
+        let was = self.health.up();
+        let up = self.health.observe(result.is_ok(), h.rise, h.fall);
+        match (&result, up != was) {
+            (Err(why), true) => tracing::warn!(%why, fall = h.fall, "the local service is down: availability 0"),
+            (Ok(()), true) => tracing::info!(rise = h.rise, "the local service is up"),
+            (Err(why), false) if self.last_failure.as_ref() != Some(why) => {
+                tracing::debug!(%why, "health check failed")
+            }
+            _ => {}
+        }
+        self.last_failure = result.err();
+        up
+    }
+
+    /// The power since the last sample, from the energy counter (W).
+    fn power_w(&mut self) -> Option<f64> {
+        let (path, _) = self.power.as_ref()?;
+        let e = read_u64(path)?;
+        let now = Instant::now();
+        let w = self.last_energy.and_then(|(e0, t0)| {
+            let dt = now.duration_since(t0).as_secs_f64();
+            (e >= e0 && dt > 0.0).then(|| (e - e0) as f64 / 1e6 / dt)
+        });
+        self.last_energy = Some((e, now));
+        w
+    }
+
+    /// One sample of every input.
+    fn sample(&mut self, connections: u64) -> Inputs {
+        let temperature_c = self
+            .temperature
+            .as_ref()
+            .and_then(|(path, _, _)| read_u64(path))
+            .map(|mc| mc as f64 / 1000.0);
+        Inputs {
+            cpu_busy: self.cpu_busy(),
+            connections,
+            temperature_c,
+            power_w: self.power_w(),
+            service_up: self.service_up(),
+        }
+    }
+}
+
 /// Starts the measuring thread: sends one `Inputs` per sample period until
 /// `stop` is set. `connections` is read from the workers' flow counts.
 pub fn start(
@@ -127,88 +225,30 @@ pub fn start(
     health_check: &Arc<RwLock<Option<HealthCheck>>>,
 ) -> Result<std::thread::JoinHandle<()>, String> {
     let cpu = Cpu::open(&config.cpu)?;
-    let period = Duration::from_millis(config.sample_ms);
-    let health_check = Arc::clone(health_check);
-    let temperature = config.temperature.clone();
+    let last_cpu = cpu.sample();
     let power = config.power.clone();
+    let last_energy = power
+        .as_ref()
+        .and_then(|(p, _)| read_u64(p))
+        .map(|e| (e, Instant::now()));
+    let mut sampler = Sampler {
+        cpu,
+        period: Duration::from_millis(config.sample_ms),
+        last_cpu,
+        health_check: Arc::clone(health_check),
+        health: Health::default(),
+        last_failure: None,
+        temperature: config.temperature.clone(),
+        power,
+        last_energy,
+    };
     std::thread::Builder::new()
         .name("ss-measure".into())
         .spawn(move || {
-            let mut last_cpu = cpu.sample();
-            let mut last_energy = power
-                .as_ref()
-                .and_then(|(p, _)| read_u64(p))
-                .map(|e| (e, Instant::now()));
-            let mut health = Health::default();
-            let mut last_failure: Option<String> = None;
             while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(period);
-                let now_cpu = cpu.sample();
-                let cpu_busy = match (last_cpu, now_cpu) {
-                    (Some((u0, _)), Some((u1, cores))) if matches!(cpu, Cpu::Host) => {
-                        // Host: busy jiffies over total jiffies.
-                        let (t0, t1) = (last_cpu.map_or(0.0, |x| x.1), cores);
-                        (t1 > t0).then(|| (u1 - u0) / (t1 - t0))
-                    }
-                    (Some((u0, _)), Some((u1, cores))) if cores > 0.0 => {
-                        Some((u1 - u0) / (period.as_micros() as f64 * cores))
-                    }
-                    _ => None,
-                };
-                last_cpu = now_cpu;
-                // Read each time: a reload may change it.
-                let current = health_check.read().ok().and_then(|h| h.clone());
-                let service_up = match &current {
-                    None => true,
-                    Some(h) => {
-                        let result = crate::health::check(h);
-                        let was = health.up();
-                        let up = health.observe(result.is_ok(), h.rise, h.fall);
-                        match (&result, up != was) {
-                            (Err(why), true) => {
-                                tracing::warn!(%why, fall = h.fall, "the local service is down: availability 0")
-                            }
-                            (Ok(()), true) => tracing::info!(rise = h.rise, "the local service is up"),
-                            (Err(why), false) if last_failure.as_ref() != Some(why) => {
-                                tracing::debug!(%why, "health check failed")
-                            }
-                            _ => {}
-                        }
-                        last_failure = result.err();
-                        up
-                    }
-                };
-                let temperature_c = temperature
-                    .as_ref()
-                    .and_then(|(path, _, _)| read_u64(path))
-                    .map(|mc| mc as f64 / 1000.0);
-                let power_w = power.as_ref().and_then(|(path, _)| {
-                    let e = read_u64(path)?;
-                    let now = Instant::now();
-                    let w = last_energy.and_then(|(e0, t0)| {
-                        let dt = now.duration_since(t0).as_secs_f64();
-                        (e >= e0 && dt > 0.0).then(|| (e - e0) as f64 / 1e6 / dt)
-                    });
-                    last_energy = Some((e, now));
-                    w
-                });
-                let inputs = Inputs {
-                    cpu_busy: cpu_busy.map(|b| b.clamp(0.0, 4.0)),
-                    connections: connections.load(Ordering::Relaxed),
-                    temperature_c,
-                    power_w,
-                    service_up,
-                };
-                shared
-                    .cpu_busy_ppm
-                    .store((inputs.cpu_busy.unwrap_or(0.0) * 1e6) as u64, Ordering::Relaxed);
-                shared.service_up.store(service_up, Ordering::Relaxed);
-                shared
-                    .temperature_mc
-                    .store((temperature_c.unwrap_or(0.0) * 1000.0) as u64, Ordering::Relaxed);
-                shared
-                    .power_mw
-                    .store((power_w.unwrap_or(0.0) * 1000.0) as u64, Ordering::Relaxed);
+                std::thread::sleep(sampler.period);
+                let inputs = sampler.sample(connections.load(Ordering::Relaxed));
+                shared.store(&inputs);
                 if out.send(inputs).is_err() {
                     break;
                 }
