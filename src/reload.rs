@@ -173,6 +173,15 @@ mod tests {
             "(addr: \"2001:db8::100\", tcp_ports: [80, 443], udp_ports: [53]),\n        (addr: \"192.0.2.101\"),",
         );
         assert_eq!(edits(BASE, &vip).unwrap().need_restart, ["vips"]);
+        // Port rules choose which node takes a connection: every member
+        // must have the same, and a flow's value must not change under it,
+        // so they need a restart (of every node), named.
+        let rules = edit(
+            "(addr: \"2001:db8::100\", tcp_ports: [80, 443], udp_ports: [53]),",
+            "(addr: \"2001:db8::100\", tcp_ports: [80, 443], udp_ports: [53], rules: [(ports: \"80\", affinity: client)]),",
+        );
+        assert_eq!(edits(BASE, &rules).unwrap().need_restart, ["vips[1].rules"]);
+        assert!(!reloadable("vips[0].rules[0].affinity"));
     }
 
     #[test]
