@@ -1010,7 +1010,7 @@ impl Classifier {
                     _ => self.up(buf, frame, Counter::KernelVipUdp),
                 }
             }
-            L4::Icmp { kind, code } => self.wire_vip_icmp(buf, frame, ip, vip, kind, code, cx),
+            L4::Icmp { .. } => self.wire_vip_icmp(buf, frame, ip, vip, cx),
             L4::Fragment => Counter::DropVipFragment,
             L4::Other(_) => Counter::DropVipProtocol,
         }
@@ -1113,10 +1113,11 @@ impl Classifier {
         frame: &Frame,
         ip: &Ip,
         vip: &Vip,
-        kind: u8,
-        code: u8,
         cx: &mut Context<'_, G>,
     ) -> Counter {
+        let L4::Icmp { kind, code } = ip.l4 else {
+            return Counter::DropVipProtocol;
+        };
         let v6 = matches!(ip.src, Addr::V6(_));
         let echo = if v6 { kind == 128 } else { kind == 8 };
         let error = if v6 {
