@@ -143,10 +143,10 @@ fn rule_value(
     client_port: u16,
     vip_port: u16,
 ) -> Result<ConnectionValue, Counter> {
-    match kind {
-        Kind::NotServed => Err(Counter::DropVipPortNotServed),
-        Kind::Disabled => Err(Counter::DropVipPortDisabled),
-        Kind::Shared(crate::rules::Affinity::None) if rss.is_some() => Ok(ConnectionValue(rss.unwrap_or(0))),
+    match (kind, rss) {
+        (Kind::NotServed, _) => Err(Counter::DropVipPortNotServed),
+        (Kind::Disabled, _) => Err(Counter::DropVipPortDisabled),
+        (Kind::Shared(crate::rules::Affinity::None), Some(v)) => Ok(ConnectionValue(v)),
         _ => kind
             .value(client, vip, client_port, vip_port)
             .ok_or(Counter::DropVipPortNotServed),
