@@ -4,6 +4,8 @@
 #   scripts/cluster.sh up [--nodes N] [--weights w1,w2,...] [--layout rendezvous|ranges]
 #                         [--hugepages auto|off] [--workers W] [--mode static|peer|coordinator]
 #                         [--cpu on|off]   (off: availability ignores CPU load)
+#                         [--ports 80,443,...] (TCP ports of both VIPs, each with an HTTP server; default 80)
+#                         [--rules 'RULE, ...'] (the VIPs' port rules, RON: (ports: "80", affinity: client), ...)
 #   scripts/cluster.sh up-segments [--weights w1,w2,w3]
 #                         two segments (patent Fig. 6): node1 on A, node2 on A and
 #                         B, node3 on B; peer mode, availability ignores CPU
@@ -34,6 +36,9 @@ VIP4=192.0.2.100
 VIP6=2001:db8::100
 CLUSTER_MAC=02:5e:00:00:01:00
 KEY=synshare-test-cluster-key
+# The VIPs' TCP ports (each with an HTTP server) and port rules (up --ports, --rules).
+PORTS=80
+RULES=""
 
 log() { echo "cluster: $*" >&2; }
 ns() { local n=$1; shift; ip netns exec "$n" "$@"; }
@@ -160,8 +165,8 @@ write_config() {
     exception: (iface: "ss-tap", addresses: ["192.0.2.$((20 + i))/24", "2001:db8::$((20 + i))/64"]),
     cluster_mac: "$CLUSTER_MAC",
     vips: [
-        (addr: "$VIP4", tcp_ports: [80], udp_ports: [53]),
-        (addr: "$VIP6", tcp_ports: [80], udp_ports: [53]),
+        (addr: "$VIP4", tcp_ports: [$PORTS], udp_ports: [53], rules: [$RULES]),
+        (addr: "$VIP6", tcp_ports: [$PORTS], udp_ports: [53], rules: [$RULES]),
     ],
     workers: $workers,
     idle: (empty_polls: 64, sleep_us: 100),
@@ -278,6 +283,8 @@ up() {
       --layout) layout=$2; shift 2 ;;
       --hugepages) huge=$2; shift 2 ;;
       --workers) workers=$2; shift 2 ;;
+      --ports) PORTS=$2; shift 2 ;;
+      --rules) RULES=$2; shift 2 ;;
       *) log "unknown option $1"; exit 2 ;;
     esac
   done
@@ -363,6 +370,13 @@ up() {
     ip netns exec "$n" python3 "$ROOT/scripts/httpd.py" --name "node$i" --port 80 >"$STATE/httpd$i.log" 2>&1 &
     echo $! > "$STATE/httpd$i.pid"
     cgroup_add "ss-node$i" "$(cat "$STATE/httpd$i.pid")"
+    local port
+    for port in ${PORTS//,/ }; do
+      [ "$port" = 80 ] && continue
+      ip netns exec "$n" python3 "$ROOT/scripts/httpd.py" --name "node$i" --port "$port" >"$STATE/httpd$i-$port.log" 2>&1 &
+      echo $! > "$STATE/httpd$i-$port.pid"
+      cgroup_add "ss-node$i" "$(cat "$STATE/httpd$i-$port.pid")"
+    done
     start_node "$i"
   done
   if [ "$mode" != static ]; then wait_converged || exit 1; fi

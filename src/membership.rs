@@ -133,6 +133,7 @@ mod tests {
             addr: a.parse().unwrap(),
             tcp_ports: vec![80],
             udp_ports: vec![],
+            rules: vec![],
         }
     }
 

@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 use synshare_control::availability::{Formula, Inputs, Smoother};
 use synshare_control::layout::{MemberId, Table, Weighted};
 use synshare_control::wire::Role;
-use synshare_dataplane::classify::{Classifier, NodeAddresses, Vip};
+use synshare_dataplane::classify::{Classifier, NodeAddresses};
 use synshare_dataplane::counters::WorkerStats;
-use synshare_dataplane::flow::{FlowKey, FlowState, FlowTimeouts};
+use synshare_dataplane::flow::{FlowState, FlowTimeouts};
 use synshare_dataplane::hash::{Bucket, SYMMETRIC_KEY};
 use synshare_dataplane::ownership::{BucketState, OwnershipView};
 use synshare_dataplane::packet::Addr;
@@ -302,11 +302,7 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
             node_mac,
             kernel_mac,
             cluster_mac: v.cluster_mac,
-            vips: v
-                .vips
-                .iter()
-                .map(|x| Vip::new(Addr::from(x.addr), &x.tcp_ports, &x.udp_ports))
-                .collect(),
+            vips: v.vips.iter().map(|x| x.dataplane()).collect(),
         });
         // The exchange binds the node's own address unless told otherwise.
         let exchange = v.exchange.map(|x| ExchangeConfig {
@@ -386,8 +382,8 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
         // The connections the kernel still holds for this segment's VIPs
         // (a restart): every worker knows them from the start, so their
         // packets are accepted although this node holds no bucket yet.
-        let served: Vec<(std::net::IpAddr, Vec<u16>)> = v.vips.iter().map(|x| (x.addr, x.tcp_ports.clone())).collect();
-        let kernel_flows = match kernel_flows::connections_to(&served) {
+        let kernel_flows = match kernel_flows::connections_to(|vip, port| classifier.serves_tcp(Addr::from(vip), port))
+        {
             Ok(f) => f,
             Err(e) => {
                 warn!(segment = v.index, error = %e, "cannot read the kernel's connections: none adopted");
@@ -408,8 +404,9 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
             let mut flows = NodeFlows::new_in(c.flow_table.capacity as usize, timeouts);
             let now_ms = (dpdk::tsc() / per_ms) as u32;
             for f in &kernel_flows {
-                let key = FlowKey::new(Addr::from(f.client), f.client_port, Addr::from(f.vip), f.vip_port);
-                flows.insert(key, FlowState::Established, now_ms);
+                // With the value of the port's rule, as the wire places it.
+                let flow = classifier.flow_ref(Addr::from(f.client), f.client_port, Addr::from(f.vip), f.vip_port);
+                flows.insert(flow, FlowState::Established, now_ms);
             }
             flows.share_presence(Arc::clone(&presence[i]));
             let q = i as u16;

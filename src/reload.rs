@@ -48,8 +48,11 @@ pub fn edits(before: &str, after: &str) -> Result<Edits, String> {
             .from_str::<ron::Value>(text)
             .map_err(|e| e.to_string())
     };
+    // With the unit variants named (see `named_units`); as written when
+    // that does not parse.
+    let parse_named = |text: &str| parse(&named_units(text)).or_else(|_| parse(text));
     let mut changed = BTreeSet::new();
-    diff("", &parse(before)?, &parse(after)?, &mut changed);
+    diff("", &parse_named(before)?, &parse_named(after)?, &mut changed);
     let mut e = Edits::default();
     for field in changed {
         if reloadable(&field) {
@@ -59,6 +62,90 @@ pub fn edits(before: &str, after: &str) -> Result<Edits, String> {
         }
     }
     Ok(e)
+}
+
+/// `text` with every bare identifier in a value's place (a unit enum
+/// variant: `layout: ranges`, `affinity: client`) written as a string.
+/// RON's untyped value reads every unit variant as `()`, so an edit from
+/// one to another would be seen as no edit at all: neither applied nor
+/// named as needing a restart. Field names (followed by `:`), names
+/// followed by `(`, `true`, `false`, `None`, `Some`, strings and comments
+/// are left as they are.
+fn named_units(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        if c == '"' {
+            // A string, with its escapes.
+            out.push(c);
+            i += 1;
+            while i < chars.len() {
+                out.push(chars[i]);
+                if chars[i] == '\\' && i + 1 < chars.len() {
+                    out.push(chars[i + 1]);
+                    i += 2;
+                    continue;
+                }
+                i += 1;
+                if chars[i - 1] == '"' {
+                    break;
+                }
+            }
+        } else if c == '/' && next == Some('/') {
+            while i < chars.len() && chars[i] != '\n' {
+                out.push(chars[i]);
+                i += 1;
+            }
+        } else if c == '/' && next == Some('*') {
+            // Block comments nest in RON.
+            let mut depth = 0;
+            while i < chars.len() {
+                if chars[i] == '/' && chars.get(i + 1) == Some(&'*') {
+                    depth += 1;
+                    out.push_str("/*");
+                    i += 2;
+                } else if chars[i] == '*' && chars.get(i + 1) == Some(&'/') {
+                    depth -= 1;
+                    out.push_str("*/");
+                    i += 2;
+                    if depth == 0 {
+                        break;
+                    }
+                } else {
+                    out.push(chars[i]);
+                    i += 1;
+                }
+            }
+        } else if c.is_ascii_alphanumeric() || c == '_' {
+            let start = i;
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_') {
+                i += 1;
+            }
+            let word: String = chars[start..i].iter().collect();
+            let mut j = i;
+            while j < chars.len() && chars[j].is_whitespace() {
+                j += 1;
+            }
+            let follows = chars.get(j).copied();
+            let keep = c.is_ascii_digit()
+                || matches!(follows, Some(':' | '(' | '"' | '#'))
+                || matches!(word.as_str(), "true" | "false" | "None" | "Some" | "inf" | "NaN");
+            if keep {
+                out.push_str(&word);
+            } else {
+                out.push('"');
+                out.push_str(&word);
+                out.push('"');
+            }
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    out
 }
 
 fn reloadable(field: &str) -> bool {
@@ -169,10 +256,59 @@ mod tests {
         assert_eq!(edits(BASE, &same).unwrap(), Edits::default());
         // A new VIP needs a restart, named by its index.
         let vip = edit(
-            "(addr: \"2001:db8::100\", tcp_ports: [80, 443], udp_ports: [53]),",
-            "(addr: \"2001:db8::100\", tcp_ports: [80, 443], udp_ports: [53]),\n        (addr: \"192.0.2.101\"),",
+            "    vips: [\n",
+            "    vips: [\n        (addr: \"192.0.2.101\", tcp_ports: [80]),\n",
         );
         assert_eq!(edits(BASE, &vip).unwrap().need_restart, ["vips"]);
+        // Port rules choose which node takes a connection: every member
+        // must have the same, and a flow's value must not change under it,
+        // so they need a restart (of every node), named.
+        let rules = edit(
+            "udp_ports: [53], rules: [\n            (ports: \"443\", affinity: client),\n        ]),\n    ],",
+            "udp_ports: [53], rules: [\n            (ports: \"443\", affinity: network),\n        ]),\n    ],",
+        );
+        assert_eq!(edits(BASE, &rules).unwrap().need_restart, ["vips[1].rules[0].affinity"]);
+        let more = edit(
+            "udp_ports: [53], rules: [\n            (ports: \"443\", affinity: client),\n        ]),\n    ],",
+            "udp_ports: [53], rules: [\n            (ports: \"443\", affinity: client),\n            (ports: \"80\", mode: single),\n        ]),\n    ],",
+        );
+        assert_eq!(edits(BASE, &more).unwrap().need_restart, ["vips[1].rules"]);
+        assert!(!reloadable("vips[0].rules[0].affinity"));
+    }
+
+    #[test]
+    fn an_edit_of_a_unit_variant_is_seen() {
+        // RON's untyped value reads `ranges` and `rendezvous` alike.
+        let a = "(sharing: (layout: ranges), x: Some(off), s: \"a: b // c\", /* d: e */ n: 1.5e3)";
+        let b = "(sharing: (layout: rendezvous), x: Some(auto), s: \"a: b // c\", /* d: f */ n: 1.5e3)";
+        let e = edits(a, b).unwrap();
+        assert_eq!(e.need_restart, ["sharing.layout", "x"]);
+        assert_eq!(
+            named_units(a),
+            "(sharing: (layout: \"ranges\"), x: Some(\"off\"), s: \"a: b // c\", /* d: e */ n: 1.5e3)"
+        );
+        assert_eq!(edits(a, a).unwrap(), Edits::default());
+        // The shipped configuration reads the same either way but for
+        // the names.
+        assert_eq!(edits(BASE, BASE).unwrap(), Edits::default());
+        for text in [
+            BASE,
+            include_str!("../configs/peer-node.ron"),
+            include_str!("../configs/two-segments.ron"),
+        ] {
+            let named = named_units(text);
+            let value = ron::Options::default()
+                .with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME)
+                .from_str::<ron::Value>(&named);
+            assert!(value.is_ok(), "{named}");
+        }
+        // A rule's affinity edited: named as needing a restart.
+        let rules = BASE.replacen(
+            "(ports: \"443\", affinity: client)",
+            "(ports: \"443\", affinity: network)",
+            1,
+        );
+        assert_eq!(edits(BASE, &rules).unwrap().need_restart, ["vips[0].rules[0].affinity"]);
     }
 
     #[test]

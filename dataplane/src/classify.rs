@@ -21,6 +21,7 @@ use crate::hash::{symmetric, ConnectionValue};
 use crate::header::{self, ethernet, icmp, ipv4, ipv6, tcp};
 use crate::ownership::{BucketState, OwnershipView};
 use crate::packet::{self, arp, ethertype, proto, tcp_flags, Addr, Frame, Ip, Mac, Payload, L4};
+use crate::rules::{Kind, PortRule, PortRules, PLAIN};
 
 /// A frame buffer the classifier can read and rewrite.
 pub trait PacketBuf {
@@ -90,44 +91,65 @@ pub enum Action {
 pub struct Vip {
     /// The address.
     pub addr: Addr,
-    tcp_ports: PortSet,
-    udp_ports: PortSet,
-}
-
-/// A set of ports as a 65,536-bit bitmap (8 KiB): one load per lookup.
-#[derive(Clone)]
-struct PortSet(Box<[u64; 1024]>);
-
-impl core::fmt::Debug for PortSet {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let n: u32 = self.0.iter().map(|w| w.count_ones()).sum();
-        write!(f, "PortSet({n} ports)")
-    }
-}
-
-impl PortSet {
-    fn new(ports: &[u16]) -> Self {
-        let mut bits = Box::new([0u64; 1024]);
-        for &p in ports {
-            bits[usize::from(p >> 6)] |= 1 << (p & 63);
-        }
-        PortSet(bits)
-    }
-
-    #[inline]
-    fn contains(&self, port: u16) -> bool {
-        self.0[usize::from(port >> 6)] & (1 << (port & 63)) != 0
-    }
+    tcp_ports: PortRules,
+    udp_ports: PortRules,
 }
 
 impl Vip {
-    /// A VIP serving `tcp_ports` and `udp_ports`.
+    /// A VIP serving `tcp_ports` and `udp_ports`, shared with the 4-tuple
+    /// as connection value.
     pub fn new(addr: Addr, tcp_ports: &[u16], udp_ports: &[u16]) -> Self {
+        Vip::with_rules(addr, tcp_ports, udp_ports, &[])
+    }
+
+    /// A VIP serving `tcp_ports` and `udp_ports` with the 4-tuple, and the
+    /// ports of `rules` as they say (see [`crate::rules`]): a rule's ports
+    /// are served (or disabled) whether listed or not.
+    pub fn with_rules(addr: Addr, tcp_ports: &[u16], udp_ports: &[u16], rules: &[PortRule]) -> Self {
+        let tcp: Vec<PortRule> = rules.iter().filter(|r| r.tcp).copied().collect();
+        let udp: Vec<PortRule> = rules.iter().filter(|r| r.udp).copied().collect();
         Vip {
             addr,
-            tcp_ports: PortSet::new(tcp_ports),
-            udp_ports: PortSet::new(udp_ports),
+            tcp_ports: PortRules::new(addr, tcp_ports, &tcp),
+            udp_ports: PortRules::new(addr, udp_ports, &udp),
         }
+    }
+
+    /// True when TCP `port` is served (shared or by one node).
+    pub fn serves_tcp(&self, port: u16) -> bool {
+        self.tcp_ports.serves(port)
+    }
+
+    /// What TCP `port` is.
+    pub fn tcp_kind(&self, port: u16) -> Kind {
+        self.tcp_ports.kind_of(port)
+    }
+
+    /// What UDP `port` is.
+    pub fn udp_kind(&self, port: u16) -> Kind {
+        self.udp_ports.kind_of(port)
+    }
+}
+
+/// The connection value of a segment to a port of `kind`: the NIC's `rss`
+/// only where the value is the 4-tuple's; the drop when the port is not
+/// served or disabled.
+#[inline]
+fn rule_value(
+    kind: Kind,
+    rss: Option<u32>,
+    client: Addr,
+    vip: Addr,
+    client_port: u16,
+    vip_port: u16,
+) -> Result<ConnectionValue, Counter> {
+    match (kind, rss) {
+        (Kind::NotServed, _) => Err(Counter::DropVipPortNotServed),
+        (Kind::Disabled, _) => Err(Counter::DropVipPortDisabled),
+        (Kind::Shared(crate::rules::Affinity::None), Some(v)) => Ok(ConnectionValue(v)),
+        _ => kind
+            .value(client, vip, client_port, vip_port)
+            .ok_or(Counter::DropVipPortNotServed),
     }
 }
 
@@ -260,8 +282,11 @@ struct FastTcp<'a> {
     client_port: u16,
     vip_port: u16,
     flags: u8,
-    /// XOR of the tuple's 16-bit words (see [`symmetric`]).
+    /// XOR of the 16-bit words the connection value covers (see
+    /// [`symmetric`]): the tuple's, unless a port rule says otherwise.
     folded: u16,
+    /// The value is the 4-tuple's (a NIC's RSS hash may stand for it).
+    tuple: bool,
 }
 
 impl FastTcp<'_> {
@@ -325,9 +350,9 @@ pub struct Classifier {
     addrs: NodeAddresses,
     /// The IPv4 VIPs and their TCP ports, for the first look (the ports
     /// beside the address: one load fewer than through `addrs.vips`).
-    vips4: Box<[([u8; 4], PortSet)]>,
+    vips4: Box<[([u8; 4], PortRules)]>,
     /// The IPv6 VIPs, the same.
-    vips6: Box<[([u8; 16], PortSet)]>,
+    vips6: Box<[([u8; 16], PortRules)]>,
     /// Frames going up to the cluster MAC get the kernel's MAC as
     /// destination (unless it is the kernel's own), also when the cluster
     /// MAC is a multicast one: the kernel's TCP takes only frames addressed
@@ -395,10 +420,27 @@ impl Classifier {
         &self.addrs
     }
 
-    /// The connection value of client → VIP, as every node computes it.
+    /// The connection value of TCP client → VIP, as every node computes
+    /// it: by the port's rule (see [`crate::rules`]); the 4-tuple's for a
+    /// port that is not served.
     #[inline]
     pub fn connection_value(&self, client: Addr, vip: Addr, client_port: u16, vip_port: u16) -> ConnectionValue {
-        symmetric::tuple(client, vip, client_port, vip_port)
+        self.vip(vip)
+            .and_then(|v| v.tcp_ports.kind_of(vip_port).value(client, vip, client_port, vip_port))
+            .unwrap_or_else(|| symmetric::tuple(client, vip, client_port, vip_port))
+    }
+
+    /// The place in the flow table of the TCP connection client → VIP,
+    /// with its value by the port's rule (for flows learnt elsewhere, such
+    /// as the kernel's at start).
+    pub fn flow_ref(&self, client: Addr, client_port: u16, vip: Addr, vip_port: u16) -> FlowRef {
+        let value = self.connection_value(client, vip, client_port, vip_port);
+        FlowRef::new(&FlowKey::new(client, client_port, vip, vip_port), value)
+    }
+
+    /// True when `vip` is a VIP serving TCP `port`.
+    pub fn serves_tcp(&self, vip: Addr, port: u16) -> bool {
+        self.vip(vip).is_some_and(|v| v.serves_tcp(port))
     }
 
     #[inline]
@@ -478,6 +520,7 @@ impl Classifier {
             vip_port: ports as u16,
             flags: t.flags(),
             folded: symmetric::fold(addresses) ^ symmetric::fold32(ports),
+            tuple: true,
         })
     }
 
@@ -523,9 +566,15 @@ impl Classifier {
         };
         let t = tcp::Header::new_unchecked(&frame[l4..]);
         let ports = t.ports();
-        if !ports_served.contains(ports as u16) {
-            return None;
-        }
+        // One byte per port: the common case (4-tuple) is one compare; a
+        // port of a rule costs its kind's fold, one not served or disabled
+        // goes to the checks that count it.
+        let class = ports_served.class(ports as u16);
+        let (folded, tuple) = if class == PLAIN {
+            (symmetric::fold(addresses) ^ symmetric::fold32(ports), true)
+        } else {
+            (ports_served.kind(class).folded(addresses, ports)?, false)
+        };
         Some(Quick {
             tcp: FastTcp {
                 dest: Dest::Other,
@@ -533,7 +582,8 @@ impl Classifier {
                 client_port: (ports >> 16) as u16,
                 vip_port: ports as u16,
                 flags: t.flags(),
-                folded: symmetric::fold(addresses) ^ symmetric::fold32(ports),
+                folded,
+                tuple,
             },
             l4,
         })
@@ -618,6 +668,7 @@ impl Classifier {
         flows: &FlowTable<G>,
     ) -> Look {
         if let Some(q) = self.quick(frame) {
+            let rss = rss.filter(|_| q.tcp.tuple);
             let open = match rss {
                 Some(v) => flows.is_open(ConnectionValue(v)),
                 None => flows.is_open_folded(q.tcp.folded),
@@ -643,9 +694,24 @@ impl Classifier {
                 _ => Seen::Local,
             });
         };
-        if !vip.tcp_ports.contains(t.vip_port) {
-            return Look(Seen::Done(Counter::DropVipPortNotServed));
-        }
+        let kind = vip.tcp_ports.kind_of(t.vip_port);
+        let t = match kind {
+            Kind::NotServed => return Look(Seen::Done(Counter::DropVipPortNotServed)),
+            Kind::Disabled => return Look(Seen::Done(Counter::DropVipPortDisabled)),
+            _ if kind.is_tuple() => t,
+            _ => {
+                let ports = u32::from(t.client_port) << 16 | u32::from(t.vip_port);
+                let Some(folded) = kind.folded(t.addresses, ports) else {
+                    return Look::FULL;
+                };
+                FastTcp {
+                    folded,
+                    tuple: false,
+                    ..t
+                }
+            }
+        };
+        let rss = rss.filter(|_| t.tuple);
         self.look_vip_tcp(t, rss, false, flows)
     }
 
@@ -778,10 +844,8 @@ impl Classifier {
         let L4::Tcp { src_port, dst_port, .. } = ip.l4 else {
             return None;
         };
-        self.vip(ip.dst)?;
-        let value = rss
-            .map(ConnectionValue)
-            .unwrap_or_else(|| symmetric::tuple(ip.src, ip.dst, src_port, dst_port));
+        let vip = self.vip(ip.dst)?;
+        let value = rule_value(vip.tcp_ports.kind_of(dst_port), rss, ip.src, ip.dst, src_port, dst_port).ok()?;
         Some(FlowRef::new(&FlowKey::new(ip.src, src_port, ip.dst, dst_port), value))
     }
 
@@ -919,13 +983,11 @@ impl Classifier {
                 dst_port,
                 flags,
             } => {
-                if !vip.tcp_ports.contains(dst_port) {
-                    return Counter::DropVipPortNotServed;
-                }
-                let value = cx
-                    .rss
-                    .map(ConnectionValue)
-                    .unwrap_or_else(|| symmetric::tuple(ip.src, ip.dst, src_port, dst_port));
+                let kind = vip.tcp_ports.kind_of(dst_port);
+                let value = match rule_value(kind, cx.rss, ip.src, ip.dst, src_port, dst_port) {
+                    Ok(v) => v,
+                    Err(drop) => return drop,
+                };
                 let flow = cx
                     .flows
                     .is_open(value)
@@ -938,19 +1000,17 @@ impl Classifier {
                 }
             }
             L4::Udp { src_port, dst_port } => {
-                if !vip.udp_ports.contains(dst_port) {
-                    return Counter::DropVipPortNotServed;
-                }
-                let value = cx
-                    .rss
-                    .map(ConnectionValue)
-                    .unwrap_or_else(|| symmetric::tuple(ip.src, ip.dst, src_port, dst_port));
+                let kind = vip.udp_ports.kind_of(dst_port);
+                let value = match rule_value(kind, cx.rss, ip.src, ip.dst, src_port, dst_port) {
+                    Ok(v) => v,
+                    Err(drop) => return drop,
+                };
                 match cx.view.state(value.bucket(cx.view.mask())) {
                     BucketState::Foreign => Counter::DropUdpNotOwner,
                     _ => self.up(buf, frame, Counter::KernelVipUdp),
                 }
             }
-            L4::Icmp { kind, code } => self.wire_vip_icmp(buf, frame, ip, kind, code, cx),
+            L4::Icmp { .. } => self.wire_vip_icmp(buf, frame, ip, vip, cx),
             L4::Fragment => Counter::DropVipFragment,
             L4::Other(_) => Counter::DropVipProtocol,
         }
@@ -1052,10 +1112,12 @@ impl Classifier {
         buf: &mut B,
         frame: &Frame,
         ip: &Ip,
-        kind: u8,
-        code: u8,
+        vip: &Vip,
         cx: &mut Context<'_, G>,
     ) -> Counter {
+        let L4::Icmp { kind, code } = ip.l4 else {
+            return Counter::DropVipProtocol;
+        };
         let v6 = matches!(ip.src, Addr::V6(_));
         let echo = if v6 { kind == 128 } else { kind == 8 };
         let error = if v6 {
@@ -1075,13 +1137,21 @@ impl Classifier {
         } else if error {
             // An error about a packet the VIP sent: it quotes that packet,
             // VIP → client. Place it by the quoted connection.
+            // Its value by the quoted port's rule, as the connection's.
             match self.quoted_flow(buf.bytes(), ip) {
-                Some((client, client_port, vip_port)) => {
+                Some((protocol, client, client_port, vip_port)) => {
+                    let rule = if protocol == proto::UDP {
+                        vip.udp_ports.kind_of(vip_port)
+                    } else {
+                        vip.tcp_ports.kind_of(vip_port)
+                    };
+                    let value = rule
+                        .value(client, ip.dst, client_port, vip_port)
+                        .unwrap_or_else(|| symmetric::tuple(client, ip.dst, client_port, vip_port));
                     let key = FlowKey::new(client, client_port, ip.dst, vip_port);
-                    if cx.flows.get(key, cx.now_ms).is_some() {
+                    if protocol == proto::TCP && cx.flows.get(FlowRef::new(&key, value), cx.now_ms).is_some() {
                         return self.up(buf, frame, Counter::KernelVipIcmp);
                     }
-                    let value = symmetric::tuple(client, ip.dst, client_port, vip_port);
                     cx.view.state(value.bucket(cx.view.mask()))
                 }
                 None => return Counter::DropIcmpBad,
@@ -1095,16 +1165,17 @@ impl Classifier {
         }
     }
 
-    /// The (client, client port, VIP port) quoted in an ICMP error.
-    fn quoted_flow(&self, b: &[u8], ip: &Ip) -> Option<(Addr, u16, u16)> {
+    /// The (protocol, client, client port, VIP port) quoted in an ICMP
+    /// error.
+    fn quoted_flow(&self, b: &[u8], ip: &Ip) -> Option<(u8, Addr, u16, u16)> {
         let message = icmp::Header::new_checked(b.get(usize::from(ip.l4_offset)..usize::from(ip.end))?)?;
-        let (src, dst, src_port, dst_port) =
-            header::quoted_connection(message.quoted()?, matches!(ip.src, Addr::V6(_)))?;
+        let (protocol, src, dst, src_port, dst_port) =
+            header::quoted_transport(message.quoted()?, matches!(ip.src, Addr::V6(_)))?;
         // The quoted packet went VIP → client.
         if src != ip.dst {
             return None;
         }
-        Some((dst, dst_port, src_port))
+        Some((protocol, dst, dst_port, src_port))
     }
 
     /// Decides a frame the kernel sent through the exception port: out to
@@ -1215,7 +1286,10 @@ impl Classifier {
         let Some(vip) = self.vip(ip.src) else {
             return Counter::WireFromKernel;
         };
-        let value = symmetric::tuple(ip.dst, vip.addr, dst_port, src_port);
+        // By the port's rule, as the wire side places the connection.
+        let value = (vip.tcp_ports.kind_of(src_port))
+            .value(ip.dst, vip.addr, dst_port, src_port)
+            .unwrap_or_else(|| symmetric::tuple(ip.dst, vip.addr, dst_port, src_port));
         let gate = flows.gate(value);
         let syn_ack = flags & (tcp_flags::SYN | tcp_flags::ACK | tcp_flags::RST) == tcp_flags::SYN | tcp_flags::ACK;
         if syn_ack && gate.state() == BucketState::Foreign {
@@ -1590,7 +1664,7 @@ mod tests {
         let host = [192, 0, 2, 10 + rng.below(3) as u8];
         let mut v6 = V6_CLIENT;
         v6[15] = rng.below(3) as u8;
-        let vip_port = rng.pick(&[80, 80, 80, 81]);
+        let vip_port = rng.pick(&[80, 80, 80, 81, PORT_CLIENT, PORT_NETWORK, PORT_SINGLE, PORT_DISABLED]);
         let mut f = match rng.below(16) {
             0..=6 => tcp4_to(CLUSTER_MAC, host, port, V4_VIP, vip_port, flags),
             7..=10 => tcp6_to(CLUSTER_MAC, v6, port, V6_VIP, vip_port, flags),
@@ -1608,7 +1682,13 @@ mod tests {
             },
             12 => add_vlan(&tcp4_to(CLUSTER_MAC, host, port, V4_VIP, 80, flags), 5),
             13 => tcp6_with_ext(&[(0, 8)], flags),
-            14 => udp4_to(CLUSTER_MAC, host, port, V4_VIP, 53),
+            14 => udp4_to(
+                CLUSTER_MAC,
+                host,
+                port,
+                V4_VIP,
+                rng.pick(&[53, 53, UDP_PORT_CLIENT, PORT_DISABLED]),
+            ),
             _ => tcp4_to(CLUSTER_MAC, host, port, [192, 0, 2, 99], 80, flags),
         };
         let v6_frame = f[12..14] == [0x86, 0xdd];
@@ -2513,6 +2593,175 @@ mod tests {
         // A frame that is not a VIP's TCP changes nothing.
         n.c.revoke(&syn[..20], None, &mut n.flows, n.now);
         assert_eq!(n.wire(&other).0, Counter::KernelVipFlow);
+    }
+
+    /// Three nodes over 64 buckets, node `i` holding the buckets `b % 3
+    /// == i` settled: which nodes take `frame` (fast path, and the same
+    /// through the full parser, with a NIC hash that is not the value).
+    fn takers(frame: &[u8]) -> Vec<usize> {
+        let mut out = Vec::new();
+        for i in 0..3usize {
+            let mut n = Node::new(BucketState::Foreign);
+            for b in 0..64u32 {
+                if b as usize % 3 == i {
+                    n.view.set(crate::hash::Bucket(b), BucketState::Settled);
+                }
+            }
+            let (a, _) = n.wire(frame);
+            let (b, _) = n.wire_full(frame, None);
+            assert_eq!(a, b, "node {i}");
+            if a.action() == Action::ToKernel {
+                out.push(i);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn port_rules_choose_what_the_value_covers() {
+        use tcp_flags::SYN;
+        let mut spread80 = std::collections::BTreeSet::new();
+        let mut single_node = std::collections::BTreeSet::new();
+        let mut client_nodes = std::collections::BTreeSet::new();
+        let mut network_nodes = std::collections::BTreeSet::new();
+        for host in 1..=40u8 {
+            let client = [192, 0, 2, host];
+            let mut v6 = V6_CLIENT;
+            v6[9] = host;
+            let mut by_client = std::collections::BTreeSet::new();
+            let mut by_client6 = std::collections::BTreeSet::new();
+            let mut by_network = std::collections::BTreeSet::new();
+            for port in (1024..65535u16).step_by(4099) {
+                // Client affinity: one node for every port of the client,
+                // and exactly one node.
+                let t = takers(&tcp4_to(CLUSTER_MAC, client, port, V4_VIP, PORT_CLIENT, SYN));
+                assert_eq!(t.len(), 1, "{client:?}:{port}");
+                by_client.insert(t[0]);
+                let t = takers(&tcp6_to(CLUSTER_MAC, v6, port, V6_VIP, PORT_CLIENT, SYN));
+                assert_eq!(t.len(), 1);
+                by_client6.insert(t[0]);
+                // Network: one node for the whole /24.
+                let t = takers(&tcp4_to(CLUSTER_MAC, client, port, V4_VIP, PORT_NETWORK, SYN));
+                assert_eq!(t.len(), 1);
+                by_network.insert(t[0]);
+                // Single host: one node for everything.
+                let t = takers(&tcp4_to(CLUSTER_MAC, client, port, V4_VIP, PORT_SINGLE, SYN));
+                assert_eq!(t.len(), 1);
+                single_node.insert(t[0]);
+                if host == 1 {
+                    let t = takers(&tcp4_to(CLUSTER_MAC, client, port, V4_VIP, 80, SYN));
+                    assert_eq!(t.len(), 1);
+                    spread80.insert(t[0]);
+                }
+            }
+            assert_eq!(by_client.len(), 1, "client {client:?} on {by_client:?}");
+            assert_eq!(by_client6.len(), 1, "client {v6:?} on {by_client6:?}");
+            client_nodes.extend(by_client);
+            network_nodes.extend(by_network);
+        }
+        assert_eq!(single_node.len(), 1, "single host: {single_node:?}");
+        assert_eq!(network_nodes.len(), 1, "one /24: {network_nodes:?}");
+        assert_eq!(client_nodes.len(), 3, "clients spread over the nodes");
+        assert!(spread80.len() > 1, "the 4-tuple spreads one client: {spread80:?}");
+        // The value is the rule's, everywhere it is computed.
+        let c = classifier();
+        let (client, vip) = (Addr::V4([192, 0, 2, 7]), Addr::V4(V4_VIP));
+        assert_eq!(
+            c.connection_value(client, vip, 1, PORT_CLIENT),
+            symmetric::addresses(client, vip)
+        );
+        assert_eq!(
+            c.connection_value(client, vip, 1, PORT_NETWORK),
+            symmetric::addresses(Addr::V4([192, 0, 2, 0]), vip)
+        );
+        assert_eq!(
+            c.connection_value(client, vip, 1, 80),
+            symmetric::tuple(client, vip, 1, 80)
+        );
+    }
+
+    #[test]
+    fn a_disabled_port_is_dropped_and_counted_on_every_node() {
+        let mut n = Node::new(BucketState::Settled);
+        for f in [
+            tcp4_to(CLUSTER_MAC, CLIENT_V4, 1, V4_VIP, PORT_DISABLED, tcp_flags::SYN),
+            tcp6_to(CLUSTER_MAC, V6_CLIENT, 1, V6_VIP, PORT_DISABLED, tcp_flags::ACK),
+            udp4_to(CLUSTER_MAC, CLIENT_V4, 1, V4_VIP, PORT_DISABLED),
+        ] {
+            assert_eq!(n.wire(&f).0, Counter::DropVipPortDisabled);
+            assert_eq!(n.wire_full(&f, Some(7)).0, Counter::DropVipPortDisabled);
+        }
+        assert!(n.flows.is_empty());
+        assert!(!n.c.serves_tcp(Addr::V4(V4_VIP), PORT_DISABLED));
+        assert!(n.c.serves_tcp(Addr::V4(V4_VIP), PORT_SINGLE));
+    }
+
+    #[test]
+    fn a_nic_hash_never_stands_for_a_rules_value() {
+        // A NIC hashes the 4-tuple: on a rule's port its hash is not the
+        // value, so the node computes it (and decides as without a hash).
+        let client = [192, 0, 2, 33];
+        for port in [PORT_CLIENT, PORT_NETWORK, PORT_SINGLE] {
+            for rss in [0u32, 1, 2, 0xdead_beef] {
+                let f = tcp4_to(CLUSTER_MAC, client, 4000, V4_VIP, port, tcp_flags::SYN);
+                let mut with = Node::new(BucketState::Foreign);
+                let mut without = Node::new(BucketState::Foreign);
+                for b in 0..64u32 {
+                    let state = [BucketState::Foreign, BucketState::Settled][b as usize % 2];
+                    with.view.set(crate::hash::Bucket(b), state);
+                    without.view.set(crate::hash::Bucket(b), state);
+                }
+                assert_eq!(with.wire_fast(&f, Some(rss)).0, without.wire_fast(&f, None).0);
+                assert_eq!(with.wire_full(&f, Some(rss)).0, without.wire_full(&f, None).0);
+            }
+        }
+        // UDP too.
+        let mut n = Node::new(BucketState::Foreign);
+        let value = symmetric::addresses(Addr::V4(client), Addr::V4(V4_VIP));
+        n.view.set(value.bucket(n.view.mask()), BucketState::Settled);
+        let dgram = udp4_to(CLUSTER_MAC, client, 999, V4_VIP, UDP_PORT_CLIENT);
+        let other = (value.0 + 1) & n.view.mask();
+        assert_eq!(n.wire_full(&dgram, Some(other)).0, Counter::KernelVipUdp);
+    }
+
+    #[test]
+    fn flows_learnt_elsewhere_and_icmp_errors_use_the_rules_value() {
+        // The kernel's connection to a client-affinity port, learnt at
+        // start: found by its segments although the bucket is another's.
+        let mut n = Node::new(BucketState::Foreign);
+        let client = Addr::V4([192, 0, 2, 44]);
+        let flow = n.c.flow_ref(client, 5555, Addr::V4(V4_VIP), PORT_CLIENT);
+        assert_eq!(flow.value(), symmetric::addresses(client, Addr::V4(V4_VIP)));
+        n.flows.follow(&n.view);
+        n.flows.insert(flow, FlowState::Established, n.now);
+        let ack = tcp4_to(CLUSTER_MAC, [192, 0, 2, 44], 5555, V4_VIP, PORT_CLIENT, tcp_flags::ACK);
+        assert_eq!(n.wire(&ack).0, Counter::KernelVipFlow);
+        // The kernel's segments on it are recorded on that flow: its RST
+        // ends it.
+        let mut rst = tcp4_to(
+            CLIENT_MAC,
+            V4_VIP,
+            PORT_CLIENT,
+            [192, 0, 2, 44],
+            5555,
+            tcp_flags::RST | tcp_flags::ACK,
+        );
+        rst[6..12].copy_from_slice(&KERNEL_MAC.0);
+        assert_eq!(n.kernel(&rst), Counter::WireFromKernelReset);
+        assert_eq!(n.wire(&ack).0, Counter::DropNotOwner);
+        // An ICMP error quoting a connection of that port is the owner's
+        // of the client's value, whatever the ports.
+        let value = symmetric::addresses(client, Addr::V4(V4_VIP));
+        n.view.set(value.bucket(n.view.mask()), BucketState::Settled);
+        for port in [1, 5555, 65000] {
+            let err = icmp4_frag_needed_to(CLUSTER_MAC, [192, 0, 2, 1], V4_VIP, PORT_CLIENT, [192, 0, 2, 44], port);
+            assert_eq!(n.wire(&err).0, Counter::KernelVipIcmp);
+            let other = icmp4_frag_needed_to(CLUSTER_MAC, [192, 0, 2, 1], V4_VIP, PORT_CLIENT, [192, 0, 2, 45], port);
+            let v45 = symmetric::addresses(Addr::V4([192, 0, 2, 45]), Addr::V4(V4_VIP));
+            if v45.bucket(n.view.mask()) != value.bucket(n.view.mask()) {
+                assert_eq!(n.wire(&other).0, Counter::DropIcmpNotOwner);
+            }
+        }
     }
 
     #[test]

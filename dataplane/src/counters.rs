@@ -117,6 +117,8 @@ counters! {
     DropVipFragment = "drop_vip_fragment" => Drop,
     /// A port the VIP does not serve.
     DropVipPortNotServed = "drop_vip_port_not_served" => Drop,
+    /// A port a rule of the VIP disables (every node counts it).
+    DropVipPortDisabled = "drop_vip_port_disabled" => Drop,
     /// A protocol the VIP does not serve.
     DropVipProtocol = "drop_vip_protocol" => Drop,
     /// An ARP packet whose sender claims a VIP at another MAC.

@@ -745,14 +745,21 @@ pub mod icmp {
 /// bytes of transport header at least), so lengths are not judged, only
 /// that the fields read are there. `v6`: the ICMP message is ICMPv6.
 pub fn quoted_connection(quote: &[u8], v6: bool) -> Option<(Addr, Addr, u16, u16)> {
+    quoted_transport(quote, v6).map(|(_, src, dst, p, q)| (src, dst, p, q))
+}
+
+/// As [`quoted_connection`], with the quoted packet's protocol first (TCP
+/// or UDP).
+pub fn quoted_transport(quote: &[u8], v6: bool) -> Option<(u8, Addr, Addr, u16, u16)> {
     use crate::packet::proto;
     let transport = |p: u8| p == proto::TCP || p == proto::UDP;
-    let (src, dst, l4) = if v6 {
+    let (protocol, src, dst, l4) = if v6 {
         let h = ipv6::Header::new_checked(quote)?;
         if !transport(h.next_header()) {
             return None;
         }
         (
+            h.next_header(),
             Addr::V6(h.src()),
             Addr::V6(h.dst()),
             &quote[ipv6::Header::<&[u8]>::LEN..],
@@ -763,10 +770,10 @@ pub fn quoted_connection(quote: &[u8], v6: bool) -> Option<(Addr, Addr, u16, u16
         if ihl < ipv4::Header::<&[u8]>::LEN || !transport(h.protocol()) {
             return None;
         }
-        (Addr::V4(h.src()), Addr::V4(h.dst()), quote.get(ihl..)?)
+        (h.protocol(), Addr::V4(h.src()), Addr::V4(h.dst()), quote.get(ihl..)?)
     };
     let p = ports::Ports::new_checked(l4)?;
-    Some((src, dst, p.src(), p.dst()))
+    Some((protocol, src, dst, p.src(), p.dst()))
 }
 
 #[cfg(test)]

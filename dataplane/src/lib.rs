@@ -1,6 +1,6 @@
 //! synshare's packet decisions.
 //!
-//! [`packet`], [`hash`], [`flow`], [`ownership`], [`classify`],
+//! [`packet`], [`hash`], [`flow`], [`ownership`], [`rules`], [`classify`],
 //! [`counters`] and [`publish`] are plain code over byte slices: no EAL, no
 //! I/O, no clock, no unsafe code, and no DPDK headers to build or test
 //! them. The DPDK layer and the poll-mode worker loop that joins the two
@@ -19,5 +19,6 @@ pub mod ownership;
 pub mod packet;
 pub mod presence;
 pub mod publish;
+pub mod rules;
 #[cfg(any(test, feature = "synth"))]
 pub mod synth;

@@ -5,6 +5,7 @@
 
 use crate::classify::{Classifier, NodeAddresses, Vip};
 use crate::packet::{checksum, ethertype, ones_sum, proto, Addr, Mac};
+use crate::rules::{Affinity, PortMode, PortRule};
 
 /// The node's MAC in examples.
 pub const NODE_MAC: Mac = Mac([0x02, 0x00, 0x00, 0x00, 0x00, 0x21]);
@@ -26,16 +27,48 @@ pub const V6_VIP: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0,
 /// A frame in a 2 KiB buffer.
 pub type TestBuf = crate::classify::FrameBuf;
 
+/// The example node's TCP port with client affinity.
+pub const PORT_CLIENT: u16 = 8081;
+/// The example node's TCP port with network affinity.
+pub const PORT_NETWORK: u16 = 8082;
+/// The example node's TCP port served by a single host.
+pub const PORT_SINGLE: u16 = 8083;
+/// The example node's disabled TCP and UDP port.
+pub const PORT_DISABLED: u16 = 8084;
+/// The example node's UDP port with client affinity.
+pub const UDP_PORT_CLIENT: u16 = 5353;
+
+/// The example node's port rules (see [`crate::rules`]): TCP
+/// [`PORT_CLIENT`], [`PORT_NETWORK`], [`PORT_SINGLE`], TCP and UDP
+/// [`PORT_DISABLED`], UDP [`UDP_PORT_CLIENT`].
+pub fn port_rules() -> Vec<PortRule> {
+    let rule = |port: u16, tcp: bool, udp: bool, mode: PortMode| PortRule {
+        first: port,
+        last: port,
+        tcp,
+        udp,
+        mode,
+    };
+    vec![
+        rule(PORT_CLIENT, true, false, PortMode::Shared(Affinity::Client)),
+        rule(PORT_NETWORK, true, false, PortMode::Shared(Affinity::Network)),
+        rule(PORT_SINGLE, true, false, PortMode::Single),
+        rule(PORT_DISABLED, true, true, PortMode::Disabled),
+        rule(UDP_PORT_CLIENT, false, true, PortMode::Shared(Affinity::Client)),
+    ]
+}
+
 /// The example node's addresses: [`NODE_MAC`], [`KERNEL_MAC`] behind its
-/// exception port, [`CLUSTER_MAC`], and both VIPs serving TCP 80 and UDP 53.
+/// exception port, [`CLUSTER_MAC`], and both VIPs serving TCP 80 and UDP 53
+/// with the 4-tuple, and the ports of [`port_rules`].
 pub fn node_addresses() -> NodeAddresses {
     NodeAddresses {
         node_mac: NODE_MAC,
         kernel_mac: KERNEL_MAC,
         cluster_mac: CLUSTER_MAC,
         vips: vec![
-            Vip::new(Addr::V4(V4_VIP), &[80], &[53]),
-            Vip::new(Addr::V6(V6_VIP), &[80], &[53]),
+            Vip::with_rules(Addr::V4(V4_VIP), &[80], &[53], &port_rules()),
+            Vip::with_rules(Addr::V6(V6_VIP), &[80], &[53], &port_rules()),
         ],
     }
 }

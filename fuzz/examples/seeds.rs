@@ -30,6 +30,16 @@ fn frames() -> Vec<Vec<u8>> {
         tcp6_payload_to(CLUSTER_MAC, V6_CLIENT, 40001, V6_VIP, 80, ACK, b"data"),
         udp4_to(CLUSTER_MAC, CLIENT_V4, 5353, V4_VIP, 53),
         udp4(CLIENT_V4, 5353, V4_VIP, 53, b"query"),
+        // The example node's port rules: client and network affinity, a
+        // single host, a disabled port (TCP and UDP).
+        tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, PORT_CLIENT, SYN),
+        tcp6_to(CLUSTER_MAC, V6_CLIENT, 40000, V6_VIP, PORT_CLIENT, ACK),
+        tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, PORT_NETWORK, ACK),
+        tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, PORT_SINGLE, SYN),
+        tcp6_to(CLUSTER_MAC, V6_CLIENT, 40000, V6_VIP, PORT_DISABLED, SYN),
+        udp4_to(CLUSTER_MAC, CLIENT_V4, 5353, V4_VIP, UDP_PORT_CLIENT),
+        udp4_to(CLUSTER_MAC, CLIENT_V4, 5353, V4_VIP, PORT_DISABLED),
+        icmp4_frag_needed_to(CLUSTER_MAC, [192, 0, 2, 1], V4_VIP, PORT_CLIENT, CLIENT_V4, 40000),
         icmp4_echo_to(CLUSTER_MAC, CLIENT_V4, V4_VIP),
         icmp4_frag_needed_to(CLUSTER_MAC, [192, 0, 2, 1], V4_VIP, 80, CLIENT_V4, 40000),
         arp_request(CLIENT_MAC, CLIENT_V4, V4_VIP),

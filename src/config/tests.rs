@@ -704,6 +704,77 @@ pub const CASES: &[Case] = &[
     ),
 ];
 
+/// Port rules that do not validate (issue 16), each on the first VIP of
+/// [`NODE`].
+pub const RULE_CASES: &[Case] = &[
+    case(
+        "overlapping rules",
+        N,
+        &[(
+            "(addr: \"192.0.2.100\", tcp_ports: [80])",
+            "(addr: \"192.0.2.100\", tcp_ports: [80], rules: [\n        (ports: \"8000-8099\", affinity: client),\n        (ports: \"8050\", mode: disabled, protocol: both),\n    ])",
+        )],
+        "vips[0].rules[1].ports",
+        "8050-8050 overlaps rule 0 (8000-8099)",
+        "(ports: \"8050\"",
+    ),
+    case(
+        "a port beyond 65535",
+        N,
+        &[(
+            "(addr: \"192.0.2.100\", tcp_ports: [80])",
+            "(addr: \"192.0.2.100\", tcp_ports: [80], rules: [\n        (ports: \"80-70000\"),\n    ])",
+        )],
+        "vips[0].rules[0].ports",
+        "\"70000\" is not a port from 1 to 65535",
+        "(ports: \"80-70000\")",
+    ),
+    case(
+        "port 0 in a rule",
+        N,
+        &[(
+            "(addr: \"192.0.2.100\", tcp_ports: [80])",
+            "(addr: \"192.0.2.100\", tcp_ports: [80], rules: [\n        (ports: \"0\", affinity: client),\n    ])",
+        )],
+        "vips[0].rules[0].ports",
+        "port 0 cannot be served",
+        "(ports: \"0\"",
+    ),
+    case(
+        "a range upside down",
+        N,
+        &[(
+            "(addr: \"192.0.2.100\", tcp_ports: [80])",
+            "(addr: \"192.0.2.100\", tcp_ports: [80], rules: [\n        (ports: \"90-80\"),\n    ])",
+        )],
+        "vips[0].rules[0].ports",
+        "the first port is above the last",
+        "(ports: \"90-80\")",
+    ),
+    case(
+        "an affinity on a single-host rule",
+        N,
+        &[(
+            "(addr: \"192.0.2.100\", tcp_ports: [80])",
+            "(addr: \"192.0.2.100\", tcp_ports: [80], rules: [\n        (ports: \"80\", mode: single,\n         affinity: client),\n    ])",
+        )],
+        "vips[0].rules[0].affinity",
+        "client affinity applies to shared rules only",
+        "affinity: client),",
+    ),
+    case(
+        "only disabled ports",
+        N,
+        &[(
+            "(addr: \"192.0.2.100\", tcp_ports: [80])",
+            "(addr: \"192.0.2.100\", rules: [(ports: \"80\", mode: disabled)])",
+        )],
+        "vips[0]",
+        "serves no port",
+        "(addr: \"192.0.2.100\", rules",
+    ),
+];
+
 /// The text of `case`: its base with its edits.
 pub fn broken(case: &Case) -> String {
     let mut text = case.base.text().to_owned();
@@ -742,7 +813,7 @@ fn the_bases_are_valid() {
 
 #[test]
 fn every_case_is_refused_naming_the_field_where_it_is_written() {
-    for case in CASES {
+    for case in CASES.iter().chain(RULE_CASES) {
         let text = broken(case);
         let errors = errors_of(case.base, &text).expect_err(case.name).0;
         let e = errors
@@ -950,6 +1021,47 @@ fn existing_counter_files_pass() {
 }
 
 #[test]
+fn port_rules_parse_with_their_defaults_and_reach_the_dataplane() {
+    use synshare_dataplane::packet::Addr;
+    use synshare_dataplane::rules::{Affinity, Kind};
+    let text = NODE.replacen(
+        "(addr: \"192.0.2.100\", tcp_ports: [80])",
+        "(addr: \"192.0.2.100\", tcp_ports: [80, 443], udp_ports: [53], rules: [
+            (ports: \"80\", affinity: client),
+            (ports: \"8000-8099\", protocol: both, affinity: network),
+            (ports: \"9000\", mode: single),
+            (ports: \"443\"),
+            (ports: \"53\", protocol: udp, mode: disabled),
+        ])",
+        1,
+    );
+    let c = NodeConfig::check_text(Path::new("node.ron"), &text)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .config;
+    let r = &c.vips[0].rules;
+    assert_eq!(r.len(), 5);
+    assert_eq!(
+        (r[3].protocol, r[3].mode, r[3].affinity),
+        (RuleProtocol::Tcp, RuleMode::Shared, RuleAffinity::None)
+    );
+    assert_eq!(r[1].range(), Ok((8000, 8099)));
+    let vip = c.vips[0].dataplane();
+    assert_eq!(vip.addr, Addr::V4([192, 0, 2, 100]));
+    assert_eq!(vip.tcp_kind(80), Kind::Shared(Affinity::Client));
+    assert_eq!(vip.tcp_kind(443), Kind::Shared(Affinity::None));
+    assert_eq!(vip.tcp_kind(8042), Kind::Shared(Affinity::Network));
+    assert_eq!(vip.udp_kind(8099), Kind::Shared(Affinity::Network));
+    assert!(matches!(vip.tcp_kind(9000), Kind::Single(_)));
+    assert_eq!(vip.udp_kind(9000), Kind::NotServed);
+    assert_eq!(vip.udp_kind(53), Kind::Disabled);
+    assert_eq!(vip.tcp_kind(81), Kind::NotServed);
+    // No rules: every listed port shared with the 4-tuple, as before.
+    let plain = NodeConfig::check_text(Path::new("node.ron"), NODE).unwrap().config;
+    assert!(plain.vips[0].rules.is_empty());
+    assert_eq!(plain.vips[0].dataplane().tcp_kind(80), Kind::Shared(Affinity::None));
+}
+
+#[test]
 fn a_good_config_parses_with_defaults() {
     let c = NodeConfig::check_text(Path::new("node.ron"), NODE).unwrap().config;
     assert_eq!(c.sharing.buckets, 65536);
@@ -992,6 +1104,21 @@ fn parse_errors_name_the_field() {
         ("sharing: (", "sharing: (layout: diagonal, ", "sharing.layout"),
         ("exception: (iface", "exception: (colour: 1, iface", "exception"),
         ("workers: 1", "workers: \"one\"", "workers"),
+        (
+            "tcp_ports: [80])",
+            "tcp_ports: [80], rules: [(ports: \"80\", mode: sticky)])",
+            "vips[0].rules[0].mode",
+        ),
+        (
+            "tcp_ports: [80])",
+            "tcp_ports: [80], rules: [(ports: \"80\", affinity: cookie)])",
+            "vips[0].rules[0].affinity",
+        ),
+        (
+            "tcp_ports: [80])",
+            "tcp_ports: [80], rules: [(ports: \"80\", protocol: sctp)])",
+            "vips[0].rules[0].protocol",
+        ),
     ];
     for (from, to, field) in cases {
         let text = NODE.replacen(from, to, 1);

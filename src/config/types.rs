@@ -175,6 +175,128 @@ pub struct VipConfig {
     /// UDP ports served.
     #[serde(default)]
     pub udp_ports: Vec<u16>,
+    /// Port rules: how ranges of ports are served and what their
+    /// connection value covers. A rule's ports are served (or disabled)
+    /// whether listed above or not; a listed port no rule names is shared
+    /// with the 4-tuple. Every member must have the same rules (they choose
+    /// which node takes a connection); a change needs a restart of every
+    /// node.
+    #[serde(default)]
+    pub rules: Vec<PortRuleConfig>,
+}
+
+/// A port rule of a VIP.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PortRuleConfig {
+    /// A port ("80") or an inclusive range ("8000-8099").
+    pub ports: String,
+    /// The protocol it is for.
+    #[serde(default)]
+    pub protocol: RuleProtocol,
+    /// How its ports are served.
+    #[serde(default)]
+    pub mode: RuleMode,
+    /// What a shared rule's connection value covers.
+    #[serde(default)]
+    pub affinity: RuleAffinity,
+}
+
+/// The protocol of a port rule.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleProtocol {
+    /// TCP.
+    #[default]
+    Tcp,
+    /// UDP.
+    Udp,
+    /// Both.
+    Both,
+}
+
+/// How a port rule's ports are served.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleMode {
+    /// By the cluster: each connection by the owner of its bucket.
+    #[default]
+    Shared,
+    /// By one node: every connection of the rule has one fixed connection
+    /// value (the Toeplitz hash of the VIP and the rule's first port), so
+    /// the owner of that bucket takes them all, and another node when it
+    /// leaves.
+    Single,
+    /// Not at all: dropped and counted (`drop_vip_port_disabled`).
+    Disabled,
+}
+
+/// What a shared rule's connection value covers.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleAffinity {
+    /// Client address and port, VIP and port (the 4-tuple).
+    #[default]
+    None,
+    /// The client address (and the VIP): a client's connections go to
+    /// one node. The Toeplitz hash of the addresses alone, as a NIC's RSS
+    /// for L3 gives.
+    Client,
+    /// The client's /24 (IPv4) or /48 (IPv6) (and the VIP).
+    Network,
+}
+
+impl PortRuleConfig {
+    /// The range of ports, or what is wrong with the text.
+    pub fn range(&self) -> Result<(u16, u16), String> {
+        let port = |t: &str| -> Result<u16, String> {
+            match t.trim().parse::<u16>() {
+                Ok(0) => Err("port 0 cannot be served".to_owned()),
+                Ok(p) => Ok(p),
+                Err(_) => Err(format!("{:?} is not a port from 1 to 65535", t.trim())),
+            }
+        };
+        let (first, last) = match self.ports.split_once('-') {
+            Some((a, b)) => (port(a)?, port(b)?),
+            None => {
+                let p = port(&self.ports)?;
+                (p, p)
+            }
+        };
+        if first > last {
+            return Err(format!("{first}-{last}: the first port is above the last"));
+        }
+        Ok((first, last))
+    }
+
+    /// The rule for the dataplane (None when it does not validate).
+    pub fn dataplane(&self) -> Option<synshare_dataplane::rules::PortRule> {
+        use synshare_dataplane::rules::{Affinity, PortMode, PortRule};
+        let (first, last) = self.range().ok()?;
+        Some(PortRule {
+            first,
+            last,
+            tcp: self.protocol != RuleProtocol::Udp,
+            udp: self.protocol != RuleProtocol::Tcp,
+            mode: match self.mode {
+                RuleMode::Shared => PortMode::Shared(match self.affinity {
+                    RuleAffinity::None => Affinity::None,
+                    RuleAffinity::Client => Affinity::Client,
+                    RuleAffinity::Network => Affinity::Network,
+                }),
+                RuleMode::Single => PortMode::Single,
+                RuleMode::Disabled => PortMode::Disabled,
+            },
+        })
+    }
+}
+
+impl VipConfig {
+    /// The VIP for the dataplane: its ports and rules.
+    pub fn dataplane(&self) -> synshare_dataplane::classify::Vip {
+        let rules: Vec<_> = self.rules.iter().filter_map(PortRuleConfig::dataplane).collect();
+        synshare_dataplane::classify::Vip::with_rules(self.addr.into(), &self.tcp_ports, &self.udp_ports, &rules)
+    }
 }
 
 /// Idle back-off of the workers.

@@ -17,8 +17,8 @@
 
 use super::lcores::Lcores;
 use super::types::{
-    CoordinatorConfig, CpuSource, ExchangeConfig, HealthCheck, Hugepages, NodeConfig, Probe, SegmentView, VipConfig,
-    SAMPLE_KEYS,
+    CoordinatorConfig, CpuSource, ExchangeConfig, HealthCheck, Hugepages, NodeConfig, PortRuleConfig, Probe,
+    RuleAffinity, RuleMode, RuleProtocol, SegmentView, VipConfig, SAMPLE_KEYS,
 };
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
@@ -146,6 +146,47 @@ fn not_a_vip(a: IpAddr) -> Option<&'static str> {
 }
 
 /// Why `a` cannot be a member's heartbeat address, if it cannot.
+/// The most port rules a VIP may have.
+pub const MAX_RULES: usize = 64;
+
+/// A VIP's port rules: each range well-formed, the affinity only on shared
+/// rules, no port of a protocol in two rules.
+fn validate_rules(rules: &[PortRuleConfig], at: &str, f: &mut Findings) {
+    if rules.len() > MAX_RULES {
+        f.error(at, format!("{} rules: at most {MAX_RULES}", rules.len()));
+    }
+    let mut ranges: Vec<(usize, u16, u16, RuleProtocol)> = Vec::new();
+    for (j, r) in rules.iter().enumerate() {
+        let (first, last) = match r.range() {
+            Ok(range) => range,
+            Err(e) => {
+                f.error(format!("{at}[{j}].ports"), e);
+                continue;
+            }
+        };
+        if r.mode != RuleMode::Shared && r.affinity != RuleAffinity::None {
+            f.error(
+                format!("{at}[{j}].affinity"),
+                format!(
+                    "{:?} affinity applies to shared rules only (this one is {:?})",
+                    r.affinity, r.mode
+                )
+                .to_lowercase(),
+            );
+        }
+        let overlaps = |p: RuleProtocol, q: RuleProtocol| p == q || p == RuleProtocol::Both || q == RuleProtocol::Both;
+        if let Some((k, a, b, _)) =
+            (ranges.iter()).find(|(_, a, b, p)| *a <= last && first <= *b && overlaps(*p, r.protocol))
+        {
+            f.error(
+                format!("{at}[{j}].ports"),
+                format!("{first}-{last} overlaps rule {k} ({a}-{b}) of the same protocol"),
+            );
+        }
+        ranges.push((j, first, last, r.protocol));
+    }
+}
+
 fn not_a_peer(a: &SocketAddr) -> Option<&'static str> {
     let ip = a.ip();
     if a.port() == 0 {
@@ -571,12 +612,20 @@ impl NodeConfig {
             if x.vips[..i].iter().any(|o| o.addr == v.addr) {
                 f.error(format!("{at}vips[{i}].addr"), format!("{} is listed twice", v.addr));
             }
-            if v.tcp_ports.is_empty() && v.udp_ports.is_empty() {
-                f.error(format!("{at}vips[{i}]"), "serves no port: list tcp_ports or udp_ports");
+            let served_by_rule = v
+                .rules
+                .iter()
+                .any(|r| r.mode != RuleMode::Disabled && r.range().is_ok());
+            if v.tcp_ports.is_empty() && v.udp_ports.is_empty() && !served_by_rule {
+                f.error(
+                    format!("{at}vips[{i}]"),
+                    "serves no port: list tcp_ports or udp_ports, or a rule that serves some",
+                );
             }
             if v.tcp_ports.contains(&0) || v.udp_ports.contains(&0) {
                 f.error(format!("{at}vips[{i}]"), "port 0 cannot be served");
             }
+            validate_rules(&v.rules, &format!("{at}vips[{i}].rules"), f);
         }
         let s = x.sharing;
         if !s.buckets.is_power_of_two() || !(16..=(1 << 20)).contains(&s.buckets) {
