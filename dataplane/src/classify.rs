@@ -1268,6 +1268,16 @@ impl Classifier {
         outcome
     }
 
+    /// The connection value of a TCP segment the kernel sends from `vip`
+    /// (port `vip_port`) to `client` (port `client_port`): by the port's
+    /// rule, as the wire side places the connection.
+    #[inline]
+    fn kernel_value(vip: &Vip, client: Addr, client_port: u16, vip_port: u16) -> ConnectionValue {
+        (vip.tcp_ports.kind_of(vip_port))
+            .value(client, vip.addr, client_port, vip_port)
+            .unwrap_or_else(|| symmetric::tuple(client, vip.addr, client_port, vip_port))
+    }
+
     /// The outcome of a TCP segment the kernel sends, after recording it on
     /// its flow when it is a VIP's. The connection value is the software
     /// one: the wire side uses the NIC's only where it is the same (see
@@ -1286,10 +1296,7 @@ impl Classifier {
         let Some(vip) = self.vip(ip.src) else {
             return Counter::WireFromKernel;
         };
-        // By the port's rule, as the wire side places the connection.
-        let value = (vip.tcp_ports.kind_of(src_port))
-            .value(ip.dst, vip.addr, dst_port, src_port)
-            .unwrap_or_else(|| symmetric::tuple(ip.dst, vip.addr, dst_port, src_port));
+        let value = Self::kernel_value(vip, ip.dst, dst_port, src_port);
         let gate = flows.gate(value);
         let syn_ack = flags & (tcp_flags::SYN | tcp_flags::ACK | tcp_flags::RST) == tcp_flags::SYN | tcp_flags::ACK;
         if syn_ack && gate.state() == BucketState::Foreign {
@@ -1369,7 +1376,7 @@ impl Classifier {
         let (L4::Tcp { src_port, dst_port, .. }, Some(vip)) = (ip.l4, self.vip(ip.src)) else {
             return Counter::DropKernelStaleFlow;
         };
-        let value = symmetric::tuple(ip.dst, vip.addr, dst_port, src_port);
+        let value = Self::kernel_value(vip, ip.dst, dst_port, src_port);
         flows.remove(
             FlowRef::new(&FlowKey::new(ip.dst, dst_port, vip.addr, src_port), value),
             now_ms,
