@@ -1999,6 +1999,39 @@ mod tests {
     }
 
     #[test]
+    fn a_syn_ack_on_a_rule_port_finds_its_flow_by_the_rules_value() {
+        // Client affinity: the flow is placed by the addresses alone; the
+        // kernel's SYN-ACK must find it there, answered or refused.
+        let syn = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, PORT_CLIENT, tcp_flags::SYN);
+        let mut syn_ack = tcp4_to(
+            CLIENT_MAC,
+            V4_VIP,
+            PORT_CLIENT,
+            CLIENT_V4,
+            40000,
+            tcp_flags::SYN | tcp_flags::ACK,
+        );
+        syn_ack[6..12].copy_from_slice(&KERNEL_MAC.0);
+        let mut n = Node::new(BucketState::Settled);
+        assert_eq!(n.wire(&syn).0, Counter::KernelVipSyn);
+        assert_eq!(n.kernel(&syn_ack), Counter::WireFromKernelAnswer);
+        assert_eq!(n.flows.census(n.now)[FlowState::Answered as usize], 1);
+        let mut n = Node::new(BucketState::Settled);
+        assert_eq!(n.wire(&syn).0, Counter::KernelVipSyn);
+        n.set_all(BucketState::Foreign);
+        assert_eq!(n.kernel(&syn_ack), Counter::DropKernelSynAckNotHeld);
+        assert!(n.flows.is_empty(), "the flow was found by the rule's value and ended");
+        let mut n = Node::new(BucketState::Settled);
+        assert_eq!(n.wire(&syn).0, Counter::KernelVipSyn);
+        let (_, mut buf) = n.kernel_buf(&syn_ack);
+        assert_eq!(
+            n.c.retract_answer(&mut buf, &mut n.flows, n.now),
+            Counter::DropKernelSynAckNotHeld
+        );
+        assert!(n.flows.is_empty(), "retracted by the rule's value");
+    }
+
+    #[test]
     fn an_answer_whose_lease_ran_out_before_it_left_is_retracted() {
         let mut n = Node::new(BucketState::Settled);
         let syn = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::SYN);
