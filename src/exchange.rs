@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use synshare_control::driver::{self, Io, Now};
 use synshare_control::layout::{Layout, MemberId};
-use synshare_control::protocol::{Agent, Event, Outgoing, Persisted, Right};
+use synshare_control::protocol::{Agent, Bootstrap, Event, Outgoing, Persisted, Right};
 use synshare_control::wire::{Keys, Role};
 use synshare_dataplane::ownership::{BucketState, OwnershipView};
 use synshare_dataplane::presence::FlowPresence;
@@ -228,17 +228,16 @@ pub fn start(
     settings.buckets = params.buckets;
     settings.layout = params.layout;
     settings.drain_ms = params.drain_ms;
-    let addresses = c.addresses();
-    let members: Vec<MemberId> = addresses.keys().map(|id| MemberId(*id)).collect();
-    let mut agent = Agent::new(me, &members, incarnation, settings, keys, weight_milli, saved, 0)?;
+    let bootstrap = Bootstrap::Members(c.addresses().into_iter().map(|(id, a)| (MemberId(id), a)).collect());
+    let mut agent = Agent::start(me, bootstrap, incarnation, settings, keys, weight_milli, saved, 0)?;
     agent.set_nonce(random_nonce());
+    let sources = sources_of(&agent);
     // Write the new incarnation before anything is sent under it.
     let mut driver = Driver {
         agent,
         io: NetIo {
             socket,
-            sources: addresses.values().map(SocketAddr::ip).collect(),
-            addresses,
+            sources,
             state: path,
             workers,
             started: Instant::now(),
@@ -297,8 +296,9 @@ struct Driver {
 /// socket, the state file and the workers.
 struct NetIo {
     socket: UdpSocket,
-    addresses: BTreeMap<u32, SocketAddr>,
-    sources: Vec<IpAddr>,
+    /// Addresses datagrams are taken from: the directory's (none while
+    /// joining: any).
+    sources: Option<Vec<IpAddr>>,
     state: PathBuf,
     workers: Option<WorkerLink>,
     started: Instant,
@@ -335,19 +335,10 @@ impl Io for NetIo {
         }
     }
 
+    /// To the addresses the agent gives (from its directory).
     fn send(&mut self, o: Outgoing) {
-        match o.to {
-            Some(id) => {
-                if let Some(a) = self.addresses.get(&id.0).copied() {
-                    self.send_to(&o.bytes, a);
-                }
-            }
-            None => {
-                let all: Vec<SocketAddr> = self.addresses.values().copied().collect();
-                for a in all {
-                    self.send_to(&o.bytes, a);
-                }
-            }
+        for a in &o.addresses {
+            self.send_to(&o.bytes, *a);
         }
     }
 
@@ -394,6 +385,13 @@ impl Io for NetIo {
         }
         Some(words)
     }
+}
+
+/// The source addresses the exchange takes datagrams from: the members'
+/// in the agent's directory; any while it joins (it does not know them yet,
+/// and only authentic datagrams change anything).
+fn sources_of(agent: &Agent) -> Option<Vec<IpAddr>> {
+    (!agent.joining()).then(|| agent.directory().members().values().map(|m| m.address.ip()).collect())
 }
 
 /// Datagrams handled per wake-up at most, so a flood cannot starve ticks.
@@ -470,12 +468,12 @@ impl Driver {
             }
             // The source is checked before any cryptography: a flood from
             // anywhere else costs a comparison.
-            if !self.io.sources.contains(&from.ip()) {
+            if self.io.sources.as_ref().is_some_and(|s| !s.contains(&from.ip())) {
                 self.rejected_unknown_source += 1;
                 continue;
             }
             let now = self.io.now_ms();
-            let _ = self.agent.receive(&self.buf[..n], now);
+            let _ = self.agent.receive_from(&self.buf[..n], from, now);
         }
     }
 
@@ -549,6 +547,25 @@ impl Driver {
                 Event::Voters { voters } => {
                     info!(voters = ?voters.iter().map(|m| m.0).collect::<Vec<_>>(), "voters changed");
                     "voters_changed"
+                }
+                Event::Directory { change } => {
+                    self.io.sources = sources_of(&self.agent);
+                    let members: Vec<String> = self
+                        .agent
+                        .directory()
+                        .members()
+                        .iter()
+                        .map(|(id, m)| format!("{}@{}{}", id.0, m.address, if m.leaving { " (leaving)" } else { "" }))
+                        .collect();
+                    match change {
+                        Some(c) => info!(change = ?c, ?members, "member directory changed"),
+                        None => info!(?members, "member directory replaced by the leader's snapshot"),
+                    }
+                    "directory_changed"
+                }
+                Event::ChangeRefused { change, reason } => {
+                    warn!(?change, reason, "member directory change refused");
+                    "change_refused"
                 }
             };
             *self.events.entry(name).or_default() += 1;
