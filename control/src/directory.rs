@@ -45,6 +45,8 @@ pub struct Member {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Directory {
     members: BTreeMap<MemberId, Member>,
+    /// The log index of the last change applied (0: as bootstrapped).
+    version: u64,
 }
 
 /// A change of the directory, as a configuration change's context carries
@@ -110,6 +112,11 @@ impl<'a> Reader<'a> {
         self.take(2).map(|s| u16::from_be_bytes([s[0], s[1]]))
     }
 
+    fn u64(&mut self) -> Option<u64> {
+        self.take(8)
+            .map(|s| u64::from_be_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]]))
+    }
+
     fn u32(&mut self) -> Option<u32> {
         self.take(4).map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
     }
@@ -142,9 +149,13 @@ impl Change {
         }
     }
 
-    /// Serialises (a configuration change's context).
-    pub fn encode(&self) -> Vec<u8> {
+    /// Serialises (a configuration change's context), with the version of
+    /// the directory it was asked against: it applies only to that one, so
+    /// a request replayed from a capture, or two racing, change nothing
+    /// once another change came first.
+    pub fn encode(&self, version: u64) -> Vec<u8> {
         let mut b = vec![CHANGE_MAGIC];
+        b.extend_from_slice(&version.to_be_bytes());
         match self {
             Change::Add {
                 id,
@@ -168,12 +179,14 @@ impl Change {
         b
     }
 
-    /// What [`Change::encode`] wrote; `None` when malformed.
-    pub fn decode(b: &[u8]) -> Option<Change> {
+    /// What [`Change::encode`] wrote (the change and the version); `None`
+    /// when malformed.
+    pub fn decode(b: &[u8]) -> Option<(Change, u64)> {
         let mut r = Reader { b, at: 0 };
         if r.u8()? != CHANGE_MAGIC {
             return None;
         }
+        let version = r.u64()?;
         let kind = r.u8()?;
         let id = MemberId(r.u32()?);
         let c = match kind {
@@ -190,7 +203,7 @@ impl Change {
             3 => Change::Remove { id },
             _ => return None,
         };
-        r.done().then_some(c)
+        r.done().then_some((c, version))
     }
 }
 
@@ -211,7 +224,14 @@ impl Directory {
                     )
                 })
                 .collect(),
+            version: 0,
         }
+    }
+
+    /// The log index of the last change applied (0: none since the
+    /// bootstrap).
+    pub fn version(&self) -> u64 {
+        self.version
     }
 
     /// The members, by id.
@@ -280,8 +300,10 @@ impl Directory {
         }
     }
 
-    /// Applies a change that [`Directory::check`] accepted.
-    pub fn apply(&mut self, change: &Change) {
+    /// Applies a change that [`Directory::check`] accepted, made by the
+    /// log entry at `index`.
+    pub fn apply(&mut self, change: &Change, index: u64) {
+        self.version = index;
         match change {
             Change::Add {
                 id,
@@ -311,6 +333,7 @@ impl Directory {
     /// Serialises (for the state file and snapshots).
     pub fn encode(&self) -> Vec<u8> {
         let mut b = vec![DIRECTORY_MAGIC];
+        b.extend_from_slice(&self.version.to_be_bytes());
         b.extend_from_slice(&(self.members.len() as u32).to_be_bytes());
         for (id, m) in &self.members {
             b.extend_from_slice(&id.0.to_be_bytes());
@@ -327,6 +350,7 @@ impl Directory {
         if r.u8()? != DIRECTORY_MAGIC {
             return None;
         }
+        let version = r.u64()?;
         let n = r.u32()?;
         let mut members = BTreeMap::new();
         for _ in 0..n {
@@ -347,7 +371,7 @@ impl Directory {
                 return None;
             }
         }
-        r.done().then_some(Directory { members })
+        r.done().then_some(Directory { members, version })
     }
 }
 
@@ -372,8 +396,8 @@ mod tests {
             Change::Leave { id: MemberId(1) },
             Change::Remove { id: MemberId(1) },
         ] {
-            let b = c.encode();
-            assert_eq!(Change::decode(&b), Some(c));
+            let b = c.encode(17);
+            assert_eq!(Change::decode(&b), Some((c, 17)));
             for cut in 0..b.len() {
                 assert_eq!(Change::decode(&b[..cut]), None);
             }
@@ -382,13 +406,17 @@ mod tests {
             assert_eq!(Change::decode(&long), None);
         }
         let mut d = Directory::of([(MemberId(1), a), (MemberId(2), placeholder_address(MemberId(2)))]);
-        d.apply(&Change::Leave { id: MemberId(2) });
+        d.apply(&Change::Leave { id: MemberId(2) }, 9);
+        assert_eq!(d.version(), 9);
         let b = d.encode();
         assert_eq!(Directory::decode(&b), Some(d));
         for cut in 0..b.len() {
             assert_eq!(Directory::decode(&b[..cut]), None);
         }
-        assert_eq!(Directory::decode(&[DIRECTORY_MAGIC, 0xff, 0xff, 0xff, 0xff]), None);
+        assert_eq!(
+            Directory::decode(&[DIRECTORY_MAGIC, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]),
+            None
+        );
     }
 
     #[test]
@@ -408,14 +436,14 @@ mod tests {
         assert!(d.check(&add(3, a(3))).is_ok());
         assert!(d.check(&Change::Remove { id: MemberId(1) }).is_err(), "not leaving yet");
         assert!(d.check(&Change::Leave { id: MemberId(1) }).is_ok());
-        d.apply(&Change::Leave { id: MemberId(1) });
+        d.apply(&Change::Leave { id: MemberId(1) }, 5);
         assert!(d.check(&Change::Leave { id: MemberId(1) }).is_err());
         assert!(d
             .check(&Change::Leave { id: MemberId(2) })
             .unwrap_err()
             .contains("last"));
         assert!(d.check(&Change::Remove { id: MemberId(1) }).is_ok());
-        d.apply(&Change::Remove { id: MemberId(1) });
+        d.apply(&Change::Remove { id: MemberId(1) }, 6);
         assert!(!d.contains(MemberId(1)));
         assert!(d.check(&Change::Remove { id: MemberId(1) }).is_err());
     }

@@ -779,9 +779,10 @@ fn conf_change(id: MemberId, ty: ConfChangeType, context: Vec<u8>) -> ConfChange
     cc
 }
 
-/// The configuration change entry that carries a directory change.
-fn conf_change_for(change: &Change) -> ConfChangeV2 {
-    conf_change(change.id(), change_type_for(change), change.encode())
+/// The configuration change entry that carries a directory change asked
+/// against the directory of `version`.
+fn conf_change_for(change: &Change, version: u64) -> ConfChangeV2 {
+    conf_change(change.id(), change_type_for(change), change.encode(version))
 }
 
 fn member_of(raft: u64) -> MemberId {
@@ -1180,7 +1181,7 @@ impl Agent {
         if self.raft.raft.state == StateRole::Leader && self.raft.raft.has_pending_conf() {
             return Err("another membership change is in progress: try again".into());
         }
-        let cc = conf_change_for(&change);
+        let cc = conf_change_for(&change, self.directory.version());
         self.raft
             .propose_conf_change(Vec::new(), cc)
             .map_err(|e| format!("not proposed: {e}"))?;
@@ -1706,16 +1707,15 @@ impl Agent {
             // changes a member may ask for (tables and voter changes are
             // the leader's own).
             T::MsgPropose => {
-                !m.entries.is_empty()
-                    && m.entries.iter().all(|e| {
-                        let mut cc = ConfChangeV2::default();
-                        e.get_entry_type() == EntryType::EntryConfChangeV2
-                            && cc.merge_from_bytes(&e.data).is_ok()
-                            && matches!(
-                                Change::decode(&cc.context),
-                                Some(c @ (Change::Add { .. } | Change::Leave { .. })) if conf_change_for(&c) == cc
-                            )
-                    })
+                !m.entries.is_empty() && m.entries.iter().all(|e| {
+                    let mut cc = ConfChangeV2::default();
+                    e.get_entry_type() == EntryType::EntryConfChangeV2
+                        && cc.merge_from_bytes(&e.data).is_ok()
+                        && matches!(
+                            Change::decode(&cc.context),
+                            Some((c @ (Change::Add { .. } | Change::Leave { .. }), v)) if conf_change_for(&c, v) == cc
+                        )
+                })
             }
             _ => false,
         }
@@ -2109,7 +2109,7 @@ impl Agent {
                     let mut cc = ConfChangeV2::default();
                     if cc.merge_from_bytes(&e.data).is_ok() {
                         self.dirty = true;
-                        self.apply_conf_change_v2(&cc, now);
+                        self.apply_conf_change_v2(&cc, e.index, now);
                     }
                 }
             }
@@ -2124,12 +2124,12 @@ impl Agent {
     /// leader's own (no context), or a directory change with the raft
     /// change it goes with. Every member applies the same entries to the
     /// same directory, so all accept a change or all refuse it.
-    fn apply_conf_change_v2(&mut self, cc: &ConfChangeV2, now: u64) {
-        let change = if cc.context.is_empty() {
-            None
+    fn apply_conf_change_v2(&mut self, cc: &ConfChangeV2, index: u64, now: u64) {
+        let (change, version) = if cc.context.is_empty() {
+            (None, 0)
         } else {
             match Change::decode(&cc.context) {
-                Some(c) => Some(c),
+                Some((c, v)) => (Some(c), v),
                 None => return,
             }
         };
@@ -2144,8 +2144,14 @@ impl Agent {
         let target = member_of(single.node_id);
         match &change {
             Some(c) => {
-                if conf_change_for(c) != *cc {
+                if conf_change_for(c, version) != *cc {
                     return refuse(self, "the raft change does not match".into());
+                }
+                if version != self.directory.version() {
+                    return refuse(
+                        self,
+                        "the directory changed since it was asked (a replay, or two changes at once): ask again".into(),
+                    );
                 }
                 if let Err(reason) = self.directory.check(c) {
                     return refuse(self, reason);
@@ -2173,7 +2179,7 @@ impl Agent {
             });
         }
         if let Some(c) = change {
-            self.directory.apply(&c);
+            self.directory.apply(&c, index);
             self.raft.mut_store().directory = self.directory.clone();
             self.stats.directory_changes += 1;
             self.sync_peers(now);
@@ -2385,7 +2391,7 @@ impl Agent {
                     .find(|(id, d)| {
                         d.leaving && **id != self.me && !self.voters.contains(id) && self.has_left(**id, now)
                     })
-                    .map(|(id, _)| conf_change_for(&Change::Remove { id: *id })),
+                    .map(|(id, _)| conf_change_for(&Change::Remove { id: *id }, self.directory.version())),
             };
             if let Some(cc) = cc {
                 let _ = self.raft.propose_conf_change(Vec::new(), cc);

@@ -308,3 +308,43 @@ fn a_removed_member_leaves_only_once_its_connections_ended_and_nobody_adopts_the
     assert!(sim.all_open_once(&[0, 1, 3]));
     assert_exclusive(&sim, "a removal with connections");
 }
+
+#[test]
+fn a_request_replayed_from_a_capture_changes_nothing() {
+    let mut sim = converged(&[1000, 1000, 1000], 47);
+    let new = sim.add_joiner(MemberId(4), 1000, 0, Keys::single(KEY));
+    let follower = (0..3).find(|&i| Some(i) != leader(&sim)).unwrap();
+    // What the follower sends when it asks (its request, forwarded to the
+    // leader), as captured on the segment.
+    let mut capture = Vec::new();
+    let start = sim.now;
+    while !(0..3).all(|i| in_directory(&sim, i, 4)) {
+        assert!(sim.now < start + 3_000, "never added");
+        if (sim.now - start).is_multiple_of(200) {
+            let _ = sim.agent_mut(follower).unwrap().propose_change(add(4));
+        }
+        sim.step();
+        capture.extend(sim.sent_by(follower));
+    }
+    rejoins(&mut sim, new, 0.2);
+    propose_until(&mut sim, follower, &Change::Leave { id: MemberId(4) }, 3_000, |s| {
+        (0..3).all(|i| !in_directory(s, i, 4))
+    });
+    served(&mut sim, &[0, 1, 2]);
+    // Every captured datagram, the request among them, to every member.
+    for bytes in &capture {
+        for i in 0..3 {
+            let local = sim.nodes[i].local(sim.now);
+            let _ = sim.agent_mut(i).unwrap().receive(bytes, local);
+        }
+        sim.step();
+    }
+    sim.run(3_000);
+    assert!(
+        (0..3).all(|i| !in_directory(&sim, i, 4)),
+        "a replayed request added it again"
+    );
+    assert!(closed(&sim, new));
+    assert!(sim.all_open_once(&[0, 1, 2]));
+    assert_exclusive(&sim, "replayed requests");
+}
