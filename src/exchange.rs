@@ -19,7 +19,9 @@ use synshare_control::driver::{self, Io, Now};
 use synshare_control::layout::{Layout, MemberId};
 use synshare_control::protocol::{Agent, Bootstrap, Event, Outgoing, Persisted, Right};
 use synshare_control::wire::{Keys, Role};
+use synshare_dataplane::exchange_guard::ExchangeSources;
 use synshare_dataplane::ownership::{BucketState, OwnershipView};
+use synshare_dataplane::packet::Addr;
 use synshare_dataplane::presence::FlowPresence;
 use synshare_dataplane::publish::{Lease, Publisher};
 use tracing::{error, info, warn};
@@ -35,6 +37,68 @@ pub enum Command {
     Connections(u32),
     /// New keys (rotation).
     Keys(Keys),
+    /// A request about the member directory; the answer goes back on the
+    /// channel.
+    Members(MembersRequest, Sender<MembersReply>),
+}
+
+/// What `synshare members` asks.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MembersRequest {
+    /// The directory as this member knows it.
+    List,
+    /// Add a member (it starts with `join`).
+    Add {
+        /// Its id.
+        id: u32,
+        /// Its exchange address.
+        address: SocketAddr,
+        /// A factor on its advertised weight (thousandths).
+        weight_milli: u32,
+    },
+    /// Remove a member: it leaves the voters, its buckets move to the
+    /// others, and it leaves the directory once it holds and serves
+    /// nothing.
+    Remove {
+        /// Its id.
+        id: u32,
+    },
+}
+
+/// A member of the directory, for `synshare members`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct DirectoryMember {
+    /// Member id.
+    pub id: u32,
+    /// Its exchange address.
+    pub address: String,
+    /// The factor on its advertised weight.
+    pub weight: f64,
+    /// Voter, learner, leaving, or none (not in the consensus: silent).
+    pub role: String,
+    /// This process.
+    pub me: bool,
+    /// The leader.
+    pub leader: bool,
+    /// Heard both ways within the timeout (this process: always).
+    pub live: bool,
+    /// Buckets it holds (as last heard).
+    pub held: Option<u32>,
+}
+
+/// The answer to a [`MembersRequest`].
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct MembersReply {
+    /// Done (or asked of the leader).
+    pub ok: bool,
+    /// What happened.
+    pub message: String,
+    /// The segment.
+    pub segment: u16,
+    /// The directory's version (the log index of its last change).
+    pub version: u64,
+    /// The directory.
+    pub members: Vec<DirectoryMember>,
 }
 
 /// Settings the caller adds to the exchange configuration.
@@ -63,6 +127,9 @@ pub struct WorkerLink {
     pub tsc: fn() -> u64,
     /// Per worker: the buckets it holds flows in.
     pub presence: Vec<Arc<FlowPresence>>,
+    /// The sources the workers let reach the exchange's port: the
+    /// directory's members, republished when it changes.
+    pub sources: ExchangeSources,
 }
 
 /// The running exchange: a handle for the rest of the process.
@@ -228,7 +295,19 @@ pub fn start(
     settings.buckets = params.buckets;
     settings.layout = params.layout;
     settings.drain_ms = params.drain_ms;
-    let bootstrap = Bootstrap::Members(c.addresses().into_iter().map(|(id, a)| (MemberId(id), a)).collect());
+    // The configuration only bootstraps the directory (a saved one wins):
+    // the peers and this member at its own address, or, for a member added
+    // at run time, one member to join through.
+    let bootstrap = match c.join {
+        Some(j) => Bootstrap::Join(j),
+        None => Bootstrap::Members(
+            c.addresses()
+                .into_iter()
+                .map(|(id, a)| (MemberId(id), a))
+                .chain(std::iter::once((me, bind)))
+                .collect(),
+        ),
+    };
     let mut agent = Agent::start(me, bootstrap, incarnation, settings, keys, weight_milli, saved, 0)?;
     agent.set_nonce(random_nonce());
     let sources = sources_of(&agent);
@@ -254,6 +333,7 @@ pub fn start(
     if let Some(p) = driver.agent.take_persist() {
         driver.io.persist(&p)?;
     }
+    driver.publish_sources();
     info!(segment = c.segment, incarnation, state = %driver.io.state.display(), "exchange state");
     let (tx, rx) = std::sync::mpsc::channel();
     let status = Arc::new(Mutex::new(driver.status()));
@@ -421,6 +501,10 @@ impl Driver {
                         info!(keys = ?k.ids(), sending = k.sending().id, "exchange keys replaced");
                         self.agent.set_keys(k)
                     }
+                    Ok(Command::Members(request, reply)) => {
+                        let answer = self.members(request);
+                        let _ = reply.send(answer);
+                    }
                     Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => break,
                 }
             }
@@ -549,7 +633,7 @@ impl Driver {
                     "voters_changed"
                 }
                 Event::Directory { change } => {
-                    self.io.sources = sources_of(&self.agent);
+                    self.publish_sources();
                     let members: Vec<String> = self
                         .agent
                         .directory()
@@ -569,6 +653,113 @@ impl Driver {
                 }
             };
             *self.events.entry(name).or_default() += 1;
+        }
+    }
+
+    /// The sources the exchange takes datagrams from, here and in the
+    /// workers' guard of its port: the directory's members (any while
+    /// joining).
+    fn publish_sources(&mut self) {
+        self.io.sources = sources_of(&self.agent);
+        if let Some(w) = &self.io.workers {
+            match &self.io.sources {
+                Some(ips) => {
+                    let addrs: Vec<Addr> = ips.iter().map(|ip| Addr::from(*ip)).collect();
+                    if !w.sources.set(&addrs) {
+                        warn!(
+                            members = addrs.len(),
+                            "more member addresses than the workers' guard holds"
+                        );
+                    }
+                }
+                None => w.sources.set_open(true),
+            }
+        }
+    }
+
+    /// Answers a request about the member directory.
+    fn members(&mut self, request: MembersRequest) -> MembersReply {
+        use synshare_control::directory::{Change, MAX_WEIGHT_MILLI};
+        let (ok, message) = match request {
+            MembersRequest::List => (true, String::new()),
+            MembersRequest::Add {
+                id,
+                address,
+                weight_milli,
+            } => {
+                let change = Change::Add {
+                    id: MemberId(id),
+                    address,
+                    weight_milli: weight_milli.min(MAX_WEIGHT_MILLI),
+                };
+                match self.agent.propose_change(change) {
+                    Ok(()) => {
+                        info!(member = id, %address, weight_milli, "member add asked");
+                        (
+                            true,
+                            format!(
+                                "member {id} at {address}: asked of the leader (member {}); it joins as a \
+                                 learner, a voter once caught up. Start it with `join` set to a member's address.",
+                                self.agent.leader().map_or(-1, |m| i64::from(m.0))
+                            ),
+                        )
+                    }
+                    Err(e) => (false, format!("member {id}: {e}")),
+                }
+            }
+            MembersRequest::Remove { id } => match self.agent.propose_change(Change::Leave { id: MemberId(id) }) {
+                Ok(()) => {
+                    info!(member = id, "member removal asked");
+                    (
+                        true,
+                        format!(
+                            "member {id}: leaving, asked of the leader (member {}); its buckets move to the others, \
+                             and it leaves the directory once it holds and serves nothing",
+                            self.agent.leader().map_or(-1, |m| i64::from(m.0))
+                        ),
+                    )
+                }
+                Err(e) => (false, format!("member {id}: {e}")),
+            },
+        };
+        let a = &self.agent;
+        let learners = a.learners();
+        let members = a
+            .directory()
+            .members()
+            .iter()
+            .map(|(id, m)| {
+                let role = if m.leaving {
+                    "leaving"
+                } else if a.voters().contains(id) {
+                    "voter"
+                } else if learners.contains(id) {
+                    "learner"
+                } else {
+                    "none"
+                };
+                DirectoryMember {
+                    id: id.0,
+                    address: m.address.to_string(),
+                    weight: f64::from(m.weight_milli) / 1000.0,
+                    role: role.into(),
+                    me: *id == a.me(),
+                    leader: a.leader() == Some(*id),
+                    live: *id == a.me() || a.live().contains(id),
+                    held: if *id == a.me() {
+                        Some(a.held_count())
+                    } else {
+                        a.peers().get(id).map(|p| p.held)
+                    },
+                }
+            })
+            .collect();
+        MembersReply {
+            ok,
+            message,
+            segment: a.settings().segment,
+            version: a.directory().version(),
+            members,
         }
     }
 

@@ -1144,18 +1144,49 @@ impl Agent {
         !self.directory.contains(self.me)
     }
 
-    /// Where `id`'s exchange listens, as far as this member knows.
+    /// Where `id`'s exchange listens, as far as this member knows: its
+    /// address in the directory, or where it was heard from (while we
+    /// join, or when the directory has only an unspecified address for it,
+    /// as a coordinator bound to every address bootstraps itself).
     pub fn address_of(&self, id: MemberId) -> Option<SocketAddr> {
         self.directory
             .get(id)
             .map(|m| m.address)
+            .filter(|a| !a.ip().is_unspecified())
             .or_else(|| self.heard_at.get(&id).copied())
+    }
+
+    /// The members that are learners (follow the log, do not vote).
+    pub fn learners(&self) -> Vec<MemberId> {
+        let mut v: Vec<MemberId> = self
+            .raft
+            .raft
+            .prs()
+            .conf()
+            .learners()
+            .iter()
+            .map(|r| member_of(*r))
+            .collect();
+        v.sort_unstable();
+        v
     }
 
     /// Where a datagram to every member goes (our own address too: a
     /// second process with our id, there, must hear us to fence).
     fn broadcast_addresses(&self) -> Vec<SocketAddr> {
-        let mut v: Vec<SocketAddr> = self.directory.members().values().map(|m| m.address).collect();
+        let mut v: Vec<SocketAddr> = self
+            .directory
+            .members()
+            .keys()
+            .filter_map(|id| {
+                if *id == self.me {
+                    self.directory.get(*id).map(|m| m.address)
+                } else {
+                    self.address_of(*id)
+                }
+            })
+            .filter(|a| !a.ip().is_unspecified())
+            .collect();
         if self.joining() {
             v.extend(self.heard_at.values());
             v.extend(self.join);
@@ -1560,10 +1591,11 @@ impl Agent {
         let id = MemberId(d.from().member);
         let r = self.handle(d, now);
         if let (Ok(()), Some(at)) = (r, source) {
-            if self.joining()
-                && !self.directory.contains(id)
-                && (self.heard_at.len() < MAX_HEARD_AT || self.heard_at.contains_key(&id))
-            {
+            let unknown = match self.directory.get(id) {
+                None => self.joining(),
+                Some(m) => m.address.ip().is_unspecified(),
+            };
+            if unknown && (self.heard_at.len() < MAX_HEARD_AT || self.heard_at.contains_key(&id)) {
                 self.heard_at.insert(id, at);
             }
         }
@@ -2210,7 +2242,9 @@ impl Agent {
             }
         }
         if !joining {
-            self.heard_at.clear();
+            let directory = &self.directory;
+            self.heard_at
+                .retain(|id, _| directory.get(*id).is_some_and(|m| m.address.ip().is_unspecified()));
         }
         for id in self.directory.members().keys() {
             if *id != self.me {
