@@ -321,8 +321,7 @@ fn members_cmd(
         last = ask_members(&socket, &list)?;
     };
     let message = match (done, adding) {
-        (true, true) => format!("member {id} added: {}", first.message),
-        (true, false) => format!("member {id}: {}", first.message),
+        (true, _) => first.message.clone(),
         (false, _) => format!(
             "member {id}: the directory does not show the change after 10 s (no leader, or another change \
              under way): see `synshare members`, and ask again"
