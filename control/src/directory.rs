@@ -330,6 +330,19 @@ impl Directory {
         }
     }
 
+    /// Where this directory has an unspecified address for a member (a
+    /// coordinator bound to every address bootstraps itself so) and `known`
+    /// a specified one, takes that one.
+    pub fn fill_unspecified_from(&mut self, known: &Directory) {
+        for (id, m) in self.members.iter_mut() {
+            if let Some(k) = known.members.get(id) {
+                if m.address.ip().is_unspecified() && !k.address.ip().is_unspecified() {
+                    m.address = k.address;
+                }
+            }
+        }
+    }
+
     /// Serialises (for the state file and snapshots).
     pub fn encode(&self) -> Vec<u8> {
         let mut b = vec![DIRECTORY_MAGIC];

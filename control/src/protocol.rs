@@ -1171,20 +1171,14 @@ impl Agent {
         v
     }
 
-    /// Where a datagram to every member goes (our own address too: a
-    /// second process with our id, there, must hear us to fence).
+    /// Where a datagram to every other member goes.
     fn broadcast_addresses(&self) -> Vec<SocketAddr> {
         let mut v: Vec<SocketAddr> = self
             .directory
             .members()
             .keys()
-            .filter_map(|id| {
-                if *id == self.me {
-                    self.directory.get(*id).map(|m| m.address)
-                } else {
-                    self.address_of(*id)
-                }
-            })
+            .filter(|id| **id != self.me)
+            .filter_map(|id| self.address_of(*id))
             .filter(|a| !a.ip().is_unspecified())
             .collect();
         if self.joining() {
@@ -2000,7 +1994,10 @@ impl Agent {
             Some((table, directory)) => (Some(table), directory),
             None => (None, None),
         };
-        if let Some(d) = directory {
+        if let Some(mut d) = directory {
+            // A coordinator that leads bootstrapped its own address as the
+            // wildcard it binds: keep the address we know for it.
+            d.fill_unspecified_from(&self.directory);
             if d != self.directory {
                 self.directory = d.clone();
                 self.raft.mut_store().directory = d;

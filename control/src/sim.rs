@@ -468,8 +468,15 @@ impl Sim {
             }
             self.last_out[i] = out.iter().map(|o| o.bytes.clone()).collect();
             for o in out {
+                // By address; a broadcast also reaches another process with
+                // the sender's id (a duplicate: on one segment it would
+                // hear the sender's heartbeats).
                 let targets: Vec<usize> = (0..self.nodes.len())
-                    .filter(|&j| j != i && o.addresses.contains(&self.nodes[j].address))
+                    .filter(|&j| {
+                        j != i
+                            && (o.addresses.contains(&self.nodes[j].address)
+                                || (o.to.is_none() && self.nodes[j].id == self.nodes[i].id))
+                    })
                     .collect();
                 let from = self.nodes[i].address;
                 for j in targets {
