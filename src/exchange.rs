@@ -471,7 +471,13 @@ impl Io for NetIo {
 /// in the agent's directory; any while it joins (it does not know them yet,
 /// and only authentic datagrams change anything).
 fn sources_of(agent: &Agent) -> Option<Vec<IpAddr>> {
-    let ips: Vec<IpAddr> = agent.directory().members().values().map(|m| m.address.ip()).collect();
+    let ips: Vec<IpAddr> = agent
+        .directory()
+        .members()
+        .iter()
+        .filter(|(id, _)| **id != agent.me())
+        .map(|(_, m)| m.address.ip())
+        .collect();
     // A member known only by the wildcard its coordinator binds (learnt
     // from its snapshot by a joining node): its source is not known, so
     // none is refused here (authentication still is).
