@@ -1007,6 +1007,38 @@ mod tests {
     }
 
     #[test]
+    fn the_source_filter_is_the_other_members_and_open_only_while_joining() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let start = |me: u32, bootstrap: Bootstrap| {
+            let s = synshare_control::protocol::Settings::default();
+            Agent::start(MemberId(me), bootstrap, 1, s, Keys::single(b"k"), 1000, None, 0).unwrap()
+        };
+        // A coordinator bound to every address: its own wildcard is not a
+        // source, and opens nothing.
+        let coordinator = start(
+            0,
+            Bootstrap::Members(vec![
+                (MemberId(0), a("0.0.0.0:7946")),
+                (MemberId(1), a("192.0.2.21:7946")),
+                (MemberId(2), a("192.0.2.22:7946")),
+            ]),
+        );
+        let ips = |v: &[&str]| v.iter().map(|s| s.parse::<IpAddr>().unwrap()).collect::<Vec<_>>();
+        assert_eq!(sources_of(&coordinator), Some(ips(&["192.0.2.21", "192.0.2.22"])));
+        let node = start(
+            1,
+            Bootstrap::Members(vec![
+                (MemberId(0), a("192.0.2.9:7946")),
+                (MemberId(1), a("192.0.2.21:7946")),
+                (MemberId(2), a("192.0.2.22:7946")),
+            ]),
+        );
+        assert_eq!(sources_of(&node), Some(ips(&["192.0.2.9", "192.0.2.22"])));
+        // Joining: the members' addresses are not known yet.
+        assert_eq!(sources_of(&start(4, Bootstrap::Join(a("192.0.2.21:7946")))), None);
+    }
+
+    #[test]
     fn an_incarnation_never_goes_back_with_or_without_its_state_file() {
         let at = |ms: u64| std::time::UNIX_EPOCH + Duration::from_millis(ms);
         // A state file: one more than saved, or the clock if that is later.
