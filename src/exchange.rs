@@ -850,6 +850,7 @@ impl Driver {
             ("fenced", s.fenced),
             ("joins", s.joins),
             ("voter_changes", s.voter_changes),
+            ("directory_changes", s.directory_changes),
             ("log_compactions", s.log_compactions),
             ("snapshots_installed", s.snapshots_installed),
             ("snapshots_sent", s.snapshots_sent),
