@@ -12,6 +12,9 @@
 #   scripts/cluster.sh down
 #   scripts/cluster.sh status
 #   scripts/cluster.sh stop-node I | start-node I | kill-node I
+#   scripts/cluster.sh add-node I [JOIN]   (peer mode) a new node I that
+#                         starts with `join` (default 192.0.2.21:7946) and no
+#                         peers; it holds nothing until `synshare members add`
 #
 # Topology (documentation addresses only):
 #   ss-switch   a Linux bridge, the switch (floods the unicast cluster MAC)
@@ -503,6 +506,27 @@ EOF
   log "up: two segments: node1 on A, node2 on A and B, node3 on B; weights $weights"
 }
 
+# A node added to a running peer-mode cluster: its namespace, service and
+# a configuration that knows no peer, only a member to join through.
+add_node() {  # add_node I [JOIN]
+  local i=$1 join=${2:-192.0.2.21:7946} n=ss-node$1
+  ip netns add "$n"
+  plug "$n" wire br0 "ss-n$i"
+  ns "$n" ip link set lo up
+  ns "$n" ip link set wire address "$(node_mac "$i")"
+  keep_kernel_off "$n" wire
+  ns "$n" ip addr add "$VIP4/32" dev lo
+  ns "$n" ip addr add "$VIP6/128" dev lo
+  write_config "$i" "$i" "" rendezvous auto 1 peer on
+  sed -i "s/peers: {[^}]*}, coordinator: None,/peers: {}, coordinator: None, join: \"$join\",/" "$STATE/node$i.ron"
+  grep -q "join: \"$join\"" "$STATE/node$i.ron" || { log "node$i: no join in its configuration"; return 1; }
+  cgroup_create "ss-node$i"
+  ip netns exec "$n" python3 "$ROOT/scripts/httpd.py" --name "node$i" --port 80 >"$STATE/httpd$i.log" 2>&1 &
+  echo $! > "$STATE/httpd$i.pid"
+  cgroup_add "ss-node$i" "$(cat "$STATE/httpd$i.pid")"
+  start_node "$i"
+}
+
 status() {
   local n; n=$(cat "$STATE/nodes" 2>/dev/null || echo 0)
   for i in $(seq 1 "$n"); do
@@ -518,6 +542,7 @@ case ${1:-} in
   stop-node) kill_pidfile "$STATE/node$2.pid" TERM ;;
   kill-node) kill_pidfile "$STATE/node$2.pid" KILL ;;
   start-node) start_node "$2" ;;
+  add-node) shift; add_node "$@" ;;
   stop-coordinator) kill_pidfile "$STATE/coord.pid" TERM ;;
   start-coordinator) start_coordinator ;;
   wait-converged) wait_converged ;;

@@ -17,9 +17,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use synshare_control::driver::{self, Io, Now};
 use synshare_control::layout::{Layout, MemberId};
-use synshare_control::protocol::{Agent, Event, Outgoing, Persisted, Right};
+use synshare_control::protocol::{Agent, Bootstrap, Event, Outgoing, Persisted, Right};
 use synshare_control::wire::{Keys, Role};
+use synshare_dataplane::exchange_guard::ExchangeSources;
 use synshare_dataplane::ownership::{BucketState, OwnershipView};
+use synshare_dataplane::packet::Addr;
 use synshare_dataplane::presence::FlowPresence;
 use synshare_dataplane::publish::{Lease, Publisher};
 use tracing::{error, info, warn};
@@ -35,6 +37,68 @@ pub enum Command {
     Connections(u32),
     /// New keys (rotation).
     Keys(Keys),
+    /// A request about the member directory; the answer goes back on the
+    /// channel.
+    Members(MembersRequest, Sender<MembersReply>),
+}
+
+/// What `synshare members` asks.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MembersRequest {
+    /// The directory as this member knows it.
+    List,
+    /// Add a member (it starts with `join`).
+    Add {
+        /// Its id.
+        id: u32,
+        /// Its exchange address.
+        address: SocketAddr,
+        /// A factor on its advertised weight (thousandths).
+        weight_milli: u32,
+    },
+    /// Remove a member: it leaves the voters, its buckets move to the
+    /// others, and it leaves the directory once it holds and serves
+    /// nothing.
+    Remove {
+        /// Its id.
+        id: u32,
+    },
+}
+
+/// A member of the directory, for `synshare members`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct DirectoryMember {
+    /// Member id.
+    pub id: u32,
+    /// Its exchange address.
+    pub address: String,
+    /// The factor on its advertised weight.
+    pub weight: f64,
+    /// Voter, learner, leaving, or none (not in the consensus: silent).
+    pub role: String,
+    /// This process.
+    pub me: bool,
+    /// The leader.
+    pub leader: bool,
+    /// Heard both ways within the timeout (this process: always).
+    pub live: bool,
+    /// Buckets it holds (as last heard).
+    pub held: Option<u32>,
+}
+
+/// The answer to a [`MembersRequest`].
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct MembersReply {
+    /// Done (or asked of the leader).
+    pub ok: bool,
+    /// What happened.
+    pub message: String,
+    /// The segment.
+    pub segment: u16,
+    /// The directory's version (the log index of its last change).
+    pub version: u64,
+    /// The directory.
+    pub members: Vec<DirectoryMember>,
 }
 
 /// Settings the caller adds to the exchange configuration.
@@ -63,6 +127,9 @@ pub struct WorkerLink {
     pub tsc: fn() -> u64,
     /// Per worker: the buckets it holds flows in.
     pub presence: Vec<Arc<FlowPresence>>,
+    /// The sources the workers let reach the exchange's port: the
+    /// directory's members, republished when it changes.
+    pub sources: ExchangeSources,
 }
 
 /// The running exchange: a handle for the rest of the process.
@@ -228,17 +295,28 @@ pub fn start(
     settings.buckets = params.buckets;
     settings.layout = params.layout;
     settings.drain_ms = params.drain_ms;
-    let addresses = c.addresses();
-    let members: Vec<MemberId> = addresses.keys().map(|id| MemberId(*id)).collect();
-    let mut agent = Agent::new(me, &members, incarnation, settings, keys, weight_milli, saved, 0)?;
+    // The configuration only bootstraps the directory (a saved one wins):
+    // the peers and this member at its own address, or, for a member added
+    // at run time, one member to join through.
+    let bootstrap = match c.join {
+        Some(j) => Bootstrap::Join(j),
+        None => Bootstrap::Members(
+            c.addresses()
+                .into_iter()
+                .map(|(id, a)| (MemberId(id), a))
+                .chain(std::iter::once((me, bind)))
+                .collect(),
+        ),
+    };
+    let mut agent = Agent::start(me, bootstrap, incarnation, settings, keys, weight_milli, saved, 0)?;
     agent.set_nonce(random_nonce());
+    let sources = sources_of(&agent);
     // Write the new incarnation before anything is sent under it.
     let mut driver = Driver {
         agent,
         io: NetIo {
             socket,
-            sources: addresses.values().map(SocketAddr::ip).collect(),
-            addresses,
+            sources,
             state: path,
             workers,
             started: Instant::now(),
@@ -255,6 +333,7 @@ pub fn start(
     if let Some(p) = driver.agent.take_persist() {
         driver.io.persist(&p)?;
     }
+    driver.publish_sources();
     info!(segment = c.segment, incarnation, state = %driver.io.state.display(), "exchange state");
     let (tx, rx) = std::sync::mpsc::channel();
     let status = Arc::new(Mutex::new(driver.status()));
@@ -297,8 +376,9 @@ struct Driver {
 /// socket, the state file and the workers.
 struct NetIo {
     socket: UdpSocket,
-    addresses: BTreeMap<u32, SocketAddr>,
-    sources: Vec<IpAddr>,
+    /// Addresses datagrams are taken from: the directory's (none while
+    /// joining: any).
+    sources: Option<Vec<IpAddr>>,
     state: PathBuf,
     workers: Option<WorkerLink>,
     started: Instant,
@@ -335,19 +415,10 @@ impl Io for NetIo {
         }
     }
 
+    /// To the addresses the agent gives (from its directory).
     fn send(&mut self, o: Outgoing) {
-        match o.to {
-            Some(id) => {
-                if let Some(a) = self.addresses.get(&id.0).copied() {
-                    self.send_to(&o.bytes, a);
-                }
-            }
-            None => {
-                let all: Vec<SocketAddr> = self.addresses.values().copied().collect();
-                for a in all {
-                    self.send_to(&o.bytes, a);
-                }
-            }
+        for a in &o.addresses {
+            self.send_to(&o.bytes, *a);
         }
     }
 
@@ -396,6 +467,23 @@ impl Io for NetIo {
     }
 }
 
+/// The source addresses the exchange takes datagrams from: the members'
+/// in the agent's directory; any while it joins (it does not know them yet,
+/// and only authentic datagrams change anything).
+fn sources_of(agent: &Agent) -> Option<Vec<IpAddr>> {
+    let ips: Vec<IpAddr> = agent
+        .directory()
+        .members()
+        .iter()
+        .filter(|(id, _)| **id != agent.me())
+        .map(|(_, m)| m.address.ip())
+        .collect();
+    // A member known only by the wildcard its coordinator binds (learnt
+    // from its snapshot by a joining node): its source is not known, so
+    // none is refused here (authentication still is).
+    (!agent.joining() && !ips.iter().any(IpAddr::is_unspecified)).then_some(ips)
+}
+
 /// Datagrams handled per wake-up at most, so a flood cannot starve ticks.
 const BATCH: usize = 1024;
 
@@ -422,6 +510,10 @@ impl Driver {
                     Ok(Command::Keys(k)) => {
                         info!(keys = ?k.ids(), sending = k.sending().id, "exchange keys replaced");
                         self.agent.set_keys(k)
+                    }
+                    Ok(Command::Members(request, reply)) => {
+                        let answer = self.members(request);
+                        let _ = reply.send(answer);
                     }
                     Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => break,
                 }
@@ -470,12 +562,12 @@ impl Driver {
             }
             // The source is checked before any cryptography: a flood from
             // anywhere else costs a comparison.
-            if !self.io.sources.contains(&from.ip()) {
+            if self.io.sources.as_ref().is_some_and(|s| !s.contains(&from.ip())) {
                 self.rejected_unknown_source += 1;
                 continue;
             }
             let now = self.io.now_ms();
-            let _ = self.agent.receive(&self.buf[..n], now);
+            let _ = self.agent.receive_from(&self.buf[..n], from, now);
         }
     }
 
@@ -550,8 +642,134 @@ impl Driver {
                     info!(voters = ?voters.iter().map(|m| m.0).collect::<Vec<_>>(), "voters changed");
                     "voters_changed"
                 }
+                Event::Directory { change } => {
+                    self.publish_sources();
+                    let members: Vec<String> = self
+                        .agent
+                        .directory()
+                        .members()
+                        .iter()
+                        .map(|(id, m)| format!("{}@{}{}", id.0, m.address, if m.leaving { " (leaving)" } else { "" }))
+                        .collect();
+                    match change {
+                        Some(c) => info!(change = ?c, ?members, "member directory changed"),
+                        None => info!(?members, "member directory replaced by the leader's snapshot"),
+                    }
+                    "directory_changed"
+                }
+                Event::ChangeRefused { change, reason } => {
+                    warn!(?change, reason, "member directory change refused");
+                    "change_refused"
+                }
             };
             *self.events.entry(name).or_default() += 1;
+        }
+    }
+
+    /// The sources the exchange takes datagrams from, here and in the
+    /// workers' guard of its port: the directory's members (any while
+    /// joining).
+    fn publish_sources(&mut self) {
+        self.io.sources = sources_of(&self.agent);
+        if let Some(w) = &self.io.workers {
+            match &self.io.sources {
+                Some(ips) => {
+                    let addrs: Vec<Addr> = ips.iter().map(|ip| Addr::from(*ip)).collect();
+                    if !w.sources.set(&addrs) {
+                        warn!(
+                            members = addrs.len(),
+                            "more member addresses than the workers' guard holds"
+                        );
+                    }
+                }
+                None => w.sources.set_open(true),
+            }
+        }
+    }
+
+    /// Answers a request about the member directory.
+    fn members(&mut self, request: MembersRequest) -> MembersReply {
+        use synshare_control::directory::{Change, MAX_WEIGHT_MILLI};
+        let (ok, message) = match request {
+            MembersRequest::List => (true, String::new()),
+            MembersRequest::Add {
+                id,
+                address,
+                weight_milli,
+            } => {
+                let change = Change::Add {
+                    id: MemberId(id),
+                    address,
+                    weight_milli: weight_milli.min(MAX_WEIGHT_MILLI),
+                };
+                match self.agent.propose_change(change) {
+                    Ok(()) => {
+                        info!(member = id, %address, weight_milli, "member add asked");
+                        (
+                            true,
+                            format!(
+                                "member {id} at {address}: asked of the leader (member {}); it joins as a \
+                                 learner, a voter once caught up. Start it with `join` set to a member's address.",
+                                self.agent.leader().map_or(-1, |m| i64::from(m.0))
+                            ),
+                        )
+                    }
+                    Err(e) => (false, format!("member {id}: {e}")),
+                }
+            }
+            MembersRequest::Remove { id } => match self.agent.propose_change(Change::Leave { id: MemberId(id) }) {
+                Ok(()) => {
+                    info!(member = id, "member removal asked");
+                    (
+                        true,
+                        format!(
+                            "member {id}: leaving, asked of the leader (member {}); its buckets move to the others, \
+                             and it leaves the directory once it holds and serves nothing",
+                            self.agent.leader().map_or(-1, |m| i64::from(m.0))
+                        ),
+                    )
+                }
+                Err(e) => (false, format!("member {id}: {e}")),
+            },
+        };
+        let a = &self.agent;
+        let learners = a.learners();
+        let members = a
+            .directory()
+            .members()
+            .iter()
+            .map(|(id, m)| {
+                let role = if m.leaving {
+                    "leaving"
+                } else if a.voters().contains(id) {
+                    "voter"
+                } else if learners.contains(id) {
+                    "learner"
+                } else {
+                    "none"
+                };
+                DirectoryMember {
+                    id: id.0,
+                    address: m.address.to_string(),
+                    weight: f64::from(m.weight_milli) / 1000.0,
+                    role: role.into(),
+                    me: *id == a.me(),
+                    leader: a.leader() == Some(*id),
+                    live: *id == a.me() || a.live().contains(id),
+                    held: if *id == a.me() {
+                        Some(a.held_count())
+                    } else {
+                        a.peers().get(id).map(|p| p.held)
+                    },
+                }
+            })
+            .collect();
+        MembersReply {
+            ok,
+            message,
+            segment: a.settings().segment,
+            version: a.directory().version(),
+            members,
         }
     }
 
@@ -632,6 +850,7 @@ impl Driver {
             ("fenced", s.fenced),
             ("joins", s.joins),
             ("voter_changes", s.voter_changes),
+            ("directory_changes", s.directory_changes),
             ("log_compactions", s.log_compactions),
             ("snapshots_installed", s.snapshots_installed),
             ("snapshots_sent", s.snapshots_sent),
@@ -786,6 +1005,38 @@ mod tests {
             "{e}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_source_filter_is_the_other_members_and_open_only_while_joining() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let start = |me: u32, bootstrap: Bootstrap| {
+            let s = synshare_control::protocol::Settings::default();
+            Agent::start(MemberId(me), bootstrap, 1, s, Keys::single(b"k"), 1000, None, 0).unwrap()
+        };
+        // A coordinator bound to every address: its own wildcard is not a
+        // source, and opens nothing.
+        let coordinator = start(
+            0,
+            Bootstrap::Members(vec![
+                (MemberId(0), a("0.0.0.0:7946")),
+                (MemberId(1), a("192.0.2.21:7946")),
+                (MemberId(2), a("192.0.2.22:7946")),
+            ]),
+        );
+        let ips = |v: &[&str]| v.iter().map(|s| s.parse::<IpAddr>().unwrap()).collect::<Vec<_>>();
+        assert_eq!(sources_of(&coordinator), Some(ips(&["192.0.2.21", "192.0.2.22"])));
+        let node = start(
+            1,
+            Bootstrap::Members(vec![
+                (MemberId(0), a("192.0.2.9:7946")),
+                (MemberId(1), a("192.0.2.21:7946")),
+                (MemberId(2), a("192.0.2.22:7946")),
+            ]),
+        );
+        assert_eq!(sources_of(&node), Some(ips(&["192.0.2.9", "192.0.2.22"])));
+        // Joining: the members' addresses are not known yet.
+        assert_eq!(sources_of(&start(4, Bootstrap::Join(a("192.0.2.21:7946")))), None);
     }
 
     #[test]

@@ -234,6 +234,117 @@ fn request_cmd(target: &Target, request: &str, json: bool) -> Outcome {
     }
 }
 
+fn ask_members(socket: &Path, request: &str) -> Result<exchange::MembersReply, Failure> {
+    let reply = status::request(socket, request)?;
+    serde_json::from_str(&reply)
+        .map_err(|e| Failure::Other(format!("bad reply from {}: {e}: {reply}", socket.display())))
+}
+
+/// The directory as a table.
+fn members_table(r: &exchange::MembersReply) -> String {
+    let mut t = format!(
+        "segment {} directory version {}\n{:>6}  {:<46} {:>7}  {:<8} {:<5} {:>6}\n",
+        r.segment, r.version, "ID", "ADDRESS", "WEIGHT", "ROLE", "LIVE", "HELD"
+    );
+    for m in &r.members {
+        let mark = match (m.me, m.leader) {
+            (true, true) => " (this node, leader)",
+            (true, false) => " (this node)",
+            (false, true) => " (leader)",
+            _ => "",
+        };
+        t += &format!(
+            "{:>6}  {:<46} {:>7.3}  {:<8} {:<5} {:>6}{mark}\n",
+            m.id,
+            m.address,
+            m.weight,
+            m.role,
+            if m.live { "yes" } else { "no" },
+            m.held.map_or("-".to_owned(), |h| h.to_string()),
+        );
+    }
+    t
+}
+
+/// `synshare members`: lists the directory, or asks for a change and waits
+/// (10 s at most) until the directory shows it.
+fn members_cmd(
+    target: &Target,
+    action: Option<cli::MembersAction>,
+    id: Option<u32>,
+    address: Option<std::net::SocketAddr>,
+    weight: Option<f64>,
+    segment: Option<usize>,
+    json: bool,
+) -> Outcome {
+    let socket = socket(target)?;
+    let seg = segment.map_or(String::new(), |s| format!(" segment {s}"));
+    let list = format!("members{seg}");
+    let (request, id) = match (action, id, address) {
+        (None, _, _) => (list.clone(), None),
+        (Some(cli::MembersAction::Add), Some(id), Some(a)) => (
+            format!("members add {id} {a} weight {}{seg}", weight.unwrap_or(1.0)),
+            Some(id),
+        ),
+        (Some(cli::MembersAction::Remove), Some(id), _) => (format!("members remove {id}{seg}"), Some(id)),
+        _ => return Err("members add ID ADDRESS, members remove ID".into()),
+    };
+    let first = ask_members(&socket, &request)?;
+    let Some(id) = id.filter(|_| first.ok) else {
+        if json {
+            cli::out::json(&first);
+        } else if first.message.is_empty() {
+            cli::out::print(&members_table(&first));
+        } else {
+            outln!("{}", first.message);
+        }
+        return if first.ok {
+            Ok(())
+        } else {
+            Err(Failure::Other(String::new()))
+        };
+    };
+    let adding = action == Some(cli::MembersAction::Add);
+    let started = Instant::now();
+    let mut last = first.clone();
+    let done = loop {
+        let shown = last.members.iter().find(|m| m.id == id);
+        let done = if adding {
+            shown.is_some()
+        } else {
+            shown.is_none_or(|m| m.role == "leaving")
+        };
+        if done || started.elapsed() >= Duration::from_secs(10) {
+            break done;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        last = ask_members(&socket, &list)?;
+    };
+    let message = match (done, adding) {
+        (true, _) => first.message.clone(),
+        (false, _) => format!(
+            "member {id}: the directory does not show the change after 10 s (no leader, or another change \
+             under way): see `synshare members`, and ask again"
+        ),
+    };
+    let reply = exchange::MembersReply {
+        ok: done,
+        message: message.clone(),
+        ..last
+    };
+    if json {
+        cli::out::json(&reply);
+    } else {
+        outln!("{message}");
+        cli::out::print(&members_table(&reply));
+    }
+    if done {
+        Ok(())
+    } else {
+        Err(Failure::Other(String::new()))
+    }
+}
+
 /// Buckets held on every segment and flows in every worker.
 fn held_and_flows(s: &status::NodeStatus) -> (u64, u64) {
     std::iter::once(s).chain(s.segments.iter()).fold((0, 0), |(h, f), seg| {
@@ -480,6 +591,15 @@ fn run(cli: Cli) -> Outcome {
         } => drain_cmd(&target, json, wait, timeout),
         Command::Undrain { target, json } => request_cmd(&target, "undrain", json),
         Command::Capacity { weight, target, json } => request_cmd(&target, &format!("capacity {weight}"), json),
+        Command::Members {
+            action,
+            id,
+            address,
+            weight,
+            segment,
+            target,
+            json,
+        } => members_cmd(&target, action, id, address, weight, segment, json),
         Command::Version { json } => {
             let v = Version {
                 version: env!("CARGO_PKG_VERSION"),

@@ -478,13 +478,14 @@ fn exchange_counter_families(o: &mut Registry, node: &str, xs: &[(&ExchangeStatu
         ),
         (
             "membership_events_total",
-            "Members lost (not live), joined, lease losses (fencing), voter changes.",
+            "Members lost (not live), joined, lease losses (fencing), voter changes, member directory changes (added, leaving, removed).",
             "event",
             &[
                 ("lost", "failovers"),
                 ("joined", "joins"),
                 ("fenced", "fenced"),
                 ("voters_changed", "voter_changes"),
+                ("directory_changed", "directory_changes"),
             ],
         ),
     ];

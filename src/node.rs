@@ -309,11 +309,13 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
             bind: Some(x.bind_addr(&v.exception.own_ips())),
             ..x.clone()
         });
+        // The exchange's port only from its members, dropped in the
+        // dataplane otherwise: a flood cannot crowd the heartbeats out of
+        // the exception path. The exchange republishes the set when its
+        // member directory changes (the configuration's are the first).
+        let exchange_sources = synshare_dataplane::exchange_guard::ExchangeSources::new();
         if let Some(x) = &exchange {
             let bind = x.bind_addr(&[]);
-            // The exchange's port only from its members, dropped in the
-            // dataplane otherwise: a flood cannot crowd the heartbeats out of
-            // the exception path.
             let members: Vec<Addr> = x.addresses().values().map(|a| Addr::from(a.ip())).collect();
             info!(
                 segment = v.index,
@@ -321,7 +323,8 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
                 members = members.len(),
                 "exchange port guarded"
             );
-            classifier.guard_exchange(bind.port(), members);
+            exchange_sources.set(&members);
+            classifier.guard_exchange(bind.port(), exchange_sources.clone());
         }
         let classifier = Arc::new(classifier);
         // Static shares: the configured table, held since start, for ever.
@@ -365,6 +368,7 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
                         tsc_per_ms: (dpdk::tsc_hz() / 1000).max(1),
                         tsc: dpdk::tsc,
                         presence: presence.clone(),
+                        sources: exchange_sources.clone(),
                     }),
                 )?;
                 info!(segment = v.index, bind = %x.bind_addr(&[]), peers = ?x.peers, coordinator = ?x.coordinator,
@@ -969,6 +973,11 @@ fn handle_request(
                 ),
             )
         }
+        "members" if !dynamic => reply(
+            false,
+            "static shares: the members are the configuration's (sharing.members); configure an exchange".into(),
+        ),
+        "members" => members_request(words, segments),
         "capacity" => match words.next().and_then(|w| w.parse::<f64>().ok()) {
             Some(v) if v.is_finite() && (0.0..=1_000_000.0).contains(&v) => {
                 av.capacity = v;
@@ -981,6 +990,62 @@ fn handle_request(
             false,
             format!("unknown request {:?}", other.chars().take(32).collect::<String>()),
         ),
+    }
+}
+
+/// A `members` request of the status socket (`members`, `members add ID
+/// ADDR [weight W]`, `members remove ID`, each with `segment N` at the end
+/// for a segment other than the first), asked of that segment's exchange.
+fn members_request<'a>(mut words: impl Iterator<Item = &'a str>, segments: &[Segment]) -> String {
+    let refuse = |message: String| serde_json::json!({ "ok": false, "message": message }).to_string();
+    let words: Vec<&str> = words.by_ref().collect();
+    let (words, segment) = match words.as_slice() {
+        [rest @ .., "segment", n] => match n.parse::<usize>() {
+            Ok(n) => (rest.to_vec(), n),
+            Err(_) => return refuse(format!("segment {n:?}: not a number")),
+        },
+        all => (all.to_vec(), 0),
+    };
+    let request = match words.as_slice() {
+        [] | ["list"] => exchange::MembersRequest::List,
+        ["add", id, address, rest @ ..] => {
+            let weight = match rest {
+                [] => Ok(1.0),
+                ["weight", w] => w
+                    .parse::<f64>()
+                    .map_err(|_| format!("weight {w:?}: not a number"))
+                    .and_then(|w| {
+                        (w.is_finite() && (0.0..=1000.0).contains(&w))
+                            .then_some(w)
+                            .ok_or_else(|| "weight: from 0 to 1000".to_owned())
+                    }),
+                _ => Err(format!("members add: unexpected {:?}", rest.join(" "))),
+            };
+            match (id.parse::<u32>(), address.parse::<std::net::SocketAddr>(), weight) {
+                (Ok(id), Ok(address), Ok(w)) => exchange::MembersRequest::Add {
+                    id,
+                    address,
+                    weight_milli: (w * 1000.0).round() as u32,
+                },
+                (Err(_), _, _) => return refuse(format!("member id {id:?}: not a number")),
+                (_, Err(_), _) => return refuse(format!("{address:?}: not an address:port")),
+                (_, _, Err(e)) => return refuse(e),
+            }
+        }
+        ["remove", id] => match id.parse::<u32>() {
+            Ok(id) => exchange::MembersRequest::Remove { id },
+            Err(_) => return refuse(format!("member id {id:?}: not a number")),
+        },
+        _ => return refuse("members [add ID ADDRESS [weight W] | remove ID] [segment N]".into()),
+    };
+    let Some(Sharing::Dynamic(h)) = segments.get(segment).map(|s| &s.sharing) else {
+        return refuse(format!("segment {segment}: no such segment with an exchange"));
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    h.send(Command::Members(request, tx));
+    match rx.recv_timeout(std::time::Duration::from_secs(2)) {
+        Ok(reply) => serde_json::to_string(&reply).unwrap_or_else(|e| refuse(e.to_string())),
+        Err(_) => refuse("the exchange did not answer within 2 s".into()),
     }
 }
 

@@ -410,7 +410,8 @@ pub fn serve(status: &StatusListener, mut handle: impl FnMut(&str) -> String) {
         let _ = stream.set_nonblocking(false);
         let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
         let _ = stream.set_write_timeout(Some(Duration::from_millis(500)));
-        let mut req = [0u8; 64];
+        // The longest request: `members add ID [IPv6]:PORT weight W segment N`.
+        let mut req = [0u8; 256];
         let n = stream.read(&mut req).unwrap_or(0);
         let request = String::from_utf8_lossy(&req[..n]);
         let request = request.trim();

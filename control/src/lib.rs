@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod availability;
+pub mod directory;
 pub mod driver;
 pub mod layout;
 pub mod protocol;

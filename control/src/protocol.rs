@@ -38,15 +38,18 @@
 //! cannot lose one (neither is a majority): give such a cluster a witness
 //! (a coordinator), which votes and holds no buckets.
 
+use crate::directory::{Change, Directory};
 use crate::layout::{Layout, MemberId, Table, Weighted};
 use crate::wire::{self, Agreed, Datagram, DecodeError, Heard, Heartbeat, Keys, Role, Sender, Serving};
 use protobuf::Message as _;
 use raft::eraftpb::{
-    ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, Message, MessageType, Snapshot,
+    ConfChange, ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, HardState, Message,
+    MessageType, Snapshot,
 };
 use raft::storage::{MemStorage, RaftState};
 use raft::{Config, GetEntriesContext, RawNode, SnapshotStatus, StateRole, StorageError};
 use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
 
 /// The largest difference in rate between any clock and real time that the
 /// guarantee tolerates: 1% (real clocks are within a few hundred ppm).
@@ -233,6 +236,19 @@ pub enum Event {
         /// The voters now.
         voters: Vec<MemberId>,
     },
+    /// The member directory changed: by this change, or (none) replaced
+    /// whole by a snapshot from the leader.
+    Directory {
+        /// The change applied.
+        change: Option<Change>,
+    },
+    /// A directory change in the log was refused (by every member alike).
+    ChangeRefused {
+        /// The change.
+        change: Change,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// What the exchange counted.
@@ -298,6 +314,8 @@ pub struct ExchangeStats {
     pub snapshots_installed: u64,
     /// Snapshots sent to a member behind the log.
     pub snapshots_sent: u64,
+    /// Directory changes applied.
+    pub directory_changes: u64,
 }
 
 /// A configured member as last heard.
@@ -354,8 +372,12 @@ pub struct Peer {
 /// A datagram to send.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outgoing {
-    /// To every configured member, or to one.
+    /// To every member of the directory, or to one.
     pub to: Option<MemberId>,
+    /// Where it goes: the addresses of those members (from the directory;
+    /// while joining, also where we were told to join and where members
+    /// not yet in our directory were heard from).
+    pub addresses: Vec<SocketAddr>,
     /// The bytes.
     pub bytes: Vec<u8>,
     /// It rests on consensus state that must be on disk before it leaves
@@ -451,14 +473,20 @@ pub struct Persisted {
     /// The table in force at `applied` (its entry's index and data), when
     /// there is one.
     table: Option<(u64, Vec<u8>)>,
+    /// The member directory at `applied` (none: a state file of a format
+    /// before the directory; the configuration's members then).
+    directory: Option<Directory>,
     /// The log after `base`.
     entries: Vec<Entry>,
 }
 
 /// The first format: the whole log, never compacted (read, not written).
 const PERSIST_MAGIC_1: &[u8; 8] = b"SSSTATE1";
-/// The log after its compacted base, and the table in force.
-const PERSIST_MAGIC: &[u8; 8] = b"SSSTATE2";
+/// The log after its compacted base, and the table in force (read, not
+/// written).
+const PERSIST_MAGIC_2: &[u8; 8] = b"SSSTATE2";
+/// That, and the member directory.
+const PERSIST_MAGIC: &[u8; 8] = b"SSSTATE3";
 
 impl Persisted {
     /// Consensus log entries held (those after the last compaction).
@@ -479,6 +507,7 @@ impl Persisted {
         put(self.conf_state.write_to_bytes().unwrap_or_default());
         put([self.base.0.to_be_bytes(), self.base.1.to_be_bytes()].concat());
         put(encode_table(self.table.as_ref()));
+        put(self.directory.as_ref().map_or_else(Vec::new, Directory::encode));
         for e in &self.entries {
             put(e.write_to_bytes().unwrap_or_default());
         }
@@ -489,7 +518,14 @@ impl Persisted {
     pub fn decode(b: &[u8]) -> Result<Persisted, String> {
         let bad = |what: &str| format!("state file: {what}");
         let first_format = b.get(..8) == Some(&PERSIST_MAGIC_1[..]);
-        if b.len() < 24 || !(first_format || &b[..8] == PERSIST_MAGIC) {
+        let second_format = b.get(..8) == Some(&PERSIST_MAGIC_2[..]);
+        if b.get(..7) == Some(&PERSIST_MAGIC[..7]) && !(first_format || second_format || &b[..8] == PERSIST_MAGIC) {
+            return Err(bad(
+                "not a synshare state file of a format this version reads (a later version wrote it?): \
+                 upgrade, or move the file aside to start as a fresh member",
+            ));
+        }
+        if b.len() < 24 || !(first_format || second_format || &b[..8] == PERSIST_MAGIC) {
             return Err(bad("not a synshare state file"));
         }
         let incarnation = u64::from_be_bytes(b[8..16].try_into().map_err(|_| bad("short"))?);
@@ -505,7 +541,13 @@ impl Persisted {
             items.push(item);
             at += 4 + len;
         }
-        let fixed = if first_format { 2 } else { 4 };
+        let fixed = if first_format {
+            2
+        } else if second_format {
+            4
+        } else {
+            5
+        };
         if items.len() < fixed {
             return Err(bad("truncated"));
         }
@@ -537,6 +579,12 @@ impl Persisted {
                 .map(|(i, d)| (i, d.to_vec()));
             (base, table)
         };
+        let directory = match items.get(4) {
+            Some(d) if !first_format && !second_format && !d.is_empty() => {
+                Some(Directory::decode(d).ok_or_else(|| bad("bad member directory"))?)
+            }
+            _ => None,
+        };
         let last = entries.last().map_or(base.0, |e| e.index);
         if entries
             .windows(2)
@@ -546,7 +594,7 @@ impl Persisted {
                 .is_some_and(|e| e.index != base.0 + 1 || e.term < base.1)
             || hard_state.commit > last
             || entries.last().is_some_and(|e| e.term > hard_state.term)
-            || !plain_conf_state(&conf_state)
+            || !(plain_conf_state(&conf_state) || conf_state == ConfState::default())
             || applied > hard_state.commit
             || applied < base.0
             || table
@@ -562,6 +610,7 @@ impl Persisted {
             applied,
             base,
             table,
+            directory,
             entries,
         })
     }
@@ -575,12 +624,24 @@ struct Store {
     applied: u64,
     /// The table in force at `applied`: its entry's index and data.
     table: Option<(u64, Vec<u8>)>,
+    /// The member directory at `applied`.
+    directory: Directory,
 }
 
+/// Snapshot data that carries the directory as well as the table (a
+/// snapshot of the earlier kind is the table alone, whose first byte, the
+/// top of a log index, is 0).
+const SNAPSHOT_MAGIC: u8 = 0xD5;
+
 impl Store {
-    /// A snapshot's data: the table in force.
+    /// A snapshot's data: the table in force and the directory.
     fn snapshot_data(&self) -> Vec<u8> {
-        encode_table(self.table.as_ref())
+        let table = encode_table(self.table.as_ref());
+        let mut b = vec![SNAPSHOT_MAGIC];
+        b.extend_from_slice(&(table.len() as u32).to_be_bytes());
+        b.extend_from_slice(&table);
+        b.extend_from_slice(&self.directory.encode());
+        b
     }
 
     /// The index and term of the last entry compacted away.
@@ -608,12 +669,23 @@ fn decode_table(b: &[u8]) -> Option<Option<(u64, &[u8])>> {
 }
 
 /// What a snapshot's data says: `None` when malformed, else the table in
-/// force (if any).
-fn table_of_snapshot(data: &[u8]) -> Option<Option<Epoch>> {
-    match decode_table(data)? {
-        None => Some(None),
-        Some((index, d)) => Epoch::decode(index, d).map(Some),
-    }
+/// force (if any) and the directory (none in a snapshot of the earlier
+/// kind).
+fn snapshot_parts(data: &[u8]) -> Option<(Option<Epoch>, Option<Directory>)> {
+    let (table, directory) = match data.split_first() {
+        Some((&SNAPSHOT_MAGIC, rest)) => {
+            let len = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+            let table = rest.get(4..4usize.checked_add(len)?)?;
+            let directory = Directory::decode(rest.get(4 + len..)?)?;
+            (table, Some(directory))
+        }
+        _ => (data, None),
+    };
+    let table = match decode_table(table)? {
+        None => None,
+        Some((index, d)) => Some(Epoch::decode(index, d)?),
+    };
+    Some((table, directory))
 }
 
 /// A conf state of plain voters and learners, as this agent makes them (no
@@ -684,6 +756,33 @@ impl raft::Storage for Store {
 
 fn raft_id(m: MemberId) -> u64 {
     u64::from(m.0) + 1
+}
+
+/// The raft change a directory change goes with.
+fn change_type_for(change: &Change) -> ConfChangeType {
+    match change {
+        Change::Add { .. } | Change::Leave { .. } => ConfChangeType::AddLearnerNode,
+        Change::Remove { .. } => ConfChangeType::RemoveNode,
+    }
+}
+
+/// A single raft configuration change of `ty` for `id`, with `context`.
+fn conf_change(id: MemberId, ty: ConfChangeType, context: Vec<u8>) -> ConfChangeV2 {
+    let mut single = ConfChangeSingle {
+        node_id: raft_id(id),
+        ..Default::default()
+    };
+    single.set_change_type(ty);
+    let mut cc = ConfChangeV2::default();
+    cc.mut_changes().push(single);
+    cc.context = context.into();
+    cc
+}
+
+/// The configuration change entry that carries a directory change asked
+/// against the directory of `version`.
+fn conf_change_for(change: &Change, version: u64) -> ConfChangeV2 {
+    conf_change(change.id(), change_type_for(change), change.encode(version))
 }
 
 fn member_of(raft: u64) -> MemberId {
@@ -773,13 +872,43 @@ pub struct Agent {
     events: VecDeque<Event>,
     out: Vec<Outgoing>,
     stats: ExchangeStats,
+    /// The member directory at `applied`.
+    directory: Directory,
+    /// Where to find the cluster while this member is not in its own
+    /// directory (a node started with `join`).
+    join: Option<SocketAddr>,
+    /// While joining: where members not yet in our directory were heard
+    /// from (authentic datagrams only), so we can answer them.
+    heard_at: BTreeMap<MemberId, SocketAddr>,
+    /// Members dropped from the directory: (when, as last heard). What they
+    /// said they serve counts for a drain period after they were last
+    /// heard, as for any silent member.
+    departed: Vec<(u64, MemberId, Peer)>,
+    /// The log's compacted base must reach at least this index (once
+    /// applied): a member was added, who must be sent a snapshot.
+    compact_base_at_least: u64,
 }
+
+/// How a member finds its cluster at its first start (a saved state's
+/// directory wins over both).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Bootstrap {
+    /// The members of a new cluster, as configured (every one a voter).
+    Members(Vec<(MemberId, SocketAddr)>),
+    /// A member added at run time: it knows one member's address, and
+    /// learns the directory from the leader once a member proposed it.
+    Join(SocketAddr),
+}
+
+/// Members joining but not yet in our directory we keep an address of, at
+/// most (only authentic datagrams make one).
+const MAX_HEARD_AT: usize = 64;
 
 impl Agent {
     /// A member `me` among the configured `members` (the others; a
-    /// coordinator is member 0), from its saved state if it has one (a
-    /// fresh cluster: every configured member is a voter). `incarnation`
-    /// must be larger than the saved one (the driver uses saved + 1).
+    /// coordinator is member 0), each at its placeholder address
+    /// ([`crate::directory::placeholder_address`]: simulations and tests);
+    /// see [`Agent::start`].
     #[allow(clippy::too_many_arguments)] // each is a distinct input of a start
     pub fn new(
         me: MemberId,
@@ -791,6 +920,46 @@ impl Agent {
         saved: Option<Persisted>,
         now: u64,
     ) -> Result<Agent, String> {
+        let members = members
+            .iter()
+            .chain(std::iter::once(&me))
+            .map(|m| (*m, crate::directory::placeholder_address(*m)))
+            .collect();
+        Agent::start(
+            me,
+            Bootstrap::Members(members),
+            incarnation,
+            settings,
+            keys,
+            weight_milli,
+            saved,
+            now,
+        )
+    }
+
+    /// Member `me`, from its saved state if it has one, else as `bootstrap`
+    /// says (a fresh cluster: every configured member is a voter; a joining
+    /// member: none yet, it learns them from the leader). `incarnation` must
+    /// be larger than the saved one (the driver uses saved + 1).
+    #[allow(clippy::too_many_arguments)] // each is a distinct input of a start
+    pub fn start(
+        me: MemberId,
+        bootstrap: Bootstrap,
+        incarnation: u64,
+        settings: Settings,
+        keys: Keys,
+        weight_milli: u32,
+        saved: Option<Persisted>,
+        now: u64,
+    ) -> Result<Agent, String> {
+        let (bootstrap_directory, join) = match bootstrap {
+            Bootstrap::Members(m) => (Directory::of(m), None),
+            Bootstrap::Join(at) => (Directory::default(), Some(at)),
+        };
+        let directory = saved
+            .as_ref()
+            .and_then(|p| p.directory.clone())
+            .unwrap_or_else(|| bootstrap_directory.clone());
         let log = match &saved {
             Some(p) => {
                 let s = MemStorage::new_with_conf_state(p.conf_state.clone());
@@ -804,14 +973,11 @@ impl Agent {
                 s.wl().set_conf_state(p.conf_state.clone());
                 s
             }
+            // A joining member: no voters known yet (raft waits for the
+            // leader's snapshot).
+            None if join.is_some() => MemStorage::new(),
             None => {
-                let mut voters: Vec<u64> = members
-                    .iter()
-                    .chain(std::iter::once(&me))
-                    .map(|m| raft_id(*m))
-                    .collect();
-                voters.sort_unstable();
-                voters.dedup();
+                let voters: Vec<u64> = directory.members().keys().map(|m| raft_id(*m)).collect();
                 MemStorage::new_with_conf_state(ConfState::from((voters, Vec::<u64>::new())))
             }
         };
@@ -820,6 +986,7 @@ impl Agent {
             log,
             applied,
             table: None,
+            directory: directory.clone(),
         };
         let offset = election_offset(me, incarnation, settings.election_ticks);
         let config = Config {
@@ -863,8 +1030,9 @@ impl Agent {
             served_elsewhere: vec![u64::MAX; (buckets as usize).div_ceil(64)],
             last_serving: Vec::new(),
             started: now,
-            peers: members
-                .iter()
+            peers: directory
+                .members()
+                .keys()
                 .filter(|m| **m != me)
                 .map(|m| (*m, Peer::default()))
                 .collect(),
@@ -890,6 +1058,11 @@ impl Agent {
             events: VecDeque::new(),
             out: Vec::new(),
             stats: ExchangeStats::default(),
+            directory,
+            join,
+            heard_at: BTreeMap::new(),
+            departed: Vec::new(),
+            compact_base_at_least: 0,
         };
         // The table in force at the saved applied index.
         if let Some((index, data)) = saved.as_ref().and_then(|p| p.table.as_ref()) {
@@ -953,9 +1126,92 @@ impl Agent {
         self.held.get(bucket as usize).copied().unwrap_or(false)
     }
 
-    /// The configured members as last heard.
+    /// The other members of the directory as last heard (while joining,
+    /// also members heard but not yet in our directory).
     pub fn peers(&self) -> &BTreeMap<MemberId, Peer> {
         &self.peers
+    }
+
+    /// The member directory in force here (at the applied index).
+    pub fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
+    /// Not in its own directory (yet, or any more): it holds nothing, and
+    /// takes authentic datagrams from members it does not know, so it can
+    /// learn the directory from the leader.
+    pub fn joining(&self) -> bool {
+        !self.directory.contains(self.me)
+    }
+
+    /// Where `id`'s exchange listens, as far as this member knows: its
+    /// address in the directory, or where it was heard from (while we
+    /// join, or when the directory has only an unspecified address for it,
+    /// as a coordinator bound to every address bootstraps itself).
+    pub fn address_of(&self, id: MemberId) -> Option<SocketAddr> {
+        self.directory
+            .get(id)
+            .map(|m| m.address)
+            .filter(|a| !a.ip().is_unspecified())
+            .or_else(|| self.heard_at.get(&id).copied())
+    }
+
+    /// The members that are learners (follow the log, do not vote).
+    pub fn learners(&self) -> Vec<MemberId> {
+        let mut v: Vec<MemberId> = self
+            .raft
+            .raft
+            .prs()
+            .conf()
+            .learners()
+            .iter()
+            .map(|r| member_of(*r))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Where a datagram to every other member goes.
+    fn broadcast_addresses(&self) -> Vec<SocketAddr> {
+        let mut v: Vec<SocketAddr> = self
+            .directory
+            .members()
+            .keys()
+            .filter(|id| **id != self.me)
+            .filter_map(|id| self.address_of(*id))
+            .filter(|a| !a.ip().is_unspecified())
+            .collect();
+        if self.joining() {
+            v.extend(self.heard_at.values());
+            v.extend(self.join);
+        }
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// Asks the cluster to change its directory: `Add` or `Leave` (the
+    /// leader removes a leaving member by itself once it holds and serves
+    /// nothing). Proposed here if this member leads, else forwarded to the
+    /// leader by consensus; every member checks it again when it applies
+    /// it (an error here is what this member can already tell).
+    pub fn propose_change(&mut self, change: Change) -> Result<(), String> {
+        if matches!(change, Change::Remove { .. }) {
+            return Err("a member is removed with Leave; the leader drops it once it left".into());
+        }
+        self.directory.check(&change)?;
+        if self.leader.is_none() {
+            return Err("no leader known: try again once the cluster has one".into());
+        }
+        if self.raft.raft.state == StateRole::Leader && self.raft.raft.has_pending_conf() {
+            return Err("another membership change is in progress: try again".into());
+        }
+        let cc = conf_change_for(&change, self.directory.version());
+        self.raft
+            .propose_conf_change(Vec::new(), cc)
+            .map_err(|e| format!("not proposed: {e}"))?;
+        self.drive_raft(self.last_tick);
+        Ok(())
     }
 
     /// Members live here (heard both ways within the timeout).
@@ -1090,6 +1346,7 @@ impl Agent {
             applied: self.applied,
             base,
             table: store.table.clone(),
+            directory: Some(self.directory.clone()),
             entries,
         })
     }
@@ -1190,6 +1447,25 @@ impl Agent {
                 *b |= s;
             }
         }
+        // Members dropped from the directory: their last word counts for a
+        // drain period after they were last heard (after they were dropped,
+        // if never heard), as for any silent member; a word from before the
+        // table that took their buckets away says nothing of those.
+        self.departed.retain(|(at, _, p)| now < p.last_heard.max(*at) + drain);
+        for (_, id, p) in &self.departed {
+            let held_nothing = p.incarnation > 0
+                && p.held == 0
+                && !p.serving_all
+                && p.serving_applied >= p.applied
+                && !self.epoch.members.iter().any(|(m, _)| m == id);
+            if !held_nothing {
+                blocked.iter_mut().for_each(|w| *w = u64::MAX);
+                break;
+            }
+            for (b, s) in blocked.iter_mut().zip(&p.serving) {
+                *b |= s;
+            }
+        }
         if blocked != self.served_elsewhere {
             self.served_elsewhere = blocked;
             self.bump_view();
@@ -1281,8 +1557,20 @@ impl Agent {
         (until > now).then_some(until)
     }
 
-    /// Verifies, decodes and handles a datagram from the network.
+    /// Verifies, decodes and handles a datagram from the network (its
+    /// source unknown).
     pub fn receive(&mut self, datagram: &[u8], now: u64) -> Result<(), Reject> {
+        self.receive_at(datagram, None, now)
+    }
+
+    /// Verifies, decodes and handles a datagram from `from`: while this
+    /// member is joining, a member not yet in its directory is answered
+    /// there.
+    pub fn receive_from(&mut self, datagram: &[u8], from: SocketAddr, now: u64) -> Result<(), Reject> {
+        self.receive_at(datagram, Some(from), now)
+    }
+
+    fn receive_at(&mut self, datagram: &[u8], source: Option<SocketAddr>, now: u64) -> Result<(), Reject> {
         self.stats.received += 1;
         let d = wire::decode(datagram, &self.keys).map_err(|e| {
             match e {
@@ -1294,7 +1582,17 @@ impl Agent {
             }
             Reject::Decode(e)
         })?;
+        let id = MemberId(d.from().member);
         let r = self.handle(d, now);
+        if let (Ok(()), Some(at)) = (r, source) {
+            let unknown = match self.directory.get(id) {
+                None => self.joining(),
+                Some(m) => m.address.ip().is_unspecified(),
+            };
+            if unknown && (self.heard_at.len() < MAX_HEARD_AT || self.heard_at.contains_key(&id)) {
+                self.heard_at.insert(id, at);
+            }
+        }
         self.after(now);
         r
     }
@@ -1307,6 +1605,12 @@ impl Agent {
         let id = MemberId(from.member);
         if id == self.me {
             return Err(self.own_id(from));
+        }
+        if !self.peers.contains_key(&id) && self.joining() && self.peers.len() < MAX_HEARD_AT {
+            // Joining: the members are not known yet; an authentic datagram
+            // is from one (it holds the key). Nothing rests on it: a
+            // joining member is no voter and holds nothing.
+            self.peers.insert(id, Peer::default());
         }
         let Some(p) = self.peers.get(&id) else {
             self.stats.rejected_unknown_member += 1;
@@ -1412,9 +1716,9 @@ impl Agent {
                 let meta = snap.get_metadata();
                 let cs = meta.get_conf_state();
                 let horizon = log.last_index().max(log.committed) + (1 << 20);
-                let table_fits = match table_of_snapshot(&snap.data) {
-                    Some(Some(e)) => e.index > 0 && e.index <= meta.index,
-                    Some(None) => true,
+                let table_fits = match snapshot_parts(&snap.data) {
+                    Some((Some(e), _)) => e.index > 0 && e.index <= meta.index,
+                    Some((None, _)) => true,
                     None => false,
                 };
                 m.term > 0
@@ -1424,6 +1728,20 @@ impl Agent {
                     && meta.term <= m.term
                     && table_fits
                     && plain_conf_state(cs)
+            }
+            // A member's request forwarded to the leader: only directory
+            // changes a member may ask for (tables and voter changes are
+            // the leader's own).
+            T::MsgPropose => {
+                !m.entries.is_empty() && m.entries.iter().all(|e| {
+                    let mut cc = ConfChangeV2::default();
+                    e.get_entry_type() == EntryType::EntryConfChangeV2
+                        && cc.merge_from_bytes(&e.data).is_ok()
+                        && matches!(
+                            Change::decode(&cc.context),
+                            Some((c @ (Change::Add { .. } | Change::Leave { .. }), v)) if conf_change_for(&c, v) == cc
+                        )
+                })
             }
             _ => false,
         }
@@ -1668,9 +1986,25 @@ impl Agent {
     /// compacted log): the voters and the table in force at its index.
     fn restore(&mut self, snap: Snapshot, now: u64) {
         let index = snap.get_metadata().index;
-        let table = table_of_snapshot(&snap.data);
+        let parts = snapshot_parts(&snap.data);
         if self.raft.mut_store().log.wl().apply_snapshot(snap).is_err() {
             return;
+        }
+        let (table, directory) = match parts {
+            Some((table, directory)) => (Some(table), directory),
+            None => (None, None),
+        };
+        if let Some(mut d) = directory {
+            // A coordinator that leads bootstrapped its own address as the
+            // wildcard it binds: keep the address we know for it.
+            d.fill_unspecified_from(&self.directory);
+            if d != self.directory {
+                self.directory = d.clone();
+                self.raft.mut_store().directory = d;
+                self.stats.directory_changes += 1;
+                self.events.push_back(Event::Directory { change: None });
+                self.sync_peers(now);
+            }
         }
         self.stats.snapshots_installed += 1;
         // What was held under the tables before is given up, whatever the
@@ -1720,10 +2054,13 @@ impl Agent {
         let (base, _) = store.base();
         let last = raft::Storage::last_index(store).unwrap_or(0);
         let applied = self.applied.min(last);
-        if applied < base + 2 * keep {
+        let to = if applied >= base + 2 * keep {
+            applied - keep
+        } else if base < self.compact_base_at_least && applied >= self.compact_base_at_least {
+            self.compact_base_at_least
+        } else {
             return;
-        }
-        let to = applied - keep;
+        };
         let (Ok(term), Ok(kept), Ok(state)) = (
             raft::Storage::term(store, to),
             raft::Storage::entries(store, to + 1, last + 1, None, GetEntriesContext::empty(false)),
@@ -1762,6 +2099,7 @@ impl Agent {
                 self.stats.consensus_sent += 1;
                 self.out.push(Outgoing {
                     to: Some(to),
+                    addresses: self.address_of(to).into_iter().collect(),
                     bytes: d,
                     durable,
                 });
@@ -1796,13 +2134,122 @@ impl Agent {
                         }
                     }
                 }
-                EntryType::EntryConfChangeV2 => {}
+                EntryType::EntryConfChangeV2 => {
+                    let mut cc = ConfChangeV2::default();
+                    if cc.merge_from_bytes(&e.data).is_ok() {
+                        self.dirty = true;
+                        self.apply_conf_change_v2(&cc, e.index, now);
+                    }
+                }
             }
             self.applied = e.index;
             self.raft.mut_store().applied = e.index;
             self.persist = true;
             self.bump_view();
         }
+    }
+
+    /// Applies a configuration change of the log: a voter change of the
+    /// leader's own (no context), or a directory change with the raft
+    /// change it goes with. Every member applies the same entries to the
+    /// same directory, so all accept a change or all refuse it.
+    fn apply_conf_change_v2(&mut self, cc: &ConfChangeV2, index: u64, now: u64) {
+        let (change, version) = if cc.context.is_empty() {
+            (None, 0)
+        } else {
+            match Change::decode(&cc.context) {
+                Some((c, v)) => (Some(c), v),
+                None => return,
+            }
+        };
+        let refuse = |agent: &mut Agent, reason: String| {
+            if let Some(change) = change.clone() {
+                agent.events.push_back(Event::ChangeRefused { change, reason });
+            }
+        };
+        let [single] = cc.changes.as_slice() else {
+            return refuse(self, "not a single change".into());
+        };
+        let target = member_of(single.node_id);
+        match &change {
+            Some(c) => {
+                if conf_change_for(c, version) != *cc {
+                    return refuse(self, "the raft change does not match".into());
+                }
+                if version != self.directory.version() {
+                    return refuse(
+                        self,
+                        "the directory changed since it was asked (a replay, or two changes at once): ask again".into(),
+                    );
+                }
+                if let Err(reason) = self.directory.check(c) {
+                    return refuse(self, reason);
+                }
+            }
+            // The leader's own voter changes: a voter only from the
+            // directory's members that are not leaving.
+            None => match single.get_change_type() {
+                ConfChangeType::AddNode if self.directory.get(target).is_some_and(|m| !m.leaving) => {}
+                ConfChangeType::RemoveNode => {}
+                _ => return,
+            },
+        }
+        let cs = match self.raft.apply_conf_change(cc) {
+            Ok(cs) => cs,
+            Err(e) => return refuse(self, format!("consensus: {e}")),
+        };
+        self.raft.raft.raft_log.store.log.wl().set_conf_state(cs);
+        let voters = self.voter_ids();
+        if voters != self.voters {
+            self.voters = voters;
+            self.stats.voter_changes += 1;
+            self.events.push_back(Event::Voters {
+                voters: self.voters.clone(),
+            });
+        }
+        if let Some(c) = change {
+            self.directory.apply(&c, index);
+            self.raft.mut_store().directory = self.directory.clone();
+            self.stats.directory_changes += 1;
+            self.sync_peers(now);
+            if matches!(c, Change::Add { .. }) {
+                // A joining member must get a snapshot (the directory and
+                // the voters are not in the log's first entries): no
+                // entry below the one that added it stays.
+                self.compact_base_at_least = self.compact_base_at_least.max(1);
+            }
+            self.events.push_back(Event::Directory { change: Some(c) });
+        }
+    }
+
+    /// The peers follow the directory (while joining, members heard but not
+    /// yet in it stay too); a member dropped from it is remembered for a
+    /// drain period (what it said it serves).
+    fn sync_peers(&mut self, now: u64) {
+        let joining = self.joining();
+        let gone: Vec<MemberId> = self
+            .peers
+            .keys()
+            .filter(|id| !(self.directory.contains(**id) || joining && self.heard_at.contains_key(id)))
+            .copied()
+            .collect();
+        for id in gone {
+            if let Some(p) = self.peers.remove(&id) {
+                self.departed.push((now, id, p));
+            }
+        }
+        if !joining {
+            let directory = &self.directory;
+            self.heard_at
+                .retain(|id, _| directory.get(*id).is_some_and(|m| m.address.ip().is_unspecified()));
+        }
+        for id in self.directory.members().keys() {
+            if *id != self.me {
+                self.peers.entry(*id).or_default();
+            }
+        }
+        self.live.retain(|m| self.peers.contains_key(m));
+        self.dirty = true;
     }
 
     fn sender(&self) -> Sender {
@@ -1933,7 +2380,18 @@ impl Agent {
                 }
             }
         }
-        // Voter changes, one at a time.
+        // A leader that is no voter any more (it is leaving) hands the lead
+        // to a live voter and proposes nothing: the next leader makes the
+        // table without it.
+        if !self.voters.contains(&self.me) {
+            if self.raft.raft.lead_transferee.is_none() {
+                if let Some(v) = self.voters.iter().find(|v| self.live.contains(v)) {
+                    self.raft.transfer_leader(raft_id(*v));
+                }
+            }
+            return;
+        }
+        // Voter and directory changes, one at a time.
         if !self.raft.raft.has_pending_conf() {
             let silent = self.voters.iter().copied().find(|v| {
                 *v != self.me
@@ -1944,30 +2402,59 @@ impl Agent {
                         .is_none_or(|p| p.incarnation == 0 || now >= p.last_heard + self.settings.remove_after_ms)
                     && now >= self.settings.remove_after_ms
             });
-            let back = self.live.iter().copied().find(|m| !self.voters.contains(m));
-            let change = match (silent, back) {
-                (_, Some(m)) => Some((m, ConfChangeType::AddNode)),
-                (Some(v), None) if self.voters.len() > 1 => Some((v, ConfChangeType::RemoveNode)),
-                _ => None,
+            // A live member of the directory that is no voter: back from
+            // a silence (a voter again at once), or a learner that joined
+            // (a voter once it has caught up).
+            let back = self.live.iter().copied().find(|m| {
+                !self.voters.contains(m)
+                    && self.directory.get(*m).is_some_and(|d| !d.leaving)
+                    && (!self.is_learner(*m) || self.caught_up(*m))
+            });
+            let cc = match (silent, back) {
+                (_, Some(m)) => Some(conf_change(m, ConfChangeType::AddNode, Vec::new())),
+                (Some(v), None) if self.voters.len() > 1 => {
+                    Some(conf_change(v, ConfChangeType::RemoveNode, Vec::new()))
+                }
+                _ => self
+                    .directory
+                    .members()
+                    .iter()
+                    .find(|(id, d)| {
+                        d.leaving && **id != self.me && !self.voters.contains(id) && self.has_left(**id, now)
+                    })
+                    .map(|(id, _)| conf_change_for(&Change::Remove { id: *id }, self.directory.version())),
             };
-            if let Some((m, ty)) = change {
-                let mut cc = ConfChange::default();
-                cc.set_change_type(ty);
-                cc.node_id = raft_id(m);
+            if let Some(cc) = cc {
                 let _ = self.raft.propose_conf_change(Vec::new(), cc);
             }
         }
         // Tables.
+        // Members of the directory only, and not leaving; the directory's
+        // factor scales the weight each advertises.
+        let scaled = |w: u32, factor: u32| (u64::from(w) * u64::from(factor) / 1000).min(u64::from(u32::MAX)) as u32;
         let mut desired: Vec<(MemberId, u32)> = self
             .live
             .iter()
             .filter_map(|m| {
                 let p = self.peers.get(m)?;
-                (p.role == Some(Role::Node)).then_some((*m, if p.draining { 0 } else { p.weight_milli }))
+                let d = self.directory.get(*m).filter(|d| !d.leaving)?;
+                let w = if p.draining {
+                    0
+                } else {
+                    scaled(p.weight_milli, d.weight_milli)
+                };
+                (p.role == Some(Role::Node)).then_some((*m, w))
             })
             .collect();
         if self.settings.role == Role::Node {
-            desired.push((self.me, if self.draining { 0 } else { self.weight_milli() }));
+            if let Some(d) = self.directory.get(self.me).filter(|d| !d.leaving) {
+                let w = if self.draining {
+                    0
+                } else {
+                    scaled(self.weight_milli(), d.weight_milli)
+                };
+                desired.push((self.me, w));
+            }
         }
         desired.sort();
         if desired.is_empty() {
@@ -2006,6 +2493,41 @@ impl Agent {
             self.last_proposal = Some((desired, now));
             self.last_epoch_at = now;
         }
+    }
+
+    fn is_learner(&self, m: MemberId) -> bool {
+        self.raft.raft.prs().conf().learners().contains(&raft_id(m))
+    }
+
+    /// A learner has the log up to our commit and enforces our last change.
+    fn caught_up(&self, m: MemberId) -> bool {
+        let committed = self.raft.raft.raft_log.committed;
+        self.raft
+            .raft
+            .prs()
+            .get(raft_id(m))
+            .is_some_and(|pr| pr.matched >= committed)
+            && self.peers.get(&m).is_some_and(|p| p.applied >= self.applied)
+    }
+
+    /// A leaving member has left: no share in the table in force, and it
+    /// says it enforces that table, holds nothing and serves no flows (or
+    /// it has been silent for `remove_after_ms`: its lease ended long ago,
+    /// and its last word on its flows counts for a drain period after).
+    fn has_left(&self, m: MemberId, now: u64) -> bool {
+        if self.epoch.members.iter().any(|(id, _)| *id == m) {
+            return false;
+        }
+        let Some(p) = self.peers.get(&m) else { return true };
+        let drained = self.live.contains(&m)
+            && p.applied >= self.epoch.index
+            && p.held == 0
+            && !p.serving_all
+            && p.serving.iter().all(|w| *w == 0)
+            && p.serving_applied >= self.epoch.index;
+        let silent = (p.incarnation == 0 || now >= p.last_heard + self.settings.remove_after_ms)
+            && now >= self.settings.remove_after_ms;
+        drained || silent
     }
 
     fn claim(&mut self, now: u64) {
@@ -2124,6 +2646,7 @@ impl Agent {
                 self.stats.sent += 1;
                 self.out.push(Outgoing {
                     to: None,
+                    addresses: self.broadcast_addresses(),
                     bytes,
                     durable: false,
                 });
@@ -2145,6 +2668,7 @@ impl Agent {
                 if let Ok(bytes) = wire::encode_serving(&sv, &self.keys) {
                     self.out.push(Outgoing {
                         to: None,
+                        addresses: self.broadcast_addresses(),
                         bytes,
                         durable: false,
                     });

@@ -11,16 +11,19 @@
 
 pub mod adversary;
 
+use crate::directory::placeholder_address;
 use crate::driver::{self, Io, Now};
 use crate::layout::MemberId;
-use crate::protocol::{Agent, Outgoing, Persisted, Right, Settings};
+use crate::protocol::{Agent, Bootstrap, Outgoing, Persisted, Right, Settings};
 use crate::wire::{Keys, Role};
+use std::net::SocketAddr;
 
 /// The key every simulated member shares unless told otherwise.
 pub const KEY: &[u8] = b"test key";
 
 struct InFlight {
     at: u64,
+    from: SocketAddr,
     to: usize,
     bytes: Vec<u8>,
 }
@@ -126,6 +129,11 @@ pub struct Node {
     pub keys: Keys,
     /// The members it is configured with.
     pub members: Vec<MemberId>,
+    /// Its exchange address (datagrams are routed by address, as the
+    /// agents' directories give them).
+    pub address: SocketAddr,
+    /// Started with `join` at this address instead of `members`.
+    pub join: Option<SocketAddr>,
     /// Clock rate (local ms per real ms) and offset.
     pub clock: (f64, u64),
     /// Not run before this real time.
@@ -266,13 +274,51 @@ impl Sim {
     pub fn add(&mut self, id: MemberId, role: Role, weight: u32, members: &[MemberId], keys: Keys) -> usize {
         let settings = self.settings_of(role);
         let agent = Agent::new(id, members, 1, settings, keys.clone(), weight, None, 0).expect("a fresh agent starts");
+        self.push_node(id, role, agent, weight, keys, members.to_vec(), None)
+    }
+
+    /// Adds a node with `id` started with `join` at node `via`'s address
+    /// (it knows the key and that address, nothing else), at the current
+    /// time: it holds nothing until a member proposes it
+    /// ([`crate::protocol::Agent::propose_change`]).
+    pub fn add_joiner(&mut self, id: MemberId, weight: u32, via: usize, keys: Keys) -> usize {
+        let settings = self.settings_of(Role::Node);
+        let join = self.nodes[via].address;
+        // Its clock reads the simulated time (rate 1, no offset).
+        let agent = Agent::start(
+            id,
+            Bootstrap::Join(join),
+            1,
+            settings,
+            keys.clone(),
+            weight,
+            None,
+            self.now,
+        )
+        .expect("a joining agent starts");
+        self.push_node(id, Role::Node, agent, weight, keys, Vec::new(), Some(join))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn push_node(
+        &mut self,
+        id: MemberId,
+        role: Role,
+        agent: Agent,
+        weight: u32,
+        keys: Keys,
+        members: Vec<MemberId>,
+        join: Option<SocketAddr>,
+    ) -> usize {
         self.nodes.push(Node {
             id,
             role,
             agent: Some(agent),
             weight,
             keys,
-            members: members.to_vec(),
+            members,
+            address: placeholder_address(id),
+            join,
             clock: (1.0, 0),
             stalled_until: 0,
             saved: None,
@@ -376,7 +422,7 @@ impl Sim {
         for m in due {
             let local = self.nodes[m.to].local(now);
             if let Some(a) = self.nodes[m.to].agent.as_mut() {
-                let _ = a.receive(&m.bytes, local);
+                let _ = a.receive_from(&m.bytes, m.from, local);
             }
         }
         if self.junk_per_ms > 0 {
@@ -422,15 +468,17 @@ impl Sim {
             }
             self.last_out[i] = out.iter().map(|o| o.bytes.clone()).collect();
             for o in out {
+                // By address; a broadcast also reaches another process with
+                // the sender's id (a duplicate: on one segment it would
+                // hear the sender's heartbeats).
                 let targets: Vec<usize> = (0..self.nodes.len())
                     .filter(|&j| {
                         j != i
-                            && match o.to {
-                                Some(id) => self.nodes[j].id == id,
-                                None => self.nodes[i].members.contains(&self.nodes[j].id),
-                            }
+                            && (o.addresses.contains(&self.nodes[j].address)
+                                || (o.to.is_none() && self.nodes[j].id == self.nodes[i].id))
                     })
                     .collect();
+                let from = self.nodes[i].address;
                 for j in targets {
                     self.bytes_sent[i] += o.bytes.len() as u64;
                     // Consensus messages go to one member, heartbeats to all.
@@ -441,6 +489,7 @@ impl Sim {
                     let at = now + self.delay();
                     self.in_flight.push(InFlight {
                         at,
+                        from,
                         to: j,
                         bytes: o.bytes.clone(),
                     });
@@ -448,6 +497,7 @@ impl Sim {
                         let at = now + self.delay();
                         self.in_flight.push(InFlight {
                             at,
+                            from,
                             to: j,
                             bytes: o.bytes.clone(),
                         });
@@ -652,10 +702,20 @@ impl Sim {
         let incarnation = saved.as_ref().map_or(1, |p| p.incarnation) + 1;
         let settings = Self::settings_for(&self.settings, n.role);
         let local = n.local(self.now);
+        let bootstrap = match n.join {
+            Some(at) => Bootstrap::Join(at),
+            None => Bootstrap::Members(
+                n.members
+                    .iter()
+                    .chain(std::iter::once(&n.id))
+                    .map(|m| (*m, placeholder_address(*m)))
+                    .collect(),
+            ),
+        };
         n.agent = Some(
-            Agent::new(
+            Agent::start(
                 n.id,
-                &n.members,
+                bootstrap,
                 incarnation,
                 settings,
                 n.keys.clone(),

@@ -364,7 +364,7 @@ pub struct Classifier {
     /// members and coordinator): anything else to that port is dropped
     /// here, before the exception path, so a flood from elsewhere cannot
     /// crowd out the heartbeats on their way to the kernel.
-    exchange: Option<(u16, Vec<Addr>)>,
+    exchange: Option<(u16, crate::exchange_guard::ExchangeSources)>,
 }
 
 impl Classifier {
@@ -395,9 +395,10 @@ impl Classifier {
     /// Lets only `members` reach the node's UDP `port` (the exchange):
     /// datagrams to that port from anywhere else are dropped and counted
     /// (`drop_exchange_not_member`), the members' counted apart
-    /// (`kernel_exchange`).
-    pub fn guard_exchange(&mut self, port: u16, members: Vec<Addr>) {
-        self.exchange = Some((port, members));
+    /// (`kernel_exchange`). The set may change while the workers run (the
+    /// member directory changed): every clone of it sees the change.
+    pub fn guard_exchange(&mut self, port: u16, members: impl Into<crate::exchange_guard::ExchangeSources>) {
+        self.exchange = Some((port, members.into()));
     }
 
     /// A frame for the node itself: the exchange's port only from members.

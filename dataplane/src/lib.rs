@@ -12,6 +12,7 @@
 
 pub mod classify;
 pub mod counters;
+pub mod exchange_guard;
 pub mod flow;
 pub mod hash;
 pub mod header;

@@ -147,6 +147,38 @@ its share, and when it was last heard.")]
         #[arg(long)]
         json: bool,
     },
+    /// List, add or remove the members of the cluster's directory
+    #[command(long_about = "\
+The member directory is state agreed by the cluster, not configuration: the configurations only \
+bootstrap it. Without an action, list it as this node knows it (id, exchange address, weight \
+factor, role, live, buckets held). `members add ID ADDRESS` asks the cluster (through any member: \
+it forwards to the leader) to add a member, which enters as a learner and becomes a voter once \
+caught up; start that node with `exchange.join` set to any member's address and no peers. \
+`members remove ID` makes it leave: its buckets move to the others by the normal hand-off, and it \
+leaves the directory once it holds no bucket and serves no connection (it can then be stopped). \
+One change at a time; the command waits until the directory shows it, or exits 1.")]
+    Members {
+        /// add or remove (none: list).
+        #[arg(value_enum, value_name = "ACTION")]
+        action: Option<MembersAction>,
+        /// The member's id.
+        #[arg(value_name = "ID", required_if_eq_any = [("action", "add"), ("action", "remove")])]
+        id: Option<u32>,
+        /// Its exchange address (add).
+        #[arg(value_name = "ADDRESS", required_if_eq("action", "add"))]
+        address: Option<std::net::SocketAddr>,
+        /// A factor on the weight it advertises, 0 to 1000 (add; default 1).
+        #[arg(long, value_name = "W", value_parser = member_weight)]
+        weight: Option<f64>,
+        /// The segment (index on the node; default the first).
+        #[arg(long, value_name = "N")]
+        segment: Option<usize>,
+        #[command(flatten)]
+        target: Target,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Stop taking new connections; keep serving the ones held
     #[command(long_about = "\
 A draining node advertises weight 0: the cluster's next table gives it no buckets, so it takes \
@@ -237,6 +269,22 @@ Write the man page of synshare, or of one COMMAND, as roff to stdout, e.g.
     },
 }
 
+/// What `synshare members` does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum MembersAction {
+    /// Add a member.
+    Add,
+    /// Remove a member.
+    Remove,
+}
+
+fn member_weight(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(w) if w.is_finite() && (0.0..=1000.0).contains(&w) => Ok(w),
+        _ => Err(format!("{s}: a weight factor from 0 to 1000")),
+    }
+}
+
 fn positive_seconds(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 && v <= 86_400.0 => Ok(v),
@@ -312,6 +360,26 @@ mod tests {
         );
         // Was read as the weight.
         assert!(parse(&["capacity", "--config", "f"]).is_err());
+        assert!(
+            parse(&["members", "add", "4", "--socket", "s"]).is_err(),
+            "add needs an address"
+        );
+        assert!(
+            parse(&["members", "remove", "--socket", "s"]).is_err(),
+            "remove needs an id"
+        );
+        assert!(parse(&["members", "add", "4", "nowhere", "--socket", "s"]).is_err());
+        assert!(parse(&[
+            "members",
+            "add",
+            "4",
+            "192.0.2.24:7946",
+            "--weight",
+            "-1",
+            "--socket",
+            "s"
+        ])
+        .is_err());
         assert!(parse(&["capacity", "-1", "--socket", "s"]).is_err());
         assert!(parse(&["status"]).is_err(), "a target is required");
         assert!(parse(&["status", "--config", "a", "--socket", "b"]).is_err());
@@ -340,6 +408,18 @@ mod tests {
             &["undrain", "--config", "n.ron"],
             &["capacity", "3", "--socket", "s"],
             &["capacity", "2.5", "--config", "n.ron"],
+            &["members", "--socket", "s"],
+            &[
+                "members",
+                "add",
+                "4",
+                "192.0.2.24:7946",
+                "--weight",
+                "1.5",
+                "--socket",
+                "s",
+            ],
+            &["members", "remove", "4", "--config", "n.ron", "--json"],
             &["version"],
             &["nodes", "--socket", "s"],
             &["drain", "--socket", "s", "--wait", "--timeout", "30", "--json"],

@@ -264,6 +264,14 @@ pub const CASES: &[Case] = &[
         "peers: {}",
     ),
     case(
+        "a joining node that lists peers",
+        N,
+        &[("bind: \"0.0.0.0:7946\",", "bind: \"0.0.0.0:7946\", join: \"192.0.2.22:7946\",")],
+        "exchange.join",
+        "learns the members from the cluster",
+        "join:",
+    ),
+    case(
         "drain_ms: 0",
         N,
         &[("drain_ms: 60000", "drain_ms: 0")],
@@ -1277,4 +1285,20 @@ fn the_exchange_binds_the_nodes_own_address_unless_told_otherwise() {
     assert_eq!(warned(&text), ("192.0.2.21:7946".to_owned(), false));
     let text = text.replace("addresses: [\"192.0.2.21/24\"]", "addresses: []");
     assert_eq!(warned(&text), ("0.0.0.0:7946".to_owned(), true));
+}
+
+#[test]
+fn a_joining_node_needs_no_peers_and_binds_in_the_family_of_its_join_address() {
+    let text = NODE.replace(
+        "peers: {2: \"192.0.2.22:7946\", 3: \"192.0.2.23:7946\"}",
+        "peers: {}, join: \"[2001:db8::22]:7946\"",
+    );
+    assert_ne!(text, NODE);
+    let c = NodeConfig::check_text(Path::new("node.ron"), &text).unwrap().config;
+    let mut x = c.exchange.unwrap();
+    assert_eq!(x.join, Some("[2001:db8::22]:7946".parse().unwrap()));
+    assert!(x.peers.is_empty());
+    x.bind = None;
+    let own: Vec<std::net::IpAddr> = vec!["192.0.2.21".parse().unwrap(), "2001:db8::21".parse().unwrap()];
+    assert_eq!(x.bind_addr(&own).to_string(), "[2001:db8::21]:7946");
 }

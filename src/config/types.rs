@@ -409,6 +409,13 @@ pub struct ExchangeConfig {
     /// A coordinator's address (member 0; it votes and leads, holds no
     /// buckets). In peer mode it is the witness a two-node cluster needs.
     pub coordinator: Option<SocketAddr>,
+    /// A node added to a running cluster (`synshare members add` on any
+    /// member) starts with `join`, any one member's exchange address, and
+    /// `peers` empty: it learns the members from the cluster, and holds
+    /// nothing until it is in their directory and table. Only its first
+    /// start reads it; then its state file holds the directory.
+    #[serde(deserialize_with = "plain_some")]
+    pub join: Option<SocketAddr>,
     /// A file of keys, one `ID SECRET` per line (ID 0-255, SECRET at least
     /// 16 bytes); the first is sent with, all are accepted (rolling
     /// rotation). It must not be group- or world-readable. A path starting
@@ -444,6 +451,7 @@ impl Default for ExchangeConfig {
             bind: None,
             peers: BTreeMap::new(),
             coordinator: None,
+            join: None,
             key_file: None,
             key: None,
             key_id: 0,
@@ -516,7 +524,12 @@ impl ExchangeConfig {
         if let Some(b) = self.bind {
             return b;
         }
-        let v6 = self.addresses().values().next().is_some_and(SocketAddr::is_ipv6);
+        let v6 = self
+            .addresses()
+            .values()
+            .next()
+            .or(self.join.as_ref())
+            .is_some_and(SocketAddr::is_ipv6);
         match own.iter().find(|a| a.is_ipv6() == v6) {
             Some(a) => SocketAddr::new(*a, Self::DEFAULT_PORT),
             None if v6 => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, Self::DEFAULT_PORT)),

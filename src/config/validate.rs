@@ -678,7 +678,17 @@ impl NodeConfig {
     fn validate_node_exchange(&self, x: &SegmentView<'_>, e: &ExchangeConfig, f: &mut Findings) {
         let at = format!("{}exchange", x.at());
         validate_exchange(e, &at, f);
-        if e.peers.is_empty() && e.coordinator.is_none() {
+        if let Some(j) = e.join {
+            if !(e.peers.is_empty() && e.coordinator.is_none()) {
+                f.error(
+                    format!("{at}.join"),
+                    "a joining node learns the members from the cluster: leave peers and coordinator out",
+                );
+            }
+            if let Some(why) = not_a_peer(&j) {
+                f.error(format!("{at}.join"), format!("{j}: {why}"));
+            }
+        } else if e.peers.is_empty() && e.coordinator.is_none() {
             f.error(
                 format!("{at}.peers"),
                 "no peers and no coordinator: list the other members (id: \"address:port\"), \
