@@ -34,6 +34,24 @@ tcp_stat() { client awk -v k="$1" '/^Tcp:/ { if (!h) { split($0, n); h = 1 } els
 # node_json I: the node's status as JSON.
 node_json() { "$BIN" status --socket "/run/synshare/ss-node$1.sock" --json; }
 
+# capture_synacks FILE: starts the client's own capture of the SYN-ACKs
+# from the VIP (tests/synack_capture.py), its JSON to FILE once stopped.
+# Run by ip netns exec, not the `client` function: $! is then the capture
+# itself, not a subshell.
+capture_synacks() {
+  ip netns exec ss-client python3 "$ROOT/tests/synack_capture.py" --vip 192.0.2.100 > "$1" 2> "$1.err" &
+  CAPTURE_PID=$!
+  for _ in $(seq 50); do grep -q capturing "$1.err" && break; sleep 0.1; done
+}
+
+# answered_twice FILE MIN: stops the capture and prints how many client
+# SYNs were answered with two servers' ISNs (-1: fewer than MIN attempts
+# captured, or no capture).
+answered_twice() {
+  kill -TERM "$CAPTURE_PID" 2>/dev/null; wait "$CAPTURE_PID" 2>/dev/null; CAPTURE_PID=""
+  python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["answered_twice"] if d["attempts"] >= int(sys.argv[2]) else -1)' "$1" "$2" 2>/dev/null || echo -1
+}
+
 # stat_of I NAME: node I's exchange statistic NAME (0 when absent).
 stat_of() { node_json "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["exchange"]["stats"].get(sys.argv[1], 0))' "$2"; }
 
@@ -59,7 +77,10 @@ w = s["workers"]
 print(sum(v for x in w for k, v in x["counters"].items() if k not in kernel_side), sum(x["wire_rx"] for x in w), s["wire"]["ipackets"])'
 }
 
-cleanup() { "$CLUSTER" down >/dev/null 2>&1 || true; }
+cleanup() {
+  [ -n "${CAPTURE_PID:-}" ] && kill -TERM "$CAPTURE_PID" 2>/dev/null
+  "$CLUSTER" down >/dev/null 2>&1 || true
+}
 trap 'cleanup; rm -rf "$SS_TMP"' EXIT
 
 finish() {

@@ -92,15 +92,11 @@ stop_cycles() {
 }
 # The client's own capture judges "one server per connection" here: every
 # SYN-ACK it receives, and no SYN answered with two servers' ISNs.
-# ip netns exec, not the `client` function: $! is then the capture itself.
-ip netns exec ss-client python3 "$ROOT/tests/synack_capture.py" --vip 192.0.2.100 > "$SS_TMP/c-synacks.json" 2> "$SS_TMP/c-capture.err" &
-capture=$!
-for _ in $(seq 50); do grep -q capturing "$SS_TMP/c-capture.err" && break; sleep 0.1; done
+capture_synacks "$SS_TMP/c-synacks.json"
 refused0=$(counter 1 drop_kernel_synack_not_held)
 fault c-stopped "stop_cycles 10 &" 'wait $!' 40
-kill -TERM "$capture"; wait "$capture"
+twice=$(answered_twice "$SS_TMP/c-synacks.json" 1000)
 echo "    c: node1 dropped $(counter 1 drop_lease_ran_out) frames accepted under a lease that ran out before delivery, refused $(( $(counter 1 drop_kernel_synack_not_held) - refused0 )) SYN-ACKs outside its lease; client capture: $(cat "$SS_TMP/c-synacks.json")"
-twice=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["answered_twice"] if d["attempts"] > 1000 else -1)' "$SS_TMP/c-synacks.json" 2>/dev/null || echo -1)
 check "c: no client SYN answered by two servers over 10 stops (client capture: $twice of the attempts)" test "$twice" -eq 0
 
 # control_stalls: node1's exchange thread alone stands still for 2 s in the

@@ -4,10 +4,10 @@
 # no peers), is added with `synshare members add` and gets its share; then
 # node1 is removed with `synshare members remove`: its buckets move to the
 # others, it leaves the directory once its downloads ended, and it holds
-# nothing. No connection fails or is reset, no download breaks.
+# nothing. No connection fails or is reset, no download breaks, and the
+# client's capture sees no SYN answered by two servers.
 source "$(dirname "$0")/lib.sh"
 X="python3 $ROOT/tests/exchange.py"
-stream() { client python3 "$ROOT/tests/stream.py" --host 192.0.2.100 "$@"; }
 now() { date +%s.%N; }
 ms_since() { python3 -c "import time; print(int((time.time() - $1) * 1000))"; }
 snmp_resets() { client awk '/^Tcp:/ { if (!h) { split($0, k); h = 1 } else { for (i = 1; i <= NF; i++) v[k[i]] = $i } } END { print v["EstabResets"] + v["AttemptFails"] }' /proc/net/snmp; }
@@ -51,6 +51,7 @@ for k in $(seq 6); do
   client curl -s -m60 -D "$SS_TMP/slow$k.h" -o "$SS_TMP/slow$k.out" "http://192.0.2.100/slow?s=20" &
   echo $! > "$SS_TMP/slow$k.pid"
 done
+capture_synacks "$SS_TMP/synacks.json"
 stream --seconds 45 --parallel 3 --out "$SS_TMP/members.jsonl" &
 stream_pid=$!
 sleep 2
@@ -90,6 +91,9 @@ check "node4's workers take the exchange port from nodes 2 and 3 (kernel_exchang
   test "$(counter 4 kernel_exchange)" -gt 0
 
 wait "$stream_pid"
+twice=$(answered_twice "$SS_TMP/synacks.json" 1000)
+echo "    client capture: $(cat "$SS_TMP/synacks.json")"
+check "no client SYN answered by two servers across the add and the remove (client capture: $twice)" test "$twice" -eq 0
 for k in $(seq 6); do wait "$(cat "$SS_TMP/slow$k.pid")" 2>/dev/null || true; done
 complete=0; nodes=""
 for k in $(seq 6); do
