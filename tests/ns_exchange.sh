@@ -53,7 +53,10 @@ wait "$stream_pid"
 read -r loaded n <<<"$($X shares "$SS_TMP/loaded.jsonl")"
 echo "    loaded: $loaded of $n connections; node2's weights gave it $expect2% on average"
 share2=$(python3 -c "import json; print(json.loads('$loaded').get('node2', 0))")
-check "node2's share of new connections fell ($share2% < 12%)" python3 -c "import sys; sys.exit(0 if $share2 < 12 else 1)"
+# Well below the equal third it had; how far is the next check's to say
+# (the share follows the advertised weight, sampled every 250 ms, so it
+# lags it by a few points: 13.9% against 10.4% once, under a 12% bound).
+check "node2's share of new connections fell ($share2% < 20%)" python3 -c "import sys; sys.exit(0 if $share2 < 20 else 1)"
 check "in line with its availability ($share2% vs $expect2% from its advertised weight)" python3 -c "import sys; sys.exit(0 if abs($share2 - $expect2) < 5 else 1)"
 "$CLUSTER" unburn 2
 t1=$(now)
