@@ -44,11 +44,15 @@ capture_synacks() {
   for _ in $(seq 50); do grep -q capturing "$1.err" && break; sleep 0.1; done
 }
 
-# answered_twice FILE MIN: stops the capture and prints how many client
-# SYNs were answered with two servers' ISNs (-1: fewer than MIN attempts
-# captured, or no capture).
+# stop_capture: stops it; it writes its JSON as it ends. Called from the
+# test's own shell, not in $(...): a subshell cannot wait for it.
+stop_capture() { kill -TERM "$CAPTURE_PID" 2>/dev/null; wait "$CAPTURE_PID" 2>/dev/null; CAPTURE_PID=""; }
+
+# answered_twice FILE MIN: after stop_capture, how many client SYNs were
+# answered with two servers' ISNs (-1: fewer than MIN attempts captured, or
+# no capture).
 answered_twice() {
-  kill -TERM "$CAPTURE_PID" 2>/dev/null; wait "$CAPTURE_PID" 2>/dev/null; CAPTURE_PID=""
+  for _ in $(seq 50); do [ -s "$1" ] && break; sleep 0.1; done
   python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["answered_twice"] if d["attempts"] >= int(sys.argv[2]) else -1)' "$1" "$2" 2>/dev/null || echo -1
 }
 

@@ -95,6 +95,7 @@ stop_cycles() {
 capture_synacks "$SS_TMP/c-synacks.json"
 refused0=$(counter 1 drop_kernel_synack_not_held)
 fault c-stopped "stop_cycles 10 &" 'wait $!' 40
+stop_capture
 twice=$(answered_twice "$SS_TMP/c-synacks.json" 1000)
 echo "    c: node1 dropped $(counter 1 drop_lease_ran_out) frames accepted under a lease that ran out before delivery, refused $(( $(counter 1 drop_kernel_synack_not_held) - refused0 )) SYN-ACKs outside its lease; client capture: $(cat "$SS_TMP/c-synacks.json")"
 check "c: no client SYN answered by two servers over 10 stops (client capture: $twice of the attempts)" test "$twice" -eq 0

@@ -91,6 +91,7 @@ check "node4's workers take the exchange port from nodes 2 and 3 (kernel_exchang
   test "$(counter 4 kernel_exchange)" -gt 0
 
 wait "$stream_pid"
+stop_capture
 twice=$(answered_twice "$SS_TMP/synacks.json" 1000)
 echo "    client capture: $(cat "$SS_TMP/synacks.json")"
 check "no client SYN answered by two servers across the add and the remove (client capture: $twice)" test "$twice" -eq 0
