@@ -70,15 +70,26 @@ print(sum(w["counters"].get(sys.argv[1], 0) for w in s["workers"]))' "$2"
 # frame_accounting I: "OUTCOMES WORKER_RX PORT_RX" of node I: the outcomes
 # of frames from the wire (every counter but the kernel-side and TX ones),
 # the frames its workers received, and its wire port's RX count. Each frame
-# from the wire ends in exactly one outcome, so the three are equal.
+# from the wire ends in exactly one outcome, so the three are equal once no
+# frame is in flight. The port, the workers' receive count and the outcomes
+# are read at slightly different moments, so a frame arriving meanwhile (a
+# late FIN, an ARP) makes one sample unequal: it samples up to 3 s, 0.1 s
+# apart, and prints the first equal sample, or the last one.
 frame_accounting() {
-  node_json "$1" | python3 -c '
+  local sample o r p
+  for _ in $(seq 30); do
+    sample=$(node_json "$1" | python3 -c '
 import json, sys
 s = json.load(sys.stdin)
 kernel_side = {"wire_from_kernel", "wire_from_kernel_answer", "wire_from_kernel_reset", "wire_from_kernel_refused", "wire_from_kernel_unparsed",
                "drop_kernel_vip_advert", "drop_kernel_stale_flow", "drop_kernel_reset_claimed", "drop_kernel_synack_not_held", "drop_kernel_tx_full", "drop_wire_tx_full"}
 w = s["workers"]
-print(sum(v for x in w for k, v in x["counters"].items() if k not in kernel_side), sum(x["wire_rx"] for x in w), s["wire"]["ipackets"])'
+print(sum(v for x in w for k, v in x["counters"].items() if k not in kernel_side), sum(x["wire_rx"] for x in w), s["wire"]["ipackets"])')
+    read -r o r p <<<"$sample"
+    [ -n "$o" ] && [ "$o" = "$r" ] && [ "$r" = "$p" ] && break
+    sleep 0.1
+  done
+  echo "$sample"
 }
 
 cleanup() {
