@@ -37,6 +37,10 @@ pub fn run(c: CoordinatorConfig) -> Result<(), String> {
             layout: c.layout,
             drain_ms: 0,
             name: c.name.clone(),
+            // No rules: it takes no connection, and agrees with any node;
+            // it leaves out of its tables a node whose rules differ from
+            // the other nodes'.
+            rules_digest: 0,
         },
         0,
         None,

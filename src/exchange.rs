@@ -113,6 +113,8 @@ pub struct AgentParams {
     pub drain_ms: u64,
     /// The process name (for the state file).
     pub name: String,
+    /// The digest of the port rules (0 for a coordinator).
+    pub rules_digest: u32,
 }
 
 /// Where the workers are reached (nodes only).
@@ -295,6 +297,7 @@ pub fn start(
     settings.buckets = params.buckets;
     settings.layout = params.layout;
     settings.drain_ms = params.drain_ms;
+    settings.rules_digest = params.rules_digest;
     // The configuration only bootstraps the directory (a saved one wins):
     // the peers and this member at its own address, or, for a member added
     // at run time, one member to join through.

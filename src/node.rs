@@ -360,6 +360,7 @@ pub fn run(c: NodeConfig, config_path: &Path) -> Result<(), String> {
                         layout: v.sharing.layout,
                         drain_ms: u64::from(v.sharing.drain_ms),
                         name: c.name.clone(),
+                        rules_digest: v.rules_digest(),
                     },
                     initial_weight,
                     Some(WorkerLink {

@@ -44,15 +44,16 @@ def held(n):
 
 
 def encode(member, incarnation, seq, key, key_id=0, segment=0, applied=1, heard=(), nonce=0,
-           agreed=(350, 350, 100, 60000, 65536, 1)):
-    """A heartbeat in wire format 3 (control/src/wire.rs), written here
+           agreed=(350, 350, 100, 60000, 65536, 1, 0)):
+    """A heartbeat in wire format 4 (control/src/wire.rs), written here
     independently of the Rust codec: the header carries the start's nonce,
     the body the settings that must agree (lease, timeout, interval, drain,
-    buckets, layout), the count of buckets served but not held and, per peer
+    buckets, layout, the port rules' digest), the count of buckets served but not held and, per peer
     heard, the incarnation it is about."""
-    body = b"SSX2" + bytes([3, 1, key_id, 0]) + struct.pack(">HIQI", segment, member, incarnation, nonce)
+    body = b"SSX2" + bytes([4, 1, key_id, 0]) + struct.pack(">HIQI", segment, member, incarnation, nonce)
     body += struct.pack(">QIIIQQ", seq, 1000, 0, 0, applied, applied)
-    body += struct.pack(">IIIIIB", *agreed)
+    lease, timeout, interval, drain, buckets, layout, rules = agreed
+    body += struct.pack(">IIIIBBI", lease, timeout, interval, drain, buckets.bit_length() - 1, layout, rules)
     body += struct.pack(">IH", 0, len(heard))  # serving: none; peers heard
     for m, inc, sq in heard:
         body += struct.pack(">IQQB", m, inc, sq, 1)

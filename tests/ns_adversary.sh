@@ -117,6 +117,38 @@ check "no new connection failed ($bad of $total)" test "$bad" -eq 0 -a "$total" 
 "$CLUSTER" kill-node 3
 sed -i 's/lease_ms: 2000/lease_ms: 350/' "$STATE/node3.ron"
 
+# --- (b2) a node whose port rules differ -----------------------------------
+# node3 restarts with client affinity on port 80: the others give a
+# connection the 4-tuple's value, node3 the client address's, so both
+# could take it. The exchange compares the rules' digest and refuses it.
+sed -i 's/rules: \[\]/rules: [(ports: "80", affinity: client)]/' "$STATE/node3.ron"
+grep -q 'affinity: client' "$STATE/node3.ron" || fail "node3's config has the affinity rule"
+"$CLUSTER" start-node 3
+sleep 3
+refused0=$(stat_of 1 rejected_settings)
+capture_synacks "$SS_TMP/rules-synacks.json"
+stream --seconds 4 --parallel 3 --out "$SS_TMP/rules.jsonl"
+stop_capture
+twice=$(answered_twice "$SS_TMP/rules-synacks.json" 100)
+read -r bad total <<<"$(failed_of "$SS_TMP/rules.jsonl")"
+refused=$(stat_of 1 rejected_settings)
+held3=$(field_of 3 held)
+echo "    node3 with client affinity on port 80: refused by node1 $((refused - refused0)) times in 4 s, node3 holds $held3; stream $total, $bad failed; client capture: $(cat "$SS_TMP/rules-synacks.json")"
+check "node1 refuses node3's heartbeats while its rules differ ($((refused - refused0)) > 0)" test "$((refused - refused0))" -gt 0
+check "node1 says the rules differ" grep -q 'field="rules"\|field=rules' "$STATE/node1.log"
+check "node3 holds nothing ($held3)" test "$held3" -eq 0
+both=0
+for _ in $(seq 20); do
+  both=$(( $(field_of 1 held) + $(field_of 2 held) ))
+  [ "$both" -eq 65536 ] && break
+  sleep 0.1
+done
+check "node1 and node2 hold every bucket ($both)" test "$both" -eq 65536
+check "no new connection failed ($bad of $total)" test "$bad" -eq 0 -a "$total" -gt 50
+check "no client SYN answered by two servers (client capture: $twice)" test "$twice" -eq 0
+"$CLUSTER" kill-node 3
+sed -i 's/rules: \[(ports: "80", affinity: client)\]/rules: []/' "$STATE/node3.ron"
+
 # --- (c) a lost state file -------------------------------------------------
 rm -f "$STATE"/state/node3.segment*.state
 t_start=$(date +%s%N)

@@ -73,6 +73,10 @@ pub struct Settings {
     pub buckets: u32,
     /// Table layout.
     pub layout: Layout,
+    /// The digest of the port rules that choose connection values
+    /// ([`wire::rules_digest`]); 0 for a member with no rules (a
+    /// coordinator, and the simulator's nodes).
+    pub rules_digest: u32,
     /// New tables for weight changes at most this often.
     pub min_epoch_ms: u64,
     /// Weight changes up to this (thousandths) make no new table.
@@ -105,6 +109,7 @@ impl Default for Settings {
             drain_ms: 60_000,
             buckets: 65_536,
             layout: Layout::Rendezvous,
+            rules_digest: 0,
             min_epoch_ms: 250,
             hysteresis_milli: 20,
             role: Role::Node,
@@ -149,6 +154,7 @@ impl Settings {
                 Layout::Ranges => 0,
                 Layout::Rendezvous => 1,
             },
+            rules: self.rules_digest,
         }
     }
 }
@@ -346,6 +352,11 @@ pub struct Peer {
     pub grant_sent_at: Option<u64>,
     /// Node or coordinator.
     pub role: Option<Role>,
+    /// The digest of its port rules (0: none, a coordinator's).
+    pub rules: u32,
+    /// A coordinator leaves it out of its tables: its rules differ from
+    /// the other nodes'.
+    pub rules_left_out: bool,
     /// Draining.
     pub draining: bool,
     /// Its weight (thousandths).
@@ -1824,6 +1835,7 @@ impl Agent {
         }
         p.last_heard = now;
         p.role = Some(hb.from.role);
+        p.rules = hb.agreed.rules;
         p.draining = hb.from.draining;
         p.weight_milli = hb.weight_milli;
         p.connections = hb.connections;
@@ -2366,6 +2378,48 @@ impl Agent {
         }
     }
 
+    /// The port rules a coordinator's table is for: the digest most live
+    /// nodes advertise (a tie goes to the one most members of the current
+    /// table have, then to the lower digest). Nodes check each other's
+    /// rules themselves; a coordinator has none of its own, so it leaves
+    /// out of its tables the nodes whose rules differ from the others':
+    /// two nodes that give one connection two values would both take it.
+    /// None for a node (its peers with other rules are never live here).
+    fn cluster_rules(&mut self) -> Option<u32> {
+        if self.settings.role != Role::Coordinator {
+            return None;
+        }
+        let mut counts: BTreeMap<u32, (usize, usize)> = BTreeMap::new();
+        for m in &self.live {
+            let Some(p) = self.peers.get(m).filter(|p| p.role == Some(Role::Node)) else {
+                continue;
+            };
+            let c = counts.entry(p.rules).or_default();
+            c.0 += 1;
+            c.1 += usize::from(self.epoch.members.iter().any(|(e, _)| e == m));
+        }
+        // The highest count, then the most in the table, then the lowest
+        // digest (max_by_key keeps the last of equals: iterate downwards).
+        let chosen = counts.iter().rev().max_by_key(|(_, c)| **c).map(|(r, _)| *r)?;
+        for m in &self.live {
+            let Some(p) = self.peers.get_mut(m).filter(|p| p.role == Some(Role::Node)) else {
+                continue;
+            };
+            let differs = p.rules != chosen;
+            if differs && !p.rules_left_out {
+                self.stats.rejected_settings += 1;
+                self.events.push_back(Event::SettingsDiffer {
+                    member: *m,
+                    field: "rules",
+                    ours: chosen,
+                    theirs: p.rules,
+                });
+            }
+            p.rules_left_out = differs;
+        }
+        Some(chosen)
+    }
+
     fn lead(&mut self, now: u64) {
         // A coordinator leads while it lives.
         if self.settings.role == Role::Node {
@@ -2432,11 +2486,15 @@ impl Agent {
         // Members of the directory only, and not leaving; the directory's
         // factor scales the weight each advertises.
         let scaled = |w: u32, factor: u32| (u64::from(w) * u64::from(factor) / 1000).min(u64::from(u32::MAX)) as u32;
+        let rules = self.cluster_rules();
         let mut desired: Vec<(MemberId, u32)> = self
             .live
             .iter()
             .filter_map(|m| {
                 let p = self.peers.get(m)?;
+                if rules.is_some_and(|r| p.rules != r) {
+                    return None;
+                }
                 let d = self.directory.get(*m).filter(|d| !d.leaving)?;
                 let w = if p.draining {
                     0

@@ -352,6 +352,7 @@ impl Sim {
         settings.role = role;
         if role == Role::Coordinator {
             settings.drain_ms = 0;
+            settings.rules_digest = 0;
         }
         settings
     }

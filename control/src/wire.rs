@@ -7,7 +7,7 @@
 //! body    heartbeat: seq u64 | weight u32 | connections u32 | held u32 |
 //!                    applied u64 | log_last u64 |
 //!                    agreed: lease u32 | timeout u32 | interval u32 | drain u32 |
-//!                            buckets u32 | layout u8 |
+//!                            log2 buckets u8 | layout u8 | rules u32 |
 //!                    serving u32 |
 //!                    n u16 | n × (member u32, incarnation u64, seq u64, flags u8)
 //!         serving:   seq u64 | applied u64 | flags u8 | n u32 |
@@ -29,17 +29,19 @@ use sha2::Sha256;
 
 /// "SSX2"
 const MAGIC: [u8; 4] = *b"SSX2";
-/// 3: the start's nonce, the settings that must agree, and the
-/// incarnation each grant is for (2 had none of them; the two do not mix).
-const VERSION: u8 = 3;
+/// 4: the port rules' digest among the settings that must agree (3 had
+/// none); 3: the start's nonce, the settings that must agree, and the
+/// incarnation each grant is for. Versions do not mix: a datagram of
+/// another version is refused as malformed before its tag is checked.
+const VERSION: u8 = 4;
 /// Bytes of the truncated HMAC-SHA256 tag.
 pub const TAG_LEN: usize = 16;
 /// magic, version, kind, key id, flags, segment, member, incarnation, nonce.
 const HEADER_LEN: usize = 4 + 1 + 1 + 1 + 1 + 2 + 4 + 8 + 4;
 /// seq, weight, connections, held, applied, log_last, agreed, serving, count.
 const HEARTBEAT_FIXED: usize = 8 + 4 + 4 + 4 + 8 + 8 + AGREED_LEN + 4 + 2;
-/// lease, timeout, interval, drain, buckets, layout.
-const AGREED_LEN: usize = 4 * 5 + 1;
+/// lease, timeout, interval, drain, log2 buckets, layout, rules.
+const AGREED_LEN: usize = 4 * 4 + 1 + 1 + 4;
 const ACK_LEN: usize = 4 + 8 + 8 + 1;
 /// The largest heartbeat: a 1500-byte MTU less IPv6 (40) and UDP (8).
 pub const MAX_HEARTBEAT: usize = 1452;
@@ -171,18 +173,33 @@ pub struct Agreed {
     pub interval_ms: u32,
     /// Drain period, ms.
     pub drain_ms: u32,
-    /// Buckets.
+    /// Buckets: a power of two, carried as its log2.
     pub buckets: u32,
     /// Table layout (0 ranges, 1 rendezvous).
     pub layout: u8,
+    /// The digest of the port rules that choose a connection's value
+    /// ([`rules_digest`]): two nodes whose rules give one connection two
+    /// values would both take it. 0: a member with no rules (a
+    /// coordinator), which agrees with any.
+    pub rules: u32,
+}
+
+/// The digest of the canonical description of what decides connection
+/// values (the dataplane writes it: `Vip::value_rules`): the first four
+/// bytes of its SHA-256, never 0 (0 is a coordinator's "no rules").
+pub fn rules_digest(canonical: &[u8]) -> u32 {
+    use sha2::Digest;
+    let d = Sha256::digest(canonical);
+    u32::from_be_bytes([d[0], d[1], d[2], d[3]]).max(1)
 }
 
 impl Agreed {
     /// The first field that differs from `other`: its name, ours, theirs.
-    /// A drain period of 0 is a coordinator's (it holds nothing, so has no
-    /// drain): it agrees with any.
+    /// A drain period of 0 and rules of 0 are a coordinator's (it holds
+    /// nothing and takes no connection): they agree with any.
     pub fn differs(&self, other: &Agreed) -> Option<(&'static str, u32, u32)> {
         let drain_applies = self.drain_ms != 0 && other.drain_ms != 0;
+        let rules_apply = self.rules != 0 && other.rules != 0;
         [
             ("lease_ms", self.lease_ms, other.lease_ms),
             ("timeout_ms", self.timeout_ms, other.timeout_ms),
@@ -194,6 +211,7 @@ impl Agreed {
             ),
             ("buckets", self.buckets, other.buckets),
             ("layout", u32::from(self.layout), u32::from(other.layout)),
+            ("rules", self.rules, if rules_apply { other.rules } else { self.rules }),
         ]
         .into_iter()
         .find(|(_, a, b)| a != b)
@@ -308,6 +326,9 @@ pub enum EncodeError {
     TooManyMembers,
     /// A consensus message over [`MAX_CONSENSUS`].
     TooLarge,
+    /// A bucket count that is no power of two (the configuration refuses
+    /// those; the wire carries its log2).
+    Buckets,
 }
 
 fn mac(key: &Key, data: &[u8]) -> Hmac<Sha256> {
@@ -340,6 +361,9 @@ pub fn encode_heartbeat(hb: &Heartbeat, keys: &Keys) -> Result<Vec<u8>, EncodeEr
     if hb.heard.len() > MAX_MEMBERS {
         return Err(EncodeError::TooManyMembers);
     }
+    if !hb.agreed.buckets.is_power_of_two() {
+        return Err(EncodeError::Buckets);
+    }
     let key = keys.sending();
     let mut b = Vec::with_capacity(HEADER_LEN + HEARTBEAT_FIXED + hb.heard.len() * ACK_LEN + TAG_LEN);
     header(&mut b, KIND_HEARTBEAT, key, &hb.from);
@@ -350,10 +374,12 @@ pub fn encode_heartbeat(hb: &Heartbeat, keys: &Keys) -> Result<Vec<u8>, EncodeEr
     b.extend_from_slice(&hb.applied.to_be_bytes());
     b.extend_from_slice(&hb.log_last.to_be_bytes());
     let a = &hb.agreed;
-    for v in [a.lease_ms, a.timeout_ms, a.interval_ms, a.drain_ms, a.buckets] {
+    for v in [a.lease_ms, a.timeout_ms, a.interval_ms, a.drain_ms] {
         b.extend_from_slice(&v.to_be_bytes());
     }
+    b.push(a.buckets.trailing_zeros() as u8);
     b.push(a.layout);
+    b.extend_from_slice(&a.rules.to_be_bytes());
     b.extend_from_slice(&hb.serving.to_be_bytes());
     b.extend_from_slice(&(hb.heard.len() as u16).to_be_bytes());
     for h in &hb.heard {
@@ -479,8 +505,12 @@ pub fn decode(datagram: &[u8], keys: &Keys) -> Result<Datagram, DecodeError> {
                 timeout_ms: r.u32()?,
                 interval_ms: r.u32()?,
                 drain_ms: r.u32()?,
-                buckets: r.u32()?,
+                buckets: match r.u8()? {
+                    log2 @ 0..=31 => 1 << log2,
+                    _ => return Err(DecodeError::Malformed),
+                },
                 layout: r.u8()?,
+                rules: r.u32()?,
             };
             let serving = r.u32()?;
             let n = usize::from(r.u16()?);
@@ -594,6 +624,7 @@ mod tests {
                 drain_ms: 60_000,
                 buckets: 65_536,
                 layout: 1,
+                rules: 0x5eed_0001,
             },
             serving: 3,
             heard: vec![
@@ -611,6 +642,46 @@ mod tests {
                 },
             ],
         }
+    }
+
+    #[test]
+    fn rules_must_agree_between_nodes_and_a_coordinator_agrees_with_any() {
+        let node = Agreed {
+            lease_ms: 400,
+            timeout_ms: 400,
+            interval_ms: 100,
+            drain_ms: 60_000,
+            buckets: 65_536,
+            layout: 1,
+            rules: rules_digest(b"vip 192.0.2.100 tcp 80-80 client"),
+        };
+        let other = Agreed {
+            rules: rules_digest(b"vip 192.0.2.100 tcp 80-80 network"),
+            ..node
+        };
+        assert_ne!(node.rules, other.rules);
+        assert_eq!(node.differs(&other), Some(("rules", node.rules, other.rules)));
+        assert_eq!(node.differs(&node), None);
+        let coordinator = Agreed {
+            drain_ms: 0,
+            rules: 0,
+            ..node
+        };
+        assert_eq!(node.differs(&coordinator), None);
+        assert_eq!(coordinator.differs(&other), None);
+        // The digest is 0 for nothing: an empty description is a node's
+        // too (no port with another value than the 4-tuple).
+        assert_ne!(rules_digest(b""), 0);
+        // The bucket count travels as its log2: a count that is no power
+        // of two is refused, not rounded.
+        let mut hb = sample();
+        hb.agreed.buckets = 3 << 10;
+        assert_eq!(encode_heartbeat(&hb, &keys(b"k")), Err(EncodeError::Buckets));
+        hb.agreed.buckets = 1 << 31;
+        let Ok(Datagram::Heartbeat(back)) = decode(&encode_heartbeat(&hb, &keys(b"k")).unwrap(), &keys(b"k")) else {
+            panic!("a heartbeat decodes");
+        };
+        assert_eq!(back.agreed, hb.agreed);
     }
 
     #[test]

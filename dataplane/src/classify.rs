@@ -115,6 +115,27 @@ impl Vip {
         }
     }
 
+    /// Appends the canonical description of this VIP's ports whose
+    /// connection value is not the 4-tuple's (see
+    /// [`PortRules::value_runs`]), behind the address: nothing when every
+    /// served port takes the 4-tuple. Members must agree on it.
+    pub fn value_rules(&self, out: &mut Vec<u8>) {
+        let (mut tcp, mut udp) = (Vec::new(), Vec::new());
+        self.tcp_ports.value_runs(&mut tcp);
+        self.udp_ports.value_runs(&mut udp);
+        if tcp.is_empty() && udp.is_empty() {
+            return;
+        }
+        let a = self.addr.bytes();
+        out.push(a.len() as u8);
+        out.extend_from_slice(a);
+        for (proto, runs) in [(6u8, tcp), (17, udp)] {
+            out.push(proto);
+            out.extend_from_slice(&(runs.len() as u32).to_be_bytes());
+            out.extend_from_slice(&runs);
+        }
+    }
+
     /// True when TCP `port` is served (shared or by one node).
     pub fn serves_tcp(&self, port: u16) -> bool {
         self.tcp_ports.serves(port)

@@ -154,6 +154,37 @@ impl PortRules {
     pub fn serves(&self, port: u16) -> bool {
         matches!(self.kind_of(port), Kind::Shared(_) | Kind::Single(_))
     }
+
+    /// Appends the canonical description of the ports whose connection
+    /// value is not the 4-tuple's: each run of ports of one such kind as
+    /// first u16, last u16, kind u8 (1 client, 2 network, 3 single), the
+    /// single rule's folded word u16 (else 0), big-endian. Two members
+    /// whose descriptions are equal give every connection they both serve
+    /// the same value; served, disabled and unserved 4-tuple ports are
+    /// left out (they cannot make two members take one connection).
+    pub fn value_runs(&self, out: &mut Vec<u8>) {
+        let tag = |port: u32| match self.kind_of(port as u16) {
+            Kind::Shared(Affinity::Client) => Some((1u8, 0u16)),
+            Kind::Shared(Affinity::Network) => Some((2, 0)),
+            Kind::Single(f) => Some((3, f)),
+            Kind::Shared(Affinity::None) | Kind::NotServed | Kind::Disabled => None,
+        };
+        let mut port = 0u32;
+        while port <= 0xffff {
+            let first = port;
+            let kind = tag(port);
+            while port < 0xffff && tag(port + 1) == kind {
+                port += 1;
+            }
+            if let Some((t, f)) = kind {
+                out.extend_from_slice(&(first as u16).to_be_bytes());
+                out.extend_from_slice(&(port as u16).to_be_bytes());
+                out.push(t);
+                out.extend_from_slice(&f.to_be_bytes());
+            }
+            port += 1;
+        }
+    }
 }
 
 impl Kind {
@@ -228,6 +259,85 @@ mod tests {
     use crate::hash::{Toeplitz, SYMMETRIC_KEY};
 
     const VIP4: Addr = Addr::V4([192, 0, 2, 100]);
+
+    fn runs(ports: &[u16], rules: &[PortRule]) -> Vec<u8> {
+        let mut out = Vec::new();
+        PortRules::new(VIP4, ports, rules).value_runs(&mut out);
+        out
+    }
+
+    fn rule(first: u16, last: u16, mode: PortMode) -> PortRule {
+        PortRule {
+            first,
+            last,
+            tcp: true,
+            udp: false,
+            mode,
+        }
+    }
+
+    #[test]
+    fn the_value_description_names_every_port_whose_value_is_not_the_tuple() {
+        let client = PortMode::Shared(Affinity::Client);
+        // 4-tuple, disabled and unserved ports: nothing to agree on.
+        assert!(runs(&[80, 443], &[]).is_empty());
+        assert!(runs(
+            &[80],
+            &[
+                rule(8000, 8099, PortMode::Disabled),
+                rule(9000, 9000, PortMode::Shared(Affinity::None))
+            ]
+        )
+        .is_empty());
+        // One run per range, with its kind.
+        let a = runs(
+            &[80],
+            &[
+                rule(80, 80, client),
+                rule(8000, 8099, PortMode::Shared(Affinity::Network)),
+            ],
+        );
+        assert_eq!(a, [0, 80, 0, 80, 1, 0, 0, 0x1f, 0x40, 0x1f, 0xa3, 2, 0, 0]);
+        // Another affinity, range or single port gives another description;
+        // the same rules written as two adjacent ranges give the same one.
+        assert_ne!(
+            a,
+            runs(
+                &[80],
+                &[
+                    rule(80, 80, PortMode::Shared(Affinity::Network)),
+                    rule(8000, 8099, PortMode::Shared(Affinity::Network))
+                ]
+            )
+        );
+        assert_ne!(
+            a,
+            runs(
+                &[80],
+                &[
+                    rule(80, 80, client),
+                    rule(8000, 8098, PortMode::Shared(Affinity::Network))
+                ]
+            )
+        );
+        assert_eq!(
+            a,
+            runs(
+                &[],
+                &[
+                    rule(80, 80, client),
+                    rule(8000, 8049, PortMode::Shared(Affinity::Network)),
+                    rule(8050, 8099, PortMode::Shared(Affinity::Network))
+                ]
+            )
+        );
+        let single = runs(&[], &[rule(8080, 8081, PortMode::Single)]);
+        assert_eq!(single[..5], [0x1f, 0x90, 0x1f, 0x91, 3]);
+        assert_ne!(single, runs(&[], &[rule(8081, 8081, PortMode::Single)]));
+        // The edges of the port space.
+        let edge = runs(&[], &[rule(1, 1, client), rule(65535, 65535, client)]);
+        assert_eq!(edge, [0, 1, 0, 1, 1, 0, 0, 0xff, 0xff, 0xff, 0xff, 1, 0, 0]);
+    }
 
     fn v6(last: u16, mid: u16) -> Addr {
         let mut a = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];

@@ -179,8 +179,9 @@ pub struct VipConfig {
     /// connection value covers. A rule's ports are served (or disabled)
     /// whether listed above or not; a listed port no rule names is shared
     /// with the 4-tuple. Every member must have the same rules (they choose
-    /// which node takes a connection); a change needs a restart of every
-    /// node.
+    /// which node takes a connection): the exchange refuses a member whose
+    /// affinity or single-host rules differ (docs/exchange.md), so a change
+    /// is a restart of every node.
     #[serde(default)]
     pub rules: Vec<PortRuleConfig>,
 }
@@ -901,6 +902,23 @@ impl SegmentView<'_> {
         } else {
             format!("segments[{}].", self.index - 1)
         }
+    }
+
+    /// The digest of this segment's port rules, as far as they choose a
+    /// connection's value (affinity and single-host rules; the VIPs in
+    /// address order): every member of the segment must have the same,
+    /// or two of them would both take one connection, so the exchange
+    /// refuses a member whose digest differs. 4-tuple, disabled and
+    /// unserved ports do not count: a port served by one member only
+    /// cannot be taken twice.
+    pub fn rules_digest(&self) -> u32 {
+        let mut vips: Vec<_> = self.vips.iter().map(VipConfig::dataplane).collect();
+        vips.sort_by(|a, b| a.addr.bytes().cmp(b.addr.bytes()));
+        let mut canonical = Vec::new();
+        for v in &vips {
+            v.value_rules(&mut canonical);
+        }
+        synshare_control::wire::rules_digest(&canonical)
     }
 }
 

@@ -1050,6 +1050,92 @@ fn a_member_whose_lease_setting_differs_is_refused_and_holds_nothing() {
     assert_exclusive(&sim, "differing lease");
 }
 
+/// Settings of nodes whose port rules have digest `rules`.
+fn with_rules(rules: u32) -> Settings {
+    Settings {
+        rules_digest: rules,
+        ..settings()
+    }
+}
+
+#[test]
+fn a_node_whose_rules_differ_is_refused_and_holds_nothing_until_they_agree() {
+    // Two nodes with rules 7, a third with rules 9: one connection would
+    // have two values, and two nodes would take it.
+    let mut sim = Sim::new(&[], with_rules(7), 51);
+    let ids: Vec<MemberId> = (1..=3).map(MemberId).collect();
+    for id in &ids {
+        sim.add(*id, Role::Node, 1000, &ids, Keys::single(KEY));
+    }
+    sim.nodes[2].agent =
+        Some(Agent::new(MemberId(3), &ids, 1, with_rules(9), Keys::single(KEY), 1000, None, 0).unwrap());
+    served(&mut sim, &[0, 1]);
+    sim.run(3_000);
+    assert!(closed(&sim, 2));
+    assert_eq!(sim.agent(2).unwrap().held_count(), 0);
+    let a = sim.agent(0).unwrap();
+    assert!(a.stats().rejected_settings > 0);
+    assert_eq!(a.peers()[&MemberId(3)].refused, Some(("rules", 7, 9)));
+    assert_eq!(
+        sim.agent(2).unwrap().peers()[&MemberId(1)].refused,
+        Some(("rules", 9, 7))
+    );
+    assert!(!a.epoch().members.iter().any(|(m, _)| *m == MemberId(3)));
+    assert!(sim.all_open_once(&[0, 1]));
+    assert_exclusive(&sim, "differing rules");
+    // Restarted with the others' rules, it is taken back and gets its share.
+    sim.nodes[2].agent =
+        Some(Agent::new(MemberId(3), &ids, 2, with_rules(7), Keys::single(KEY), 1000, None, 0).unwrap());
+    sim.run(sim.settings.drain_ms + 3_000);
+    assert!(sim
+        .agent(0)
+        .unwrap()
+        .epoch()
+        .members
+        .iter()
+        .any(|(m, _)| *m == MemberId(3)));
+    assert!(sim.agent(2).unwrap().held_count() > 0);
+    assert_exclusive(&sim, "rules agree again");
+}
+
+#[test]
+fn a_coordinator_leaves_out_of_its_tables_a_node_whose_rules_differ() {
+    // The coordinator has no rules and agrees with every node; nodes 1 and
+    // 2 have rules 7, node 3 rules 9: the table is for rules 7 only.
+    let mut sim = Sim::new(&[], with_rules(7), 52);
+    let ids: Vec<MemberId> = (0..=3).map(MemberId).collect();
+    sim.add(MemberId(0), Role::Coordinator, 0, &ids, Keys::single(KEY));
+    for id in &ids[1..] {
+        sim.add(*id, Role::Node, 1000, &ids, Keys::single(KEY));
+    }
+    sim.nodes[3].agent =
+        Some(Agent::new(MemberId(3), &ids, 1, with_rules(9), Keys::single(KEY), 1000, None, 0).unwrap());
+    served(&mut sim, &[1, 2]);
+    sim.run(3_000);
+    let c = sim.agent(0).unwrap();
+    assert_eq!(c.settings().rules_digest, 0);
+    assert!(
+        c.peers()[&MemberId(3)].refused.is_none(),
+        "the coordinator hears node 3"
+    );
+    assert!(c.peers()[&MemberId(3)].rules_left_out);
+    assert!(c.stats().rejected_settings > 0);
+    assert!(!c.epoch().members.iter().any(|(m, _)| *m == MemberId(3)));
+    assert!(closed(&sim, 3));
+    assert_eq!(sim.agent(3).unwrap().held_count(), 0);
+    assert!(sim.all_open_once(&[1, 2]));
+    assert_exclusive(&sim, "coordinator, differing rules");
+    // Restarted with rules 7, node 3 is in the next table.
+    sim.nodes[3].agent =
+        Some(Agent::new(MemberId(3), &ids, 2, with_rules(7), Keys::single(KEY), 1000, None, 0).unwrap());
+    sim.run(sim.settings.drain_ms + 3_000);
+    let c = sim.agent(0).unwrap();
+    assert!(!c.peers()[&MemberId(3)].rules_left_out);
+    assert!(c.epoch().members.iter().any(|(m, _)| *m == MemberId(3)));
+    assert!(sim.agent(3).unwrap().held_count() > 0);
+    assert_exclusive(&sim, "coordinator, rules agree again");
+}
+
 #[test]
 fn buckets_claimed_in_several_steps_each_settle_at_their_own_time() {
     // Weight changes move buckets in steps; each claim settles (its
