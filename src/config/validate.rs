@@ -145,7 +145,6 @@ fn not_a_vip(a: IpAddr) -> Option<&'static str> {
     }
 }
 
-/// Why `a` cannot be a member's heartbeat address, if it cannot.
 /// The most port rules a VIP may have.
 pub const MAX_RULES: usize = 64;
 
@@ -187,6 +186,7 @@ fn validate_rules(rules: &[PortRuleConfig], at: &str, f: &mut Findings) {
     }
 }
 
+/// Why `a` cannot be a member's heartbeat address, if it cannot.
 fn not_a_peer(a: &SocketAddr) -> Option<&'static str> {
     let ip = a.ip();
     if a.port() == 0 {
