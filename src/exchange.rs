@@ -287,7 +287,31 @@ pub fn start(
     let socket = bind_free(bind).map_err(|e| format!("exchange: cannot bind {bind}: {e}"))?;
     std::fs::create_dir_all(&c.state_dir).map_err(|e| format!("exchange: state_dir {}: {e}", c.state_dir.display()))?;
     let path = state_path(&c.state_dir, &params.name, c.segment);
-    let saved = load_state(&path)?;
+    let agent = start_agent(c, me, bind, params, keys, weight_milli, &path)?;
+    let mut driver = Driver::new(agent, socket, path, workers);
+    // Write the new incarnation before anything is sent under it.
+    if let Some(p) = driver.agent.take_persist() {
+        driver.io.persist(&p)?;
+    }
+    driver.publish_sources();
+    let incarnation = driver.agent.incarnation();
+    info!(segment = c.segment, incarnation, state = %driver.io.state.display(), "exchange state");
+    driver.spawn(c.segment)
+}
+
+/// This start's agent: from the state saved at `path` (if any), with an
+/// incarnation past it, the configuration's settings with the caller's,
+/// and a nonce of its own.
+fn start_agent(
+    c: &ExchangeConfig,
+    me: MemberId,
+    bind: SocketAddr,
+    params: AgentParams,
+    keys: Keys,
+    weight_milli: u32,
+    path: &Path,
+) -> Result<Agent, String> {
+    let saved = load_state(path)?;
     let incarnation = incarnation(
         saved.as_ref().map_or(0, |p| p.incarnation),
         std::time::SystemTime::now(),
@@ -298,10 +322,25 @@ pub fn start(
     settings.layout = params.layout;
     settings.drain_ms = params.drain_ms;
     settings.rules_digest = params.rules_digest;
-    // The configuration only bootstraps the directory (a saved one wins):
-    // the peers and this member at its own address, or, for a member added
-    // at run time, one member to join through.
-    let bootstrap = match c.join {
+    let mut agent = Agent::start(
+        me,
+        bootstrap(c, me, bind),
+        incarnation,
+        settings,
+        keys,
+        weight_milli,
+        saved,
+        0,
+    )?;
+    agent.set_nonce(random_nonce());
+    Ok(agent)
+}
+
+/// The configuration only bootstraps the directory (a saved one wins):
+/// the peers and this member at its own address, or, for a member added
+/// at run time, one member to join through.
+fn bootstrap(c: &ExchangeConfig, me: MemberId, bind: SocketAddr) -> Bootstrap {
+    match c.join {
         Some(j) => Bootstrap::Join(j),
         None => Bootstrap::Members(
             c.addresses()
@@ -310,60 +349,7 @@ pub fn start(
                 .chain(std::iter::once((me, bind)))
                 .collect(),
         ),
-    };
-    let mut agent = Agent::start(me, bootstrap, incarnation, settings, keys, weight_milli, saved, 0)?;
-    agent.set_nonce(random_nonce());
-    let sources = sources_of(&agent);
-    // Write the new incarnation before anything is sent under it.
-    let mut driver = Driver {
-        agent,
-        io: NetIo {
-            socket,
-            sources,
-            state: path,
-            workers,
-            started: Instant::now(),
-            send_errors: 0,
-            state_bytes: 0,
-            log_entries: 0,
-            published: 0,
-        },
-        buf: vec![0u8; 65_536],
-        rejected_unknown_source: 0,
-        events: BTreeMap::new(),
-        lease_valid: false,
-    };
-    if let Some(p) = driver.agent.take_persist() {
-        driver.io.persist(&p)?;
     }
-    driver.publish_sources();
-    info!(segment = c.segment, incarnation, state = %driver.io.state.display(), "exchange state");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let status = Arc::new(Mutex::new(driver.status()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let beat = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let epoch = driver.io.started;
-    let owners = Arc::new(Mutex::new((u64::MAX, Vec::new())));
-    let thread = {
-        let owners = Arc::clone(&owners);
-        let status = Arc::clone(&status);
-        let stop = Arc::clone(&stop);
-        let beat = Arc::clone(&beat);
-        std::thread::Builder::new()
-            .name(format!("exchange{}", c.segment))
-            .spawn(move || driver.run(rx, status, stop, beat, owners))
-            .map_err(|e| format!("exchange thread: {e}"))?
-    };
-    Ok(ExchangeHandle {
-        commands: tx,
-        owners,
-        beat,
-        epoch,
-        status,
-        stop,
-        thread: Some(thread),
-        segment: c.segment,
-    })
 }
 
 struct Driver {
@@ -373,6 +359,62 @@ struct Driver {
     rejected_unknown_source: u64,
     events: BTreeMap<&'static str, u64>,
     lease_valid: bool,
+}
+
+impl Driver {
+    /// A driver of `agent` on `socket`, saving to `state`.
+    fn new(agent: Agent, socket: UdpSocket, state: PathBuf, workers: Option<WorkerLink>) -> Driver {
+        let sources = sources_of(&agent);
+        Driver {
+            agent,
+            io: NetIo {
+                socket,
+                sources,
+                state,
+                workers,
+                started: Instant::now(),
+                send_errors: 0,
+                state_bytes: 0,
+                log_entries: 0,
+                published: 0,
+            },
+            buf: vec![0u8; 65_536],
+            rejected_unknown_source: 0,
+            events: BTreeMap::new(),
+            lease_valid: false,
+        }
+    }
+
+    /// Runs the driver on a thread of its own (named after `segment`), and
+    /// returns the rest of the process's handle on it.
+    fn spawn(self, segment: u16) -> Result<ExchangeHandle, String> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let status = Arc::new(Mutex::new(self.status()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let beat = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let epoch = self.io.started;
+        let owners = Arc::new(Mutex::new((u64::MAX, Vec::new())));
+        let thread = {
+            let owners = Arc::clone(&owners);
+            let status = Arc::clone(&status);
+            let stop = Arc::clone(&stop);
+            let beat = Arc::clone(&beat);
+            std::thread::Builder::new()
+                .name(format!("exchange{segment}"))
+                .spawn(move || self.run(rx, status, stop, beat, owners))
+                .map_err(|e| format!("exchange thread: {e}"))?
+        };
+        Ok(ExchangeHandle {
+            commands: tx,
+            owners,
+            beat,
+            epoch,
+            status,
+            stop,
+            thread: Some(thread),
+            segment,
+        })
+    }
 }
 
 /// The node's world for the driver sequence (`driver::step`): the UDP
@@ -574,99 +616,79 @@ impl Driver {
         }
     }
 
+    /// Handles the agent's events: acts on those that concern the driver,
+    /// then logs and counts each.
     fn log_events(&mut self) {
         while let Some(e) = self.agent.poll_event() {
-            let name = match &e {
-                Event::Joined { member, incarnation } => {
-                    info!(member = member.0, incarnation, "member joined");
-                    "joined"
-                }
-                Event::Lost { member } => {
-                    warn!(member = member.0, "member not live (silent, or not hearing us)");
-                    "lost"
-                }
-                Event::NewEpoch {
-                    index,
-                    creator,
-                    members,
-                } => {
-                    info!(epoch = index, creator = creator.0,
-                          members = ?members.iter().map(|(m, w)| (m.0, f64::from(*w) / 1000.0)).collect::<Vec<_>>(),
-                          "new table");
-                    "new_epoch"
-                }
-                Event::Released { buckets } => {
-                    info!(buckets, held = self.agent.held_count(), "hand-off: released");
-                    "released"
-                }
-                Event::Claimed { buckets } => {
-                    info!(buckets, held = self.agent.held_count(), "hand-off: claimed");
-                    "claimed"
-                }
-                Event::LeaseLost => {
-                    warn!("lease lost: no majority heard both ways; taking no new connections (fenced)");
-                    self.lease_valid = false;
-                    "fenced"
-                }
-                Event::LeaseRegained => {
-                    info!("lease valid: taking new connections");
-                    self.lease_valid = true;
-                    "unfenced"
-                }
-                Event::DuplicateId { incarnation } => {
-                    error!(
-                        other_incarnation = incarnation,
-                        "another process uses this member id: fenced until restarted with a unique id"
-                    );
-                    "duplicate_id"
-                }
-                Event::SettingsDiffer {
-                    member,
-                    field,
-                    ours,
-                    theirs,
-                } => {
-                    error!(
-                        member = member.0,
-                        field, ours, theirs,
-                        "a member's settings that must agree differ from ours: refused (it holds no bucket here); make them equal"
-                    );
-                    "settings_differ"
-                }
-                Event::Campaign => {
-                    info!("the leader is silent: starting an election at once");
-                    "campaign"
-                }
-                Event::Leader { member } => {
-                    info!(leader = member.map(|m| m.0), "leader");
-                    "leader_changed"
-                }
-                Event::Voters { voters } => {
-                    info!(voters = ?voters.iter().map(|m| m.0).collect::<Vec<_>>(), "voters changed");
-                    "voters_changed"
-                }
-                Event::Directory { change } => {
-                    self.publish_sources();
-                    let members: Vec<String> = self
-                        .agent
-                        .directory()
-                        .members()
-                        .iter()
-                        .map(|(id, m)| format!("{}@{}{}", id.0, m.address, if m.leaving { " (leaving)" } else { "" }))
-                        .collect();
-                    match change {
-                        Some(c) => info!(change = ?c, ?members, "member directory changed"),
-                        None => info!(?members, "member directory replaced by the leader's snapshot"),
-                    }
-                    "directory_changed"
-                }
-                Event::ChangeRefused { change, reason } => {
-                    warn!(?change, reason, "member directory change refused");
-                    "change_refused"
-                }
-            };
-            *self.events.entry(name).or_default() += 1;
+            match &e {
+                Event::LeaseLost => self.lease_valid = false,
+                Event::LeaseRegained => self.lease_valid = true,
+                Event::Directory { .. } => self.publish_sources(),
+                _ => {}
+            }
+            self.log_event(&e);
+            *self.events.entry(event_name(&e)).or_default() += 1;
         }
+    }
+
+    /// Logs one event at the level it deserves.
+    fn log_event(&self, e: &Event) {
+        match e {
+            Event::Joined { member, incarnation } => info!(member = member.0, incarnation, "member joined"),
+            Event::Lost { member } => warn!(member = member.0, "member not live (silent, or not hearing us)"),
+            Event::NewEpoch {
+                index,
+                creator,
+                members,
+            } => {
+                info!(epoch = index, creator = creator.0,
+                      members = ?members.iter().map(|(m, w)| (m.0, f64::from(*w) / 1000.0)).collect::<Vec<_>>(),
+                      "new table");
+            }
+            Event::Released { buckets } => info!(buckets, held = self.agent.held_count(), "hand-off: released"),
+            Event::Claimed { buckets } => info!(buckets, held = self.agent.held_count(), "hand-off: claimed"),
+            Event::LeaseLost => {
+                warn!("lease lost: no majority heard both ways; taking no new connections (fenced)")
+            }
+            Event::LeaseRegained => info!("lease valid: taking new connections"),
+            Event::DuplicateId { incarnation } => error!(
+                other_incarnation = incarnation,
+                "another process uses this member id: fenced until restarted with a unique id"
+            ),
+            Event::SettingsDiffer {
+                member,
+                field,
+                ours,
+                theirs,
+            } => error!(
+                member = member.0,
+                field, ours, theirs,
+                "a member's settings that must agree differ from ours: refused (it holds no bucket here); make them equal"
+            ),
+            Event::Campaign => info!("the leader is silent: starting an election at once"),
+            Event::Leader { member } => info!(leader = member.map(|m| m.0), "leader"),
+            Event::Voters { voters } => {
+                info!(voters = ?voters.iter().map(|m| m.0).collect::<Vec<_>>(), "voters changed")
+            }
+            Event::Directory { change } => {
+                let members = self.directory_summary();
+                match change {
+                    Some(c) => info!(change = ?c, ?members, "member directory changed"),
+                    None => info!(?members, "member directory replaced by the leader's snapshot"),
+                }
+            }
+            Event::ChangeRefused { change, reason } => warn!(?change, reason, "member directory change refused"),
+        }
+    }
+
+    /// The directory for a log line: each member as `id@address`.
+    fn directory_summary(&self) -> Vec<String> {
+        self.agent
+            .directory()
+            .members()
+            .iter()
+            .map(|(id, m)| format!("{}@{}{}", id.0, m.address, if m.leaving { " (leaving)" } else { "" }))
+            .collect()
     }
 
     /// The sources the exchange takes datagrams from, here and in the
@@ -692,8 +714,22 @@ impl Driver {
 
     /// Answers a request about the member directory.
     fn members(&mut self, request: MembersRequest) -> MembersReply {
+        let (ok, message) = self.propose(request);
+        let a = &self.agent;
+        MembersReply {
+            ok,
+            message,
+            segment: a.settings().segment,
+            version: a.directory().version(),
+            members: directory_members(a),
+        }
+    }
+
+    /// Asks the leader for the change `request` makes, if any: whether it
+    /// was asked, and what to tell the operator.
+    fn propose(&mut self, request: MembersRequest) -> (bool, String) {
         use synshare_control::directory::{Change, MAX_WEIGHT_MILLI};
-        let (ok, message) = match request {
+        match request {
             MembersRequest::List => (true, String::new()),
             MembersRequest::Add {
                 id,
@@ -734,95 +770,33 @@ impl Driver {
                 }
                 Err(e) => (false, format!("member {id}: {e}")),
             },
-        };
-        let a = &self.agent;
-        let learners = a.learners();
-        let members = a
-            .directory()
-            .members()
-            .iter()
-            .map(|(id, m)| {
-                let role = if m.leaving {
-                    "leaving"
-                } else if a.voters().contains(id) {
-                    "voter"
-                } else if learners.contains(id) {
-                    "learner"
-                } else {
-                    "none"
-                };
-                DirectoryMember {
-                    id: id.0,
-                    address: m.address.to_string(),
-                    weight: f64::from(m.weight_milli) / 1000.0,
-                    role: role.into(),
-                    me: *id == a.me(),
-                    leader: a.leader() == Some(*id),
-                    live: *id == a.me() || a.live().contains(id),
-                    held: if *id == a.me() {
-                        Some(a.held_count())
-                    } else {
-                        a.peers().get(id).map(|p| p.held)
-                    },
-                }
-            })
-            .collect();
-        MembersReply {
-            ok,
-            message,
-            segment: a.settings().segment,
-            version: a.directory().version(),
-            members,
         }
     }
 
     fn status(&self) -> ExchangeStatus {
         let now = self.now_ms();
         let a = &self.agent;
-        let table = a.table();
-        let buckets = table.len().max(1) as f64;
-        let members = a
-            .epoch()
-            .members
-            .iter()
-            .map(|&(id, w)| {
-                let n = table.count(id);
-                let held = if id == a.me() {
-                    Some(a.held_count())
-                } else {
-                    a.peers().get(&id).map(|p| p.held)
-                };
-                EpochMember {
-                    id: id.0,
-                    weight: f64::from(w) / 1000.0,
-                    buckets: n as u32,
-                    share_pct: 100.0 * n as f64 / buckets,
-                    held,
-                }
-            })
-            .collect();
-        let peers = a
-            .peers()
-            .iter()
-            .map(|(id, p)| PeerStatus {
-                id: id.0,
-                coordinator: p.role == Some(Role::Coordinator),
-                live: a.live().contains(id),
-                voter: a.voters().contains(id),
-                incarnation: p.incarnation,
-                heard_ms_ago: if p.incarnation == 0 {
-                    None
-                } else {
-                    Some(now.saturating_sub(p.last_heard))
-                },
-                epoch: p.applied,
-                held: p.held,
-                weight: f64::from(p.weight_milli) / 1000.0,
-                draining: p.draining,
-                connections: p.connections,
-            })
-            .collect();
-        let s = a.stats();
+        ExchangeStatus {
+            segment: a.settings().segment,
+            epoch: a.epoch().index,
+            epoch_creator: a.epoch().creator.0,
+            leader: a.leader().map_or(-1, |m| i64::from(m.0)),
+            incarnation: a.incarnation(),
+            held: a.held_count(),
+            lease_ms: a.lease_until(now).map(|u| u - now),
+            duplicate_id: a.duplicate(),
+            voters: a.voters().iter().map(|m| m.0).collect(),
+            weight: f64::from(a.weight_milli()) / 1000.0,
+            draining: a.draining(),
+            members: epoch_members(a),
+            peers: peer_statuses(a, now),
+            stats: self.stats(),
+        }
+    }
+
+    /// The agent's statistics, the driver's own, and a count per event.
+    fn stats(&self) -> BTreeMap<String, u64> {
+        let s = self.agent.stats();
         let mut stats: BTreeMap<String, u64> = [
             ("sent", s.sent),
             ("consensus_sent", s.consensus_sent),
@@ -865,22 +839,111 @@ impl Driver {
         for (k, v) in &self.events {
             stats.insert(format!("event_{k}"), *v);
         }
-        ExchangeStatus {
-            segment: a.settings().segment,
-            epoch: a.epoch().index,
-            epoch_creator: a.epoch().creator.0,
-            leader: a.leader().map_or(-1, |m| i64::from(m.0)),
-            incarnation: a.incarnation(),
-            held: a.held_count(),
-            lease_ms: a.lease_until(now).map(|u| u - now),
-            duplicate_id: a.duplicate(),
-            voters: a.voters().iter().map(|m| m.0).collect(),
-            weight: f64::from(a.weight_milli()) / 1000.0,
-            draining: a.draining(),
-            members,
-            peers,
-            stats,
-        }
+        stats
+    }
+}
+
+/// The buckets member `id` holds: this member's own count, or as last
+/// heard from it.
+fn held_by(a: &Agent, id: MemberId) -> Option<u32> {
+    if id == a.me() {
+        Some(a.held_count())
+    } else {
+        a.peers().get(&id).map(|p| p.held)
+    }
+}
+
+/// The members of the epoch in force, with their share of its table.
+fn epoch_members(a: &Agent) -> Vec<EpochMember> {
+    let table = a.table();
+    let buckets = table.len().max(1) as f64;
+    a.epoch()
+        .members
+        .iter()
+        .map(|&(id, w)| {
+            let n = table.count(id);
+            EpochMember {
+                id: id.0,
+                weight: f64::from(w) / 1000.0,
+                buckets: n as u32,
+                share_pct: 100.0 * n as f64 / buckets,
+                held: held_by(a, id),
+            }
+        })
+        .collect()
+}
+
+/// The peers as last heard, at `now`.
+fn peer_statuses(a: &Agent, now: u64) -> Vec<PeerStatus> {
+    a.peers()
+        .iter()
+        .map(|(id, p)| PeerStatus {
+            id: id.0,
+            coordinator: p.role == Some(Role::Coordinator),
+            live: a.live().contains(id),
+            voter: a.voters().contains(id),
+            incarnation: p.incarnation,
+            heard_ms_ago: if p.incarnation == 0 {
+                None
+            } else {
+                Some(now.saturating_sub(p.last_heard))
+            },
+            epoch: p.applied,
+            held: p.held,
+            weight: f64::from(p.weight_milli) / 1000.0,
+            draining: p.draining,
+            connections: p.connections,
+        })
+        .collect()
+}
+
+/// The member directory, for `synshare members`.
+fn directory_members(a: &Agent) -> Vec<DirectoryMember> {
+    let learners = a.learners();
+    a.directory()
+        .members()
+        .iter()
+        .map(|(id, m)| {
+            let role = if m.leaving {
+                "leaving"
+            } else if a.voters().contains(id) {
+                "voter"
+            } else if learners.contains(id) {
+                "learner"
+            } else {
+                "none"
+            };
+            DirectoryMember {
+                id: id.0,
+                address: m.address.to_string(),
+                weight: f64::from(m.weight_milli) / 1000.0,
+                role: role.into(),
+                me: *id == a.me(),
+                leader: a.leader() == Some(*id),
+                live: *id == a.me() || a.live().contains(id),
+                held: held_by(a, *id),
+            }
+        })
+        .collect()
+}
+
+/// The counter an event adds to (`event_NAME` in the statistics).
+fn event_name(e: &Event) -> &'static str {
+    match e {
+        Event::Joined { .. } => "joined",
+        Event::Lost { .. } => "lost",
+        Event::NewEpoch { .. } => "new_epoch",
+        Event::Released { .. } => "released",
+        Event::Claimed { .. } => "claimed",
+        Event::LeaseLost => "fenced",
+        Event::LeaseRegained => "unfenced",
+        Event::DuplicateId { .. } => "duplicate_id",
+        Event::SettingsDiffer { .. } => "settings_differ",
+        Event::Campaign => "campaign",
+        Event::Leader { .. } => "leader_changed",
+        Event::Voters { .. } => "voters_changed",
+        Event::Directory { .. } => "directory_changed",
+        Event::ChangeRefused { .. } => "change_refused",
     }
 }
 

@@ -5,7 +5,7 @@
 //! connection and a limit on how many are open at once.
 
 use crate::exchange::{ExchangeStatus, PeerStatus};
-use crate::status::{MemberStatus, NodeStatus};
+use crate::status::{MemberStatus, NodeStatus, WorkerStatus};
 use prometheus_client::metrics::counter::Counter as CounterMetric;
 use prometheus_client::metrics::family::Family as Labelled;
 use prometheus_client::metrics::gauge::Gauge;
@@ -210,37 +210,21 @@ fn worker_families(o: &mut Registry, node: &str, segs: &Segments) {
         "counter",
         "Packets a worker received, by source.",
     );
-    for (x, seg) in segs {
-        for w in &x.workers {
-            let i = w.index.to_string();
-            for (source, v) in [("wire", w.wire_rx), ("kernel", w.kernel_rx)] {
-                m.sample(
-                    &[("node", node), ("segment", seg), ("worker", &i), ("source", source)],
-                    v,
-                );
-            }
-        }
-    }
+    sample_workers(&mut m, node, segs, "source", |w| {
+        [("wire", w.wire_rx), ("kernel", w.kernel_rx)]
+    });
     let mut m = Family::new(
         o,
         "frames_total",
         "counter",
         "Frames by outcome: to the kernel, answered, or dropped with a reason.",
     );
-    for (x, seg) in segs {
-        for w in &x.workers {
-            let i = w.index.to_string();
-            // Every outcome, zeros included (the status lists non-zero ones).
-            for c in synshare_dataplane::counters::Counter::ALL {
-                let v = w.counters.get(c.name()).copied().unwrap_or(0);
-                m.sample(
-                    &[("node", node), ("segment", seg), ("worker", &i), ("outcome", c.name())],
-                    v,
-                );
-            }
-        }
-    }
-    type PerWorker = fn(&crate::status::WorkerStatus) -> u64;
+    // Every outcome, zeros included (the status lists non-zero ones).
+    sample_workers(&mut m, node, segs, "outcome", |w| {
+        (synshare_dataplane::counters::Counter::ALL.iter())
+            .map(|c| (c.name(), w.counters.get(c.name()).copied().unwrap_or(0)))
+    });
+    type PerWorker = fn(&WorkerStatus) -> u64;
     let per_worker: [(&'static str, &str, &str, PerWorker); 4] = [
         ("flows", "gauge", "Entries in a worker's flow table.", |w| w.flows),
         ("flow_capacity", "gauge", "Capacity of a worker's flow table.", |w| {
@@ -267,6 +251,27 @@ fn worker_families(o: &mut Registry, node: &str, segs: &Segments) {
                     &[("node", node), ("segment", seg), ("worker", &w.index.to_string())],
                     value(w),
                 );
+            }
+        }
+    }
+}
+
+/// Samples `m` for every worker of every segment: one series per
+/// (`label` value, value) that `values` gives for the worker.
+fn sample_workers<'a, I>(
+    m: &mut Family,
+    node: &str,
+    segs: &'a Segments,
+    label: &str,
+    values: impl Fn(&'a WorkerStatus) -> I,
+) where
+    I: IntoIterator<Item = (&'a str, u64)>,
+{
+    for (x, seg) in segs {
+        for w in &x.workers {
+            let i = w.index.to_string();
+            for (value, v) in values(w) {
+                m.sample(&[("node", node), ("segment", seg), ("worker", &i), (label, value)], v);
             }
         }
     }
@@ -413,6 +418,62 @@ fn exchange_families(o: &mut Registry, node: &str, me: u32, xs: &[(&ExchangeStat
     exchange_counter_families(o, node, xs);
 }
 
+/// The exchange's datagram counters: (kind, event, the statistic).
+const EXCHANGE_DATAGRAMS: &[(&str, &str, &str)] = &[
+    ("heartbeat", "sent", "sent"),
+    ("heartbeat", "accepted", "accepted"),
+    ("consensus", "sent", "consensus_sent"),
+    ("consensus", "accepted", "consensus_accepted"),
+    ("any", "received", "received"),
+];
+
+/// A counter family of the exchange's statistics: its name, help and
+/// label, and one series per (label value, the statistic).
+type StatFamily = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
+/// The exchange's hand-offs, tables, log and membership counters.
+const EXCHANGE_STAT_FAMILIES: &[StatFamily] = &[
+    (
+        "buckets_handed_off_total",
+        "Buckets claimed and released in hand-offs.",
+        "direction",
+        &[("claimed", "buckets_claimed"), ("released", "buckets_released")],
+    ),
+    (
+        "tables_total",
+        "Bucket tables applied here and proposed here.",
+        "event",
+        &[("applied", "epochs_adopted"), ("proposed", "epochs_created")],
+    ),
+    (
+        "consensus_log_events_total",
+        "Compactions of the consensus log, and snapshots installed here (this member was behind the compacted log) or sent to a member behind it.",
+        "event",
+        &[
+            ("compacted", "log_compactions"),
+            ("snapshot_installed", "snapshots_installed"),
+            ("snapshot_sent", "snapshots_sent"),
+        ],
+    ),
+    (
+        "membership_events_total",
+        "Members lost (not live), joined, lease losses (fencing), voter changes, member directory changes (added, leaving, removed).",
+        "event",
+        &[
+            ("lost", "failovers"),
+            ("joined", "joins"),
+            ("fenced", "fenced"),
+            ("voters_changed", "voter_changes"),
+            ("directory_changed", "directory_changes"),
+        ],
+    ),
+];
+
 /// The exchange's counters (datagrams, rejections, hand-offs, tables,
 /// the log, membership) for `xs` as in [`exchange_families`].
 fn exchange_counter_families(o: &mut Registry, node: &str, xs: &[(&ExchangeStatus, &str)]) {
@@ -424,13 +485,7 @@ fn exchange_counter_families(o: &mut Registry, node: &str, xs: &[(&ExchangeStatu
         "Exchange datagrams by kind and what happened to them.",
     );
     for (x, seg) in xs {
-        for (kind, what, k) in [
-            ("heartbeat", "sent", "sent"),
-            ("heartbeat", "accepted", "accepted"),
-            ("consensus", "sent", "consensus_sent"),
-            ("consensus", "accepted", "consensus_accepted"),
-            ("any", "received", "received"),
-        ] {
+        for (kind, what, k) in EXCHANGE_DATAGRAMS {
             m.sample(
                 &[("node", node), ("segment", seg), ("kind", kind), ("event", what)],
                 stat(x, k),
@@ -451,48 +506,10 @@ fn exchange_counter_families(o: &mut Registry, node: &str, xs: &[(&ExchangeStatu
             );
         }
     }
-    // Counters of the exchange's statistics: one series per label value, each a statistic.
-    type Events = &'static [(&'static str, &'static str)];
-    let by_stat: [(&'static str, &str, &str, Events); 4] = [
-        (
-            "buckets_handed_off_total",
-            "Buckets claimed and released in hand-offs.",
-            "direction",
-            &[("claimed", "buckets_claimed"), ("released", "buckets_released")],
-        ),
-        (
-            "tables_total",
-            "Bucket tables applied here and proposed here.",
-            "event",
-            &[("applied", "epochs_adopted"), ("proposed", "epochs_created")],
-        ),
-        (
-            "consensus_log_events_total",
-            "Compactions of the consensus log, and snapshots installed here (this member was behind the compacted log) or sent to a member behind it.",
-            "event",
-            &[
-                ("compacted", "log_compactions"),
-                ("snapshot_installed", "snapshots_installed"),
-                ("snapshot_sent", "snapshots_sent"),
-            ],
-        ),
-        (
-            "membership_events_total",
-            "Members lost (not live), joined, lease losses (fencing), voter changes, member directory changes (added, leaving, removed).",
-            "event",
-            &[
-                ("lost", "failovers"),
-                ("joined", "joins"),
-                ("fenced", "fenced"),
-                ("voters_changed", "voter_changes"),
-                ("directory_changed", "directory_changes"),
-            ],
-        ),
-    ];
-    for (name, help, label, events) in by_stat {
+    for (name, help, label, events) in EXCHANGE_STAT_FAMILIES {
         let mut m = Family::new(&mut *o, name, "counter", help);
         for (x, seg) in xs {
-            for (value, key) in events {
+            for (value, key) in *events {
                 m.sample(&[("node", node), ("segment", seg), (label, value)], stat(x, key));
             }
         }

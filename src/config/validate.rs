@@ -17,7 +17,7 @@
 
 use super::lcores::Lcores;
 use super::types::{
-    CoordinatorConfig, CpuSource, ExchangeConfig, HealthCheck, Hugepages, NodeConfig, PortRuleConfig, Probe,
+    CoordinatorConfig, CpuSource, EalConfig, ExchangeConfig, HealthCheck, Hugepages, NodeConfig, PortRuleConfig, Probe,
     RuleAffinity, RuleMode, RuleProtocol, SegmentView, VipConfig, SAMPLE_KEYS,
 };
 use std::collections::BTreeSet;
@@ -145,7 +145,6 @@ fn not_a_vip(a: IpAddr) -> Option<&'static str> {
     }
 }
 
-/// Why `a` cannot be a member's heartbeat address, if it cannot.
 /// The most port rules a VIP may have.
 pub const MAX_RULES: usize = 64;
 
@@ -187,6 +186,7 @@ fn validate_rules(rules: &[PortRuleConfig], at: &str, f: &mut Findings) {
     }
 }
 
+/// Why `a` cannot be a member's heartbeat address, if it cannot.
 fn not_a_peer(a: &SocketAddr) -> Option<&'static str> {
     let ip = a.ip();
     if a.port() == 0 {
@@ -260,33 +260,69 @@ fn validate_health_check(h: &HealthCheck, sample_ms: u64, f: &mut Findings) {
 /// field path, such as `exchange` or `segments[0].exchange`.
 pub fn validate_exchange(x: &ExchangeConfig, at: &str, f: &mut Findings) {
     let field = |name: &str| format!("{at}.{name}");
-    match (&x.key_file, &x.key) {
-        (None, None) => f.error(field("key_file"), "required: heartbeats are authenticated"),
-        _ => {
-            // A credential exists only under systemd: checked at start.
-            let deferred = x
-                .key_file
-                .as_deref()
-                .is_some_and(|k| k.starts_with("$CREDENTIALS_DIRECTORY/"))
-                && std::env::var_os("CREDENTIALS_DIRECTORY").is_none();
-            if !deferred {
-                if let Err(e) = x.keys() {
-                    f.error(field(if x.key_file.is_some() { "key_file" } else { "key" }), e);
-                }
-            }
-            if let Some(k) = &x.key {
-                if k.len() < 32 && !SAMPLE_KEYS.contains(&k.as_str()) && k.len() >= 16 {
-                    f.warn(
-                        field("key"),
-                        format!(
-                            "{} bytes: a short key; 32 random bytes or more (openssl rand -hex 32)",
-                            k.len()
-                        ),
-                    );
-                }
-            }
+    validate_exchange_key(x, at, f);
+    validate_exchange_timers(x, at, f);
+    if !x.hysteresis.is_finite() || x.hysteresis < 0.0 || x.hysteresis > 1_000_000.0 {
+        f.error(
+            field("hysteresis"),
+            format!("{}: a number of capacity units from 0 to 1000000", x.hysteresis),
+        );
+    }
+    if let Some(b) = x
+        .bind
+        .filter(|b| b.ip().is_multicast() || b.ip() == IpAddr::from([255, 255, 255, 255]) || b.port() == 0)
+    {
+        f.error(
+            field("bind"),
+            format!("{b}: a unicast or unspecified address with a port"),
+        );
+    }
+    if x.state_dir.is_relative() {
+        f.warn(
+            field("state_dir"),
+            format!(
+                "{}: relative to wherever the process starts (/ under systemd); write an absolute path",
+                x.state_dir.display()
+            ),
+        );
+    }
+    validate_exchange_members(x, at, f);
+}
+
+/// The exchange's key: given (in a file or inline), readable, long enough.
+fn validate_exchange_key(x: &ExchangeConfig, at: &str, f: &mut Findings) {
+    let field = |name: &str| format!("{at}.{name}");
+    if x.key_file.is_none() && x.key.is_none() {
+        return f.error(field("key_file"), "required: heartbeats are authenticated");
+    }
+    // A credential exists only under systemd: checked at start.
+    let deferred = x
+        .key_file
+        .as_deref()
+        .is_some_and(|k| k.starts_with("$CREDENTIALS_DIRECTORY/"))
+        && std::env::var_os("CREDENTIALS_DIRECTORY").is_none();
+    if !deferred {
+        if let Err(e) = x.keys() {
+            f.error(field(if x.key_file.is_some() { "key_file" } else { "key" }), e);
         }
     }
+    if let Some(k) = &x.key {
+        if k.len() < 32 && !SAMPLE_KEYS.contains(&k.as_str()) && k.len() >= 16 {
+            f.warn(
+                field("key"),
+                format!(
+                    "{} bytes: a short key; 32 random bytes or more (openssl rand -hex 32)",
+                    k.len()
+                ),
+            );
+        }
+    }
+}
+
+/// The heartbeat interval and what is measured in it: the timeout, the
+/// lease and the shortest epoch.
+fn validate_exchange_timers(x: &ExchangeConfig, at: &str, f: &mut Findings) {
+    let field = |name: &str| format!("{at}.{name}");
     f.range(field("interval_ms"), x.interval_ms, 10, 10_000, " ms");
     if x.timeout_ms < 2 * x.interval_ms || x.timeout_ms > 60_000 {
         f.error(
@@ -315,30 +351,12 @@ pub fn validate_exchange(x: &ExchangeConfig, at: &str, f: &mut Findings) {
             ),
         );
     }
-    if !x.hysteresis.is_finite() || x.hysteresis < 0.0 || x.hysteresis > 1_000_000.0 {
-        f.error(
-            field("hysteresis"),
-            format!("{}: a number of capacity units from 0 to 1000000", x.hysteresis),
-        );
-    }
-    if let Some(b) = x
-        .bind
-        .filter(|b| b.ip().is_multicast() || b.ip() == IpAddr::from([255, 255, 255, 255]) || b.port() == 0)
-    {
-        f.error(
-            field("bind"),
-            format!("{b}: a unicast or unspecified address with a port"),
-        );
-    }
-    if x.state_dir.is_relative() {
-        f.warn(
-            field("state_dir"),
-            format!(
-                "{}: relative to wherever the process starts (/ under systemd); write an absolute path",
-                x.state_dir.display()
-            ),
-        );
-    }
+}
+
+/// The members (the coordinator and the peers): how many, their ids, and
+/// each a distinct peer's address.
+fn validate_exchange_members(x: &ExchangeConfig, at: &str, f: &mut Findings) {
+    let field = |name: &str| format!("{at}.{name}");
     let addresses = x.addresses();
     if addresses.len() + 1 > MAX_MEMBERS {
         f.error(
@@ -381,6 +399,171 @@ fn validate_cluster(cluster: &str, f: &mut Findings) {
         f.error(
             "cluster",
             format!("{cluster:?}: 1 to 64 characters, none a control character (a metrics label)"),
+        );
+    }
+}
+
+/// The exception port's addresses, each with its prefix length.
+fn validate_exception_addresses(x: &SegmentView<'_>, at: &str, f: &mut Findings) {
+    for (k, a) in x.exception.addresses.iter().enumerate() {
+        if super::types::parse_prefix(a).is_none() {
+            f.error(
+                format!("{at}exception.addresses[{k}]"),
+                format!("{a:?}: an address with its prefix length, e.g. 192.0.2.21/24 or 2001:db8::21/64"),
+            );
+        }
+    }
+}
+
+/// The exception port's device: an interface name, and a MAC of its own.
+fn validate_exception_device(x: &SegmentView<'_>, at: &str, f: &mut Findings) {
+    let iface = &x.exception.iface;
+    if iface.is_empty() || iface.len() > 15 || iface.contains([',', '/', ' ', '=']) {
+        f.error(
+            format!("{at}exception.iface"),
+            format!("{iface:?}: an interface name of 1 to 15 characters"),
+        );
+    }
+    if let Some(m) = x.exception.mac {
+        if m.is_group() {
+            f.error(format!("{at}exception.mac"), format!("{m} is a group address"));
+        } else if m == x.cluster_mac {
+            f.error(
+                format!("{at}exception.mac"),
+                format!("{m} is the cluster MAC: the kernel's frames would leave from the address every node takes"),
+            );
+        }
+    }
+}
+
+/// The cluster MAC: one the membership groups can be made for, neither
+/// zero nor broadcast.
+fn validate_cluster_mac(x: &SegmentView<'_>, at: &str, f: &mut Findings) {
+    if let Err(e) = crate::membership::groups(x.cluster_mac, x.vips) {
+        f.error(format!("{at}cluster_mac"), e);
+    }
+    if x.cluster_mac == Mac([0; 6]) || x.cluster_mac == Mac::BROADCAST {
+        f.error(
+            format!("{at}cluster_mac"),
+            format!("{} cannot be the cluster MAC", x.cluster_mac),
+        );
+    }
+}
+
+/// A segment's VIPs: at least one, each a unicast address listed once that
+/// serves some port, and its rules.
+fn validate_vips(vips: &[VipConfig], at: &str, f: &mut Findings) {
+    if vips.is_empty() {
+        f.error(format!("{at}vips"), "no VIP: name at least one");
+    }
+    for (i, v) in vips.iter().enumerate() {
+        if let Some(why) = not_a_vip(v.addr) {
+            f.error(
+                format!("{at}vips[{i}].addr"),
+                format!("{} cannot be a VIP: {why}", v.addr),
+            );
+        }
+        if vips[..i].iter().any(|o| o.addr == v.addr) {
+            f.error(format!("{at}vips[{i}].addr"), format!("{} is listed twice", v.addr));
+        }
+        let served_by_rule = v
+            .rules
+            .iter()
+            .any(|r| r.mode != RuleMode::Disabled && r.range().is_ok());
+        if v.tcp_ports.is_empty() && v.udp_ports.is_empty() && !served_by_rule {
+            f.error(
+                format!("{at}vips[{i}]"),
+                "serves no port: list tcp_ports or udp_ports, or a rule that serves some",
+            );
+        }
+        if v.tcp_ports.contains(&0) || v.udp_ports.contains(&0) {
+            f.error(format!("{at}vips[{i}]"), "port 0 cannot be served");
+        }
+        validate_rules(&v.rules, &format!("{at}vips[{i}].rules"), f);
+    }
+}
+
+/// A segment's sharing: the bucket count, the drain, the static members'
+/// weights and ids.
+fn validate_sharing(x: &SegmentView<'_>, at: &str, f: &mut Findings) {
+    let s = x.sharing;
+    if !s.buckets.is_power_of_two() || !(16..=(1 << 20)).contains(&s.buckets) {
+        f.error(
+            format!("{at}sharing.buckets"),
+            format!("{}: a power of two from 16 to 1048576", s.buckets),
+        );
+    }
+    if s.drain_ms == 0 || u64::from(s.drain_ms) > HOUR_MS {
+        f.error(
+            format!("{at}sharing.drain_ms"),
+            format!(
+                "{}: from 1 to 3600000 ms; a bucket taken over drops unknown non-SYN packets this long, \
+                 so the previous owner's connections are not reset",
+                s.drain_ms
+            ),
+        );
+    }
+    for (i, m) in s.members.iter().enumerate() {
+        if !m.weight.is_finite() || m.weight < 0.0 {
+            f.error(
+                format!("{at}sharing.members[{i}].weight"),
+                format!("{}: a finite weight >= 0", m.weight),
+            );
+        }
+        if s.members[..i].iter().any(|o| o.id == m.id) {
+            f.error(
+                format!("{at}sharing.members[{i}].id"),
+                format!("member {} is listed twice", m.id),
+            );
+        }
+    }
+}
+
+/// How a node's exchange finds the cluster: `join` alone, or the other
+/// members (a coordinator among them, or at least two peers to vote with).
+fn validate_join_or_peers(e: &ExchangeConfig, at: &str, f: &mut Findings) {
+    if let Some(j) = e.join {
+        if !(e.peers.is_empty() && e.coordinator.is_none()) {
+            f.error(
+                format!("{at}.join"),
+                "a joining node learns the members from the cluster: leave peers and coordinator out",
+            );
+        }
+        if let Some(why) = not_a_peer(&j) {
+            f.error(format!("{at}.join"), format!("{j}: {why}"));
+        }
+    } else if e.peers.is_empty() && e.coordinator.is_none() {
+        f.error(
+            format!("{at}.peers"),
+            "no peers and no coordinator: list the other members (id: \"address:port\"), \
+             or drop the exchange for static shares",
+        );
+    } else if e.peers.len() == 1 && e.coordinator.is_none() {
+        f.warn(
+            format!("{at}.coordinator"),
+            "two voters: neither can be lost without stopping the table; add a witness (`coordinator`)",
+        );
+    }
+}
+
+/// With `eal.hugepages: on`, enough free 2 MiB hugepages on this machine
+/// for `eal.memory_mb`.
+fn validate_hugepages(e: &EalConfig, f: &mut Findings) {
+    if e.hugepages != Hugepages::On {
+        return;
+    }
+    let free_mb = std::fs::read_to_string("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map_or(0, |n| n * 2);
+    if free_mb < u64::from(e.memory_mb) {
+        f.warn(
+            "eal.hugepages",
+            format!(
+                "on, but {free_mb} MiB of 2 MiB hugepages are free on this machine and memory_mb is {}: \
+                 EAL fails unless more are reserved before start",
+                e.memory_mb
+            ),
         );
     }
 }
@@ -460,6 +643,14 @@ impl NodeConfig {
                 );
             }
         }
+        self.validate_lcores(f);
+        validate_hugepages(e, f);
+    }
+
+    /// `eal.lcores` and `eal.main_lcore`: well-formed, a control lcore and
+    /// enough worker lcores for every segment's workers, online here.
+    fn validate_lcores(&self, f: &mut Findings) {
+        let e = &self.eal;
         let lcores = match Lcores::parse(&e.lcores) {
             Ok(l) => l,
             Err(msg) => return f.error("eal.lcores", msg),
@@ -513,34 +704,25 @@ impl NodeConfig {
                 );
             }
         }
-        if e.hugepages == Hugepages::On {
-            let free_mb = std::fs::read_to_string("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages")
-                .ok()
-                .and_then(|s| s.trim().parse::<u64>().ok())
-                .map_or(0, |n| n * 2);
-            if free_mb < u64::from(e.memory_mb) {
-                f.warn(
-                    "eal.hugepages",
-                    format!(
-                        "on, but {free_mb} MiB of 2 MiB hugepages are free on this machine and memory_mb is {}: \
-                         EAL fails unless more are reserved before start",
-                        e.memory_mb
-                    ),
-                );
-            }
-        }
     }
 
     fn validate_segment(&self, x: &SegmentView<'_>, f: &mut Findings) {
         let at = x.at();
-        for (k, a) in x.exception.addresses.iter().enumerate() {
-            if super::types::parse_prefix(a).is_none() {
-                f.error(
-                    format!("{at}exception.addresses[{k}]"),
-                    format!("{a:?}: an address with its prefix length, e.g. 192.0.2.21/24 or 2001:db8::21/64"),
-                );
-            }
+        validate_exception_addresses(x, &at, f);
+        self.validate_wire(x, &at, f);
+        validate_exception_device(x, &at, f);
+        validate_cluster_mac(x, &at, f);
+        validate_vips(x.vips, &at, f);
+        validate_sharing(x, &at, f);
+        match x.exchange {
+            None => self.validate_static_members(x, &at, f),
+            Some(e) => self.validate_node_exchange(x, e, f),
         }
+    }
+
+    /// The segment's wire port: a device this node may open, its rings,
+    /// RSS only with workers to spread to.
+    fn validate_wire(&self, x: &SegmentView<'_>, at: &str, f: &mut Findings) {
         if x.wire.device.trim().is_empty() || x.wire.device.contains(char::is_whitespace) {
             f.error(
                 format!("{at}wire.device"),
@@ -571,105 +753,19 @@ impl NodeConfig {
                  write rss: false, or more workers",
             );
         }
-        let iface = &x.exception.iface;
-        if iface.is_empty() || iface.len() > 15 || iface.contains([',', '/', ' ', '=']) {
+    }
+
+    /// A segment without an exchange: its static members, this node among
+    /// them.
+    fn validate_static_members(&self, x: &SegmentView<'_>, at: &str, f: &mut Findings) {
+        let members = &x.sharing.members;
+        if members.is_empty() {
             f.error(
-                format!("{at}exception.iface"),
-                format!("{iface:?}: an interface name of 1 to 15 characters"),
+                format!("{at}sharing.members"),
+                "empty: list every member, this node included (or configure an exchange)",
             );
-        }
-        if let Some(m) = x.exception.mac {
-            if m.is_group() {
-                f.error(format!("{at}exception.mac"), format!("{m} is a group address"));
-            } else if m == x.cluster_mac {
-                f.error(
-                    format!("{at}exception.mac"),
-                    format!(
-                        "{m} is the cluster MAC: the kernel's frames would leave from the address every node takes"
-                    ),
-                );
-            }
-        }
-        if let Err(e) = crate::membership::groups(x.cluster_mac, x.vips) {
-            f.error(format!("{at}cluster_mac"), e);
-        }
-        if x.cluster_mac == Mac([0; 6]) || x.cluster_mac == Mac::BROADCAST {
-            f.error(
-                format!("{at}cluster_mac"),
-                format!("{} cannot be the cluster MAC", x.cluster_mac),
-            );
-        }
-        if x.vips.is_empty() {
-            f.error(format!("{at}vips"), "no VIP: name at least one");
-        }
-        for (i, v) in x.vips.iter().enumerate() {
-            if let Some(why) = not_a_vip(v.addr) {
-                f.error(
-                    format!("{at}vips[{i}].addr"),
-                    format!("{} cannot be a VIP: {why}", v.addr),
-                );
-            }
-            if x.vips[..i].iter().any(|o| o.addr == v.addr) {
-                f.error(format!("{at}vips[{i}].addr"), format!("{} is listed twice", v.addr));
-            }
-            let served_by_rule = v
-                .rules
-                .iter()
-                .any(|r| r.mode != RuleMode::Disabled && r.range().is_ok());
-            if v.tcp_ports.is_empty() && v.udp_ports.is_empty() && !served_by_rule {
-                f.error(
-                    format!("{at}vips[{i}]"),
-                    "serves no port: list tcp_ports or udp_ports, or a rule that serves some",
-                );
-            }
-            if v.tcp_ports.contains(&0) || v.udp_ports.contains(&0) {
-                f.error(format!("{at}vips[{i}]"), "port 0 cannot be served");
-            }
-            validate_rules(&v.rules, &format!("{at}vips[{i}].rules"), f);
-        }
-        let s = x.sharing;
-        if !s.buckets.is_power_of_two() || !(16..=(1 << 20)).contains(&s.buckets) {
-            f.error(
-                format!("{at}sharing.buckets"),
-                format!("{}: a power of two from 16 to 1048576", s.buckets),
-            );
-        }
-        if s.drain_ms == 0 || u64::from(s.drain_ms) > HOUR_MS {
-            f.error(
-                format!("{at}sharing.drain_ms"),
-                format!(
-                    "{}: from 1 to 3600000 ms; a bucket taken over drops unknown non-SYN packets this long, \
-                     so the previous owner's connections are not reset",
-                    s.drain_ms
-                ),
-            );
-        }
-        for (i, m) in s.members.iter().enumerate() {
-            if !m.weight.is_finite() || m.weight < 0.0 {
-                f.error(
-                    format!("{at}sharing.members[{i}].weight"),
-                    format!("{}: a finite weight >= 0", m.weight),
-                );
-            }
-            if s.members[..i].iter().any(|o| o.id == m.id) {
-                f.error(
-                    format!("{at}sharing.members[{i}].id"),
-                    format!("member {} is listed twice", m.id),
-                );
-            }
-        }
-        match x.exchange {
-            None => {
-                if s.members.is_empty() {
-                    f.error(
-                        format!("{at}sharing.members"),
-                        "empty: list every member, this node included (or configure an exchange)",
-                    );
-                } else if !s.members.iter().any(|m| m.id == self.id) {
-                    f.error("id", format!("{} is not among {at}sharing.members", self.id));
-                }
-            }
-            Some(e) => self.validate_node_exchange(x, e, f),
+        } else if !members.iter().any(|m| m.id == self.id) {
+            f.error("id", format!("{} is not among {at}sharing.members", self.id));
         }
     }
 
@@ -678,28 +774,7 @@ impl NodeConfig {
     fn validate_node_exchange(&self, x: &SegmentView<'_>, e: &ExchangeConfig, f: &mut Findings) {
         let at = format!("{}exchange", x.at());
         validate_exchange(e, &at, f);
-        if let Some(j) = e.join {
-            if !(e.peers.is_empty() && e.coordinator.is_none()) {
-                f.error(
-                    format!("{at}.join"),
-                    "a joining node learns the members from the cluster: leave peers and coordinator out",
-                );
-            }
-            if let Some(why) = not_a_peer(&j) {
-                f.error(format!("{at}.join"), format!("{j}: {why}"));
-            }
-        } else if e.peers.is_empty() && e.coordinator.is_none() {
-            f.error(
-                format!("{at}.peers"),
-                "no peers and no coordinator: list the other members (id: \"address:port\"), \
-                 or drop the exchange for static shares",
-            );
-        } else if e.peers.len() == 1 && e.coordinator.is_none() {
-            f.warn(
-                format!("{at}.coordinator"),
-                "two voters: neither can be lost without stopping the table; add a witness (`coordinator`)",
-            );
-        }
+        validate_join_or_peers(e, &at, f);
         if e.peers.contains_key(&self.id) {
             f.error(
                 format!("{at}.peers.{}", self.id),
@@ -717,9 +792,12 @@ impl NodeConfig {
                 ),
             );
         }
-        // Addresses that are this node's VIPs (on any segment) or its own.
-        let vips: Vec<(String, &VipConfig)> = self
-            .all_segments()
+        self.validate_exchange_addresses(x, e, &at, f);
+    }
+
+    /// The node's VIPs on every segment, each with its field path.
+    fn all_vips(&self) -> Vec<(String, &VipConfig)> {
+        self.all_segments()
             .iter()
             .flat_map(|s| {
                 let at = s.at();
@@ -728,7 +806,14 @@ impl NodeConfig {
                     .enumerate()
                     .map(move |(i, v)| (format!("{at}vips[{i}]"), v))
             })
-            .collect();
+            .collect()
+    }
+
+    /// The exchange's addresses against the node's own: heartbeats go from
+    /// and to the members' own addresses, never a VIP, and the node binds
+    /// one of its exception addresses.
+    fn validate_exchange_addresses(&self, x: &SegmentView<'_>, e: &ExchangeConfig, at: &str, f: &mut Findings) {
+        let vips = self.all_vips();
         let is_vip = |ip: IpAddr| vips.iter().find(|(_, v)| v.addr == ip).map(|(p, _)| p.clone());
         if let Some(b) = e.bind {
             if let Some(p) = is_vip(b.ip()).filter(|_| !b.ip().is_unspecified()) {
