@@ -543,33 +543,63 @@ struct Version {
     dpdk_running: String,
 }
 
+/// `synshare node`: checks the configuration and the exchanges' saved
+/// state, then runs the node.
+fn node_cmd(config: &Path, log_format: LogFormat) -> Outcome {
+    init_logging(log_format);
+    let checked = NodeConfig::check(config)?;
+    if let Some(level) = &checked.config.log_level {
+        logging::set_level(level)?;
+    }
+    for w in &checked.warnings {
+        tracing::warn!("{}", warning_line(w));
+    }
+    for segment in checked.config.all_segments() {
+        if let Some(x) = segment.exchange {
+            exchange::check_state(x, &checked.config.name).map_err(Failure::State)?;
+        }
+    }
+    Ok(node::run(checked.config, config)?)
+}
+
+/// `synshare coordinator`: checks the configuration and the exchange's
+/// saved state, then runs the coordinator.
+fn coordinator_cmd(config: &Path, log_format: LogFormat) -> Outcome {
+    init_logging(log_format);
+    let checked = CoordinatorConfig::check(config)?;
+    for w in &checked.warnings {
+        tracing::warn!("{}", warning_line(w));
+    }
+    exchange::check_state(&checked.config.exchange, &checked.config.name).map_err(Failure::State)?;
+    Ok(coordinator::run(checked.config)?)
+}
+
+/// `synshare version`.
+fn version_cmd(json: bool) -> Outcome {
+    let v = Version {
+        version: env!("CARGO_PKG_VERSION"),
+        git: env!("SYNSHARE_GIT"),
+        dpdk_built: env!("SYNSHARE_DPDK_BUILT"),
+        dpdk_running: synshare_dpdk::version(),
+    };
+    if json {
+        cli::out::json(&v);
+    } else {
+        outln!(
+            "synshare {} ({}), built against DPDK {}, running {}",
+            v.version,
+            v.git,
+            v.dpdk_built,
+            v.dpdk_running
+        );
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> Outcome {
     match cli.command {
-        Command::Node { config } => {
-            init_logging(cli.log_format);
-            let checked = NodeConfig::check(&config)?;
-            if let Some(level) = &checked.config.log_level {
-                logging::set_level(level)?;
-            }
-            for w in &checked.warnings {
-                tracing::warn!("{}", warning_line(w));
-            }
-            for segment in checked.config.all_segments() {
-                if let Some(x) = segment.exchange {
-                    exchange::check_state(x, &checked.config.name).map_err(Failure::State)?;
-                }
-            }
-            Ok(node::run(checked.config, &config)?)
-        }
-        Command::Coordinator { config } => {
-            init_logging(cli.log_format);
-            let checked = CoordinatorConfig::check(&config)?;
-            for w in &checked.warnings {
-                tracing::warn!("{}", warning_line(w));
-            }
-            exchange::check_state(&checked.config.exchange, &checked.config.name).map_err(Failure::State)?;
-            Ok(coordinator::run(checked.config)?)
-        }
+        Command::Node { config } => node_cmd(&config, cli.log_format),
+        Command::Coordinator { config } => coordinator_cmd(&config, cli.log_format),
         Command::CheckConfig {
             coordinator,
             file,
@@ -600,26 +630,7 @@ fn run(cli: Cli) -> Outcome {
             target,
             json,
         } => members_cmd(&target, action, id, address, weight, segment, json),
-        Command::Version { json } => {
-            let v = Version {
-                version: env!("CARGO_PKG_VERSION"),
-                git: env!("SYNSHARE_GIT"),
-                dpdk_built: env!("SYNSHARE_DPDK_BUILT"),
-                dpdk_running: synshare_dpdk::version(),
-            };
-            if json {
-                cli::out::json(&v);
-            } else {
-                outln!(
-                    "synshare {} ({}), built against DPDK {}, running {}",
-                    v.version,
-                    v.git,
-                    v.dpdk_built,
-                    v.dpdk_running
-                );
-            }
-            Ok(())
-        }
+        Command::Version { json } => version_cmd(json),
         Command::Keygen { path, id, force } => {
             keygen::write_key_file(&path, id, force)?;
             outln!(
