@@ -6,10 +6,18 @@
 //! simulator's ownership oracle at every simulated millisecond, and at the
 //! end by liveness: once links heal and the dead are restarted, every
 //! bucket is open on exactly one member again.
+//!
+//! With [`Options::joiner`], a fourth node started with `join` is part of
+//! it: added through the log (proposed at one member or another, while the
+//! attack goes on), and attacked as the others are (it takes datagrams
+//! from any source until it knows the directory); at the end it must be a
+//! member and serve its share.
 
-use super::Sim;
-use crate::layout::Layout;
+use super::{Sim, KEY};
+use crate::directory::{placeholder_address, Change};
+use crate::layout::{Layout, MemberId};
 use crate::protocol::Settings;
+use crate::wire::Keys;
 
 /// Members in the simulated cluster.
 pub const MEMBERS: usize = 3;
@@ -20,6 +28,25 @@ pub const MAX_OPS: usize = 256;
 /// Datagrams the attacker keeps (the newest; older ones are overwritten
 /// at random, so old and new stay mixed).
 const POOL: usize = 1024;
+
+/// What a run includes beyond the attack.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Operations from 240 up start and add a member with `join` (member
+    /// `MEMBERS + 1`) instead of what they do otherwise.
+    pub joiner: bool,
+}
+
+/// The joining member's id.
+const JOINER: MemberId = MemberId(MEMBERS as u32 + 1);
+
+fn add_joiner() -> Change {
+    Change::Add {
+        id: JOINER,
+        address: placeholder_address(JOINER),
+        weight_milli: 1000,
+    }
+}
 
 /// What a run did, for a fuzzer's or a test's own checks.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +59,8 @@ pub struct Outcome {
     pub accepted: u64,
     /// Restarts.
     pub restarts: u64,
+    /// Proposals to add the joining member.
+    pub proposals: u64,
 }
 
 struct Attack {
@@ -46,7 +75,7 @@ impl Attack {
     fn step(&mut self) -> Result<(), String> {
         self.sim.step();
         self.out.ms += 1;
-        for i in 0..MEMBERS {
+        for i in 0..self.sim.nodes.len() {
             for bytes in self.sim.sent_by(i) {
                 if self.pool.len() < POOL {
                     self.pool.push((i, bytes));
@@ -90,6 +119,11 @@ impl Attack {
 /// bucket open on two members at some millisecond, or a cluster that does
 /// not serve every bucket again once the attack ends.
 pub fn run(data: &[u8]) -> Result<Outcome, String> {
+    run_with(data, Options::default())
+}
+
+/// [`run`], with what `options` add.
+pub fn run_with(data: &[u8], options: Options) -> Result<Outcome, String> {
     let Some((&seed, ops)) = data.split_first() else {
         return Ok(Outcome::default());
     };
@@ -112,7 +146,22 @@ pub fn run(data: &[u8]) -> Result<Outcome, String> {
     };
     for op in ops.chunks_exact(3).take(MAX_OPS) {
         let (a, b) = (op[1], op[2]);
-        let node = usize::from(a) % MEMBERS;
+        let n = at.sim.nodes.len();
+        let node = usize::from(a) % n;
+        if options.joiner && op[0] >= 240 {
+            // The joiner starts (once, at a member's address), and a
+            // member proposes to add it (again: most proposals find no
+            // leader, another change under way, or it added already).
+            if n == MEMBERS {
+                at.sim.add_joiner(JOINER, 1000, node % MEMBERS, Keys::single(KEY));
+            }
+            if let Some(m) = at.sim.agent_mut(usize::from(b) % MEMBERS) {
+                let _ = m.propose_change(add_joiner());
+                at.out.proposals += 1;
+            }
+            at.step()?;
+            continue;
+        }
         match op[0] % 12 {
             // Time passes.
             0..=2 => {
@@ -160,7 +209,7 @@ pub fn run(data: &[u8]) -> Result<Outcome, String> {
             }
             // Links: cut both ways, one way, or healed.
             9 => {
-                let other = (node + 1 + usize::from(b) % (MEMBERS - 1)) % MEMBERS;
+                let other = (node + 1 + usize::from(b) % (n - 1)) % n;
                 match b % 4 {
                     0 => at.sim.isolate(node, true),
                     1 => at.sim.blocked[node][other] = true,
@@ -189,22 +238,44 @@ pub fn run(data: &[u8]) -> Result<Outcome, String> {
     }
     at.sim.loss = 0.0;
     at.sim.dup = 0.0;
-    for i in 0..MEMBERS {
+    let n = at.sim.nodes.len();
+    for i in 0..n {
         if at.sim.agent(i).is_none() {
             at.sim.restart(i);
             at.out.restarts += 1;
         }
     }
+    // A joiner started is added for good (the attack may have cut its
+    // addition short), and must serve too.
+    let all: Vec<usize> = (0..n).collect();
+    if n > MEMBERS {
+        let mut added = false;
+        for t in 0..20_000u64 {
+            added = (0..n).all(|i| at.sim.agent(i).is_some_and(|a| a.directory().contains(JOINER)));
+            if added {
+                break;
+            }
+            if t % 200 == 0 {
+                if let Some(m) = at.sim.agent_mut((t / 200) as usize % MEMBERS) {
+                    let _ = m.propose_change(add_joiner());
+                }
+            }
+            at.step()?;
+        }
+        if !added {
+            return Err("20 s after the attack the joining member is not in every directory".into());
+        }
+    }
     for _ in 0..20_000 {
-        if at.sim.all_open_once(&all) {
+        if at.sim.all_open_once(&all) && (n == MEMBERS || at.sim.share(MEMBERS) > 0.0) {
             return Ok(at.out);
         }
         at.step()?;
     }
     Err(format!(
-        "20 s after the attack not every bucket is open on exactly one member: shares {:?}, fenced {:?}",
-        (0..MEMBERS).map(|i| at.sim.share(i)).collect::<Vec<_>>(),
-        (0..MEMBERS)
+        "20 s after the attack not every bucket is open on exactly one member (or the joiner holds none): shares {:?}, fenced {:?}",
+        (0..n).map(|i| at.sim.share(i)).collect::<Vec<_>>(),
+        (0..n)
             .map(|i| at.sim.agent(i).is_some_and(|a| a.duplicate()))
             .collect::<Vec<_>>()
     ))
@@ -243,6 +314,43 @@ mod tests {
         // authentic and fresh enough to be taken, restarts.
         assert!(totals.injected > 500, "{totals:?}");
         assert!(totals.restarts > 10, "{totals:?}");
+    }
+
+    /// Random attacks while a member joins: it starts with `join`, is
+    /// proposed at one member or another amid replays, restarts, deaths
+    /// and cut links, and is attacked as the others; no bucket is ever
+    /// open twice, and at the end it is a member that serves.
+    #[test]
+    fn random_attacks_while_a_member_joins_break_neither_ownership_nor_service() {
+        let mut x: u64 = 0x5eed_1234_abcd_0002;
+        let mut totals = Outcome::default();
+        let mut joined = 0;
+        for case in 0..150 {
+            let mut data: Vec<u8> = (0..1 + 3 * 64)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            // A join early in most cases (the rest of the ops may add
+            // more proposals).
+            if case % 4 != 0 {
+                data[1 + 3 * (case % 8)] = 250;
+            }
+            match run_with(&data, Options { joiner: true }) {
+                Ok(o) => {
+                    totals.injected += o.injected;
+                    totals.restarts += o.restarts;
+                    totals.proposals += o.proposals;
+                    joined += usize::from(o.proposals > 0);
+                }
+                Err(e) => panic!("case {case}: {e}\ninput: {data:?}"),
+            }
+        }
+        assert!(joined > 100, "{joined} runs with a joiner, {totals:?}");
+        assert!(totals.injected > 500 && totals.restarts > 10, "{totals:?}");
     }
 
     /// Found by the random attacks: a member down while a new leader's
