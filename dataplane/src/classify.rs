@@ -15,12 +15,14 @@
 //! through [`PacketBuf`], which a DPDK mbuf and a plain test buffer
 //! implement, and return a [`Counter`] that names the outcome.
 
+use crate::addr::{Addr, Mac};
+pub use crate::counters::Action;
 use crate::counters::Counter;
 use crate::flow::{FlowKey, FlowRef, FlowState, FlowTable, Group, GroupStore, Touch};
 use crate::hash::{symmetric, ConnectionValue};
 use crate::header::{self, ethernet, icmp, ipv4, ipv6, tcp};
 use crate::ownership::{BucketState, OwnershipView};
-use crate::packet::{self, arp, ethertype, proto, tcp_flags, Addr, Frame, Ip, Mac, Payload, L4};
+use crate::packet::{self, arp, ethertype, proto, tcp_flags, Frame, Ip, Payload, L4};
 use crate::rules::{Kind, PortRule, PortRules, PLAIN};
 
 /// A frame buffer the classifier can read and rewrite.
@@ -73,17 +75,6 @@ impl<const N: usize> PacketBuf for FrameBuf<N> {
         self.len = len;
         true
     }
-}
-
-/// Where a frame goes.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Action {
-    /// Up to the host kernel through the exception port.
-    ToKernel,
-    /// Out of the wire port (an in-place reply, or the kernel's traffic).
-    ToWire,
-    /// Freed.
-    Drop,
 }
 
 /// A virtual IP served by the cluster.

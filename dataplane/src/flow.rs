@@ -48,9 +48,9 @@
 //! Time is a `u32` in milliseconds passed in by the caller; ages are taken
 //! with wrapping arithmetic, so the clock may wrap.
 
+use crate::addr::Addr;
 use crate::hash::{symmetric, ConnectionValue};
 use crate::ownership::{BucketState, OwnershipView};
-use crate::packet::Addr;
 
 /// Slots per group: 4 x 16 bytes, one cache line.
 const WAYS: usize = 4;

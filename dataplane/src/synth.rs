@@ -3,8 +3,9 @@
 //! node's addresses and [`classifier`]; and [`TestBuf`], a fixed-size frame
 //! buffer that stands in for an mbuf.
 
+use crate::addr::{Addr, Mac};
 use crate::classify::{Classifier, NodeAddresses, Vip};
-use crate::packet::{checksum, ethertype, ones_sum, proto, Addr, Mac};
+use crate::packet::{checksum, ethertype, ones_sum, proto};
 use crate::rules::{Affinity, PortMode, PortRule};
 
 /// The node's MAC in examples.
