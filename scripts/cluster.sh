@@ -308,13 +308,7 @@ up() {
   ns ss-switch ip link set br0 up
   ns ss-switch ip link set lo up
 
-  ip netns add ss-client
-  ip link add ss-c type veth peer name ss-c-br
-  ip link set ss-c netns ss-client
-  ip link set ss-c-br netns ss-switch
-  ns ss-switch ip link set ss-c-br master br0 up
-  ns ss-client ip link set lo up
-  ns ss-client ip link set ss-c name eth0
+  add_host ss-client ss-c
   ns ss-client ip link set eth0 address 02:00:00:00:00:10
   ns ss-client sysctl -qw net.ipv6.conf.eth0.accept_dad=0
   ns ss-client ip addr add 192.0.2.10/24 dev eth0
@@ -325,21 +319,13 @@ up() {
   if [ "$mac" = multicast ]; then
     # A host on the switch that is no member: the cluster group must not
     # be registered on its port.
-    ip netns add ss-spectator
-    plug ss-spectator eth0 br0 ss-sp
-    ns ss-spectator ip link set lo up
+    add_host ss-spectator ss-sp
     ns ss-spectator ip addr add 192.0.2.11/24 dev eth0
     ns ss-spectator ip link set eth0 up
   fi
 
   if [ "$mode" = coordinator ]; then
-    ip netns add ss-coord
-    ip link add ss-k type veth peer name ss-k-br
-    ip link set ss-k netns ss-coord
-    ip link set ss-k-br netns ss-switch
-    ns ss-switch ip link set ss-k-br master br0 up
-    ns ss-coord ip link set lo up
-    ns ss-coord ip link set ss-k name eth0
+    add_host ss-coord ss-k
     ns ss-coord ip addr add 192.0.2.9/24 dev eth0
     ns ss-coord ip link set eth0 up
     ns ss-coord ethtool -K eth0 tx off >/dev/null
@@ -395,6 +381,12 @@ plug() {  # plug NS IF BR TMPNAME
   ip link set "$4-br" netns ss-switch
   ns ss-switch ip link set "$4-br" master "$3" up
   ns "$1" ip link set "$4" name "$2"
+}
+
+add_host() {  # add_host NS TMPNAME: a namespace NS with its eth0 on the switch's br0
+  ip netns add "$1"
+  plug "$1" eth0 br0 "$2"
+  ns "$1" ip link set lo up
 }
 
 # The kernel of a node namespace kept off its wire interface IF.
