@@ -34,6 +34,47 @@ tcp_stat() { client awk -v k="$1" '/^Tcp:/ { if (!h) { split($0, n); h = 1 } els
 # node_json I: the node's status as JSON.
 node_json() { "$BIN" status --socket "/run/synshare/ss-node$1.sock" --json; }
 
+# now: the time in seconds, to the nanosecond; ms_since T: milliseconds
+# since T (a `now`).
+now() { date +%s.%N; }
+ms_since() { python3 -c "import time; print(int((time.time() - $1) * 1000))"; }
+
+# cluster_up N MODE WHAT: brings up N nodes in MODE (scripts/cluster.sh up)
+# and passes "WHAT converged" with the buckets each holds; when they do not
+# converge, fails and ends the test.
+cluster_up() {
+  "$CLUSTER" up --nodes "$1" --mode "$2" || { fail "cluster up ($3)"; finish; exit 1; }
+  pass "$3 converged: held $(python3 "$ROOT/tests/exchange.py" held "$1")"
+}
+
+# kill_node_timed N I: kill -9 of node I of the N; sets KILL_AT (its `now`)
+# and FAILOVER, the ms from then until the other nodes hold every bucket in
+# one epoch (-1: not within 5 s).
+kill_node_timed() {
+  KILL_AT=$(now)
+  "$CLUSTER" kill-node "$2"
+  FAILOVER=$(python3 "$ROOT/tests/exchange.py" failover "$1" "$2" 5 "$KILL_AT")
+}
+
+# kill_under_stream N I DELAY OUT ARGS...: starts a stream of new
+# connections (stream ARGS... --out OUT) and DELAY s later kills node I of
+# the N (kill_node_timed). STREAM_PID is the stream's, for the test's own
+# shell to wait for.
+kill_under_stream() {
+  local n=$1 i=$2 delay=$3 out=$4
+  shift 4
+  stream "$@" --out "$out" &
+  STREAM_PID=$!
+  sleep "$delay"
+  kill_node_timed "$n" "$i"
+}
+
+# failed_later SUMMARY: of the failed connections in SUMMARY (a JSON line
+# from exchange.py stream-summary), those started later than 50 ms after
+# the kill. One started earlier may have been taken by the killed node
+# before the kill (cluster.sh is still starting) and dies with it.
+failed_later() { python3 -c 'import json,sys; print(len([t for t in json.loads(sys.argv[1])["failed_started_after_kill_ms"] if t > 50]))' "$1"; }
+
 # capture_synacks FILE: starts the client's own capture of the SYN-ACKs
 # from the VIP (tests/synack_capture.py), its JSON to FILE once stopped.
 # Run by ip netns exec, not the `client` function: $! is then the capture

@@ -53,8 +53,7 @@ fault() {
   check "$name: node1 back with its share afterwards (held $($X held 3))" $X wait-held 3 1 15000 10
 }
 
-"$CLUSTER" up --nodes 3 --mode peer || { fail "cluster up"; finish; exit 1; }
-pass "3 nodes converged: held $($X held 3)"
+cluster_up 3 peer "3 nodes"
 pid1=$(cat /tmp/ss-cluster/node1.pid)
 
 # drop_heartbeats HOOKS: node1's heartbeats dropped by nftables on those
@@ -163,42 +162,31 @@ check "e: under the new key alone every peer is live ($live)" test "$live" = 2,3
 "$CLUSTER" down >/dev/null 2>&1
 
 # (f) Two nodes and a witness: node2 is killed; node1 serves everything.
-"$CLUSTER" up --nodes 2 --mode coordinator || { fail "cluster up (2 nodes, witness)"; finish; exit 1; }
-pass "2 nodes and a witness converged: held $($X held 2)"
-stream --seconds 6 --parallel 3 --timeout 10 --out "$SS_TMP/f.jsonl" &
-sp=$!
-sleep 1.5
-kill_at=$(date +%s.%N)
-"$CLUSTER" kill-node 2
-failover=$($X failover 2 2 5 "$kill_at")
-wait "$sp"
-summary=$($X stream-summary "$SS_TMP/f.jsonl" "$kill_at")
-echo "    f: node1 held every bucket $failover ms after the kill; client: $summary"
-check "f: node1 serves everything within 1 s of losing node2 ($failover ms)" test "$failover" -ge 0 -a "$failover" -lt 1000
-late=$(python3 -c "import json; s = json.loads('$summary'); print(len([t for t in s['failed_started_after_kill_ms'] if t > 50]))")
+cluster_up 2 coordinator "2 nodes and a witness"
+kill_under_stream 2 2 1.5 "$SS_TMP/f.jsonl" --seconds 6 --parallel 3 --timeout 10
+wait "$STREAM_PID"
+summary=$($X stream-summary "$SS_TMP/f.jsonl" "$KILL_AT")
+echo "    f: node1 held every bucket $FAILOVER ms after the kill; client: $summary"
+check "f: node1 serves everything within 1 s of losing node2 ($FAILOVER ms)" test "$FAILOVER" -ge 0 -a "$FAILOVER" -lt 1000
+late=$(failed_later "$summary")
 check "f: no connection failed but those node2 was serving ($late failed later)" test "$late" -eq 0
 "$CLUSTER" down >/dev/null 2>&1
 
 # (g) Three nodes and a witness, killed one after another.
-"$CLUSTER" up --nodes 3 --mode coordinator || { fail "cluster up (3 nodes, witness)"; finish; exit 1; }
-pass "3 nodes and a witness converged: held $($X held 3)"
-stream --seconds 12 --parallel 3 --timeout 10 --out "$SS_TMP/g.jsonl" &
-sp=$!
-sleep 1.5
-kill3=$(date +%s.%N)
-"$CLUSTER" kill-node 3
-f3=$($X failover 3 3 5 "$kill3")
+cluster_up 3 coordinator "3 nodes and a witness"
+kill_under_stream 3 3 1.5 "$SS_TMP/g.jsonl" --seconds 12 --parallel 3 --timeout 10
+kill3=$KILL_AT f3=$FAILOVER
 sleep 3
-kill2=$(date +%s.%N)
+kill2=$(now)
 "$CLUSTER" kill-node 2
 f2=-1
 for _ in $(seq 250); do
   if [ "$(node_json 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["held"])')" = 65536 ]; then
-    f2=$(python3 -c "import time; print(int((time.time() - $kill2) * 1000))"); break
+    f2=$(ms_since "$kill2"); break
   fi
   sleep 0.02
 done
-wait "$sp"
+wait "$STREAM_PID"
 summary=$($X stream-summary "$SS_TMP/g.jsonl" "$kill3")
 echo "    g: 3 -> 2 in $f3 ms, 2 -> 1 in $f2 ms; client: $summary"
 check "g: node1 and node2 serve everything within 1 s of losing node3 ($f3 ms)" test "$f3" -ge 0 -a "$f3" -lt 1000

@@ -262,24 +262,7 @@ impl Directory {
                 id,
                 address,
                 weight_milli,
-            } => {
-                if id.0 == u32::MAX {
-                    return Err(format!("member id {} is reserved", id.0));
-                }
-                if self.contains(*id) {
-                    return Err(format!("member {} is already in the directory", id.0));
-                }
-                if let Some((other, _)) = self.members.iter().find(|(_, m)| m.address == *address) {
-                    return Err(format!("address {address} is member {}'s", other.0));
-                }
-                if address.port() == 0 || address.ip().is_unspecified() || address.ip().is_multicast() {
-                    return Err(format!("address {address} is no unicast address and port"));
-                }
-                if *weight_milli > MAX_WEIGHT_MILLI {
-                    return Err(format!("weight {} is above {}", weight_milli, MAX_WEIGHT_MILLI / 1000));
-                }
-                Ok(())
-            }
+            } => self.check_add(*id, *address, *weight_milli),
             Change::Leave { id } => match self.get(*id) {
                 None => Err(format!("member {} is not in the directory", id.0)),
                 Some(m) if m.leaving => Err(format!("member {} is already leaving", id.0)),
@@ -298,6 +281,26 @@ impl Directory {
                 None => Err(format!("member {} is not in the directory", id.0)),
             },
         }
+    }
+
+    /// [`Directory::check`] of an [`Change::Add`].
+    fn check_add(&self, id: MemberId, address: SocketAddr, weight_milli: u32) -> Result<(), String> {
+        if id.0 == u32::MAX {
+            return Err(format!("member id {} is reserved", id.0));
+        }
+        if self.contains(id) {
+            return Err(format!("member {} is already in the directory", id.0));
+        }
+        if let Some((other, _)) = self.members.iter().find(|(_, m)| m.address == address) {
+            return Err(format!("address {address} is member {}'s", other.0));
+        }
+        if address.port() == 0 || address.ip().is_unspecified() || address.ip().is_multicast() {
+            return Err(format!("address {address} is no unicast address and port"));
+        }
+        if weight_milli > MAX_WEIGHT_MILLI {
+            return Err(format!("weight {} is above {}", weight_milli, MAX_WEIGHT_MILLI / 1000));
+        }
+        Ok(())
     }
 
     /// Applies a change that [`Directory::check`] accepted, made by the

@@ -487,15 +487,11 @@ impl Sim {
                     if self.blocked[i][j] || (consensus && self.blocked_consensus[i][j]) || self.chance(self.loss) {
                         continue;
                     }
+                    // The delay, then whether it is duplicated and the
+                    // copy's delay: the random draws in the order they were.
                     let at = now + self.delay();
-                    self.in_flight.push(InFlight {
-                        at,
-                        from,
-                        to: j,
-                        bytes: o.bytes.clone(),
-                    });
-                    if self.chance(self.dup) {
-                        let at = now + self.delay();
+                    let copy_at = self.chance(self.dup).then(|| now + self.delay());
+                    for at in std::iter::once(at).chain(copy_at) {
                         self.in_flight.push(InFlight {
                             at,
                             from,

@@ -27,7 +27,7 @@ use synshare_dataplane::flow::{FlowKey, FlowState, FlowTimeouts};
 use synshare_dataplane::hash::Bucket;
 use synshare_dataplane::ownership::{BucketState, OwnershipView};
 use synshare_dataplane::packet::{tcp_flags, Addr};
-use synshare_dataplane::synth::{classifier, tcp4_to, tcp6_to, CLUSTER_MAC, V4_VIP, V6_VIP};
+use synshare_dataplane::synth::{classifier, tcp4_to, tcp6_to, Rng, CLUSTER_MAC, V4_VIP, V6_VIP};
 use synshare_dpdk as dpdk;
 use synshare_dpdk::worker::NodeFlows;
 
@@ -73,18 +73,6 @@ fn view(every: u32) -> OwnershipView {
     v
 }
 
-/// A small xorshift for shuffles.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 struct Setup {
     c: Classifier,
     view: OwnershipView,
@@ -128,7 +116,7 @@ fn setup(own_every: u32, flows: u64, kind: &str) -> Setup {
         "established" => (
             (0..pool)
                 .map(|_| {
-                    let (a, p) = own[(rng.next() % own.len() as u64) as usize];
+                    let (a, p) = own[(rng.next_u64() % own.len() as u64) as usize];
                     frame(a, p, tcp_flags::ACK)
                 })
                 .collect(),

@@ -64,7 +64,7 @@ fn dpdk_layer_under_eal() {
 
     // Three frames out and back through the ring.
     let frames = [
-        tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::SYN),
+        to_vip4(40000, tcp_flags::SYN),
         arp_request(CLIENT_MAC, CLIENT_V4, V4_VIP),
         neighbour_solicit(CLIENT_MAC, V6_CLIENT, V6_VIP, false),
     ];
@@ -201,20 +201,13 @@ fn dpdk_layer_under_eal() {
     let kernel = Port::start(kernel_id, "net_null1", &port_config(), Arc::clone(&pool)).expect("start kernel port");
     // A SYN, and a segment of the same connection in the same burst,
     // decided on the flow the SYN made.
-    let syn = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::SYN);
-    let ack = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::ACK);
+    let syn = to_vip4(40000, tcp_flags::SYN);
+    let ack = to_vip4(40000, tcp_flags::ACK);
     // And the RST of a connection known before the burst (it goes to the
     // kernel that holds the connection, which checks it; it contests the
     // entry without ending it, and rests on no lease: it goes).
-    let known = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40001, V4_VIP, 80, tcp_flags::ACK);
-    let rst = tcp4_to(
-        CLUSTER_MAC,
-        CLIENT_V4,
-        40001,
-        V4_VIP,
-        80,
-        tcp_flags::RST | tcp_flags::ACK,
-    );
+    let known = to_vip4(40001, tcp_flags::ACK);
+    let rst = to_vip4(40001, tcp_flags::RST | tcp_flags::ACK);
     let burst = [syn, ack, rst];
     let rig = Rig {
         ring: &ring,

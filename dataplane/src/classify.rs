@@ -15,12 +15,14 @@
 //! through [`PacketBuf`], which a DPDK mbuf and a plain test buffer
 //! implement, and return a [`Counter`] that names the outcome.
 
+use crate::addr::{Addr, Mac};
+pub use crate::counters::Action;
 use crate::counters::Counter;
 use crate::flow::{FlowKey, FlowRef, FlowState, FlowTable, Group, GroupStore, Touch};
 use crate::hash::{symmetric, ConnectionValue};
 use crate::header::{self, ethernet, icmp, ipv4, ipv6, tcp};
 use crate::ownership::{BucketState, OwnershipView};
-use crate::packet::{self, arp, ethertype, proto, tcp_flags, Addr, Frame, Ip, Mac, Payload, L4};
+use crate::packet::{self, arp, ethertype, proto, tcp_flags, Frame, Ip, Payload, L4};
 use crate::rules::{Kind, PortRule, PortRules, PLAIN};
 
 /// A frame buffer the classifier can read and rewrite.
@@ -73,17 +75,6 @@ impl<const N: usize> PacketBuf for FrameBuf<N> {
         self.len = len;
         true
     }
-}
-
-/// Where a frame goes.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Action {
-    /// Up to the host kernel through the exception port.
-    ToKernel,
-    /// Out of the wire port (an in-place reply, or the kernel's traffic).
-    ToWire,
-    /// Freed.
-    Drop,
 }
 
 /// A virtual IP served by the cluster.
@@ -314,30 +305,45 @@ impl FastTcp<'_> {
     /// The VIP address (the destination).
     #[inline(always)]
     fn vip(&self) -> Addr {
-        let a = self.addresses;
-        match a.len() {
-            8 => Addr::V4([a[4], a[5], a[6], a[7]]),
-            _ => {
-                let mut v = [0u8; 16];
-                v.copy_from_slice(&a[16..32]);
-                Addr::V6(v)
-            }
-        }
+        self.address(1)
     }
 
     /// The client address (the source).
     #[inline(always)]
     fn client(&self) -> Addr {
+        self.address(0)
+    }
+
+    /// Address `i` of the two (0 the client's, 1 the VIP's).
+    #[inline(always)]
+    fn address(&self, i: usize) -> Addr {
         let a = self.addresses;
         match a.len() {
-            8 => Addr::V4([a[0], a[1], a[2], a[3]]),
+            8 => {
+                let mut v = [0u8; 4];
+                v.copy_from_slice(&a[4 * i..4 * i + 4]);
+                Addr::V4(v)
+            }
             _ => {
-                let mut c = [0u8; 16];
-                c.copy_from_slice(&a[0..16]);
-                Addr::V6(c)
+                let mut v = [0u8; 16];
+                v.copy_from_slice(&a[16 * i..16 * i + 16]);
+                Addr::V6(v)
             }
         }
     }
+}
+
+/// The fixed header lengths the fast path and the first looks read at.
+mod fixed_len {
+    use crate::header::{ethernet, ipv4, ipv6, tcp};
+    /// Ethernet, untagged.
+    pub const ETH: usize = ethernet::Header::<&[u8]>::LEN;
+    /// IPv4 without options.
+    pub const V4: usize = ipv4::Header::<&[u8]>::LEN;
+    /// IPv6 without extension headers.
+    pub const V6: usize = ipv6::Header::<&[u8]>::LEN;
+    /// TCP without options.
+    pub const TCP: usize = tcp::Header::<&[u8]>::LEN;
 }
 
 /// What the first look reads of a TCP segment to a served VIP port from
@@ -480,10 +486,7 @@ impl Classifier {
     fn fast_tcp<'a>(&self, frame: &'a [u8], checksum: IpChecksum) -> Option<FastTcp<'a>> {
         // As the full parser: never look past 64 KiB.
         let frame = &frame[..frame.len().min(usize::from(u16::MAX))];
-        const ETH: usize = ethernet::Header::<&[u8]>::LEN;
-        const V4: usize = ipv4::Header::<&[u8]>::LEN;
-        const V6: usize = ipv6::Header::<&[u8]>::LEN;
-        const TCP: usize = tcp::Header::<&[u8]>::LEN;
+        use fixed_len::{ETH, TCP, V4, V6};
         if frame.len() < ETH + V4 + TCP {
             return None;
         }
@@ -553,10 +556,7 @@ impl Classifier {
     /// frame's bucket, not to send it anywhere. None for anything else.
     #[inline(always)]
     fn quick<'a>(&self, frame: &'a [u8]) -> Option<Quick<'a>> {
-        const ETH: usize = ethernet::Header::<&[u8]>::LEN;
-        const V4: usize = ipv4::Header::<&[u8]>::LEN;
-        const V6: usize = ipv6::Header::<&[u8]>::LEN;
-        const TCP: usize = tcp::Header::<&[u8]>::LEN;
+        use fixed_len::{ETH, TCP, V4, V6};
         if frame.len() < ETH + V4 + TCP {
             return None;
         }
@@ -616,10 +616,7 @@ impl Classifier {
     /// the full parser.
     #[inline(always)]
     fn validate(&self, frame: &[u8], q: &Quick<'_>, checksum: IpChecksum) -> Option<Dest> {
-        const ETH: usize = ethernet::Header::<&[u8]>::LEN;
-        const V4: usize = ipv4::Header::<&[u8]>::LEN;
-        const V6: usize = ipv6::Header::<&[u8]>::LEN;
-        const TCP: usize = tcp::Header::<&[u8]>::LEN;
+        use fixed_len::{ETH, TCP, V4, V6};
         // As the full parser: never look past 64 KiB.
         let frame = &frame[..frame.len().min(usize::from(u16::MAX))];
         let eth = ethernet::Header::new_unchecked(frame);
@@ -1634,26 +1631,6 @@ mod tests {
         }
     }
 
-    /// A small xorshift for the randomised tests.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-
-        fn pick<T: Copy>(&mut self, from: &[T]) -> T {
-            from[self.below(from.len() as u64) as usize]
-        }
-    }
-
     /// A segment the kernel sends from the IPv4 VIP's port 80 to the
     /// client's `port`.
     fn from_vip(port: u16, flags: u8) -> Vec<u8> {
@@ -1676,7 +1653,7 @@ mod tests {
     /// A frame a client, a neighbour or an attacker might send: mostly TCP
     /// to a VIP, often broken in one of the places the fast path reads.
     fn random_frame(rng: &mut Rng) -> Vec<u8> {
-        let any = rng.next() as u8;
+        let any = rng.next_u64() as u8;
         let flags = rng.pick(&[
             tcp_flags::SYN,
             tcp_flags::ACK,
@@ -1738,13 +1715,13 @@ mod tests {
             };
             match (at, rng.below(5)) {
                 (usize::MAX, 0) => f.truncate(rng.below(f.len() as u64 + 1) as usize),
-                (usize::MAX, 1) => f.extend((0..rng.below(40)).map(|_| rng.next() as u8)),
+                (usize::MAX, 1) => f.extend((0..rng.below(40)).map(|_| rng.next_u64() as u8)),
                 (usize::MAX, 2) if f.len() >= 12 => {
                     let mac = rng.pick(&[CLUSTER_MAC, NODE_MAC, Mac::BROADCAST]);
                     f[6..12].copy_from_slice(&mac.0);
                 }
                 (usize::MAX, _) => {}
-                (i, _) if i < f.len() => f[i] = rng.next() as u8,
+                (i, _) if i < f.len() => f[i] = rng.next_u64() as u8,
                 _ => {}
             }
         }
@@ -1787,7 +1764,7 @@ mod tests {
         let (mut closed, mut closed_invalid) = (0, 0);
         for i in 0..rounds {
             let f = random_frame(&mut rng);
-            let rss = (rng.below(8) == 0).then(|| rng.next() as u32);
+            let rss = (rng.below(8) == 0).then(|| rng.next_u64() as u32);
             let (a, buf_a, look) = fast.wire_fast(&f, rss);
             let (b, buf_b) = full.wire_full(&f, rss);
             if look.is_closed_unvalidated() {
@@ -1848,7 +1825,7 @@ mod tests {
         const IPV6_EXT: u32 = 0xc0;
         const L4_FRAG: u32 = 0x300;
         const TUNNEL_VXLAN: u32 = 0x3000;
-        let syn4 = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::SYN);
+        let syn4 = to_vip4(40000, tcp_flags::SYN);
         let syn6 = tcp6_to(CLUSTER_MAC, V6_CLIENT, 40000, V6_VIP, 80, tcp_flags::SYN);
         let syn6_ext = tcp6_with_ext(&[(0, 8)], tcp_flags::SYN);
         let dns = udp4_to(CLUSTER_MAC, CLIENT_V4, 5353, V4_VIP, 53);
@@ -1905,7 +1882,7 @@ mod tests {
         // No other packet type ever lets a hash through.
         let mut rng = Rng(0x7e57_4a54);
         for _ in 0..100_000 {
-            let t = rng.next() as u32;
+            let t = rng.next_u64() as u32;
             if RssTypes::ALL.value(t, 7).is_some() {
                 assert!(
                     t & 0xffff_f000 == 0 && [TCP4, UDP4, TCP6, ptype::L3_IPV6 | ptype::L4_UDP].contains(&(t & 0xff0))
@@ -1952,7 +1929,7 @@ mod tests {
 
     #[test]
     fn a_syn_ack_leaves_only_under_the_lease() {
-        let syn = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::SYN);
+        let syn = to_vip4(40000, tcp_flags::SYN);
         let syn_ack = from_vip(40000, tcp_flags::SYN | tcp_flags::ACK);
         // Held: the first SYN-ACK is an answer (the worker checks the lease
         // once more before it leaves), a retransmission is not.
@@ -1966,7 +1943,7 @@ mod tests {
         // establishes the flow.
         n.set_all(BucketState::Foreign);
         assert_eq!(n.kernel(&syn_ack), Counter::WireFromKernel);
-        let ack = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::ACK);
+        let ack = to_vip4(40000, tcp_flags::ACK);
         assert_eq!(n.wire(&ack).0, Counter::KernelVipFlow);
         assert_eq!(n.flows.census(n.now)[FlowState::Established as usize], 1);
 
@@ -2056,7 +2033,7 @@ mod tests {
     #[test]
     fn an_answer_whose_lease_ran_out_before_it_left_is_retracted() {
         let mut n = Node::new(BucketState::Settled);
-        let syn = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::SYN);
+        let syn = to_vip4(40000, tcp_flags::SYN);
         assert_eq!(n.wire(&syn).0, Counter::KernelVipSyn);
         let (outcome, mut buf) = n.kernel_buf(&from_vip(40000, tcp_flags::SYN | tcp_flags::ACK));
         assert_eq!(outcome, Counter::WireFromKernelAnswer);
@@ -2078,8 +2055,8 @@ mod tests {
     fn a_burst_decides_as_frame_by_frame() {
         // A SYN and the handshake's ACK in the same burst, in a bucket with
         // no flows at the look: the ACK must find the flow the SYN made.
-        let syn = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::SYN);
-        let ack = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::ACK);
+        let syn = to_vip4(40000, tcp_flags::SYN);
+        let ack = to_vip4(40000, tcp_flags::ACK);
         let mut n = Node::new(BucketState::Claimed);
         n.flows.follow(&n.view);
         let looks = [n.c.look(&syn, None, &n.flows), n.c.look(&ack, None, &n.flows)];
@@ -2101,8 +2078,8 @@ mod tests {
     fn a_closed_gate_drops_without_the_table() {
         // A bucket neither held nor with flows: decided from its gate; one
         // of our flows in a released bucket opens it again.
-        let syn = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::SYN);
-        let ack = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::ACK);
+        let syn = to_vip4(40000, tcp_flags::SYN);
+        let ack = to_vip4(40000, tcp_flags::ACK);
         let mut n = Node::new(BucketState::Claimed);
         let value = n.c.connection_value(Addr::V4(CLIENT_V4), Addr::V4(V4_VIP), 40000, 80);
         assert_eq!(n.wire(&syn).0, Counter::KernelVipSyn);
@@ -2111,7 +2088,7 @@ mod tests {
         assert!(n.flows.gate(value).has_flows());
         assert!(!n.flows.gate(value).is_closed());
         assert_eq!(n.wire(&ack).0, Counter::KernelVipFlow);
-        let other = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40001, V4_VIP, 80, tcp_flags::ACK);
+        let other = to_vip4(40001, tcp_flags::ACK);
         let other_value = n.c.connection_value(Addr::V4(CLIENT_V4), Addr::V4(V4_VIP), 40001, 80);
         assert!(n.flows.gate(other_value).is_closed());
         assert_eq!(
@@ -2141,7 +2118,7 @@ mod tests {
         assert_eq!(n.wire(&other).0, Counter::DropNotOwner);
         // A RST from the wire ends nothing; the kernel's RST ends our
         // flow: the gate closes.
-        let rst = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::RST);
+        let rst = to_vip4(40000, tcp_flags::RST);
         assert_eq!(n.wire(&rst).0, Counter::KernelVipFlowContested);
         assert!(!n.flows.gate(value).is_closed());
         assert_eq!(n.kernel(&from_vip(40000, tcp_flags::ACK)), Counter::WireFromKernel);
@@ -2226,7 +2203,7 @@ mod tests {
 
     #[test]
     fn syn_accepted_only_where_the_node_holds_the_claim() {
-        let syn = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::SYN);
+        let syn = to_vip4(40000, tcp_flags::SYN);
         let mut owner = Node::new(BucketState::Claimed);
         let (outcome, buf) = owner.wire(&syn);
         assert_eq!(outcome, Counter::KernelVipSyn);
@@ -2239,7 +2216,7 @@ mod tests {
 
     #[test]
     fn non_syn_rules_protect_the_previous_owner() {
-        let ack = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::ACK);
+        let ack = to_vip4(40000, tcp_flags::ACK);
         // Recently acquired: an unknown ACK may be the old owner's: drop.
         assert_eq!(Node::new(BucketState::Claimed).wire(&ack).0, Counter::DropRecentBucket);
         assert_eq!(Node::new(BucketState::Foreign).wire(&ack).0, Counter::DropNotOwner);
@@ -2260,8 +2237,8 @@ mod tests {
 
     #[test]
     fn known_flows_survive_losing_the_bucket_and_syns_do_not() {
-        let syn = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::SYN);
-        let ack = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::ACK);
+        let syn = to_vip4(40000, tcp_flags::SYN);
+        let ack = to_vip4(40000, tcp_flags::ACK);
         let mut n = Node::new(BucketState::Claimed);
         assert_eq!(n.wire(&syn).0, Counter::KernelVipSyn);
         assert_eq!(n.wire(&ack).0, Counter::KernelVipFlow);
@@ -2280,7 +2257,7 @@ mod tests {
         // holds the connection, answers with a SYN-ACK: not sent (the new
         // owner answers it), and our stale entry must not capture the new
         // connection's packets.
-        let rst = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::RST);
+        let rst = to_vip4(40000, tcp_flags::RST);
         assert_eq!(n.wire(&rst).0, Counter::KernelVipFlowContested);
         assert_eq!(n.wire(&syn).0, Counter::KernelVipFlowContested);
         assert_eq!(
@@ -2298,9 +2275,9 @@ mod tests {
         // not see (lost here). Its segments reach our kernel as our flow's;
         // the kernel answers with a RST, which would end the new owner's
         // connection.
-        let syn = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::SYN);
-        let ack = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::ACK);
-        let rst = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::RST);
+        let syn = to_vip4(40000, tcp_flags::SYN);
+        let ack = to_vip4(40000, tcp_flags::ACK);
+        let rst = to_vip4(40000, tcp_flags::RST);
         let mut n = Node::new(BucketState::Claimed);
         assert_eq!(n.wire(&syn).0, Counter::KernelVipSyn);
         assert_eq!(n.wire(&ack).0, Counter::KernelVipFlow);
@@ -2398,8 +2375,8 @@ mod tests {
         // answers its SYN-ACK with an ACK of its own connection, which this
         // kernel answers with a bare RST. Sent, it would end the client's
         // real connection: not while the bucket is claimed, not settled.
-        let syn = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::SYN);
-        let ack = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::ACK);
+        let syn = to_vip4(40000, tcp_flags::SYN);
+        let ack = to_vip4(40000, tcp_flags::ACK);
         for (state, want) in [
             (BucketState::Claimed, Counter::DropKernelResetClaimed),
             (BucketState::Settled, Counter::WireFromKernelReset),
@@ -2426,16 +2403,9 @@ mod tests {
 
     #[test]
     fn the_kernels_fin_closes_a_flow_and_its_rst_ends_it() {
-        let syn = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::SYN);
-        let ack = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::ACK);
-        let fin = tcp4_to(
-            CLUSTER_MAC,
-            CLIENT_V4,
-            40000,
-            V4_VIP,
-            80,
-            tcp_flags::FIN | tcp_flags::ACK,
-        );
+        let syn = to_vip4(40000, tcp_flags::SYN);
+        let ack = to_vip4(40000, tcp_flags::ACK);
+        let fin = to_vip4(40000, tcp_flags::FIN | tcp_flags::ACK);
         let mut n = Node::new(BucketState::Claimed);
         assert_eq!(n.wire(&syn).0, Counter::KernelVipSyn);
         assert_eq!(
@@ -2471,7 +2441,7 @@ mod tests {
 
     #[test]
     fn adoption_is_provisional_until_the_kernel_answers() {
-        let ack = |port| tcp4_to(CLUSTER_MAC, CLIENT_V4, port, V4_VIP, 80, tcp_flags::ACK);
+        let ack = |port| to_vip4(port, tcp_flags::ACK);
         let mut n = Node::new(BucketState::Settled);
         // Refused: the kernel answers with a RST; the entry goes at once.
         assert_eq!(n.wire(&ack(40000)).0, Counter::KernelVipAdopted);
@@ -2515,7 +2485,7 @@ mod tests {
         // A SYN on a provisional tuple is a new connection.
         let mut n = Node::new(BucketState::Settled);
         assert_eq!(n.wire(&ack(40003)).0, Counter::KernelVipAdopted);
-        let syn = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40003, V4_VIP, 80, tcp_flags::SYN);
+        let syn = to_vip4(40003, tcp_flags::SYN);
         assert_eq!(n.wire(&syn).0, Counter::KernelVipSyn);
         assert_eq!(n.flows.census(n.now)[FlowState::HalfOpen as usize], 1);
     }
@@ -2532,7 +2502,7 @@ mod tests {
         n.flows = FlowTable::new(65_536, FlowTimeouts::default());
         let mut rng = Rng(0xf100_d5ee_d000_0001);
         let client = |rng: &mut Rng| {
-            let r = rng.next();
+            let r = rng.next_u64();
             (
                 [198, 18 + (r & 1) as u8, (r >> 8) as u8, (r >> 16) as u8],
                 (r >> 24) as u16 | 1024,
@@ -2559,7 +2529,7 @@ mod tests {
             if i % 100 == 0 {
                 n.flows.sweep(n.now, 128);
             }
-            let r = rng.next();
+            let r = rng.next_u64();
             let a = [203, 0, (r >> 8) as u8, (r >> 16) as u8];
             let p = (r >> 24) as u16;
             let (outcome, _) = n.wire(&tcp4_to(CLUSTER_MAC, a, p, V4_VIP, 80, tcp_flags::ACK));
@@ -2632,10 +2602,10 @@ mod tests {
         // (the lease ran out before they reached the kernel); the bucket is
         // then another node's. Their flows must be gone, or the new owner's
         // connection would reach this kernel and be reset by it.
-        let syn = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::SYN);
-        let ack = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::ACK);
+        let syn = to_vip4(40000, tcp_flags::SYN);
+        let ack = to_vip4(40000, tcp_flags::ACK);
         let ack6 = tcp6_to(CLUSTER_MAC, V6_CLIENT, 40001, V6_VIP, 80, tcp_flags::ACK);
-        let other = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40002, V4_VIP, 80, tcp_flags::ACK);
+        let other = to_vip4(40002, tcp_flags::ACK);
         let mut n = Node::new(BucketState::Settled);
         let (outcome, sent) = n.wire(&syn);
         assert!(outcome.rests_on_lease());
@@ -2829,18 +2799,18 @@ mod tests {
     #[test]
     fn odd_flags_ports_fragments_and_protocols_are_dropped_by_reason() {
         let mut n = Node::new(BucketState::Settled);
-        let synfin = tcp4_to(CLUSTER_MAC, CLIENT_V4, 1, V4_VIP, 80, tcp_flags::SYN | tcp_flags::FIN);
+        let synfin = to_vip4(1, tcp_flags::SYN | tcp_flags::FIN);
         assert_eq!(n.wire(&synfin).0, Counter::DropTcpBadFlags);
         let port = tcp4_to(CLUSTER_MAC, CLIENT_V4, 1, V4_VIP, 81, tcp_flags::SYN);
         assert_eq!(n.wire(&port).0, Counter::DropVipPortNotServed);
-        let mut frag = tcp4_to(CLUSTER_MAC, CLIENT_V4, 1, V4_VIP, 80, tcp_flags::SYN);
+        let mut frag = to_vip4(1, tcp_flags::SYN);
         set_ipv4_more_fragments(&mut frag);
         assert_eq!(n.wire(&frag).0, Counter::DropVipFragment);
         let mut other = tcp4_to(CLUSTER_MAC, CLIENT_V4, 1, [192, 0, 2, 99], 80, tcp_flags::SYN);
         assert_eq!(n.wire(&other).0, Counter::DropClusterMacNotVip);
         other[0..6].copy_from_slice(&[2, 7, 7, 7, 7, 7]);
         assert_eq!(n.wire(&other).0, Counter::DropNotForUs);
-        let mut spoofed = tcp4_to(CLUSTER_MAC, CLIENT_V4, 1, V4_VIP, 80, tcp_flags::SYN);
+        let mut spoofed = to_vip4(1, tcp_flags::SYN);
         spoofed[6..12].copy_from_slice(&CLUSTER_MAC.0);
         assert_eq!(n.wire(&spoofed).0, Counter::DropSpoofedSource);
     }
@@ -2873,7 +2843,7 @@ mod tests {
         }
         let mut per_node = [0usize; 3];
         for port in 1000..4000u16 {
-            let syn = tcp4_to(CLUSTER_MAC, CLIENT_V4, port, V4_VIP, 80, tcp_flags::SYN);
+            let syn = to_vip4(port, tcp_flags::SYN);
             let accepted: Vec<usize> = (0..3)
                 .filter(|&i| nodes[i].wire(&syn).0.action() == Action::ToKernel)
                 .collect();
@@ -2930,11 +2900,11 @@ mod tests {
         let mut n = Node::new(BucketState::Settled);
         n.flows.follow(&n.view);
         let frames = [
-            tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::SYN),
+            to_vip4(40000, tcp_flags::SYN),
             tcp6_to(CLUSTER_MAC, V6_CLIENT, 40000, V6_VIP, 80, tcp_flags::ACK),
             arp_request(CLIENT_MAC, CLIENT_V4, V4_VIP),
             tcp6_with_ext(&[(0, 8)], tcp_flags::SYN),
-            add_vlan(&tcp4_to(CLUSTER_MAC, CLIENT_V4, 1, V4_VIP, 80, tcp_flags::SYN), 7),
+            add_vlan(&to_vip4(1, tcp_flags::SYN), 7),
         ];
         for f in &frames {
             // Every prefix, and garbage in the IPv4 header length.
@@ -2963,7 +2933,7 @@ mod tests {
     #[test]
     fn icmp_errors_follow_the_quoted_connection() {
         let mut n = Node::new(BucketState::Claimed);
-        let syn = tcp4_to(CLUSTER_MAC, CLIENT_V4, 40000, V4_VIP, 80, tcp_flags::SYN);
+        let syn = to_vip4(40000, tcp_flags::SYN);
         assert_eq!(n.wire(&syn).0, Counter::KernelVipSyn);
         n.view = OwnershipView::new(64, 2);
         let err = icmp4_frag_needed_to(CLUSTER_MAC, [192, 0, 2, 1], V4_VIP, 80, CLIENT_V4, 40000);

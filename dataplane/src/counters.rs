@@ -5,9 +5,19 @@
 //! to a shared [`WorkerStats`] every few milliseconds, where the control
 //! core, the status command and the metrics endpoint read it.
 
-use crate::classify::Action;
 use crate::packet::ParseError;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Where a frame goes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Action {
+    /// Up to the host kernel through the exception port.
+    ToKernel,
+    /// Out of the wire port (an in-place reply, or the kernel's traffic).
+    ToWire,
+    /// Freed.
+    Drop,
+}
 
 macro_rules! counters {
     ($( $(#[$doc:meta])* $name:ident = $text:literal => $action:ident, )*) => {

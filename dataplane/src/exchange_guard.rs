@@ -4,7 +4,7 @@
 //! allocation: a sequence lock over a fixed array of atomics. The exchange
 //! thread is the only writer, and writes only when the directory changes.
 
-use crate::packet::Addr;
+use crate::addr::Addr;
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 

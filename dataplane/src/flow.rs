@@ -48,9 +48,9 @@
 //! Time is a `u32` in milliseconds passed in by the caller; ages are taken
 //! with wrapping arithmetic, so the clock may wrap.
 
+use crate::addr::Addr;
 use crate::hash::{symmetric, ConnectionValue};
 use crate::ownership::{BucketState, OwnershipView};
-use crate::packet::Addr;
 
 /// Slots per group: 4 x 16 bytes, one cache line.
 const WAYS: usize = 4;
@@ -796,6 +796,15 @@ impl<G: GroupStore> FlowTable<G> {
         self.probe(a, r, now_tick).map(|i| (a, i))
     }
 
+    /// As [`FlowTable::find`] at time `now`: the group and slot of `r`,
+    /// the tick of `now` and the flow's state.
+    #[inline]
+    fn find_at(&self, r: &FlowRef, now: u32) -> Option<(usize, usize, u32, FlowState)> {
+        let now_tick = self.now_tick(now);
+        let (g, i) = self.find(r, now_tick)?;
+        Some((g, i, now_tick, self.groups[g].slots[i].state()))
+    }
+
     /// Hints the line `r`'s primary group lives in into the cache, ahead of
     /// a lookup (a burst's worth of these overlaps the memory latency of a
     /// table much larger than the cache).
@@ -826,12 +835,9 @@ impl<G: GroupStore> FlowTable<G> {
     #[inline]
     pub fn touch(&mut self, flow: impl Into<FlowRef>, flags: u8, now: u32) -> Touch {
         use crate::packet::tcp_flags::{FIN, RST, SYN};
-        let r = flow.into();
-        let now_tick = self.now_tick(now);
-        let Some((g, i)) = self.find(&r, now_tick) else {
+        let Some((g, i, now_tick, before)) = self.find_at(&flow.into(), now) else {
             return Touch::Unknown;
         };
-        let before = self.groups[g].slots[i].state();
         let claims_end = flags & (RST | FIN | SYN) != 0;
         let after = match before {
             FlowState::Established | FlowState::Contested if claims_end => {
@@ -858,12 +864,9 @@ impl<G: GroupStore> FlowTable<G> {
     #[inline]
     pub fn from_kernel(&mut self, flow: impl Into<FlowRef>, flags: u8, now: u32) -> Touch {
         use crate::packet::tcp_flags::{FIN, RST, SYN};
-        let r = flow.into();
-        let now_tick = self.now_tick(now);
-        let Some((g, i)) = self.find(&r, now_tick) else {
+        let Some((g, i, now_tick, before)) = self.find_at(&flow.into(), now) else {
             return Touch::Unknown;
         };
-        let before = self.groups[g].slots[i].state();
         if flags & RST != 0 {
             self.free_slot(g, i);
             self.stats.reset += 1;

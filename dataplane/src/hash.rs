@@ -12,7 +12,7 @@
 //! period of 16 bits, Toeplitz depends only on the XOR of the input's 16-bit
 //! words, and is two lookups in 2 KiB (see its documentation for why).
 
-use crate::packet::Addr;
+use crate::addr::Addr;
 
 /// Length of an RSS key in bytes.
 pub const KEY_LEN: usize = 40;
@@ -135,7 +135,7 @@ impl Toeplitz {
 /// `tests/eal.rs`, to DPDK's `rte_softrss`) on random tuples.
 pub mod symmetric {
     use super::ConnectionValue;
-    use crate::packet::Addr;
+    use crate::addr::Addr;
 
     /// The key's 16-bit period.
     const PERIOD: u16 = 0x6d5a;

@@ -10,12 +10,75 @@
 //! fit, a checksum) is judged by the caller: [`crate::packet::parse`] for
 //! the full parser, the fast path of [`crate::classify`], and the ICMP
 //! error quoting, the three of them on the same views.
+//!
+//! The values those fields hold (EtherTypes, IP protocol numbers, TCP
+//! flags) and the Internet checksum are here too, below the parser, which
+//! re-exports them as [`crate::packet`]'s.
 
-use crate::packet::{Addr, Mac};
+use crate::addr::{Addr, Mac};
 use core::ops::Range;
 
 /// A field's byte range in its header.
 pub type Field = Range<usize>;
+
+/// EtherTypes we look at.
+pub mod ethertype {
+    /// IPv4
+    pub const IPV4: u16 = 0x0800;
+    /// ARP
+    pub const ARP: u16 = 0x0806;
+    /// IPv6
+    pub const IPV6: u16 = 0x86dd;
+    /// 802.1Q VLAN tag
+    pub const VLAN: u16 = 0x8100;
+    /// 802.1ad service tag
+    pub const QINQ: u16 = 0x88a8;
+}
+
+/// IP protocol numbers we look at.
+pub mod proto {
+    /// ICMP
+    pub const ICMP: u8 = 1;
+    /// TCP
+    pub const TCP: u8 = 6;
+    /// UDP
+    pub const UDP: u8 = 17;
+    /// ICMPv6
+    pub const ICMPV6: u8 = 58;
+}
+
+/// TCP flag bits.
+pub mod tcp_flags {
+    /// FIN
+    pub const FIN: u8 = 0x01;
+    /// SYN
+    pub const SYN: u8 = 0x02;
+    /// RST
+    pub const RST: u8 = 0x04;
+    /// ACK
+    pub const ACK: u8 = 0x10;
+}
+
+/// Ones'-complement sum of `data` as big-endian 16-bit words, folded to 16
+/// bits, not inverted. An odd last byte is padded with zero.
+pub fn ones_sum(mut acc: u32, data: &[u8]) -> u32 {
+    let mut chunks = data.chunks_exact(2);
+    for c in &mut chunks {
+        acc += u32::from(u16::from_be_bytes([c[0], c[1]]));
+    }
+    if let [last] = chunks.remainder() {
+        acc += u32::from(*last) << 8;
+    }
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    acc
+}
+
+/// The Internet checksum of `data` (RFC 1071), ready to store.
+pub fn checksum(data: &[u8]) -> u16 {
+    !(ones_sum(0, data) as u16)
+}
 
 #[inline(always)]
 fn be16(b: &[u8], f: Field) -> u16 {
@@ -196,7 +259,7 @@ pub mod arp {
         pub fn is_ethernet_ipv4(&self) -> bool {
             let b = self.0.as_ref();
             be16(b, field::HTYPE) == 1
-                && be16(b, field::PTYPE) == crate::packet::ethertype::IPV4
+                && be16(b, field::PTYPE) == super::ethertype::IPV4
                 && b[field::HLEN] == 6
                 && b[field::PLEN] == 4
         }
@@ -341,7 +404,7 @@ pub mod ipv4 {
         }
         /// True when the fixed 20-byte header's checksum verifies (the
         /// ones'-complement sum of its words is all ones). For a header
-        /// with options, [`crate::packet::checksum`] over `header_len`.
+        /// with options, [`super::checksum`] over `header_len`.
         #[inline(always)]
         pub fn plain_checksum_ok(&self) -> bool {
             let h = &self.0.as_ref()[..20];
@@ -371,7 +434,7 @@ pub mod ipv4 {
             b[field::PROTOCOL] = protocol;
             b[field::SRC].copy_from_slice(&src);
             b[field::DST].copy_from_slice(&dst);
-            let sum = crate::packet::checksum(b);
+            let sum = super::checksum(b);
             b[field::CHECKSUM].copy_from_slice(&sum.to_be_bytes());
         }
     }
@@ -558,7 +621,7 @@ pub mod tcp {
             b[field::SEQ].copy_from_slice(&seq.to_be_bytes());
             b[field::ACK].fill(0);
             b[field::DATA_OFFSET] = 5 << 4;
-            b[field::FLAGS] = crate::packet::tcp_flags::RST;
+            b[field::FLAGS] = super::tcp_flags::RST;
             b[field::WINDOW].fill(0);
             b[field::CHECKSUM].fill(0);
             b[field::URGENT].fill(0);
@@ -751,7 +814,6 @@ pub fn quoted_connection(quote: &[u8], v6: bool) -> Option<(Addr, Addr, u16, u16
 /// As [`quoted_connection`], with the quoted packet's protocol first (TCP
 /// or UDP).
 pub fn quoted_transport(quote: &[u8], v6: bool) -> Option<(u8, Addr, Addr, u16, u16)> {
-    use crate::packet::proto;
     let transport = |p: u8| p == proto::TCP || p == proto::UDP;
     let (protocol, src, dst, l4) = if v6 {
         let h = ipv6::Header::new_checked(quote)?;
@@ -779,7 +841,6 @@ pub fn quoted_transport(quote: &[u8], v6: bool) -> Option<(u8, Addr, Addr, u16, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::{ethertype, proto, tcp_flags};
     use crate::synth::*;
 
     #[test]

@@ -7,94 +7,9 @@
 //! reads the frame through the summary can index out of bounds. Errors are a
 //! plain `Copy` enum, counted by the caller, never allocated.
 
+pub use crate::addr::{Addr, Mac};
 use crate::header::{self, ethernet, icmp, ipv4, ipv6, tcp, udp, vlan};
-use core::fmt;
-
-/// A MAC address.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct Mac(pub [u8; 6]);
-
-impl Mac {
-    /// ff:ff:ff:ff:ff:ff
-    pub const BROADCAST: Mac = Mac([0xff; 6]);
-
-    /// Group (multicast or broadcast) address: the I/G bit is set.
-    pub fn is_group(&self) -> bool {
-        self.0[0] & 1 == 1
-    }
-
-    /// Parses `aa:bb:cc:dd:ee:ff`.
-    pub fn parse(text: &str) -> Option<Mac> {
-        let mut out = [0u8; 6];
-        let mut parts = text.split(':');
-        for byte in out.iter_mut() {
-            let part = parts.next()?;
-            if part.len() != 2 {
-                return None;
-            }
-            *byte = u8::from_str_radix(part, 16).ok()?;
-        }
-        if parts.next().is_some() {
-            return None;
-        }
-        Some(Mac(out))
-    }
-}
-
-impl fmt::Display for Mac {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let m = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            m[0], m[1], m[2], m[3], m[4], m[5]
-        )
-    }
-}
-
-impl fmt::Debug for Mac {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-/// An IP address as it sits on the wire. IPv4 addresses keep their four
-/// bytes; comparisons never mix families.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub enum Addr {
-    /// IPv4
-    V4([u8; 4]),
-    /// IPv6
-    V6([u8; 16]),
-}
-
-impl Addr {
-    /// The address's bytes (4 or 16).
-    pub fn bytes(&self) -> &[u8] {
-        match self {
-            Addr::V4(a) => a,
-            Addr::V6(a) => a,
-        }
-    }
-}
-
-impl From<std::net::IpAddr> for Addr {
-    fn from(ip: std::net::IpAddr) -> Self {
-        match ip {
-            std::net::IpAddr::V4(a) => Addr::V4(a.octets()),
-            std::net::IpAddr::V6(a) => Addr::V6(a.octets()),
-        }
-    }
-}
-
-impl fmt::Display for Addr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            Addr::V4(a) => std::net::Ipv4Addr::from(a).fmt(f),
-            Addr::V6(a) => std::net::Ipv6Addr::from(a).fmt(f),
-        }
-    }
-}
+pub use crate::header::{checksum, ethertype, ones_sum, proto, tcp_flags};
 
 /// Why a frame could not be parsed. Each variant is a drop counter.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -148,44 +63,6 @@ impl ParseError {
             ParseError::BadUdpHeader => "bad_udp_header",
         }
     }
-}
-
-/// EtherTypes we look at.
-pub mod ethertype {
-    /// IPv4
-    pub const IPV4: u16 = 0x0800;
-    /// ARP
-    pub const ARP: u16 = 0x0806;
-    /// IPv6
-    pub const IPV6: u16 = 0x86dd;
-    /// 802.1Q VLAN tag
-    pub const VLAN: u16 = 0x8100;
-    /// 802.1ad service tag
-    pub const QINQ: u16 = 0x88a8;
-}
-
-/// IP protocol numbers we look at.
-pub mod proto {
-    /// ICMP
-    pub const ICMP: u8 = 1;
-    /// TCP
-    pub const TCP: u8 = 6;
-    /// UDP
-    pub const UDP: u8 = 17;
-    /// ICMPv6
-    pub const ICMPV6: u8 = 58;
-}
-
-/// TCP flag bits.
-pub mod tcp_flags {
-    /// FIN
-    pub const FIN: u8 = 0x01;
-    /// SYN
-    pub const SYN: u8 = 0x02;
-    /// RST
-    pub const RST: u8 = 0x04;
-    /// ACK
-    pub const ACK: u8 = 0x10;
 }
 
 /// ARP constants (the field offsets are [`crate::header::arp::field`]).
@@ -293,27 +170,6 @@ pub struct Frame {
     pub vlans: u8,
     /// Above Ethernet
     pub payload: Payload,
-}
-
-/// Ones'-complement sum of `data` as big-endian 16-bit words, folded to 16
-/// bits, not inverted. An odd last byte is padded with zero.
-pub fn ones_sum(mut acc: u32, data: &[u8]) -> u32 {
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        acc += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [last] = chunks.remainder() {
-        acc += u32::from(*last) << 8;
-    }
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    acc
-}
-
-/// The Internet checksum of `data` (RFC 1071), ready to store.
-pub fn checksum(data: &[u8]) -> u16 {
-    !(ones_sum(0, data) as u16)
 }
 
 /// Parses a frame. See the module documentation.

@@ -25,8 +25,8 @@
 //! (served, 4-tuple) cover the common case, so a port with no rule costs
 //! one load, as the bitmap of served ports did.
 
+use crate::addr::Addr;
 use crate::hash::{symmetric, ConnectionValue};
-use crate::packet::Addr;
 
 /// What the connection value of a shared port covers.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]

@@ -3,8 +3,9 @@
 //! node's addresses and [`classifier`]; and [`TestBuf`], a fixed-size frame
 //! buffer that stands in for an mbuf.
 
+use crate::addr::{Addr, Mac};
 use crate::classify::{Classifier, NodeAddresses, Vip};
-use crate::packet::{checksum, ethertype, ones_sum, proto, Addr, Mac};
+use crate::packet::{checksum, ethertype, ones_sum, proto};
 use crate::rules::{Affinity, PortMode, PortRule};
 
 /// The node's MAC in examples.
@@ -180,27 +181,58 @@ fn udp_datagram(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
     u
 }
 
-/// A TCP/IPv4 segment to the cluster MAC.
-pub fn tcp4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
-    tcp4_payload_to(CLUSTER_MAC, src, sport, dst, dport, flags, payload)
+/// An IP address family of the frame builders: the address bytes ([u8; 4]
+/// or [u8; 16]) pick the IP header, so one builder serves both.
+pub trait Family: Copy {
+    /// Bytes of Ethernet, IP and TCP headers (no options): the smallest
+    /// TCP frame of the family.
+    const TCP_HEADERS: usize;
+
+    /// An Ethernet frame from [`CLIENT_MAC`] to `dst_mac` with an IP packet
+    /// of `protocol` from `src` to `dst` carrying `l4`, its L4 checksum
+    /// written at `csum_at` when given.
+    fn frame(dst_mac: Mac, src: Self, dst: Self, protocol: u8, l4: Vec<u8>, csum_at: Option<usize>) -> Vec<u8>;
 }
 
-/// A TCP/IPv4 segment without payload to `dst_mac`.
-pub fn tcp4_to(dst_mac: Mac, src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: u8) -> Vec<u8> {
-    tcp4_payload_to(dst_mac, src, sport, dst, dport, flags, b"")
+impl Family for [u8; 4] {
+    const TCP_HEADERS: usize = TCP4_HEADERS;
+
+    fn frame(dst_mac: Mac, src: Self, dst: Self, protocol: u8, l4: Vec<u8>, csum_at: Option<usize>) -> Vec<u8> {
+        ipv4(dst_mac, src, dst, protocol, l4, csum_at)
+    }
 }
 
-/// A TCP/IPv4 segment with `payload` to `dst_mac`.
-pub fn tcp4_payload_to(
+impl Family for [u8; 16] {
+    const TCP_HEADERS: usize = TCP6_HEADERS;
+
+    fn frame(dst_mac: Mac, src: Self, dst: Self, protocol: u8, l4: Vec<u8>, csum_at: Option<usize>) -> Vec<u8> {
+        ipv6(dst_mac, src, dst, protocol, 64, l4, csum_at)
+    }
+}
+
+/// A TCP segment to the cluster MAC, over IPv4 or IPv6 as the addresses
+/// are ([`tcp4`], [`tcp6`]).
+pub fn tcp<A: Family>(src: A, sport: u16, dst: A, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
+    tcp_payload_to(CLUSTER_MAC, src, sport, dst, dport, flags, payload)
+}
+
+/// A TCP segment without payload to `dst_mac` ([`tcp4_to`], [`tcp6_to`]).
+pub fn tcp_to<A: Family>(dst_mac: Mac, src: A, sport: u16, dst: A, dport: u16, flags: u8) -> Vec<u8> {
+    tcp_payload_to(dst_mac, src, sport, dst, dport, flags, b"")
+}
+
+/// A TCP segment with `payload` to `dst_mac` ([`tcp4_payload_to`],
+/// [`tcp6_payload_to`]).
+pub fn tcp_payload_to<A: Family>(
     dst_mac: Mac,
-    src: [u8; 4],
+    src: A,
     sport: u16,
-    dst: [u8; 4],
+    dst: A,
     dport: u16,
     flags: u8,
     payload: &[u8],
 ) -> Vec<u8> {
-    ipv4(
+    A::frame(
         dst_mac,
         src,
         dst,
@@ -210,36 +242,29 @@ pub fn tcp4_payload_to(
     )
 }
 
-/// A TCP/IPv6 segment to the cluster MAC.
-pub fn tcp6(src: [u8; 16], sport: u16, dst: [u8; 16], dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
-    tcp6_payload_to(CLUSTER_MAC, src, sport, dst, dport, flags, payload)
+/// A TCP segment to `dst_mac` carrying as much payload as makes the frame
+/// `len` bytes long (without FCS; never shorter than the headers or the
+/// Ethernet minimum of 60 bytes) ([`tcp4_sized_to`], [`tcp6_sized_to`]).
+pub fn tcp_sized_to<A: Family>(dst_mac: Mac, src: A, sport: u16, dst: A, dport: u16, flags: u8, len: usize) -> Vec<u8> {
+    let payload = vec![0x5a; len.saturating_sub(A::TCP_HEADERS)];
+    tcp_payload_to(dst_mac, src, sport, dst, dport, flags, &payload)
 }
 
-/// A TCP/IPv6 segment without payload to `dst_mac`.
-pub fn tcp6_to(dst_mac: Mac, src: [u8; 16], sport: u16, dst: [u8; 16], dport: u16, flags: u8) -> Vec<u8> {
-    tcp6_payload_to(dst_mac, src, sport, dst, dport, flags, b"")
+/// A TCP/IPv4 segment without payload from the example client's `port`
+/// to port 80 of the IPv4 VIP, to the cluster MAC.
+pub fn to_vip4(port: u16, flags: u8) -> Vec<u8> {
+    tcp_to(CLUSTER_MAC, CLIENT_V4, port, V4_VIP, 80, flags)
 }
 
-/// A TCP/IPv6 segment with `payload` to `dst_mac`.
-pub fn tcp6_payload_to(
-    dst_mac: Mac,
-    src: [u8; 16],
-    sport: u16,
-    dst: [u8; 16],
-    dport: u16,
-    flags: u8,
-    payload: &[u8],
-) -> Vec<u8> {
-    ipv6(
-        dst_mac,
-        src,
-        dst,
-        proto::TCP,
-        64,
-        tcp_segment(sport, dport, flags, payload),
-        Some(16),
-    )
-}
+// The names by family that the tests, fuzzers and benchmarks call.
+pub use tcp as tcp4;
+pub use tcp as tcp6;
+pub use tcp_payload_to as tcp4_payload_to;
+pub use tcp_payload_to as tcp6_payload_to;
+pub use tcp_sized_to as tcp4_sized_to;
+pub use tcp_sized_to as tcp6_sized_to;
+pub use tcp_to as tcp4_to;
+pub use tcp_to as tcp6_to;
 
 /// A UDP/IPv4 datagram to the cluster MAC.
 pub fn udp4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: &[u8]) -> Vec<u8> {
@@ -361,39 +386,31 @@ pub fn set_ipv4_more_fragments(frame: &mut [u8]) {
     frame[14 + 10..14 + 12].copy_from_slice(&sum.to_be_bytes());
 }
 
+/// A small xorshift generator for the randomised tests and the
+/// benchmarks' shuffles: one seed, one sequence.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next number of the sequence.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number below `n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
+    /// One of `from`.
+    pub fn pick<T: Copy>(&mut self, from: &[T]) -> T {
+        from[self.below(from.len() as u64) as usize]
+    }
+}
+
 /// Bytes of Ethernet, IPv4 and TCP headers (no options): the smallest TCP/IPv4 frame.
 pub const TCP4_HEADERS: usize = 14 + 20 + 20;
 /// Bytes of Ethernet, IPv6 and TCP headers (no options): the smallest TCP/IPv6 frame.
 pub const TCP6_HEADERS: usize = 14 + 40 + 20;
-
-/// A TCP/IPv4 segment to `dst_mac` carrying as much payload as makes the
-/// frame `len` bytes long (without FCS; never shorter than the headers or
-/// the Ethernet minimum of 60 bytes).
-pub fn tcp4_sized_to(
-    dst_mac: Mac,
-    src: [u8; 4],
-    sport: u16,
-    dst: [u8; 4],
-    dport: u16,
-    flags: u8,
-    len: usize,
-) -> Vec<u8> {
-    let payload = vec![0x5a; len.saturating_sub(TCP4_HEADERS)];
-    tcp4_payload_to(dst_mac, src, sport, dst, dport, flags, &payload)
-}
-
-/// A TCP/IPv6 segment to `dst_mac` carrying as much payload as makes the
-/// frame `len` bytes long (without FCS; never shorter than the 74 bytes of
-/// headers).
-pub fn tcp6_sized_to(
-    dst_mac: Mac,
-    src: [u8; 16],
-    sport: u16,
-    dst: [u8; 16],
-    dport: u16,
-    flags: u8,
-    len: usize,
-) -> Vec<u8> {
-    let payload = vec![0x5a; len.saturating_sub(TCP6_HEADERS)];
-    tcp6_payload_to(dst_mac, src, sport, dst, dport, flags, &payload)
-}

@@ -18,6 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "flood.h"
+
 #define BATCH 128
 #define LEN 40
 
@@ -25,12 +27,6 @@ static uint16_t sum16(const uint8_t *p, size_t n, uint32_t acc) {
     for (size_t i = 0; i + 1 < n; i += 2) acc += (uint32_t)(p[i] << 8 | p[i + 1]);
     while (acc >> 16) acc = (acc & 0xffff) + (acc >> 16);
     return (uint16_t)~acc;
-}
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec / 1e9;
 }
 
 int main(int argc, char **argv) {
@@ -100,13 +96,7 @@ int main(int argc, char **argv) {
             if ((sent + (unsigned long long)i) % 2) c ^= 0x5a5a; /* every other one wrong */
             tcp[16] = (uint8_t)(c >> 8);
             tcp[17] = (uint8_t)c;
-            iov[i].iov_base = pkt[i];
-            iov[i].iov_len = LEN;
-            memset(&msgs[i], 0, sizeof msgs[i]);
-            msgs[i].msg_hdr.msg_name = &to;
-            msgs[i].msg_hdr.msg_namelen = sizeof to;
-            msgs[i].msg_hdr.msg_iov = &iov[i];
-            msgs[i].msg_hdr.msg_iovlen = 1;
+            batch_msg(&msgs[i], &iov[i], pkt[i], LEN, &to);
         }
         int k = sendmmsg(s, msgs, (unsigned)n, 0);
         if (k > 0) sent += (unsigned long long)k;

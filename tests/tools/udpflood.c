@@ -15,13 +15,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define BATCH 256
+#include "flood.h"
 
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec / 1e9;
-}
+#define BATCH 256
 
 int main(int argc, char **argv) {
     if (argc < 4) {
@@ -48,13 +44,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < BATCH; i++) {
         for (size_t j = 0; j < size; j++) junk[i][j] = (unsigned char)rand_r(&seed);
         memcpy(junk[i], "SSX2\x03", 5); /* looks like ours, is not */
-        iov[i].iov_base = junk[i];
-        iov[i].iov_len = size;
-        memset(&msgs[i], 0, sizeof msgs[i]);
-        msgs[i].msg_hdr.msg_name = &to;
-        msgs[i].msg_hdr.msg_namelen = sizeof to;
-        msgs[i].msg_hdr.msg_iov = &iov[i];
-        msgs[i].msg_hdr.msg_iovlen = 1;
+        batch_msg(&msgs[i], &iov[i], junk[i], size, &to);
     }
     unsigned long long sent = 0;
     double end = now() + seconds;
