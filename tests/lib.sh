@@ -4,6 +4,8 @@
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CLUSTER="$ROOT/scripts/cluster.sh"
+# Where scripts/cluster.sh keeps the test cluster's configs, logs and pids.
+STATE=${SS_STATE:-/tmp/ss-cluster}
 BIN="$ROOT/target/release/synshare"
 PASSED=0
 FAILED=0

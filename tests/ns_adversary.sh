@@ -20,7 +20,6 @@
 # measures.
 source "$(dirname "$0")/lib.sh"
 X="python3 $ROOT/tests/exchange.py"
-STATE=${SS_STATE:-/tmp/ss-cluster}
 failed_of() { python3 -c 'import json,sys; r=[json.loads(l) for l in open(sys.argv[1])]; print(sum(x["status"] != "ok" for x in r), len(r))' "$1"; }
 field_of() { node_json "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["exchange"][sys.argv[1]])' "$2"; }
 

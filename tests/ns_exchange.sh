@@ -168,6 +168,31 @@ check "replays counted ($replay >= 5)" test "$replay" -ge 5
 check "foreign segment counted ($foreign >= 1)" test "$foreign" -ge 1
 
 if [ "$MODE" = coordinator ]; then
+  # A node whose port rules differ: the coordinator has no rules of its
+  # own, so it is the one that must leave it out of its tables (the
+  # nodes refuse it too, but the coordinator's table is what they apply).
+  "$CLUSTER" kill-node 3
+  sed -i 's/rules: \[\]/rules: [(ports: "80", affinity: network)]/' "$STATE/node3.ron"
+  "$CLUSTER" start-node 3 >/dev/null 2>&1
+  held_of() { node_json "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["exchange"]["held"])'; }
+  members_of1() { node_json 1 | python3 -c 'import json,sys; print(",".join(str(m["id"]) for m in json.load(sys.stdin)["exchange"]["members"]))'; }
+  members="" said=0 both=0
+  for _ in $(seq 50); do
+    members=$(members_of1)
+    said=$(grep -c 'field="\?rules' "$STATE/coord.log")
+    both=$(( $(held_of 1) + $(held_of 2) ))
+    [ "$members" = 1,2 ] && [ "$said" -gt 0 ] && [ "$both" -eq 65536 ] && break
+    sleep 0.2
+  done
+  check "node3 with other rules: the coordinator says so ($said lines naming rules) and its table leaves node3 out (members $members)" \
+    test "$members" = 1,2 -a "$said" -gt 0
+  check "node3 holds nothing ($(held_of 3))" test "$(held_of 3)" -eq 0
+  check "node1 and node2 hold every bucket ($both)" test "$both" -eq 65536
+  "$CLUSTER" kill-node 3
+  sed -i 's/rules: \[(ports: "80", affinity: network)\]/rules: []/' "$STATE/node3.ron"
+  "$CLUSTER" start-node 3 >/dev/null 2>&1
+  check "node3 with the others' rules again is in the table (held $($X held 3))" $X wait-held 3 3 10000 10
+
   epoch_before=$(node_json 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["epoch"])')
   "$CLUSTER" stop-coordinator
   sleep 1

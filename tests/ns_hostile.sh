@@ -23,7 +23,6 @@
 # The same cases decided offline, by one classifier from committed pcap
 # fixtures (no root, milliseconds): dataplane/tests/hostile_fixtures.rs.
 source "$(dirname "$0")/lib.sh"
-STATE=${SS_STATE:-/tmp/ss-cluster}
 H="python3 $ROOT/tests/hostile.py"
 COUNT=${SS_HOSTILE_COUNT:-20}
 CLUSTER_MAC=02:5e:00:00:01:00

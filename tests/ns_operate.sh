@@ -121,7 +121,6 @@ check "undrained, it takes its share again" $X wait-held 3 3 20000 5
 # metrics port and the log level are applied; the flow table's capacity
 # and the buckets need a restart and are named in a warning; the node
 # keeps serving.
-STATE=${SS_STATE:-/tmp/ss-cluster}
 cp "$STATE/node2.ron" "$SS_TMP/node2.ron.orig"
 python3 - "$STATE/node2.ron" <<'PY'
 import sys

@@ -14,7 +14,6 @@
 # with one node killed and the other serving everything. The package is
 # removed afterwards.
 source "$(dirname "$0")/lib.sh"
-STATE=${SS_STATE:-/tmp/ss-cluster}
 echo "== $TEST_NAME"
 NAME=ss-pkg-node1
 UNIT=/lib/systemd/system/synshare@.service

@@ -6,7 +6,6 @@
 # started again; then the same with kill -9. The restarted node adopts the
 # kernel's connections (sock_diag) and serves them: every download intact.
 source "$(dirname "$0")/lib.sh"
-STATE=${SS_STATE:-/tmp/ss-cluster}
 X="python3 $ROOT/tests/exchange.py"
 
 echo "== $TEST_NAME"

@@ -15,7 +15,6 @@
 # cookie's ACK up even when the flood pushed the half-open entry out,
 # because the bucket is settled.
 source "$(dirname "$0")/lib.sh"
-STATE=${SS_STATE:-/tmp/ss-cluster}
 H="python3 $ROOT/tests/hostile.py"
 SYNS=${SS_FLOOD_SYNS:-200000}
 SECONDS_MAX=${SS_FLOOD_SECONDS:-20}
