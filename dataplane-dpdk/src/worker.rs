@@ -332,6 +332,13 @@ impl Worker {
                 self.retract_answers(&mut answers, &mut resets, now_ms, &mut counts, &mut drops);
             }
             leased_frames = 0;
+            // The SYN-ACKs leave first, right after the check: a stall
+            // between the check and their send (the window the guard must
+            // cover) is then as short as it can be, not the kernel
+            // writes' too.
+            if !answers.is_empty() {
+                flush(&mut self.wire_tx, &mut answers, &mut counts, Counter::DropWireTxFull);
+            }
             drops.free();
 
             if !to_kernel_first.is_empty() {
@@ -350,9 +357,6 @@ impl Worker {
             );
             if !resets.is_empty() {
                 flush(&mut self.kernel_tx, &mut resets, &mut counts, Counter::DropKernelTxFull);
-            }
-            if !answers.is_empty() {
-                flush(&mut self.wire_tx, &mut answers, &mut counts, Counter::DropWireTxFull);
             }
             flush(&mut self.wire_tx, &mut to_wire, &mut counts, Counter::DropWireTxFull);
             if O::ACTIVE && n + k > 0 {
