@@ -1,0 +1,656 @@
+//! One member's exchange: the [`Agent`], its start, and what follows from
+//! time and news. The rest of its work is in the submodules.
+
+mod buckets;
+mod consensus;
+mod heartbeat;
+mod lead;
+mod receive;
+mod serving;
+
+use super::epoch::Epoch;
+use super::events::{Event, ExchangeStats, Outgoing};
+use super::peers::Peer;
+use super::settings::Settings;
+use super::state::{snapshot_at, Persisted, Store};
+use crate::directory::Directory;
+use crate::layout::{Layout, MemberId, Table};
+use crate::wire::{self, Heard, Heartbeat, Keys, Role, Serving};
+use buckets::UNKNOWN_HOLDER;
+use consensus::member_of;
+pub(super) use consensus::{election_offset, raft_id};
+use raft::eraftpb::ConfState;
+use raft::storage::MemStorage;
+use raft::{Config, RawNode, StateRole};
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+
+/// One member's exchange. See the module documentation.
+pub struct Agent {
+    me: MemberId,
+    incarnation: u64,
+    nonce: u32,
+    /// The leader (and its term) that this member campaigned against.
+    campaigned: Option<(MemberId, u64)>,
+    settings: Settings,
+    keys: Keys,
+    pub(super) raft: RawNode<Store>,
+    seq: u64,
+    sent: VecDeque<(u64, u64)>,
+    weight_milli: u32,
+    draining: bool,
+    connections: u32,
+    epoch: Epoch,
+    table: Table,
+    held: Vec<bool>,
+    held_count: u32,
+    /// Per bucket held: from when it may settle (adopt unknown segments) as
+    /// far as time goes: at once when its previous holder was live and
+    /// says what it still serves, a drain period after the claim otherwise.
+    settle_at: Vec<u64>,
+    /// The table before the one in force: who held each bucket before.
+    prev_table: Table,
+    /// Buckets with flows on this node's workers, one bit each (from the
+    /// driver).
+    presence: Vec<u64>,
+    /// Buckets another member (live, or silent for less than the drain
+    /// period) still serves flows in, or may: not settled here.
+    served_elsewhere: Vec<u64>,
+    /// What this member served outside its held buckets when last told.
+    last_serving: Vec<u64>,
+    /// When this agent started.
+    started: u64,
+    peers: BTreeMap<MemberId, Peer>,
+    /// Tables replaced here: (when, members that held buckets in the old
+    /// one). A claim waits for those members or for `claim_wait_ms`.
+    replaced: VecDeque<(u64, Vec<MemberId>)>,
+    /// The index of the last applied change.
+    pub(super) applied: u64,
+    /// (view version, applied index) published but not yet confirmed by
+    /// every worker.
+    unconfirmed: VecDeque<(u64, u64)>,
+    view_version: u64,
+    enforced: u64,
+    fenced_duplicate: bool,
+    lease_was_valid: bool,
+    /// The last moment our own log held no change beyond what our workers
+    /// enforce: our own grant while it holds one.
+    self_grant: Option<u64>,
+    last_tick: u64,
+    last_sent: Option<u64>,
+    last_proposal: Option<(Vec<(MemberId, u32)>, u64)>,
+    last_epoch_at: u64,
+    live: Vec<MemberId>,
+    leader: Option<MemberId>,
+    voters: Vec<MemberId>,
+    dirty: bool,
+    view_changed: bool,
+    persist: bool,
+    /// When buckets claimed here from silent holders settle (a drain period
+    /// after each such claim), in order: each one republishes the view, so
+    /// every claim settles at its own time.
+    settles: VecDeque<u64>,
+    events: VecDeque<Event>,
+    out: Vec<Outgoing>,
+    stats: ExchangeStats,
+    /// The member directory at `applied`.
+    directory: Directory,
+    /// Where to find the cluster while this member is not in its own
+    /// directory (a node started with `join`).
+    join: Option<SocketAddr>,
+    /// While joining: where members not yet in our directory were heard
+    /// from (authentic datagrams only), so we can answer them.
+    heard_at: BTreeMap<MemberId, SocketAddr>,
+    /// Members dropped from the directory: (when, as last heard). What they
+    /// said they serve counts for a drain period after they were last
+    /// heard, as for any silent member.
+    departed: Vec<(u64, MemberId, Peer)>,
+    /// The log's compacted base must reach at least this index (once
+    /// applied): a member was added, who must be sent a snapshot.
+    compact_base_at_least: u64,
+}
+
+/// How a member finds its cluster at its first start (a saved state's
+/// directory wins over both).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Bootstrap {
+    /// The members of a new cluster, as configured (every one a voter).
+    Members(Vec<(MemberId, SocketAddr)>),
+    /// A member added at run time: it knows one member's address, and
+    /// learns the directory from the leader once a member proposed it.
+    Join(SocketAddr),
+}
+
+/// Members joining but not yet in our directory we keep an address of, at
+/// most (only authentic datagrams make one).
+const MAX_HEARD_AT: usize = 64;
+
+impl Agent {
+    /// A member `me` among the configured `members` (the others; a
+    /// coordinator is member 0), each at its placeholder address
+    /// ([`crate::directory::placeholder_address`]: simulations and tests);
+    /// see [`Agent::start`].
+    #[allow(clippy::too_many_arguments)] // each is a distinct input of a start
+    pub fn new(
+        me: MemberId,
+        members: &[MemberId],
+        incarnation: u64,
+        settings: Settings,
+        keys: Keys,
+        weight_milli: u32,
+        saved: Option<Persisted>,
+        now: u64,
+    ) -> Result<Agent, String> {
+        let members = members
+            .iter()
+            .chain(std::iter::once(&me))
+            .map(|m| (*m, crate::directory::placeholder_address(*m)))
+            .collect();
+        Agent::start(
+            me,
+            Bootstrap::Members(members),
+            incarnation,
+            settings,
+            keys,
+            weight_milli,
+            saved,
+            now,
+        )
+    }
+
+    /// Member `me`, from its saved state if it has one, else as `bootstrap`
+    /// says (a fresh cluster: every configured member is a voter; a joining
+    /// member: none yet, it learns them from the leader). `incarnation` must
+    /// be larger than the saved one (the driver uses saved + 1).
+    #[allow(clippy::too_many_arguments)] // each is a distinct input of a start
+    pub fn start(
+        me: MemberId,
+        bootstrap: Bootstrap,
+        incarnation: u64,
+        settings: Settings,
+        keys: Keys,
+        weight_milli: u32,
+        saved: Option<Persisted>,
+        now: u64,
+    ) -> Result<Agent, String> {
+        let (bootstrap_directory, join) = match bootstrap {
+            Bootstrap::Members(m) => (Directory::of(m), None),
+            Bootstrap::Join(at) => (Directory::default(), Some(at)),
+        };
+        let directory = saved
+            .as_ref()
+            .and_then(|p| p.directory.clone())
+            .unwrap_or_else(|| bootstrap_directory.clone());
+        let log = match &saved {
+            Some(p) => {
+                let s = MemStorage::new_with_conf_state(p.conf_state.clone());
+                if p.base.0 > 0 {
+                    // The compacted prefix, as a snapshot at its last entry.
+                    let base = snapshot_at(p.base.0, p.base.1, p.conf_state.clone());
+                    s.wl().apply_snapshot(base).map_err(|e| format!("state: {e}"))?;
+                }
+                s.wl().append(&p.entries).map_err(|e| format!("state: {e}"))?;
+                s.wl().set_hardstate(p.hard_state.clone());
+                s.wl().set_conf_state(p.conf_state.clone());
+                s
+            }
+            // A joining member: no voters known yet (raft waits for the
+            // leader's snapshot).
+            None if join.is_some() => MemStorage::new(),
+            None => {
+                let voters: Vec<u64> = directory.members().keys().map(|m| raft_id(*m)).collect();
+                MemStorage::new_with_conf_state(ConfState::from((voters, Vec::<u64>::new())))
+            }
+        };
+        let applied = saved.as_ref().map_or(0, |p| p.applied);
+        let storage = Store {
+            log,
+            applied,
+            table: None,
+            directory: directory.clone(),
+        };
+        let offset = election_offset(me, incarnation, settings.election_ticks);
+        let config = Config {
+            id: raft_id(me),
+            election_tick: settings.election_ticks,
+            heartbeat_tick: settings.heartbeat_ticks,
+            min_election_tick: settings.election_ticks + offset,
+            max_election_tick: settings.election_ticks + offset + 1,
+            applied,
+            check_quorum: true,
+            pre_vote: true,
+            max_size_per_msg: 8 * 1024,
+            max_inflight_msgs: 64,
+            ..Config::default()
+        };
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let raft = RawNode::new(&config, storage, &logger).map_err(|e| format!("consensus: {e}"))?;
+        let buckets = settings.buckets;
+        let mut agent = Agent {
+            me,
+            incarnation,
+            // Replaced by the driver's random one (`set_nonce`); this one
+            // keeps simulations deterministic.
+            nonce: election_offset(me, incarnation, u32::MAX as usize) as u32,
+            campaigned: None,
+            table: Table::build(settings.layout, &[], buckets),
+            epoch: Epoch::none(me, &settings),
+            settings,
+            keys,
+            raft,
+            seq: 0,
+            sent: VecDeque::new(),
+            weight_milli,
+            draining: false,
+            connections: 0,
+            held: vec![false; buckets as usize],
+            held_count: 0,
+            settle_at: vec![0; buckets as usize],
+            prev_table: Table::build(Layout::Rendezvous, &[], buckets),
+            presence: Vec::new(),
+            served_elsewhere: vec![u64::MAX; (buckets as usize).div_ceil(64)],
+            last_serving: Vec::new(),
+            started: now,
+            peers: directory
+                .members()
+                .keys()
+                .filter(|m| **m != me)
+                .map(|m| (*m, Peer::default()))
+                .collect(),
+            replaced: VecDeque::new(),
+            applied,
+            unconfirmed: VecDeque::new(),
+            view_version: 0,
+            enforced: applied,
+            fenced_duplicate: false,
+            lease_was_valid: false,
+            self_grant: None,
+            last_tick: now,
+            last_sent: None,
+            last_proposal: None,
+            last_epoch_at: 0,
+            live: Vec::new(),
+            leader: None,
+            voters: Vec::new(),
+            dirty: true,
+            view_changed: true,
+            persist: true,
+            settles: VecDeque::new(),
+            events: VecDeque::new(),
+            out: Vec::new(),
+            stats: ExchangeStats::default(),
+            directory,
+            join,
+            heard_at: BTreeMap::new(),
+            departed: Vec::new(),
+            compact_base_at_least: 0,
+        };
+        // The table in force at the saved applied index.
+        if let Some((index, data)) = saved.as_ref().and_then(|p| p.table.as_ref()) {
+            if let Some(e) = Epoch::decode(*index, data).filter(|e| e.buckets == agent.settings.buckets) {
+                agent.install(e, now);
+            }
+        }
+        // Who held what in the tables before the saved one (replaced within
+        // the claim wait, maybe) is not saved: claims wait the whole claim
+        // wait.
+        agent.replaced.clear();
+        agent.replaced.push_back((now, vec![UNKNOWN_HOLDER]));
+        agent.voters = agent.voter_ids();
+        Ok(agent)
+    }
+
+    /// This member.
+    pub fn me(&self) -> MemberId {
+        self.me
+    }
+
+    /// Its incarnation.
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// Sets this start's nonce (drawn at random by the driver, before the
+    /// first tick): it tells apart two processes started from one copy of
+    /// a state file.
+    pub fn set_nonce(&mut self, nonce: u32) {
+        self.nonce = nonce;
+    }
+
+    /// This start's nonce.
+    pub fn nonce(&self) -> u32 {
+        self.nonce
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The table in force here.
+    pub fn epoch(&self) -> &Epoch {
+        &self.epoch
+    }
+
+    /// That table.
+    pub fn table(&self) -> &Table {
+        &self.table
+    }
+
+    /// Buckets held.
+    pub fn held_count(&self) -> u32 {
+        self.held_count
+    }
+
+    /// Whether `bucket` is held here (open only while the lease is valid).
+    pub fn holds(&self, bucket: u32) -> bool {
+        self.held.get(bucket as usize).copied().unwrap_or(false)
+    }
+
+    /// The other members of the directory as last heard (while joining,
+    /// also members heard but not yet in our directory).
+    pub fn peers(&self) -> &BTreeMap<MemberId, Peer> {
+        &self.peers
+    }
+
+    /// The member directory in force here (at the applied index).
+    pub fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
+    /// Not in its own directory (yet, or any more): it holds nothing, and
+    /// takes authentic datagrams from members it does not know, so it can
+    /// learn the directory from the leader.
+    pub fn joining(&self) -> bool {
+        !self.directory.contains(self.me)
+    }
+
+    /// Where `id`'s exchange listens, as far as this member knows: its
+    /// address in the directory, or where it was heard from (while we
+    /// join, or when the directory has only an unspecified address for it,
+    /// as a coordinator bound to every address bootstraps itself).
+    pub fn address_of(&self, id: MemberId) -> Option<SocketAddr> {
+        self.directory
+            .get(id)
+            .map(|m| m.address)
+            .filter(|a| !a.ip().is_unspecified())
+            .or_else(|| self.heard_at.get(&id).copied())
+    }
+
+    /// Members live here (heard both ways within the timeout).
+    pub fn live(&self) -> &[MemberId] {
+        &self.live
+    }
+
+    /// The current voters.
+    pub fn voters(&self) -> &[MemberId] {
+        &self.voters
+    }
+
+    /// What the exchange counted.
+    pub fn stats(&self) -> &ExchangeStats {
+        &self.stats
+    }
+
+    /// The weight this member advertises (thousandths): 0 once fenced as
+    /// a duplicate, so the tables give its share to the others.
+    pub fn weight_milli(&self) -> u32 {
+        if self.fenced_duplicate {
+            0
+        } else {
+            self.weight_milli
+        }
+    }
+
+    /// Whether this member is draining.
+    pub fn draining(&self) -> bool {
+        self.draining
+    }
+
+    /// Fenced for good: another process uses this member's id.
+    pub fn duplicate(&self) -> bool {
+        self.fenced_duplicate
+    }
+
+    /// The leader as known here.
+    pub fn leader(&self) -> Option<MemberId> {
+        self.leader
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Sets the advertised weight (availability × configured capacity).
+    pub fn set_weight(&mut self, weight_milli: u32) {
+        if weight_milli != self.weight_milli {
+            self.weight_milli = weight_milli;
+            self.dirty = true;
+        }
+    }
+
+    /// Starts or stops draining: a draining member gets weight 0 in the next
+    /// table and keeps serving its established connections.
+    pub fn set_draining(&mut self, draining: bool) {
+        if draining != self.draining {
+            self.draining = draining;
+            self.dirty = true;
+        }
+    }
+
+    /// Replaces the keys (a rotation step).
+    pub fn set_keys(&mut self, keys: Keys) {
+        self.keys = keys;
+    }
+
+    /// Sets the number of connections this member holds (for status).
+    pub fn set_connections(&mut self, connections: u32) {
+        self.connections = connections;
+    }
+
+    /// Until when (local ms) this member may take new connections in the
+    /// buckets it holds; `None`: not now.
+    pub fn lease_until(&self, now: u64) -> Option<u64> {
+        if self.fenced_duplicate || self.settings.role != Role::Node {
+            return None;
+        }
+        // Our own grant is like any voter's: `now` while our log holds no
+        // change beyond what our workers enforce, else the last moment it
+        // held none.
+        let own_log_clean = self.log_last() <= self.reported_applied();
+        let mut grants: Vec<u64> = self
+            .voters
+            .iter()
+            .filter_map(|v| {
+                if *v == self.me {
+                    if own_log_clean {
+                        Some(now)
+                    } else {
+                        self.self_grant
+                    }
+                } else {
+                    self.peers.get(v).and_then(|p| p.grant_sent_at)
+                }
+            })
+            .collect();
+        let quorum = self.voters.len() / 2 + 1;
+        if grants.len() < quorum {
+            return None;
+        }
+        grants.sort_unstable_by(|a, b| b.cmp(a));
+        let until = grants[quorum - 1] + self.settings.lease_ms;
+        (until > now).then_some(until)
+    }
+
+    fn is_live(&self, p: &Peer, now: u64) -> bool {
+        let t = self.settings.timeout_ms;
+        p.incarnation > 0
+            && p.refused.is_none()
+            && now < p.last_heard + t
+            && p.hears_us_sent_at.is_some_and(|at| now < at + t)
+    }
+
+    /// Everything that follows from time and news: liveness, leadership,
+    /// proposals, claims, settling.
+    fn after(&mut self, now: u64) {
+        self.drive_raft(now);
+        let live: Vec<MemberId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| self.is_live(p, now))
+            .map(|(id, _)| *id)
+            .collect();
+        for gone in self.live.iter().filter(|m| !live.contains(m)) {
+            self.stats.failovers += 1;
+            self.events.push_back(Event::Lost { member: *gone });
+        }
+        if live != self.live {
+            self.dirty = true;
+        }
+        self.live = live;
+        let leader = match self.raft.raft.leader_id {
+            0 => None,
+            id => Some(member_of(id)),
+        };
+        if leader != self.leader {
+            self.leader = leader;
+            self.events.push_back(Event::Leader { member: leader });
+        }
+        self.campaign_if_leader_silent(now);
+        if self.raft.raft.state == StateRole::Leader {
+            self.lead(now);
+            self.drive_raft(now);
+        }
+        if !self.fenced_duplicate && self.log_last() <= self.reported_applied() {
+            self.self_grant = Some(now);
+        }
+        let lease = self.lease_until(now);
+        match (lease.is_some(), self.lease_was_valid) {
+            (false, true) => {
+                self.stats.fenced += 1;
+                self.events.push_back(Event::LeaseLost);
+            }
+            (true, false) => self.events.push_back(Event::LeaseRegained),
+            _ => {}
+        }
+        self.lease_was_valid = lease.is_some();
+        if lease.is_some() {
+            self.claim(now);
+        }
+        let mut settled = false;
+        while self.settles.front().is_some_and(|t| now >= *t) {
+            self.settles.pop_front();
+            settled = true;
+        }
+        if settled {
+            self.bump_view();
+        }
+    }
+
+    /// Advances time; returns what to send (heartbeats to every member when
+    /// one is due or something changed, consensus messages to one).
+    pub fn tick(&mut self, now: u64) -> Vec<Outgoing> {
+        // Consensus ticks; after a stall, at most one election's worth.
+        let elapsed = now.saturating_sub(self.last_tick) / self.settings.tick_ms;
+        let ticks = elapsed.min(self.settings.election_ticks as u64) as usize;
+        if ticks > 0 {
+            // The remainder carries over, so consensus time runs at the
+            // clock's rate however late each wake-up is; after a stall, at
+            // most one election's worth.
+            self.last_tick = if elapsed > ticks as u64 {
+                now
+            } else {
+                self.last_tick + elapsed * self.settings.tick_ms
+            };
+            if !self.fenced_duplicate {
+                for _ in 0..ticks {
+                    self.raft.tick();
+                }
+            }
+        }
+        self.after(now);
+        self.update_served_elsewhere(now);
+        let due = self.last_sent.is_none_or(|t| now >= t + self.settings.interval_ms);
+        if due || self.dirty {
+            self.dirty = false;
+            self.last_sent = Some(now);
+            self.seq += 1;
+            self.sent.push_back((self.seq, now));
+            if self.sent.len() > 256 {
+                self.sent.pop_front();
+            }
+            let log_last = self.log_last();
+            let probation = self.settings.claim_wait_ms();
+            let heard = self
+                .peers
+                .iter()
+                .filter(|(_, p)| p.incarnation > 0 && p.refused.is_none())
+                .map(|(id, p)| Heard {
+                    member: id.0,
+                    incarnation: p.incarnation,
+                    seq: p.max_seq,
+                    // Their lease may count on this: nothing in our log
+                    // beyond what they enforce.
+                    lease: !self.fenced_duplicate
+                        && log_last <= p.applied
+                        && (p.first_heard == 0 || now >= p.first_heard + probation),
+                })
+                .collect();
+            let hb = Heartbeat {
+                from: self.sender(),
+                seq: self.seq,
+                weight_milli: self.weight_milli(),
+                connections: self.connections,
+                held: self.held_count,
+                applied: self.reported_applied(),
+                log_last: log_last.max(self.reported_applied()),
+                agreed: self.settings.agreed(),
+                serving: 0,
+                heard,
+            };
+            let serving = self.serving_here();
+            let (ranges, count) = Self::serving_ranges(&serving);
+            let hb = Heartbeat { serving: count, ..hb };
+            if let Ok(bytes) = wire::encode_heartbeat(&hb, &self.keys) {
+                self.stats.sent += 1;
+                self.out.push(Outgoing {
+                    to: None,
+                    addresses: self.broadcast_addresses(),
+                    bytes,
+                    durable: false,
+                });
+            }
+            if count > 0 {
+                // Ranges while they fit one datagram, else the bitmap (65,536
+                // buckets: 8 KiB), else "every bucket" (over 130,000 buckets
+                // scattered).
+                let as_ranges = ranges.len() <= wire::MAX_SERVING_RANGES;
+                let as_bitmap = !as_ranges && serving.len() <= wire::MAX_SERVING_RANGES;
+                let sv = Serving {
+                    from: hb.from,
+                    seq: hb.seq,
+                    applied: hb.applied,
+                    all: !as_ranges && !as_bitmap,
+                    ranges: if as_ranges { ranges } else { Vec::new() },
+                    bitmap: if as_bitmap { serving } else { Vec::new() },
+                };
+                if let Ok(bytes) = wire::encode_serving(&sv, &self.keys) {
+                    self.out.push(Outgoing {
+                        to: None,
+                        addresses: self.broadcast_addresses(),
+                        bytes,
+                        durable: false,
+                    });
+                }
+            }
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    /// When `tick` next has something to do, at the latest.
+    pub fn next_deadline(&self) -> u64 {
+        let hb = self.last_sent.map_or(0, |t| t + self.settings.interval_ms);
+        hb.min(self.last_tick + self.settings.tick_ms)
+    }
+}
