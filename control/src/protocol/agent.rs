@@ -10,18 +10,19 @@ mod serving;
 
 use super::epoch::Epoch;
 use super::events::{Event, ExchangeStats, Outgoing};
+use super::lease::lease_end;
 use super::peers::Peer;
 use super::settings::Settings;
-use super::state::{snapshot_at, Persisted, Store};
+use super::state::{Persisted, Store};
 use crate::directory::Directory;
 use crate::layout::{Layout, MemberId, Table};
-use crate::wire::{self, Heard, Heartbeat, Keys, Role, Serving};
+use crate::wire::{Keys, Role};
 use buckets::UNKNOWN_HOLDER;
-use consensus::member_of;
-pub(super) use consensus::{election_offset, raft_id};
-use raft::eraftpb::ConfState;
-use raft::storage::MemStorage;
-use raft::{Config, RawNode, StateRole};
+pub(super) use consensus::election_offset;
+#[cfg(test)]
+pub(super) use consensus::raft_id;
+use consensus::{member_of, raft_node};
+use raft::{RawNode, StateRole};
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 
@@ -121,6 +122,21 @@ pub enum Bootstrap {
     Join(SocketAddr),
 }
 
+impl Bootstrap {
+    /// The member directory to start with (the saved one wins), and where
+    /// to join when joining.
+    fn directory(self, saved: Option<&Persisted>) -> (Directory, Option<SocketAddr>) {
+        let (bootstrap_directory, join) = match self {
+            Bootstrap::Members(m) => (Directory::of(m), None),
+            Bootstrap::Join(at) => (Directory::default(), Some(at)),
+        };
+        let directory = saved
+            .and_then(|p| p.directory.clone())
+            .unwrap_or_else(|| bootstrap_directory.clone());
+        (directory, join)
+    }
+}
+
 /// Members joining but not yet in our directory we keep an address of, at
 /// most (only authentic datagrams make one).
 const MAX_HEARD_AT: usize = 64;
@@ -173,58 +189,9 @@ impl Agent {
         saved: Option<Persisted>,
         now: u64,
     ) -> Result<Agent, String> {
-        let (bootstrap_directory, join) = match bootstrap {
-            Bootstrap::Members(m) => (Directory::of(m), None),
-            Bootstrap::Join(at) => (Directory::default(), Some(at)),
-        };
-        let directory = saved
-            .as_ref()
-            .and_then(|p| p.directory.clone())
-            .unwrap_or_else(|| bootstrap_directory.clone());
-        let log = match &saved {
-            Some(p) => {
-                let s = MemStorage::new_with_conf_state(p.conf_state.clone());
-                if p.base.0 > 0 {
-                    // The compacted prefix, as a snapshot at its last entry.
-                    let base = snapshot_at(p.base.0, p.base.1, p.conf_state.clone());
-                    s.wl().apply_snapshot(base).map_err(|e| format!("state: {e}"))?;
-                }
-                s.wl().append(&p.entries).map_err(|e| format!("state: {e}"))?;
-                s.wl().set_hardstate(p.hard_state.clone());
-                s.wl().set_conf_state(p.conf_state.clone());
-                s
-            }
-            // A joining member: no voters known yet (raft waits for the
-            // leader's snapshot).
-            None if join.is_some() => MemStorage::new(),
-            None => {
-                let voters: Vec<u64> = directory.members().keys().map(|m| raft_id(*m)).collect();
-                MemStorage::new_with_conf_state(ConfState::from((voters, Vec::<u64>::new())))
-            }
-        };
+        let (directory, join) = bootstrap.directory(saved.as_ref());
         let applied = saved.as_ref().map_or(0, |p| p.applied);
-        let storage = Store {
-            log,
-            applied,
-            table: None,
-            directory: directory.clone(),
-        };
-        let offset = election_offset(me, incarnation, settings.election_ticks);
-        let config = Config {
-            id: raft_id(me),
-            election_tick: settings.election_ticks,
-            heartbeat_tick: settings.heartbeat_ticks,
-            min_election_tick: settings.election_ticks + offset,
-            max_election_tick: settings.election_ticks + offset + 1,
-            applied,
-            check_quorum: true,
-            pre_vote: true,
-            max_size_per_msg: 8 * 1024,
-            max_inflight_msgs: 64,
-            ..Config::default()
-        };
-        let logger = slog::Logger::root(slog::Discard, slog::o!());
-        let raft = RawNode::new(&config, storage, &logger).map_err(|e| format!("consensus: {e}"))?;
+        let raft = raft_node(me, incarnation, &settings, saved.as_ref(), join.is_some(), &directory)?;
         let buckets = settings.buckets;
         let mut agent = Agent {
             me,
@@ -285,19 +252,25 @@ impl Agent {
             departed: Vec::new(),
             compact_base_at_least: 0,
         };
+        agent.resume(saved.as_ref(), now);
+        Ok(agent)
+    }
+
+    /// Takes up what the saved state says: the table in force at its
+    /// applied index, and the voters.
+    fn resume(&mut self, saved: Option<&Persisted>, now: u64) {
         // The table in force at the saved applied index.
-        if let Some((index, data)) = saved.as_ref().and_then(|p| p.table.as_ref()) {
-            if let Some(e) = Epoch::decode(*index, data).filter(|e| e.buckets == agent.settings.buckets) {
-                agent.install(e, now);
+        if let Some((index, data)) = saved.and_then(|p| p.table.as_ref()) {
+            if let Some(e) = Epoch::decode(*index, data).filter(|e| e.buckets == self.settings.buckets) {
+                self.install(e, now);
             }
         }
         // Who held what in the tables before the saved one (replaced within
         // the claim wait, maybe) is not saved: claims wait the whole claim
         // wait.
-        agent.replaced.clear();
-        agent.replaced.push_back((now, vec![UNKNOWN_HOLDER]));
-        agent.voters = agent.voter_ids();
-        Ok(agent)
+        self.replaced.clear();
+        self.replaced.push_back((now, vec![UNKNOWN_HOLDER]));
+        self.voters = self.voter_ids();
     }
 
     /// This member.
@@ -459,7 +432,7 @@ impl Agent {
         // change beyond what our workers enforce, else the last moment it
         // held none.
         let own_log_clean = self.log_last() <= self.reported_applied();
-        let mut grants: Vec<u64> = self
+        let grants: Vec<u64> = self
             .voters
             .iter()
             .filter_map(|v| {
@@ -474,13 +447,7 @@ impl Agent {
                 }
             })
             .collect();
-        let quorum = self.voters.len() / 2 + 1;
-        if grants.len() < quorum {
-            return None;
-        }
-        grants.sort_unstable_by(|a, b| b.cmp(a));
-        let until = grants[quorum - 1] + self.settings.lease_ms;
-        (until > now).then_some(until)
+        lease_end(grants, self.voters.len(), self.settings.lease_ms, now)
     }
 
     fn is_live(&self, p: &Peer, now: u64) -> bool {
@@ -551,99 +518,14 @@ impl Agent {
     /// Advances time; returns what to send (heartbeats to every member when
     /// one is due or something changed, consensus messages to one).
     pub fn tick(&mut self, now: u64) -> Vec<Outgoing> {
-        // Consensus ticks; after a stall, at most one election's worth.
-        let elapsed = now.saturating_sub(self.last_tick) / self.settings.tick_ms;
-        let ticks = elapsed.min(self.settings.election_ticks as u64) as usize;
-        if ticks > 0 {
-            // The remainder carries over, so consensus time runs at the
-            // clock's rate however late each wake-up is; after a stall, at
-            // most one election's worth.
-            self.last_tick = if elapsed > ticks as u64 {
-                now
-            } else {
-                self.last_tick + elapsed * self.settings.tick_ms
-            };
-            if !self.fenced_duplicate {
-                for _ in 0..ticks {
-                    self.raft.tick();
-                }
-            }
-        }
+        self.tick_consensus(now);
         self.after(now);
         self.update_served_elsewhere(now);
         let due = self.last_sent.is_none_or(|t| now >= t + self.settings.interval_ms);
         if due || self.dirty {
             self.dirty = false;
             self.last_sent = Some(now);
-            self.seq += 1;
-            self.sent.push_back((self.seq, now));
-            if self.sent.len() > 256 {
-                self.sent.pop_front();
-            }
-            let log_last = self.log_last();
-            let probation = self.settings.claim_wait_ms();
-            let heard = self
-                .peers
-                .iter()
-                .filter(|(_, p)| p.incarnation > 0 && p.refused.is_none())
-                .map(|(id, p)| Heard {
-                    member: id.0,
-                    incarnation: p.incarnation,
-                    seq: p.max_seq,
-                    // Their lease may count on this: nothing in our log
-                    // beyond what they enforce.
-                    lease: !self.fenced_duplicate
-                        && log_last <= p.applied
-                        && (p.first_heard == 0 || now >= p.first_heard + probation),
-                })
-                .collect();
-            let hb = Heartbeat {
-                from: self.sender(),
-                seq: self.seq,
-                weight_milli: self.weight_milli(),
-                connections: self.connections,
-                held: self.held_count,
-                applied: self.reported_applied(),
-                log_last: log_last.max(self.reported_applied()),
-                agreed: self.settings.agreed(),
-                serving: 0,
-                heard,
-            };
-            let serving = self.serving_here();
-            let (ranges, count) = Self::serving_ranges(&serving);
-            let hb = Heartbeat { serving: count, ..hb };
-            if let Ok(bytes) = wire::encode_heartbeat(&hb, &self.keys) {
-                self.stats.sent += 1;
-                self.out.push(Outgoing {
-                    to: None,
-                    addresses: self.broadcast_addresses(),
-                    bytes,
-                    durable: false,
-                });
-            }
-            if count > 0 {
-                // Ranges while they fit one datagram, else the bitmap (65,536
-                // buckets: 8 KiB), else "every bucket" (over 130,000 buckets
-                // scattered).
-                let as_ranges = ranges.len() <= wire::MAX_SERVING_RANGES;
-                let as_bitmap = !as_ranges && serving.len() <= wire::MAX_SERVING_RANGES;
-                let sv = Serving {
-                    from: hb.from,
-                    seq: hb.seq,
-                    applied: hb.applied,
-                    all: !as_ranges && !as_bitmap,
-                    ranges: if as_ranges { ranges } else { Vec::new() },
-                    bitmap: if as_bitmap { serving } else { Vec::new() },
-                };
-                if let Ok(bytes) = wire::encode_serving(&sv, &self.keys) {
-                    self.out.push(Outgoing {
-                        to: None,
-                        addresses: self.broadcast_addresses(),
-                        bytes,
-                        durable: false,
-                    });
-                }
-            }
+            self.send_heartbeat(now);
         }
         std::mem::take(&mut self.out)
     }

@@ -65,33 +65,27 @@ impl Persisted {
         b
     }
 
+    /// Consensus's log as saved: the compacted prefix as a snapshot at its
+    /// last entry, then the entries after it.
+    pub(super) fn raft_log(&self) -> Result<MemStorage, String> {
+        let s = MemStorage::new_with_conf_state(self.conf_state.clone());
+        if self.base.0 > 0 {
+            // The compacted prefix, as a snapshot at its last entry.
+            let base = snapshot_at(self.base.0, self.base.1, self.conf_state.clone());
+            s.wl().apply_snapshot(base).map_err(|e| format!("state: {e}"))?;
+        }
+        s.wl().append(&self.entries).map_err(|e| format!("state: {e}"))?;
+        s.wl().set_hardstate(self.hard_state.clone());
+        s.wl().set_conf_state(self.conf_state.clone());
+        Ok(s)
+    }
+
     /// Reads what [`Persisted::encode`] wrote (or the first format).
     pub fn decode(b: &[u8]) -> Result<Persisted, String> {
-        let bad = |what: &str| format!("state file: {what}");
-        let first_format = b.get(..8) == Some(&PERSIST_MAGIC_1[..]);
-        let second_format = b.get(..8) == Some(&PERSIST_MAGIC_2[..]);
-        if b.get(..7) == Some(&PERSIST_MAGIC[..7]) && !(first_format || second_format || &b[..8] == PERSIST_MAGIC) {
-            return Err(bad(
-                "not a synshare state file of a format this version reads (a later version wrote it?): \
-                 upgrade, or move the file aside to start as a fresh member",
-            ));
-        }
-        if b.len() < 24 || !(first_format || second_format || &b[..8] == PERSIST_MAGIC) {
-            return Err(bad("not a synshare state file"));
-        }
+        let (first_format, second_format) = format_of(b)?;
         let incarnation = u64::from_be_bytes(b[8..16].try_into().map_err(|_| bad("short"))?);
         let applied = u64::from_be_bytes(b[16..24].try_into().map_err(|_| bad("short"))?);
-        let mut at = 24;
-        let mut items = Vec::new();
-        while at < b.len() {
-            let len = b
-                .get(at..at + 4)
-                .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]) as usize)
-                .ok_or_else(|| bad("truncated"))?;
-            let item = b.get(at + 4..at + 4 + len).ok_or_else(|| bad("truncated"))?;
-            items.push(item);
-            at += 4 + len;
-        }
+        let items = items_of(b)?;
         let fixed = if first_format {
             2
         } else if second_format {
@@ -109,26 +103,9 @@ impl Persisted {
             .map(|i| Entry::parse_from_bytes(i).map_err(|e| bad(&e.to_string())))
             .collect::<Result<Vec<_>, _>>()?;
         let (base, table) = if first_format {
-            // The table in force: the last one applied.
-            let table = entries
-                .iter()
-                .rev()
-                .filter(|e| e.index <= applied && e.get_entry_type() == EntryType::EntryNormal)
-                .find(|e| Epoch::decode(e.index, &e.data).is_some())
-                .map(|e| (e.index, e.data.to_vec()));
-            ((0, 0), table)
+            ((0, 0), table_in_log(&entries, applied))
         } else {
-            let u64_at = |item: &[u8], at: usize| {
-                item.get(at..at + 8)
-                    .and_then(|s| s.try_into().ok())
-                    .map(u64::from_be_bytes)
-                    .ok_or_else(|| bad("bad base"))
-            };
-            let base = (u64_at(items[2], 0)?, u64_at(items[2], 8)?);
-            let table = decode_table(items[3])
-                .ok_or_else(|| bad("bad base or table"))?
-                .map(|(i, d)| (i, d.to_vec()));
-            (base, table)
+            base_and_table(&items)?
         };
         let directory = match items.get(4) {
             Some(d) if !first_format && !second_format && !d.is_empty() => {
@@ -136,25 +113,7 @@ impl Persisted {
             }
             _ => None,
         };
-        let last = entries.last().map_or(base.0, |e| e.index);
-        if entries
-            .windows(2)
-            .any(|w| w[1].index != w[0].index + 1 || w[1].term < w[0].term)
-            || entries
-                .first()
-                .is_some_and(|e| e.index != base.0 + 1 || e.term < base.1)
-            || hard_state.commit > last
-            || entries.last().is_some_and(|e| e.term > hard_state.term)
-            || !(plain_conf_state(&conf_state) || conf_state == ConfState::default())
-            || applied > hard_state.commit
-            || applied < base.0
-            || table
-                .as_ref()
-                .is_some_and(|(i, d)| *i > applied || Epoch::decode(*i, d).is_none())
-        {
-            return Err(bad("inconsistent log"));
-        }
-        Ok(Persisted {
+        let p = Persisted {
             incarnation,
             hard_state,
             conf_state,
@@ -163,8 +122,109 @@ impl Persisted {
             table,
             directory,
             entries,
-        })
+        };
+        if p.inconsistent() {
+            return Err(bad("inconsistent log"));
+        }
+        Ok(p)
     }
+
+    /// A log raft could not start from, or a table it does not hold.
+    fn inconsistent(&self) -> bool {
+        let Persisted {
+            hard_state,
+            conf_state,
+            applied,
+            base,
+            table,
+            entries,
+            ..
+        } = self;
+        let (applied, base) = (*applied, *base);
+        let last = entries.last().map_or(base.0, |e| e.index);
+        entries
+            .windows(2)
+            .any(|w| w[1].index != w[0].index + 1 || w[1].term < w[0].term)
+            || entries
+                .first()
+                .is_some_and(|e| e.index != base.0 + 1 || e.term < base.1)
+            || hard_state.commit > last
+            || entries.last().is_some_and(|e| e.term > hard_state.term)
+            || !(plain_conf_state(conf_state) || *conf_state == ConfState::default())
+            || applied > hard_state.commit
+            || applied < base.0
+            || table
+                .as_ref()
+                .is_some_and(|(i, d)| *i > applied || Epoch::decode(*i, d).is_none())
+    }
+}
+
+/// A table in force: its entry's index and data.
+type TableInForce = (u64, Vec<u8>);
+
+/// A state file error.
+fn bad(what: &str) -> String {
+    format!("state file: {what}")
+}
+
+/// Which format a state file is of: (the first, the second); neither is
+/// the current one. An error for anything else.
+fn format_of(b: &[u8]) -> Result<(bool, bool), String> {
+    let first_format = b.get(..8) == Some(&PERSIST_MAGIC_1[..]);
+    let second_format = b.get(..8) == Some(&PERSIST_MAGIC_2[..]);
+    if b.get(..7) == Some(&PERSIST_MAGIC[..7]) && !(first_format || second_format || &b[..8] == PERSIST_MAGIC) {
+        return Err(bad(
+            "not a synshare state file of a format this version reads (a later version wrote it?): \
+             upgrade, or move the file aside to start as a fresh member",
+        ));
+    }
+    if b.len() < 24 || !(first_format || second_format || &b[..8] == PERSIST_MAGIC) {
+        return Err(bad("not a synshare state file"));
+    }
+    Ok((first_format, second_format))
+}
+
+/// The length-prefixed items after a state file's fixed header.
+fn items_of(b: &[u8]) -> Result<Vec<&[u8]>, String> {
+    let mut at = 24;
+    let mut items = Vec::new();
+    while at < b.len() {
+        let len = b
+            .get(at..at + 4)
+            .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]) as usize)
+            .ok_or_else(|| bad("truncated"))?;
+        let item = b.get(at + 4..at + 4 + len).ok_or_else(|| bad("truncated"))?;
+        items.push(item);
+        at += 4 + len;
+    }
+    Ok(items)
+}
+
+/// The table in force in a state file of the first format: the last one
+/// applied.
+fn table_in_log(entries: &[Entry], applied: u64) -> Option<TableInForce> {
+    entries
+        .iter()
+        .rev()
+        .filter(|e| e.index <= applied && e.get_entry_type() == EntryType::EntryNormal)
+        .find(|e| Epoch::decode(e.index, &e.data).is_some())
+        .map(|e| (e.index, e.data.to_vec()))
+}
+
+/// The compacted base and the table in force, as a state file of the
+/// second format or later has them.
+fn base_and_table(items: &[&[u8]]) -> Result<((u64, u64), Option<TableInForce>), String> {
+    let u64_at = |item: &[u8], at: usize| {
+        item.get(at..at + 8)
+            .and_then(|s| s.try_into().ok())
+            .map(u64::from_be_bytes)
+            .ok_or_else(|| bad("bad base"))
+    };
+    let base = (u64_at(items[2], 0)?, u64_at(items[2], 8)?);
+    let table = decode_table(items[3])
+        .ok_or_else(|| bad("bad base or table"))?
+        .map(|(i, d)| (i, d.to_vec()));
+    Ok((base, table))
 }
 
 /// Raft's storage: its log in memory, and what a snapshot of this member

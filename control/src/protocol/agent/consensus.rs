@@ -3,17 +3,20 @@
 
 use super::buckets::UNKNOWN_HOLDER;
 use super::Agent;
-use crate::directory::Change;
+use crate::directory::{Change, Directory};
 use crate::layout::{MemberId, Table};
 use crate::protocol::epoch::Epoch;
 use crate::protocol::events::{Event, Outgoing};
-use crate::protocol::state::{plain_conf_state, snapshot_at, snapshot_parts, Persisted};
+use crate::protocol::settings::Settings;
+use crate::protocol::state::{plain_conf_state, snapshot_at, snapshot_parts, Persisted, Store};
 use crate::wire;
 use protobuf::Message as _;
 use raft::eraftpb::{
-    ConfChange, ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType, Message, MessageType, Snapshot,
+    ConfChange, ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType,
+    Snapshot,
 };
-use raft::{GetEntriesContext, SnapshotStatus, StateRole};
+use raft::storage::MemStorage;
+use raft::{Config, GetEntriesContext, RawNode, SnapshotStatus, StateRole};
 
 pub(in crate::protocol) fn raft_id(m: MemberId) -> u64 {
     u64::from(m.0) + 1
@@ -58,6 +61,51 @@ pub(in crate::protocol) fn election_offset(me: MemberId, incarnation: u64, range
     x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
     x ^= x >> 33;
     (x % range.max(1) as u64) as usize
+}
+
+/// Consensus for member `me`: its log as saved, else a fresh one (every
+/// member of `directory` a voter; none while joining).
+pub(super) fn raft_node(
+    me: MemberId,
+    incarnation: u64,
+    settings: &Settings,
+    saved: Option<&Persisted>,
+    joining: bool,
+    directory: &Directory,
+) -> Result<RawNode<Store>, String> {
+    let log = match saved {
+        Some(p) => p.raft_log()?,
+        // A joining member: no voters known yet (raft waits for the
+        // leader's snapshot).
+        None if joining => MemStorage::new(),
+        None => {
+            let voters: Vec<u64> = directory.members().keys().map(|m| raft_id(*m)).collect();
+            MemStorage::new_with_conf_state(ConfState::from((voters, Vec::<u64>::new())))
+        }
+    };
+    let applied = saved.map_or(0, |p| p.applied);
+    let storage = Store {
+        log,
+        applied,
+        table: None,
+        directory: directory.clone(),
+    };
+    let offset = election_offset(me, incarnation, settings.election_ticks);
+    let config = Config {
+        id: raft_id(me),
+        election_tick: settings.election_ticks,
+        heartbeat_tick: settings.heartbeat_ticks,
+        min_election_tick: settings.election_ticks + offset,
+        max_election_tick: settings.election_ticks + offset + 1,
+        applied,
+        check_quorum: true,
+        pre_vote: true,
+        max_size_per_msg: 8 * 1024,
+        max_inflight_msgs: 64,
+        ..Config::default()
+    };
+    let logger = slog::Logger::root(slog::Discard, slog::o!());
+    RawNode::new(&config, storage, &logger).map_err(|e| format!("consensus: {e}"))
 }
 
 impl Agent {
@@ -178,6 +226,28 @@ impl Agent {
     /// The index this member reports as enforced by all its workers.
     pub(super) fn reported_applied(&self) -> u64 {
         self.enforced.min(self.applied)
+    }
+
+    /// Consensus ticks for the time since the last.
+    pub(super) fn tick_consensus(&mut self, now: u64) {
+        // Consensus ticks; after a stall, at most one election's worth.
+        let elapsed = now.saturating_sub(self.last_tick) / self.settings.tick_ms;
+        let ticks = elapsed.min(self.settings.election_ticks as u64) as usize;
+        if ticks > 0 {
+            // The remainder carries over, so consensus time runs at the
+            // clock's rate however late each wake-up is; after a stall, at
+            // most one election's worth.
+            self.last_tick = if elapsed > ticks as u64 {
+                now
+            } else {
+                self.last_tick + elapsed * self.settings.tick_ms
+            };
+            if !self.fenced_duplicate {
+                for _ in 0..ticks {
+                    self.raft.tick();
+                }
+            }
+        }
     }
 
     /// Whether a consensus message is one a peer may send and consistent

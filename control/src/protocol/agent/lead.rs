@@ -53,7 +53,19 @@ impl Agent {
         Some(chosen)
     }
 
+    /// The leader's work: hand the lead on when it should, else propose
+    /// the next voter or directory change and the next table.
     pub(super) fn lead(&mut self, now: u64) {
+        if self.hand_lead_on() {
+            return;
+        }
+        self.propose_membership(now);
+        self.propose_table(now);
+    }
+
+    /// Hands the lead on when this leader should not keep it; true when it
+    /// proposes nothing now.
+    fn hand_lead_on(&mut self) -> bool {
         // A coordinator leads while it lives.
         if self.settings.role == Role::Node {
             if let Some(c) = self
@@ -63,7 +75,7 @@ impl Agent {
             {
                 if self.voters.contains(c) && self.raft.raft.lead_transferee.is_none() {
                     self.raft.transfer_leader(raft_id(*c));
-                    return;
+                    return true;
                 }
             }
         }
@@ -76,46 +88,78 @@ impl Agent {
                     self.raft.transfer_leader(raft_id(*v));
                 }
             }
+            return true;
+        }
+        false
+    }
+
+    /// Voter and directory changes, one at a time.
+    fn propose_membership(&mut self, now: u64) {
+        if self.raft.raft.has_pending_conf() {
             return;
         }
-        // Voter and directory changes, one at a time.
-        if !self.raft.raft.has_pending_conf() {
-            let silent = self.voters.iter().copied().find(|v| {
-                *v != self.me
-                    && !self.live.contains(v)
-                    && self
-                        .peers
-                        .get(v)
-                        .is_none_or(|p| p.incarnation == 0 || now >= p.last_heard + self.settings.remove_after_ms)
-                    && now >= self.settings.remove_after_ms
-            });
-            // A live member of the directory that is no voter: back from
-            // a silence (a voter again at once), or a learner that joined
-            // (a voter once it has caught up).
-            let back = self.live.iter().copied().find(|m| {
-                !self.voters.contains(m)
-                    && self.directory.get(*m).is_some_and(|d| !d.leaving)
-                    && (!self.is_learner(*m) || self.caught_up(*m))
-            });
-            let cc = match (silent, back) {
-                (_, Some(m)) => Some(conf_change(m, ConfChangeType::AddNode, Vec::new())),
-                (Some(v), None) if self.voters.len() > 1 => {
-                    Some(conf_change(v, ConfChangeType::RemoveNode, Vec::new()))
-                }
-                _ => self
-                    .directory
-                    .members()
-                    .iter()
-                    .find(|(id, d)| {
-                        d.leaving && **id != self.me && !self.voters.contains(id) && self.has_left(**id, now)
-                    })
-                    .map(|(id, _)| conf_change_for(&Change::Remove { id: *id }, self.directory.version())),
-            };
-            if let Some(cc) = cc {
-                let _ = self.raft.propose_conf_change(Vec::new(), cc);
+        let silent = self.voters.iter().copied().find(|v| {
+            *v != self.me
+                && !self.live.contains(v)
+                && self
+                    .peers
+                    .get(v)
+                    .is_none_or(|p| p.incarnation == 0 || now >= p.last_heard + self.settings.remove_after_ms)
+                && now >= self.settings.remove_after_ms
+        });
+        // A live member of the directory that is no voter: back from
+        // a silence (a voter again at once), or a learner that joined
+        // (a voter once it has caught up).
+        let back = self.live.iter().copied().find(|m| {
+            !self.voters.contains(m)
+                && self.directory.get(*m).is_some_and(|d| !d.leaving)
+                && (!self.is_learner(*m) || self.caught_up(*m))
+        });
+        let cc = match (silent, back) {
+            (_, Some(m)) => Some(conf_change(m, ConfChangeType::AddNode, Vec::new())),
+            (Some(v), None) if self.voters.len() > 1 => Some(conf_change(v, ConfChangeType::RemoveNode, Vec::new())),
+            _ => self
+                .directory
+                .members()
+                .iter()
+                .find(|(id, d)| d.leaving && **id != self.me && !self.voters.contains(id) && self.has_left(**id, now))
+                .map(|(id, _)| conf_change_for(&Change::Remove { id: *id }, self.directory.version())),
+        };
+        if let Some(cc) = cc {
+            let _ = self.raft.propose_conf_change(Vec::new(), cc);
+        }
+    }
+
+    /// Tables: proposes the table the live members make, when it is due.
+    fn propose_table(&mut self, now: u64) {
+        let desired = self.desired_table();
+        if desired.is_empty() {
+            return;
+        }
+        if !self.table_due(&desired, now) {
+            return;
+        }
+        if let Some((last, at)) = &self.last_proposal {
+            if *last == desired && now < at + self.settings.timeout_ms {
+                return;
             }
         }
-        // Tables.
+        let epoch = Epoch {
+            index: 0,
+            creator: self.me,
+            layout: self.settings.layout,
+            buckets: self.settings.buckets,
+            members: desired.clone(),
+        };
+        if self.raft.propose(Vec::new(), epoch.encode()).is_ok() {
+            self.stats.epochs_created += 1;
+            self.last_proposal = Some((desired, now));
+            self.last_epoch_at = now;
+        }
+    }
+
+    /// The members and weights of the table the live members make, sorted.
+    fn desired_table(&mut self) -> Vec<(MemberId, u32)> {
         // Members of the directory only, and not leaving; the directory's
         // factor scales the weight each advertises.
         let scaled = |w: u32, factor: u32| (u64::from(w) * u64::from(factor) / 1000).min(u64::from(u32::MAX)) as u32;
@@ -148,41 +192,25 @@ impl Agent {
             }
         }
         desired.sort();
-        if desired.is_empty() {
-            return;
-        }
+        desired
+    }
+
+    /// Whether a table of `desired` is due: for other members soon, for
+    /// weights moved beyond the hysteresis no more often than
+    /// `min_epoch_ms`.
+    fn table_due(&self, desired: &[(MemberId, u32)], now: u64) -> bool {
         let current = &self.epoch.members;
         let same_members = desired.len() == current.len() && desired.iter().zip(current).all(|(a, b)| a.0 == b.0);
         let weights_moved = desired
             .iter()
             .zip(current)
             .any(|(a, b)| a.1.abs_diff(b.1) > self.settings.hysteresis_milli);
-        let due = if same_members {
+        if same_members {
             weights_moved && now >= self.last_epoch_at + self.settings.min_epoch_ms
         } else {
             // Membership: at once, but no faster than one table per
             // heartbeat interval (no storms while liveness flaps).
             self.epoch.index == 0 || now >= self.last_epoch_at + self.settings.interval_ms
-        };
-        if !due {
-            return;
-        }
-        if let Some((last, at)) = &self.last_proposal {
-            if *last == desired && now < at + self.settings.timeout_ms {
-                return;
-            }
-        }
-        let epoch = Epoch {
-            index: 0,
-            creator: self.me,
-            layout: self.settings.layout,
-            buckets: self.settings.buckets,
-            members: desired.clone(),
-        };
-        if self.raft.propose(Vec::new(), epoch.encode()).is_ok() {
-            self.stats.epochs_created += 1;
-            self.last_proposal = Some((desired, now));
-            self.last_epoch_at = now;
         }
     }
 

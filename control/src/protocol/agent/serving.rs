@@ -3,8 +3,9 @@
 
 use super::Agent;
 use crate::layout::MemberId;
+use crate::protocol::events::Outgoing;
 use crate::protocol::events::Reject;
-use crate::wire::{Role, Serving};
+use crate::wire::{self, Heartbeat, Role, Serving};
 
 impl Agent {
     /// What a peer still serves in buckets it does not hold: news only if
@@ -128,6 +129,33 @@ impl Agent {
         if blocked != self.served_elsewhere {
             self.served_elsewhere = blocked;
             self.bump_view();
+        }
+    }
+
+    /// Sends what this member serves in buckets it does not hold
+    /// (`serving`, one bit each, and the same as `ranges`) with heartbeat
+    /// `hb`.
+    pub(super) fn send_serving(&mut self, hb: &Heartbeat, serving: Vec<u64>, ranges: Vec<(u32, u32)>) {
+        // Ranges while they fit one datagram, else the bitmap (65,536
+        // buckets: 8 KiB), else "every bucket" (over 130,000 buckets
+        // scattered).
+        let as_ranges = ranges.len() <= wire::MAX_SERVING_RANGES;
+        let as_bitmap = !as_ranges && serving.len() <= wire::MAX_SERVING_RANGES;
+        let sv = Serving {
+            from: hb.from,
+            seq: hb.seq,
+            applied: hb.applied,
+            all: !as_ranges && !as_bitmap,
+            ranges: if as_ranges { ranges } else { Vec::new() },
+            bitmap: if as_bitmap { serving } else { Vec::new() },
+        };
+        if let Ok(bytes) = wire::encode_serving(&sv, &self.keys) {
+            self.out.push(Outgoing {
+                to: None,
+                addresses: self.broadcast_addresses(),
+                bytes,
+                durable: false,
+            });
         }
     }
 
