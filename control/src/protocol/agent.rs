@@ -12,16 +12,12 @@ use super::epoch::Epoch;
 use super::events::{Event, ExchangeStats, Outgoing};
 use super::lease::lease_end;
 use super::peers::Peer;
+use super::raft_node::{election_offset, member_of, raft_node};
 use super::settings::Settings;
 use super::state::{Persisted, Store};
 use crate::directory::Directory;
 use crate::layout::{Layout, MemberId, Table};
 use crate::wire::{Keys, Role};
-use buckets::UNKNOWN_HOLDER;
-pub(super) use consensus::election_offset;
-#[cfg(test)]
-pub(super) use consensus::raft_id;
-use consensus::{member_of, raft_node};
 use raft::{RawNode, StateRole};
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -136,6 +132,11 @@ impl Bootstrap {
         (directory, join)
     }
 }
+
+/// Stands for the unknown holders of tables this member skipped (it
+/// installed a snapshot): never a configured member, so a claim waits the
+/// whole claim wait for it.
+const UNKNOWN_HOLDER: MemberId = MemberId(u32::MAX);
 
 /// Members joining but not yet in our directory we keep an address of, at
 /// most (only authentic datagrams make one).

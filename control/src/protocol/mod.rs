@@ -43,6 +43,7 @@ mod epoch;
 mod events;
 mod lease;
 mod peers;
+mod raft_node;
 mod settings;
 mod state;
 

@@ -5,7 +5,7 @@
 //! each scenario also bounds how long the side with a quorum leaves buckets
 //! unserved.
 
-use super::agent::{election_offset, raft_id};
+use super::raft_node::{election_offset, raft_id};
 use super::*;
 use crate::layout::MemberId;
 use crate::sim::{Sim, KEY};

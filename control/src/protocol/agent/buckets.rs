@@ -7,11 +7,6 @@ use crate::protocol::epoch::Epoch;
 use crate::protocol::events::{Event, Right};
 use crate::wire::Role;
 
-/// Stands for the unknown holders of tables this member skipped (it
-/// installed a snapshot): never a configured member, so a claim waits the
-/// whole claim wait for it.
-pub(super) const UNKNOWN_HOLDER: MemberId = MemberId(u32::MAX);
-
 impl Agent {
     /// This member's right on every bucket at `now`.
     pub fn rights(&self, now: u64) -> Vec<Right> {

@@ -1,11 +1,11 @@
 //! The leader's proposals: voter and directory changes, and tables.
 
-use super::consensus::{conf_change, conf_change_for, raft_id};
 use super::Agent;
 use crate::directory::Change;
 use crate::layout::MemberId;
 use crate::protocol::epoch::Epoch;
 use crate::protocol::events::Event;
+use crate::protocol::raft_node::{conf_change, conf_change_for, raft_id};
 use crate::wire::Role;
 use raft::eraftpb::ConfChangeType;
 use std::collections::BTreeMap;

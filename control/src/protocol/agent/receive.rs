@@ -1,10 +1,10 @@
 //! Datagrams in: verified, their sender checked, handed on.
 
-use super::consensus::raft_id;
 use super::{Agent, MAX_HEARD_AT};
 use crate::layout::MemberId;
 use crate::protocol::events::{Event, Reject};
 use crate::protocol::peers::Peer;
+use crate::protocol::raft_node::raft_id;
 use crate::wire::{self, Datagram, DecodeError, Sender};
 use protobuf::Message as _;
 use raft::eraftpb::Message;
