@@ -23,7 +23,7 @@ pub struct Settings {
     /// Table layout.
     pub layout: Layout,
     /// The digest of the port rules that choose connection values
-    /// ([`wire::rules_digest`]); 0 for a member with no rules (a
+    /// ([`crate::wire::rules_digest`]); 0 for a member with no rules (a
     /// coordinator, and the simulator's nodes).
     pub rules_digest: u32,
     /// New tables for weight changes at most this often.
