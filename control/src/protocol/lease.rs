@@ -18,3 +18,19 @@ pub(super) fn lease_end(mut grants: Vec<u64>, voters: usize, lease_ms: u64, now:
     let until = grants[quorum - 1] + lease_ms;
     (until > now).then_some(until)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::lease_end;
+
+    #[test]
+    fn a_lease_lasts_from_the_newest_moment_a_majority_granted() {
+        // Three voters: the second newest grant is the one a majority shares.
+        assert_eq!(lease_end(vec![100, 300, 200], 3, 400, 350), Some(600));
+        // Two grants of four voters are no majority.
+        assert_eq!(lease_end(vec![300, 200], 4, 400, 350), None);
+        // Ended: a lease ends at `until`, not after.
+        assert_eq!(lease_end(vec![100, 200, 300], 3, 400, 600), None);
+        assert_eq!(lease_end(vec![100, 200, 300], 3, 400, 599), Some(600));
+    }
+}
