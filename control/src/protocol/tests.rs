@@ -5,9 +5,13 @@
 //! each scenario also bounds how long the side with a quorum leaves buckets
 //! unserved.
 
+use super::raft_node::{election_offset, raft_id};
 use super::*;
+use crate::layout::MemberId;
 use crate::sim::{Sim, KEY};
-use crate::wire::{Heartbeat, Keys, Sender};
+use crate::wire::{self, DecodeError, Heard, Heartbeat, Keys, Role, Sender};
+use protobuf::Message as _;
+use raft::eraftpb::{Message, MessageType};
 
 fn settings() -> Settings {
     Settings {
