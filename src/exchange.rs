@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use synshare_control::driver::{self, Io, Now};
 use synshare_control::layout::{Layout, MemberId};
-use synshare_control::protocol::{Agent, Bootstrap, Event, Outgoing, Persisted, Right};
+use synshare_control::protocol::{Agent, Bootstrap, Event, Outgoing, Persisted};
 use synshare_control::wire::{Keys, Role};
 use synshare_dataplane::exchange_guard::ExchangeSources;
 use synshare_dataplane::ownership::{BucketState, OwnershipView};
@@ -474,7 +474,7 @@ impl Io for NetIo {
         Ok(())
     }
 
-    fn publish_view(&mut self, version: u64, rights: &[Right]) -> bool {
+    fn publish_view(&mut self, version: u64, rights: &[BucketState]) -> bool {
         self.published = version;
         // No workers (a coordinator): nothing to enforce, so in force now.
         let Some(w) = &self.workers else { return true };
@@ -948,16 +948,8 @@ fn event_name(e: &Event) -> &'static str {
 }
 
 /// The workers' view of this node's rights.
-pub fn view_of(rights: &[Right], version: u64) -> OwnershipView {
-    let states = rights
-        .iter()
-        .map(|r| match r {
-            Right::None => BucketState::Foreign,
-            Right::Claimed => BucketState::Claimed,
-            Right::Settled => BucketState::Settled,
-        })
-        .collect();
-    OwnershipView::from_states(states, version)
+pub fn view_of(rights: &[BucketState], version: u64) -> OwnershipView {
+    OwnershipView::from_states(rights.to_vec(), version)
         .unwrap_or_else(|| OwnershipView::new(rights.len().next_power_of_two() as u32, version))
 }
 

@@ -17,7 +17,7 @@
 //! [`Io`] is all a driver supplies: UDP, fsync and the dataplane's publisher
 //! in the node (`src/exchange.rs`); memory in the simulator (`sim`).
 
-use crate::protocol::{Agent, Outgoing, Persisted, Right};
+use crate::protocol::{Agent, BucketState, Outgoing, Persisted};
 
 /// One reading of the driver's clock: milliseconds for the agent, and the
 /// workers' own clock (a TSC in the node) read just before them.
@@ -41,7 +41,7 @@ pub trait Io {
     fn persist(&mut self, state: &Persisted) -> Result<(), String>;
     /// Publishes a new view (`version`, each bucket's right) to the
     /// workers; true when every worker has taken it before this returns.
-    fn publish_view(&mut self, version: u64, rights: &[Right]) -> bool;
+    fn publish_view(&mut self, version: u64, rights: &[BucketState]) -> bool;
     /// The newest view version every worker enforces.
     fn in_force(&mut self) -> u64;
     /// Sets the workers' lease deadline: the agent's lease `until` (ms, or

@@ -14,7 +14,7 @@ pub mod adversary;
 use crate::directory::placeholder_address;
 use crate::driver::{self, Io, Now};
 use crate::layout::MemberId;
-use crate::protocol::{Agent, Bootstrap, Outgoing, Persisted, Right, Settings};
+use crate::protocol::{Agent, Bootstrap, BucketState, Outgoing, Persisted, Settings};
 use crate::wire::{Keys, Role};
 use std::net::SocketAddr;
 
@@ -83,14 +83,14 @@ impl Io for NodeIo<'_> {
         Ok(())
     }
 
-    fn publish_view(&mut self, version: u64, rights: &[Right]) -> bool {
+    fn publish_view(&mut self, version: u64, rights: &[BucketState]) -> bool {
         let mut bits = vec![0u64; (self.buckets as usize).div_ceil(64)];
         let mut settled = bits.clone();
         for (b, r) in rights.iter().enumerate() {
-            if *r != Right::None {
+            if *r != BucketState::Foreign {
                 bits[b / 64] |= 1 << (b % 64);
             }
-            if *r == Right::Settled {
+            if *r == BucketState::Settled {
                 settled[b / 64] |= 1 << (b % 64);
             }
         }

@@ -12,17 +12,17 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use synshare_control::protocol::{Agent, Right};
+use synshare_control::protocol::{Agent, BucketState};
 use synshare_control::wire::{self, Datagram, DecodeError, Keys};
 use synshare_fuzz::{agents, records, sign, BUCKETS, KEY};
 
 fn check_agent(a: &Agent, now: u64) {
     let rights = a.rights(now);
     assert_eq!(rights.len(), BUCKETS as usize);
-    let held = rights.iter().filter(|r| **r != Right::None).count();
+    let held = rights.iter().filter(|r| **r != BucketState::Foreign).count();
     assert_eq!(held, a.held_count() as usize);
     for (b, r) in rights.iter().enumerate() {
-        assert_eq!(a.holds(b as u32), *r != Right::None);
+        assert_eq!(a.holds(b as u32), *r != BucketState::Foreign);
     }
     let _ = a.next_deadline();
 }

@@ -6,18 +6,11 @@ use crate::layout::MemberId;
 use crate::wire::DecodeError;
 use std::net::SocketAddr;
 
-/// This node's right on one bucket, for the dataplane.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Right {
-    /// Not held.
-    None,
-    /// Held; unknown segments are not adopted (another member may still
-    /// serve flows here).
-    Claimed,
-    /// Held, and no other member serves flows here: unknown segments (SYN
-    /// cookies, evicted entries) are adopted.
-    Settled,
-}
+/// This node's right on one bucket, as the agent gives it to the
+/// workers: the dataplane's own type (`Foreign`: not held; `Claimed`: held,
+/// unknown segments not adopted since another member may still serve
+/// flows here; `Settled`: held, and no other member serves flows here).
+pub use synshare_dataplane::ownership::BucketState;
 
 /// What happened, for the driver to log and count.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -49,7 +49,7 @@ mod state;
 
 pub use agent::{Agent, Bootstrap};
 pub use epoch::Epoch;
-pub use events::{Event, ExchangeStats, Outgoing, Reject, Right};
+pub use events::{BucketState, Event, ExchangeStats, Outgoing, Reject};
 pub use lease::CLOCK_RATE_BOUND;
 pub use peers::Peer;
 pub use settings::Settings;

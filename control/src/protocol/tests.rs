@@ -188,7 +188,7 @@ fn a_cluster_converges_to_shares_that_follow_weights() {
     // Held for more than the drain period: settled.
     let rights = a.rights(sim.nodes[0].local(sim.now));
     assert_eq!(
-        rights.iter().filter(|r| **r == Right::Settled).count() as u32,
+        rights.iter().filter(|r| **r == BucketState::Settled).count() as u32,
         a.held_count()
     );
     assert_exclusive(&sim, "converging");
@@ -761,7 +761,7 @@ fn a_member_cut_off_past_the_compacted_log_gives_up_what_it_held_and_claims_agai
     rejoins(&mut sim, 2, 0.2);
     let rights = sim.agent(2).unwrap().rights(sim.nodes[2].local(sim.now));
     assert!(
-        rights.iter().all(|r| *r != Right::Settled),
+        rights.iter().all(|r| *r != BucketState::Settled),
         "claimed afresh: in its drain period"
     );
     served(&mut sim, &[0, 1, 2]);

@@ -4,27 +4,27 @@
 use super::Agent;
 use crate::layout::{MemberId, Table, Weighted};
 use crate::protocol::epoch::Epoch;
-use crate::protocol::events::{Event, Right};
+use crate::protocol::events::{BucketState, Event};
 use crate::wire::Role;
 
 impl Agent {
     /// This member's right on every bucket at `now`.
-    pub fn rights(&self, now: u64) -> Vec<Right> {
+    pub fn rights(&self, now: u64) -> Vec<BucketState> {
         self.held
             .iter()
             .zip(&self.settle_at)
             .enumerate()
             .map(|(b, (&held, &at))| match held {
-                false => Right::None,
+                false => BucketState::Foreign,
                 true if now >= at
                     && self
                         .served_elsewhere
                         .get(b / 64)
                         .is_some_and(|w| w & (1 << (b % 64)) == 0) =>
                 {
-                    Right::Settled
+                    BucketState::Settled
                 }
-                true => Right::Claimed,
+                true => BucketState::Claimed,
             })
             .collect()
     }
