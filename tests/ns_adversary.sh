@@ -90,63 +90,52 @@ held1=$(field_of 1 held)
 check "node1 holds its share ($held1 > 15000)" test "$held1" -gt 15000
 check "no new connection failed while its past was replayed ($bad of $total)" test "$bad" -eq 0 -a "$total" -gt 50
 
-# --- (b) a node whose lease differs ---------------------------------------
+# --- (b) a node whose settings differ --------------------------------------
+# odd_node3 WHAT EDIT UNDO SAYS: node3 restarted with its config edited by
+# the sed expression EDIT (WHAT says how) is refused by node1, which logs
+# SAYS (a grep pattern), and holds nothing while node1 and node2 hold every
+# bucket; a stream meanwhile has no failure and no SYN answered twice. Then
+# node3 is stopped and UNDO restores its config.
+odd_node3() {
+  local what=$1 edit=$2 undo=$3 says=$4 refused0 refused held3 bad total twice both=0
+  local was; was=$(cat "$STATE/node3.ron")
+  sed -i "$edit" "$STATE/node3.ron"
+  [ "$(cat "$STATE/node3.ron")" != "$was" ] || fail "$what: the edit changed node3's config"
+  "$CLUSTER" start-node 3
+  sleep 3
+  refused0=$(stat_of 1 rejected_settings)
+  capture_synacks "$SS_TMP/odd-synacks.json"
+  stream --seconds 4 --parallel 3 --out "$SS_TMP/odd.jsonl"
+  stop_capture
+  twice=$(answered_twice "$SS_TMP/odd-synacks.json" 100)
+  read -r bad total <<<"$(failed_of "$SS_TMP/odd.jsonl")"
+  refused=$(( $(stat_of 1 rejected_settings) - refused0 ))
+  held3=$(field_of 3 held)
+  echo "    node3 with $what: refused by node1 $refused times in 4 s, node3 holds $held3; stream $total, $bad failed; client capture: $(cat "$SS_TMP/odd-synacks.json")"
+  check "$what: node1 refuses node3's heartbeats and counts it ($refused > 0)" test "$refused" -gt 0
+  check "$what: node1 says which setting differs" grep -q "$says" "$STATE/node1.log"
+  check "$what: node3 holds nothing ($held3)" test "$held3" -eq 0
+  # Two status reads: a hand-off (availability moves the weights) may sit
+  # between them; every bucket held within 2 s.
+  for _ in $(seq 20); do
+    both=$(( $(field_of 1 held) + $(field_of 2 held) ))
+    [ "$both" -eq 65536 ] && break
+    sleep 0.1
+  done
+  check "$what: node1 and node2 hold every bucket ($both)" test "$both" -eq 65536
+  check "$what: no new connection failed ($bad of $total)" test "$bad" -eq 0 -a "$total" -gt 50
+  check "$what: no client SYN answered by two servers (client capture: $twice)" test "$twice" -eq 0
+  "$CLUSTER" kill-node 3
+  sed -i "$undo" "$STATE/node3.ron"
+}
 "$CLUSTER" kill-node 3
-sed -i 's/lease_ms: 350/lease_ms: 2000/' "$STATE/node3.ron"
-"$CLUSTER" start-node 3
-sleep 3
-stream --seconds 4 --parallel 3 --out "$SS_TMP/lease.jsonl"
-read -r bad total <<<"$(failed_of "$SS_TMP/lease.jsonl")"
-refused=$(stat_of 1 rejected_settings)
-held3=$(field_of 3 held)
-echo "    node3 with lease_ms 2000: refused by node1 $refused times, node3 holds $held3, held $($X held 3); stream $total, $bad failed"
-check "node1 refuses node3's heartbeats and counts it ($refused > 0)" test "$refused" -gt 0
-check "node1 says which setting differs" grep -q 'field="lease_ms".*ours=350.*theirs=2000\|field=lease_ms.*ours=350.*theirs=2000' "$STATE/node1.log"
-check "node3 holds nothing ($held3)" test "$held3" -eq 0
-# Two status reads: a hand-off (availability moves the weights) may sit
-# between them; every bucket held within 2 s.
-both=0
-for _ in $(seq 20); do
-  both=$(( $(field_of 1 held) + $(field_of 2 held) ))
-  [ "$both" -eq 65536 ] && break
-  sleep 0.1
-done
-check "node1 and node2 hold every bucket ($both)" test "$both" -eq 65536
-check "no new connection failed ($bad of $total)" test "$bad" -eq 0 -a "$total" -gt 50
-"$CLUSTER" kill-node 3
-sed -i 's/lease_ms: 2000/lease_ms: 350/' "$STATE/node3.ron"
-
-# --- (b2) a node whose port rules differ -----------------------------------
-# node3 restarts with client affinity on port 80: the others give a
-# connection the 4-tuple's value, node3 the client address's, so both
-# could take it. The exchange compares the rules' digest and refuses it.
-sed -i 's/rules: \[\]/rules: [(ports: "80", affinity: client)]/' "$STATE/node3.ron"
-grep -q 'affinity: client' "$STATE/node3.ron" || fail "node3's config has the affinity rule"
-"$CLUSTER" start-node 3
-sleep 3
-refused0=$(stat_of 1 rejected_settings)
-capture_synacks "$SS_TMP/rules-synacks.json"
-stream --seconds 4 --parallel 3 --out "$SS_TMP/rules.jsonl"
-stop_capture
-twice=$(answered_twice "$SS_TMP/rules-synacks.json" 100)
-read -r bad total <<<"$(failed_of "$SS_TMP/rules.jsonl")"
-refused=$(stat_of 1 rejected_settings)
-held3=$(field_of 3 held)
-echo "    node3 with client affinity on port 80: refused by node1 $((refused - refused0)) times in 4 s, node3 holds $held3; stream $total, $bad failed; client capture: $(cat "$SS_TMP/rules-synacks.json")"
-check "node1 refuses node3's heartbeats while its rules differ ($((refused - refused0)) > 0)" test "$((refused - refused0))" -gt 0
-check "node1 says the rules differ" grep -q 'field="rules"\|field=rules' "$STATE/node1.log"
-check "node3 holds nothing ($held3)" test "$held3" -eq 0
-both=0
-for _ in $(seq 20); do
-  both=$(( $(field_of 1 held) + $(field_of 2 held) ))
-  [ "$both" -eq 65536 ] && break
-  sleep 0.1
-done
-check "node1 and node2 hold every bucket ($both)" test "$both" -eq 65536
-check "no new connection failed ($bad of $total)" test "$bad" -eq 0 -a "$total" -gt 50
-check "no client SYN answered by two servers (client capture: $twice)" test "$twice" -eq 0
-"$CLUSTER" kill-node 3
-sed -i 's/rules: \[(ports: "80", affinity: client)\]/rules: []/' "$STATE/node3.ron"
+odd_node3 "lease_ms 2000" 's/lease_ms: 350/lease_ms: 2000/' 's/lease_ms: 2000/lease_ms: 350/' \
+  'field="lease_ms".*ours=350.*theirs=2000\|field=lease_ms.*ours=350.*theirs=2000'
+# Client affinity on port 80: the others give a connection the 4-tuple's
+# value, node3 the client address's, so both could take it. The exchange
+# compares the rules' digest and refuses it.
+odd_node3 "client affinity on port 80" 's/rules: \[\]/rules: [(ports: "80", affinity: client)]/' \
+  's/rules: \[(ports: "80", affinity: client)\]/rules: []/' 'field="rules"\|field=rules'
 
 # --- (c) a lost state file -------------------------------------------------
 rm -f "$STATE"/state/node3.segment*.state

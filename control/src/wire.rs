@@ -647,13 +647,8 @@ mod tests {
     #[test]
     fn rules_must_agree_between_nodes_and_a_coordinator_agrees_with_any() {
         let node = Agreed {
-            lease_ms: 400,
-            timeout_ms: 400,
-            interval_ms: 100,
-            drain_ms: 60_000,
-            buckets: 65_536,
-            layout: 1,
             rules: rules_digest(b"vip 192.0.2.100 tcp 80-80 client"),
+            ..sample().agreed
         };
         let other = Agreed {
             rules: rules_digest(b"vip 192.0.2.100 tcp 80-80 network"),

@@ -285,6 +285,18 @@ pub fn run_with(data: &[u8], options: Options) -> Result<Outcome, String> {
 mod tests {
     use super::*;
 
+    /// A seed byte and 64 operations from the xorshift state `x`.
+    fn random_input(x: &mut u64) -> Vec<u8> {
+        (0..1 + 3 * 64)
+            .map(|_| {
+                *x ^= *x << 13;
+                *x ^= *x >> 7;
+                *x ^= *x << 17;
+                *x as u8
+            })
+            .collect()
+    }
+
     /// Random attacks: none opens a bucket twice or leaves the cluster
     /// unable to serve. (The fuzz target `exchange` searches further.)
     #[test]
@@ -292,14 +304,7 @@ mod tests {
         let mut x: u64 = 0x5eed_1234_abcd_0001;
         let mut totals = Outcome::default();
         for case in 0..300 {
-            let data: Vec<u8> = (0..1 + 3 * 64)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8
-                })
-                .collect();
+            let data = random_input(&mut x);
             match run(&data) {
                 Ok(o) => {
                     totals.ms += o.ms;
@@ -326,14 +331,7 @@ mod tests {
         let mut totals = Outcome::default();
         let mut joined = 0;
         for case in 0..150 {
-            let mut data: Vec<u8> = (0..1 + 3 * 64)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8
-                })
-                .collect();
+            let mut data = random_input(&mut x);
             // A join early in most cases (the rest of the ops may add
             // more proposals).
             if case % 4 != 0 {
