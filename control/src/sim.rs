@@ -410,6 +410,25 @@ impl Sim {
     pub fn step(&mut self) {
         self.now += 1;
         let now = self.now;
+        self.deliver_due(now);
+        self.deliver_junk(now);
+        for i in 0..self.nodes.len() {
+            self.last_out[i].clear();
+            if let Some(out) = self.drive(i, now) {
+                self.last_out[i] = out.iter().map(|o| o.bytes.clone()).collect();
+                self.send(i, out, now);
+            }
+        }
+        self.linger();
+        self.serve_flows();
+        if let Some(b) = self.double_open() {
+            self.double_open_ms += 1;
+            self.first_double.get_or_insert((now, b));
+        }
+    }
+
+    /// Delivers the datagrams due at `now` to nodes not stalled.
+    fn deliver_due(&mut self, now: u64) {
         let mut due = Vec::new();
         let mut keep = Vec::new();
         for m in self.in_flight.drain(..) {
@@ -426,6 +445,10 @@ impl Sim {
                 let _ = a.receive_from(&m.bytes, m.from, local);
             }
         }
+    }
+
+    /// Garbage to every node, `junk_per_ms` datagrams each.
+    fn deliver_junk(&mut self, now: u64) {
         if self.junk_per_ms > 0 {
             for i in 0..self.nodes.len() {
                 for k in 0..self.junk_per_ms {
@@ -437,76 +460,77 @@ impl Sim {
                 }
             }
         }
-        for i in 0..self.nodes.len() {
-            self.last_out[i].clear();
-            if !self.running(i) {
-                continue;
-            }
-            let local = self.nodes[i].local(now);
-            let crash = self.crash_in_persist.contains(&i);
-            let buckets = self.settings.buckets;
-            let presence = self.presence_of(i);
-            let mut out = Vec::new();
-            let node = &mut self.nodes[i];
-            let Some(agent) = node.agent.as_mut() else { continue };
-            let mut io = NodeIo {
-                local,
-                out: &mut out,
-                saved: &mut node.saved,
-                workers: &mut node.workers,
-                buckets,
-                persist_fails: crash,
-                unsaved: false,
-                durable_unsaved: &mut self.durable_unsaved,
-                presence,
-            };
-            let report = driver::step(agent, &mut io);
-            if crash && report.persist_error.is_some() {
-                // What left before the write failed is on its way; the
-                // process is gone.
-                self.crash_in_persist.retain(|&c| c != i);
-                self.kill(i);
-            }
-            self.last_out[i] = out.iter().map(|o| o.bytes.clone()).collect();
-            for o in out {
-                // By address; a broadcast also reaches another process with
-                // the sender's id (a duplicate: on one segment it would
-                // hear the sender's heartbeats).
-                let targets: Vec<usize> = (0..self.nodes.len())
-                    .filter(|&j| {
-                        j != i
-                            && (o.addresses.contains(&self.nodes[j].address)
-                                || (o.to.is_none() && self.nodes[j].id == self.nodes[i].id))
-                    })
-                    .collect();
-                let from = self.nodes[i].address;
-                for j in targets {
-                    self.bytes_sent[i] += o.bytes.len() as u64;
-                    // Consensus messages go to one member, heartbeats to all.
-                    let consensus = o.to.is_some();
-                    if self.blocked[i][j] || (consensus && self.blocked_consensus[i][j]) || self.chance(self.loss) {
-                        continue;
-                    }
-                    // The delay, then whether it is duplicated and the
-                    // copy's delay: the random draws in the order they were.
-                    let at = now + self.delay();
-                    let copy_at = self.chance(self.dup).then(|| now + self.delay());
-                    for at in std::iter::once(at).chain(copy_at) {
-                        self.in_flight.push(InFlight {
-                            at,
-                            from,
-                            to: j,
-                            bytes: o.bytes.clone(),
-                        });
-                    }
+    }
+
+    /// Runs node `i`'s driver once: what it sends, or None when it does
+    /// not run (dead or stalled).
+    fn drive(&mut self, i: usize, now: u64) -> Option<Vec<Outgoing>> {
+        if !self.running(i) {
+            return None;
+        }
+        let local = self.nodes[i].local(now);
+        let crash = self.crash_in_persist.contains(&i);
+        let buckets = self.settings.buckets;
+        let presence = self.presence_of(i);
+        let mut out = Vec::new();
+        let node = &mut self.nodes[i];
+        let agent = node.agent.as_mut()?;
+        let mut io = NodeIo {
+            local,
+            out: &mut out,
+            saved: &mut node.saved,
+            workers: &mut node.workers,
+            buckets,
+            persist_fails: crash,
+            unsaved: false,
+            durable_unsaved: &mut self.durable_unsaved,
+            presence,
+        };
+        let report = driver::step(agent, &mut io);
+        if crash && report.persist_error.is_some() {
+            // What left before the write failed is on its way; the
+            // process is gone.
+            self.crash_in_persist.retain(|&c| c != i);
+            self.kill(i);
+        }
+        Some(out)
+    }
+
+    /// Puts node `i`'s datagrams `out` on their way: by address, through
+    /// the links' cuts, loss, delay and duplication.
+    fn send(&mut self, i: usize, out: Vec<Outgoing>, now: u64) {
+        for o in out {
+            // By address; a broadcast also reaches another process with
+            // the sender's id (a duplicate: on one segment it would
+            // hear the sender's heartbeats).
+            let targets: Vec<usize> = (0..self.nodes.len())
+                .filter(|&j| {
+                    j != i
+                        && (o.addresses.contains(&self.nodes[j].address)
+                            || (o.to.is_none() && self.nodes[j].id == self.nodes[i].id))
+                })
+                .collect();
+            let from = self.nodes[i].address;
+            for j in targets {
+                self.bytes_sent[i] += o.bytes.len() as u64;
+                // Consensus messages go to one member, heartbeats to all.
+                let consensus = o.to.is_some();
+                if self.blocked[i][j] || (consensus && self.blocked_consensus[i][j]) || self.chance(self.loss) {
+                    continue;
+                }
+                // The delay, then whether it is duplicated and the
+                // copy's delay: the random draws in the order they were.
+                let at = now + self.delay();
+                let copy_at = self.chance(self.dup).then(|| now + self.delay());
+                for at in std::iter::once(at).chain(copy_at) {
+                    self.in_flight.push(InFlight {
+                        at,
+                        from,
+                        to: j,
+                        bytes: o.bytes.clone(),
+                    });
                 }
             }
-        }
-        self.linger();
-        self.serve_flows();
-        if let Some(b) = self.double_open() {
-            self.double_open_ms += 1;
-            self.first_double.get_or_insert((now, b));
         }
     }
 

@@ -490,107 +490,115 @@ pub fn decode(datagram: &[u8], keys: &Keys) -> Result<Datagram, DecodeError> {
             from,
             message: body[HEADER_LEN..].to_vec(),
         }),
-        KIND_HEARTBEAT => {
-            if body.len() > MAX_HEARTBEAT - TAG_LEN {
-                return Err(DecodeError::BadLength);
-            }
-            let seq = r.u64()?;
-            let weight_milli = r.u32()?;
-            let connections = r.u32()?;
-            let held = r.u32()?;
-            let applied = r.u64()?;
-            let log_last = r.u64()?;
-            let agreed = Agreed {
-                lease_ms: r.u32()?,
-                timeout_ms: r.u32()?,
-                interval_ms: r.u32()?,
-                drain_ms: r.u32()?,
-                buckets: match r.u8()? {
-                    log2 @ 0..=31 => 1 << log2,
-                    _ => return Err(DecodeError::Malformed),
-                },
-                layout: r.u8()?,
-                rules: r.u32()?,
-            };
-            let serving = r.u32()?;
-            let n = usize::from(r.u16()?);
-            if n > MAX_MEMBERS || body.len() != HEADER_LEN + HEARTBEAT_FIXED + n * ACK_LEN {
-                return Err(DecodeError::Malformed);
-            }
-            let mut heard = Vec::with_capacity(n);
-            for _ in 0..n {
-                let member = r.u32()?;
-                let incarnation = r.u64()?;
-                let seq = r.u64()?;
-                let lease = match r.u8()? {
-                    0 => false,
-                    1 => true,
-                    _ => return Err(DecodeError::Malformed),
-                };
-                heard.push(Heard {
-                    member,
-                    incarnation,
-                    seq,
-                    lease,
-                });
-            }
-            if applied > log_last || !heard.windows(2).all(|w| w[0].member < w[1].member) {
-                return Err(DecodeError::Malformed);
-            }
-            Ok(Datagram::Heartbeat(Heartbeat {
-                from,
-                seq,
-                weight_milli,
-                connections,
-                held,
-                applied,
-                log_last,
-                agreed,
-                serving,
-                heard,
-            }))
-        }
-        KIND_SERVING => {
-            let seq = r.u64()?;
-            let applied = r.u64()?;
-            let flags = r.u8()?;
-            if flags & !0b11 != 0 {
-                return Err(DecodeError::Malformed);
-            }
-            let (all, as_bitmap) = (flags & 1 != 0, flags & 2 != 0);
-            let n = r.u32()? as usize;
-            // An empty bitmap is written as no ranges: one encoding each.
-            if n > MAX_SERVING_RANGES || (as_bitmap && n == 0) || body.len() != HEADER_LEN + SERVING_FIXED + n * 8 {
-                return Err(DecodeError::Malformed);
-            }
-            let mut ranges = Vec::new();
-            let mut bitmap = Vec::new();
-            if as_bitmap {
-                for _ in 0..n {
-                    bitmap.push(r.u64()?);
-                }
-            }
-            let mut next = 0u64;
-            for _ in 0..if as_bitmap { 0 } else { n } {
-                let (first, count) = (r.u32()?, r.u32()?);
-                // Ascending, apart, non-empty, within the number space.
-                if u64::from(first) < next || count == 0 {
-                    return Err(DecodeError::Malformed);
-                }
-                next = u64::from(first) + u64::from(count) + 1;
-                ranges.push((first, count));
-            }
-            Ok(Datagram::Serving(Serving {
-                from,
-                seq,
-                applied,
-                all,
-                ranges,
-                bitmap,
-            }))
-        }
+        KIND_HEARTBEAT => decode_heartbeat(from, body, &mut r),
+        KIND_SERVING => decode_serving(from, body, &mut r),
         _ => Err(DecodeError::Malformed),
     }
+}
+
+/// A heartbeat's body, from `r` (past the header) of the authenticated
+/// `body`.
+fn decode_heartbeat(from: Sender, body: &[u8], r: &mut Reader) -> Result<Datagram, DecodeError> {
+    if body.len() > MAX_HEARTBEAT - TAG_LEN {
+        return Err(DecodeError::BadLength);
+    }
+    let seq = r.u64()?;
+    let weight_milli = r.u32()?;
+    let connections = r.u32()?;
+    let held = r.u32()?;
+    let applied = r.u64()?;
+    let log_last = r.u64()?;
+    let agreed = Agreed {
+        lease_ms: r.u32()?,
+        timeout_ms: r.u32()?,
+        interval_ms: r.u32()?,
+        drain_ms: r.u32()?,
+        buckets: match r.u8()? {
+            log2 @ 0..=31 => 1 << log2,
+            _ => return Err(DecodeError::Malformed),
+        },
+        layout: r.u8()?,
+        rules: r.u32()?,
+    };
+    let serving = r.u32()?;
+    let n = usize::from(r.u16()?);
+    if n > MAX_MEMBERS || body.len() != HEADER_LEN + HEARTBEAT_FIXED + n * ACK_LEN {
+        return Err(DecodeError::Malformed);
+    }
+    let mut heard = Vec::with_capacity(n);
+    for _ in 0..n {
+        let member = r.u32()?;
+        let incarnation = r.u64()?;
+        let seq = r.u64()?;
+        let lease = match r.u8()? {
+            0 => false,
+            1 => true,
+            _ => return Err(DecodeError::Malformed),
+        };
+        heard.push(Heard {
+            member,
+            incarnation,
+            seq,
+            lease,
+        });
+    }
+    if applied > log_last || !heard.windows(2).all(|w| w[0].member < w[1].member) {
+        return Err(DecodeError::Malformed);
+    }
+    Ok(Datagram::Heartbeat(Heartbeat {
+        from,
+        seq,
+        weight_milli,
+        connections,
+        held,
+        applied,
+        log_last,
+        agreed,
+        serving,
+        heard,
+    }))
+}
+
+/// A serving list's body, from `r` (past the header) of the authenticated
+/// `body`.
+fn decode_serving(from: Sender, body: &[u8], r: &mut Reader) -> Result<Datagram, DecodeError> {
+    let seq = r.u64()?;
+    let applied = r.u64()?;
+    let flags = r.u8()?;
+    if flags & !0b11 != 0 {
+        return Err(DecodeError::Malformed);
+    }
+    let (all, as_bitmap) = (flags & 1 != 0, flags & 2 != 0);
+    let n = r.u32()? as usize;
+    // An empty bitmap is written as no ranges: one encoding each.
+    if n > MAX_SERVING_RANGES || (as_bitmap && n == 0) || body.len() != HEADER_LEN + SERVING_FIXED + n * 8 {
+        return Err(DecodeError::Malformed);
+    }
+    let mut ranges = Vec::new();
+    let mut bitmap = Vec::new();
+    if as_bitmap {
+        for _ in 0..n {
+            bitmap.push(r.u64()?);
+        }
+    }
+    let mut next = 0u64;
+    for _ in 0..if as_bitmap { 0 } else { n } {
+        let (first, count) = (r.u32()?, r.u32()?);
+        // Ascending, apart, non-empty, within the number space.
+        if u64::from(first) < next || count == 0 {
+            return Err(DecodeError::Malformed);
+        }
+        next = u64::from(first) + u64::from(count) + 1;
+        ranges.push((first, count));
+    }
+    Ok(Datagram::Serving(Serving {
+        from,
+        seq,
+        applied,
+        all,
+        ranges,
+        bitmap,
+    }))
 }
 
 #[cfg(test)]

@@ -127,158 +127,187 @@ pub fn run_with(data: &[u8], options: Options) -> Result<Outcome, String> {
     let Some((&seed, ops)) = data.split_first() else {
         return Ok(Outcome::default());
     };
-    let settings = Settings {
-        buckets: BUCKETS,
-        layout: Layout::Ranges,
-        drain_ms: 1_000,
-        ..Settings::default()
-    };
-    let mut sim = Sim::new(&[1000; MEMBERS], settings, u64::from(seed) + 1);
-    sim.delay = (1, 3);
-    let all: Vec<usize> = (0..MEMBERS).collect();
-    if sim.run_until_served(&all, 10_000).is_none() {
-        return Err("the cluster did not converge before the attack".into());
-    }
-    let mut at = Attack {
-        sim,
-        pool: Vec::new(),
-        out: Outcome::default(),
-    };
+    let mut at = Attack::converged(seed)?;
     for op in ops.chunks_exact(3).take(MAX_OPS) {
-        let (a, b) = (op[1], op[2]);
-        let n = at.sim.nodes.len();
-        let node = usize::from(a) % n;
         if options.joiner && op[0] >= 240 {
-            // The joiner starts (once, at a member's address), and a
-            // member proposes to add it (again: most proposals find no
-            // leader, another change under way, or it added already).
-            if n == MEMBERS {
-                at.sim.add_joiner(JOINER, 1000, node % MEMBERS, Keys::single(KEY));
-            }
-            if let Some(m) = at.sim.agent_mut(usize::from(b) % MEMBERS) {
-                let _ = m.propose_change(add_joiner());
-                at.out.proposals += 1;
-            }
-            at.step()?;
-            continue;
+            at.join(op[1], op[2])?;
+        } else {
+            at.op(op[0], op[1], op[2])?;
         }
-        match op[0] % 12 {
+    }
+    at.end();
+    at.add_joiner_for_good()?;
+    at.until_served()
+}
+
+impl Attack {
+    /// A converged cluster of [`MEMBERS`] to attack, from `seed`.
+    fn converged(seed: u8) -> Result<Attack, String> {
+        let settings = Settings {
+            buckets: BUCKETS,
+            layout: Layout::Ranges,
+            drain_ms: 1_000,
+            ..Settings::default()
+        };
+        let mut sim = Sim::new(&[1000; MEMBERS], settings, u64::from(seed) + 1);
+        sim.delay = (1, 3);
+        let all: Vec<usize> = (0..MEMBERS).collect();
+        if sim.run_until_served(&all, 10_000).is_none() {
+            return Err("the cluster did not converge before the attack".into());
+        }
+        Ok(Attack {
+            sim,
+            pool: Vec::new(),
+            out: Outcome::default(),
+        })
+    }
+
+    /// The joiner starts (once, at a member's address), and a member
+    /// proposes to add it (again: most proposals find no leader, another
+    /// change under way, or it added already).
+    fn join(&mut self, a: u8, b: u8) -> Result<(), String> {
+        if self.sim.nodes.len() == MEMBERS {
+            self.sim
+                .add_joiner(JOINER, 1000, usize::from(a) % MEMBERS, Keys::single(KEY));
+        }
+        if let Some(m) = self.sim.agent_mut(usize::from(b) % MEMBERS) {
+            let _ = m.propose_change(add_joiner());
+            self.out.proposals += 1;
+        }
+        self.step()
+    }
+
+    /// One operation of the attack: `code` says which, `a` and `b` how.
+    fn op(&mut self, code: u8, a: u8, b: u8) -> Result<(), String> {
+        let n = self.sim.nodes.len();
+        let node = usize::from(a) % n;
+        match code % 12 {
             // Time passes.
             0..=2 => {
                 for _ in 0..=(b % 128) {
-                    at.step()?;
+                    self.step()?;
                 }
             }
             // A captured datagram replayed to a member (its own: reflected).
             3 | 4 => {
-                if let Some(d) = at.pick(b, a >> 2) {
-                    at.deliver(node, &d);
+                if let Some(d) = self.pick(b, a >> 2) {
+                    self.deliver(node, &d);
                 }
-                at.step()?;
+                self.step()?;
             }
             // Garbled: one byte flipped.
             5 => {
-                if let Some(mut d) = at.pick(b, 0) {
+                if let Some(mut d) = self.pick(b, 0) {
                     let i = usize::from(a) % d.len().max(1);
                     if let Some(x) = d.get_mut(i) {
                         *x ^= 1 << (b % 8);
                     }
-                    at.deliver(node, &d);
+                    self.deliver(node, &d);
                 }
-                at.step()?;
+                self.step()?;
             }
             // Reordered: a run of captured datagrams, newest first.
             6 => {
-                let n = at.pool.len();
+                let n = self.pool.len();
                 for k in 0..(usize::from(b % 16)).min(n) {
-                    let d = at.pool[n - 1 - k].1.clone();
-                    at.deliver(node, &d);
+                    let d = self.pool[n - 1 - k].1.clone();
+                    self.deliver(node, &d);
                 }
-                at.step()?;
+                self.step()?;
             }
             // A restart (of a dead member too).
             7 => {
-                at.sim.restart(node);
-                at.out.restarts += 1;
-                at.step()?;
+                self.sim.restart(node);
+                self.out.restarts += 1;
+                self.step()?;
             }
             // A death.
             8 => {
-                at.sim.kill(node);
-                at.step()?;
+                self.sim.kill(node);
+                self.step()?;
             }
             // Links: cut both ways, one way, or healed.
             9 => {
                 let other = (node + 1 + usize::from(b) % (n - 1)) % n;
                 match b % 4 {
-                    0 => at.sim.isolate(node, true),
-                    1 => at.sim.blocked[node][other] = true,
-                    2 => at.sim.blocked_consensus[node][other] = true,
-                    _ => at.sim.heal(),
+                    0 => self.sim.isolate(node, true),
+                    1 => self.sim.blocked[node][other] = true,
+                    2 => self.sim.blocked_consensus[node][other] = true,
+                    _ => self.sim.heal(),
                 }
-                at.step()?;
+                self.step()?;
             }
             // A stall of the whole process.
             10 => {
-                at.sim.stall(node, u64::from(b) * 4);
-                at.step()?;
+                self.sim.stall(node, u64::from(b) * 4);
+                self.step()?;
             }
             // Loss and duplication on the network.
             _ => {
-                at.sim.loss = f64::from(b % 64) / 256.0;
-                at.sim.dup = f64::from(a % 64) / 256.0;
-                at.step()?;
+                self.sim.loss = f64::from(b % 64) / 256.0;
+                self.sim.dup = f64::from(a % 64) / 256.0;
+                self.step()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The attack ends: links heal, the network is clean, the dead restart.
+    fn end(&mut self) {
+        self.sim.heal();
+        for row in self.sim.blocked_consensus.iter_mut() {
+            row.iter_mut().for_each(|x| *x = false);
+        }
+        self.sim.loss = 0.0;
+        self.sim.dup = 0.0;
+        for i in 0..self.sim.nodes.len() {
+            if self.sim.agent(i).is_none() {
+                self.sim.restart(i);
+                self.out.restarts += 1;
             }
         }
     }
-    // The attack ends: links heal, the network is clean, the dead restart.
-    at.sim.heal();
-    for row in at.sim.blocked_consensus.iter_mut() {
-        row.iter_mut().for_each(|x| *x = false);
-    }
-    at.sim.loss = 0.0;
-    at.sim.dup = 0.0;
-    let n = at.sim.nodes.len();
-    for i in 0..n {
-        if at.sim.agent(i).is_none() {
-            at.sim.restart(i);
-            at.out.restarts += 1;
+
+    /// A joiner started is added for good (the attack may have cut its
+    /// addition short).
+    fn add_joiner_for_good(&mut self) -> Result<(), String> {
+        let n = self.sim.nodes.len();
+        if n == MEMBERS {
+            return Ok(());
         }
-    }
-    // A joiner started is added for good (the attack may have cut its
-    // addition short), and must serve too.
-    let all: Vec<usize> = (0..n).collect();
-    if n > MEMBERS {
-        let mut added = false;
         for t in 0..20_000u64 {
-            added = (0..n).all(|i| at.sim.agent(i).is_some_and(|a| a.directory().contains(JOINER)));
-            if added {
-                break;
+            if (0..n).all(|i| self.sim.agent(i).is_some_and(|a| a.directory().contains(JOINER))) {
+                return Ok(());
             }
             if t % 200 == 0 {
-                if let Some(m) = at.sim.agent_mut((t / 200) as usize % MEMBERS) {
+                if let Some(m) = self.sim.agent_mut((t / 200) as usize % MEMBERS) {
                     let _ = m.propose_change(add_joiner());
                 }
             }
-            at.step()?;
+            self.step()?;
         }
-        if !added {
-            return Err("20 s after the attack the joining member is not in every directory".into());
-        }
+        Err("20 s after the attack the joining member is not in every directory".into())
     }
-    for _ in 0..20_000 {
-        if at.sim.all_open_once(&all) && (n == MEMBERS || at.sim.share(MEMBERS) > 0.0) {
-            return Ok(at.out);
+
+    /// Liveness: within 20 s every bucket is open on exactly one member,
+    /// and a joiner holds some.
+    fn until_served(mut self) -> Result<Outcome, String> {
+        let n = self.sim.nodes.len();
+        let all: Vec<usize> = (0..n).collect();
+        for _ in 0..20_000 {
+            if self.sim.all_open_once(&all) && (n == MEMBERS || self.sim.share(MEMBERS) > 0.0) {
+                return Ok(self.out);
+            }
+            self.step()?;
         }
-        at.step()?;
+        Err(format!(
+            "20 s after the attack not every bucket is open on exactly one member (or the joiner holds none): shares {:?}, fenced {:?}",
+            (0..n).map(|i| self.sim.share(i)).collect::<Vec<_>>(),
+            (0..n)
+                .map(|i| self.sim.agent(i).is_some_and(|a| a.duplicate()))
+                .collect::<Vec<_>>()
+        ))
     }
-    Err(format!(
-        "20 s after the attack not every bucket is open on exactly one member (or the joiner holds none): shares {:?}, fenced {:?}",
-        (0..n).map(|i| at.sim.share(i)).collect::<Vec<_>>(),
-        (0..n)
-            .map(|i| at.sim.agent(i).is_some_and(|a| a.duplicate()))
-            .collect::<Vec<_>>()
-    ))
 }
 
 #[cfg(test)]
