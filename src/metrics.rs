@@ -4,7 +4,7 @@
 //! of its own, apart from the status socket's, with a deadline on every
 //! connection and a limit on how many are open at once.
 
-use crate::exchange::{ExchangeStatus, PeerStatus};
+use crate::exchange::{ExchangeCounters, ExchangeStatus, PeerStatus};
 use crate::status::{MemberStatus, NodeStatus, WorkerStatus};
 use prometheus_client::metrics::counter::Counter as CounterMetric;
 use prometheus_client::metrics::family::Family as Labelled;
@@ -380,12 +380,12 @@ fn exchange_families(o: &mut Registry, node: &str, me: u32, xs: &[(&ExchangeStat
         (
             "state_file_bytes",
             "Size of the segment's state file as last written (the consensus log is compacted past 128 entries, to 64).",
-            &|x| x.stats.get("state_file_bytes").copied().unwrap_or(0) as f64,
+            &|x| x.stats.state_file_bytes as f64,
         ),
         (
             "consensus_log_entries",
             "Consensus log entries held in memory and in the state file.",
-            &|x| x.stats.get("log_entries").copied().unwrap_or(0) as f64,
+            &|x| x.stats.log_entries as f64,
         ),
     ];
     for (name, help, value) in per_segment {
@@ -418,13 +418,16 @@ fn exchange_families(o: &mut Registry, node: &str, me: u32, xs: &[(&ExchangeStat
     exchange_counter_families(o, node, xs);
 }
 
+/// One of the exchange's counters.
+type Stat = fn(&ExchangeCounters) -> u64;
+
 /// The exchange's datagram counters: (kind, event, the statistic).
-const EXCHANGE_DATAGRAMS: &[(&str, &str, &str)] = &[
-    ("heartbeat", "sent", "sent"),
-    ("heartbeat", "accepted", "accepted"),
-    ("consensus", "sent", "consensus_sent"),
-    ("consensus", "accepted", "consensus_accepted"),
-    ("any", "received", "received"),
+const EXCHANGE_DATAGRAMS: &[(&str, &str, Stat)] = &[
+    ("heartbeat", "sent", |s| s.sent),
+    ("heartbeat", "accepted", |s| s.accepted),
+    ("consensus", "sent", |s| s.consensus_sent),
+    ("consensus", "accepted", |s| s.consensus_accepted),
+    ("any", "received", |s| s.received),
 ];
 
 /// A counter family of the exchange's statistics: its name, help and
@@ -433,7 +436,7 @@ type StatFamily = (
     &'static str,
     &'static str,
     &'static str,
-    &'static [(&'static str, &'static str)],
+    &'static [(&'static str, Stat)],
 );
 
 /// The exchange's hand-offs, tables, log and membership counters.
@@ -442,22 +445,22 @@ const EXCHANGE_STAT_FAMILIES: &[StatFamily] = &[
         "buckets_handed_off_total",
         "Buckets claimed and released in hand-offs.",
         "direction",
-        &[("claimed", "buckets_claimed"), ("released", "buckets_released")],
+        &[("claimed", |s| s.buckets_claimed), ("released", |s| s.buckets_released)],
     ),
     (
         "tables_total",
         "Bucket tables applied here and proposed here.",
         "event",
-        &[("applied", "epochs_adopted"), ("proposed", "epochs_created")],
+        &[("applied", |s| s.epochs_adopted), ("proposed", |s| s.epochs_created)],
     ),
     (
         "consensus_log_events_total",
         "Compactions of the consensus log, and snapshots installed here (this member was behind the compacted log) or sent to a member behind it.",
         "event",
         &[
-            ("compacted", "log_compactions"),
-            ("snapshot_installed", "snapshots_installed"),
-            ("snapshot_sent", "snapshots_sent"),
+            ("compacted", |s| s.log_compactions),
+            ("snapshot_installed", |s| s.snapshots_installed),
+            ("snapshot_sent", |s| s.snapshots_sent),
         ],
     ),
     (
@@ -465,11 +468,11 @@ const EXCHANGE_STAT_FAMILIES: &[StatFamily] = &[
         "Members lost (not live), joined, lease losses (fencing), voter changes, member directory changes (added, leaving, removed).",
         "event",
         &[
-            ("lost", "failovers"),
-            ("joined", "joins"),
-            ("fenced", "fenced"),
-            ("voters_changed", "voter_changes"),
-            ("directory_changed", "directory_changes"),
+            ("lost", |s| s.failovers),
+            ("joined", |s| s.joins),
+            ("fenced", |s| s.fenced),
+            ("voters_changed", |s| s.voter_changes),
+            ("directory_changed", |s| s.directory_changes),
         ],
     ),
 ];
@@ -477,7 +480,6 @@ const EXCHANGE_STAT_FAMILIES: &[StatFamily] = &[
 /// The exchange's counters (datagrams, rejections, hand-offs, tables,
 /// the log, membership) for `xs` as in [`exchange_families`].
 fn exchange_counter_families(o: &mut Registry, node: &str, xs: &[(&ExchangeStatus, &str)]) {
-    let stat = |x: &ExchangeStatus, k: &str| x.stats.get(k).copied().unwrap_or(0);
     let mut m = Family::new(
         &mut *o,
         "exchange_datagrams_total",
@@ -488,7 +490,7 @@ fn exchange_counter_families(o: &mut Registry, node: &str, xs: &[(&ExchangeStatu
         for (kind, what, k) in EXCHANGE_DATAGRAMS {
             m.sample(
                 &[("node", node), ("segment", seg), ("kind", kind), ("event", what)],
-                stat(x, k),
+                k(&x.stats),
             );
         }
     }
@@ -499,18 +501,15 @@ fn exchange_counter_families(o: &mut Registry, node: &str, xs: &[(&ExchangeStatu
         "Exchange datagrams dropped, by reason (a flood shows as unknown_source).",
     );
     for (x, seg) in xs {
-        for (k, v) in x.stats.iter().filter(|(k, _)| k.starts_with("rejected_")) {
-            m.sample(
-                &[("node", node), ("segment", seg), ("reason", &k["rejected_".len()..])],
-                *v,
-            );
+        for (reason, v) in x.stats.rejected() {
+            m.sample(&[("node", node), ("segment", seg), ("reason", reason)], v);
         }
     }
     for (name, help, label, events) in EXCHANGE_STAT_FAMILIES {
         let mut m = Family::new(&mut *o, name, "counter", help);
         for (x, seg) in xs {
-            for (value, key) in *events {
-                m.sample(&[("node", node), ("segment", seg), (label, value)], stat(x, key));
+            for (value, stat) in *events {
+                m.sample(&[("node", node), ("segment", seg), (label, value)], stat(&x.stats));
             }
         }
     }
@@ -745,10 +744,11 @@ mod tests {
                     heard_ms_ago: Some(20),
                     ..PeerStatus::default()
                 }],
-                stats: [("rejected_unknown_source", 7u64), ("buckets_claimed", 3)]
-                    .into_iter()
-                    .map(|(k, v)| (k.to_owned(), v))
-                    .collect(),
+                stats: crate::exchange::ExchangeCounters {
+                    rejected_unknown_source: 7,
+                    buckets_claimed: 3,
+                    ..Default::default()
+                },
                 ..ExchangeStatus::default()
             }),
             availability: Some(AvailabilityStatus {

@@ -300,12 +300,9 @@ pub fn exchange_summary(x: &crate::exchange::ExchangeStatus) -> String {
             if p.draining { " draining" } else { "" }
         );
     }
-    let nonzero: Vec<String> = x
-        .stats
-        .iter()
-        .filter(|(_, v)| **v > 0)
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
+    let mut nonzero: Vec<(&str, u64)> = x.stats.all().into_iter().filter(|(_, v)| *v > 0).collect();
+    nonzero.sort_unstable();
+    let nonzero: Vec<String> = nonzero.iter().map(|(k, v)| format!("{k}={v}")).collect();
     out += &format!("    heartbeats: {}\n", nonzero.join(" "));
     out
 }

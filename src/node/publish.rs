@@ -166,13 +166,10 @@ impl StatusPage {
             return;
         }
         self.last_point = Some(Instant::now());
-        let stat = |k: &str| {
-            snap.exchange
-                .as_ref()
-                .and_then(|x| x.stats.get(k).copied())
-                .unwrap_or(0)
-        };
-        let (claimed, released) = (stat("buckets_claimed"), stat("buckets_released"));
+        let (claimed, released) = snap
+            .exchange
+            .as_ref()
+            .map_or((0, 0), |x| (x.stats.buckets_claimed, x.stats.buckets_released));
         let buckets = f64::from(snap.buckets.max(1));
         self.points.push_back(serde_json::json!({
             "t": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()),
