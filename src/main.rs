@@ -17,7 +17,6 @@ mod keygen;
 mod logging;
 mod measure;
 mod membership;
-mod metrics;
 mod node;
 mod reload;
 mod status;
@@ -117,7 +116,7 @@ fn socket(target: &Target) -> Result<PathBuf, Failure> {
 
 /// Asks for the status: a node's or a coordinator's.
 fn query(socket: &Path) -> Result<Reply, String> {
-    let reply = status::request(socket, "status")?;
+    let reply = status::client::request(socket, "status")?;
     // A coordinator answers with the exchange's state only.
     if let Ok(x) = serde_json::from_str::<exchange::ExchangeStatus>(&reply) {
         return Ok(Reply::Coordinator(Box::new(x)));
@@ -135,8 +134,12 @@ fn query(socket: &Path) -> Result<Reply, String> {
 
 fn show(socket: &Path, reply: &Reply) -> String {
     match reply {
-        Reply::Node(s) => status::summary(s),
-        Reply::Coordinator(x) => format!("coordinator at {}\n{}", socket.display(), status::exchange_summary(x)),
+        Reply::Node(s) => status::text::summary(s),
+        Reply::Coordinator(x) => format!(
+            "coordinator at {}\n{}",
+            socket.display(),
+            status::text::exchange_summary(x)
+        ),
     }
 }
 
@@ -214,7 +217,7 @@ struct Answer {
 }
 
 fn ask(socket: &Path, request: &str) -> Result<Answer, Failure> {
-    let reply = status::request(socket, request)?;
+    let reply = status::client::request(socket, request)?;
     serde_json::from_str(&reply)
         .map_err(|e| Failure::Other(format!("bad reply from {}: {e}: {reply}", socket.display())))
 }
@@ -235,7 +238,7 @@ fn request_cmd(target: &Target, request: &str, json: bool) -> Outcome {
 }
 
 fn ask_members(socket: &Path, request: &str) -> Result<exchange::MembersReply, Failure> {
-    let reply = status::request(socket, request)?;
+    let reply = status::client::request(socket, request)?;
     serde_json::from_str(&reply)
         .map_err(|e| Failure::Other(format!("bad reply from {}: {e}: {reply}", socket.display())))
 }
@@ -377,7 +380,7 @@ fn drain_cmd(target: &Target, json: bool, wait: bool, timeout_s: f64) -> Outcome
     let mut last_said = None;
     loop {
         // The node said yes to "drain": it is a node, not a coordinator.
-        let s = status::query(&socket)?;
+        let s = status::client::query(&socket)?;
         let (held, flows) = held_and_flows(&s);
         let waited_s = started.elapsed().as_secs_f64();
         let drained = held == 0 && flows == 0;
@@ -754,12 +757,12 @@ mod tests {
     impl FakeNode {
         fn start(name: &str, mut answer: impl FnMut(&str) -> String + Send + 'static) -> FakeNode {
             let socket = temp_dir(name).join("node.sock");
-            let listener = status::listen(&socket, None).unwrap();
+            let listener = status::server::listen(&socket, None).unwrap();
             let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
             let flag = std::sync::Arc::clone(&stop);
             let thread = std::thread::spawn(move || {
                 while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                    status::serve(&listener, &mut answer);
+                    status::server::serve(&listener, &mut answer);
                     std::thread::sleep(Duration::from_millis(5));
                 }
             });
