@@ -8,6 +8,7 @@
 use crate::config::CoordinatorConfig;
 use crate::exchange::{self, AgentParams};
 use crate::status;
+use crate::status::request::{Answer, Request};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -91,11 +92,12 @@ pub fn run(c: CoordinatorConfig) -> Result<(), String> {
                 *cell = serde_json::to_string(&x).unwrap_or_default();
             }
         }
-        status::server::serve(&listener, |request| match request.split_whitespace().next() {
-            Some("status") | None => serde_json::to_string(&ex.status()).unwrap_or_default(),
-            Some(other) => {
-                serde_json::json!({"ok": false, "message": format!("unknown request {other:?}")}).to_string()
-            }
+        status::server::serve(&listener, |request| match request {
+            Request::Status => serde_json::to_string(&ex.status()).unwrap_or_default(),
+            other => Answer::refused(format!(
+                "a coordinator answers status only, not {other:?}: ask the nodes"
+            ))
+            .to_json(),
         });
         std::thread::sleep(std::time::Duration::from_millis(20));
     }

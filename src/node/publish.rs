@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use tracing::warn;
 
 /// A request of the status socket, and where its answer goes.
-pub(super) type Request = (String, mpsc::Sender<String>);
+pub(super) type Request = (crate::status::request::Request, mpsc::Sender<String>);
 
 /// The status socket's thread, the metrics server and what they serve.
 pub(super) struct Publishing {

@@ -180,6 +180,7 @@ pub struct PageData {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::status::request::{Answer, Request};
 
     /// A server on a loopback port answering `/metrics` with `text`.
     fn server(text: &'static str) -> (MetricsServer, SocketAddr) {
@@ -219,11 +220,11 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let socket = dir.join("n.sock");
         let snapshot = Arc::new(std::sync::Mutex::new("{}".to_owned()));
-        let (requests_tx, requests_rx) = std::sync::mpsc::channel::<(String, std::sync::mpsc::Sender<String>)>();
+        let (requests_tx, requests_rx) = std::sync::mpsc::channel::<(Request, std::sync::mpsc::Sender<String>)>();
         // The control loop's side: answers what it is asked.
         let control = std::thread::spawn(move || {
             while let Ok((request, reply)) = requests_rx.recv() {
-                let _ = reply.send(format!("{{\"ok\": true, \"message\": \"{request}: done\"}}"));
+                let _ = reply.send(Answer::done(format!("{request:?}: done")).to_json());
             }
         });
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -239,9 +240,9 @@ mod tests {
         std::thread::sleep(Duration::from_millis(100));
 
         let started = std::time::Instant::now();
-        let answer = crate::status::client::request(&socket, "drain").unwrap();
+        let answer = crate::status::client::request(&socket, &Request::Drain).unwrap();
         let drain_took = started.elapsed();
-        assert!(answer.contains("drain: done"), "{answer}");
+        assert!(answer.contains("Drain: done"), "{answer}");
         let started = std::time::Instant::now();
         let scrape = get(addr, "/metrics").unwrap();
         let scrape_took = started.elapsed();

@@ -8,15 +8,18 @@
 //!   of its own;
 //! - [`server`]: the local status socket, and who may change things
 //!   through it;
+//! - [`request`]: what that socket is asked (one serde enum) and its
+//!   plain answer;
 //! - [`client`]: what `synshare` sends to that socket.
 //!
 //! Imports point one way: `text` and `metrics` read the types, `http`
-//! serves what `metrics` renders, `client` and `server` share nothing but
-//! the socket.
+//! serves what `metrics` renders, `client` and `server` share only
+//! `request`.
 
 pub mod client;
 pub mod http;
 pub mod metrics;
+pub mod request;
 pub mod server;
 pub mod text;
 

@@ -2,6 +2,7 @@
 //! JSON reply per connection; anyone who reaches the socket may read the
 //! status, only root, its owner and its group may change anything.
 
+use super::request::{Answer, Request};
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
@@ -69,9 +70,6 @@ pub fn listen(path: &Path, group: Option<u32>) -> std::io::Result<StatusListener
     Ok(StatusListener { listener, group, owner })
 }
 
-/// Requests that change nothing, answered to anyone who can connect.
-const READ_ONLY: &[&str] = &["status"];
-
 /// Whether the peer of `stream` may change anything: root, the socket's
 /// owner, or a member of its group (primary, or supplementary as
 /// `/proc/PID/status` lists them). The socket's mode already keeps others
@@ -102,27 +100,31 @@ fn supplementary_groups(pid: i32) -> Vec<u32> {
         .unwrap_or_default()
 }
 
-/// Answers every waiting client: one request line, one JSON reply. A
-/// request other than `status` is refused unless the peer may change
-/// things ([`may_change`]).
-pub fn serve(status: &StatusListener, mut handle: impl FnMut(&str) -> String) {
+/// Answers every waiting client: one request (JSON, [`Request::parse`]),
+/// one JSON reply. A request that does not parse is answered with why; one
+/// that changes anything is refused unless the peer may change things
+/// ([`may_change`]).
+pub fn serve(status: &StatusListener, mut handle: impl FnMut(Request) -> String) {
     while let Ok((mut stream, _)) = status.listener.accept() {
         let _ = stream.set_nonblocking(false);
         let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
         let _ = stream.set_write_timeout(Some(Duration::from_millis(500)));
-        // The longest request: `members add ID [IPv6]:PORT weight W segment N`.
-        let mut req = [0u8; 256];
-        let n = stream.read(&mut req).unwrap_or(0);
-        let request = String::from_utf8_lossy(&req[..n]);
-        let request = request.trim();
-        let request = if request.is_empty() { "status" } else { request };
-        let verb = request.split_whitespace().next().unwrap_or("status");
-        let reply = match may_change(&stream, status.group, status.owner) {
-            Err(why) if !READ_ONLY.contains(&verb) => {
-                tracing::warn!(request = %verb, %why, "status socket: request refused");
-                serde_json::json!({"ok": false, "message": why}).to_string()
+        // The longest request, a member added with an IPv6 address, is
+        // about 130 bytes.
+        let mut line = [0u8; 512];
+        let n = stream.read(&mut line).unwrap_or(0);
+        let reply = match Request::parse(&String::from_utf8_lossy(&line[..n])) {
+            Err(why) => {
+                tracing::warn!(%why, "status socket: request not understood");
+                Answer::refused(why).to_json()
             }
-            _ => handle(request),
+            Ok(request) => match may_change(&stream, status.group, status.owner) {
+                Err(why) if request.changes_anything() => {
+                    tracing::warn!(?request, %why, "status socket: request refused");
+                    Answer::refused(why).to_json()
+                }
+                _ => handle(request),
+            },
         };
         let _ = stream.write_all(reply.as_bytes());
     }
@@ -155,24 +157,22 @@ fn group_id_in(etc_group: &str, name: &str) -> Option<u32> {
 pub fn spawn_service(
     status: StatusListener,
     snapshot: Arc<Mutex<String>>,
-    requests: Sender<(String, Sender<String>)>,
+    requests: Sender<(Request, Sender<String>)>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("status".into()).spawn(move || {
         let read = |cell: &Mutex<String>| cell.lock().map(|s| s.clone()).unwrap_or_default();
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
             serve(&status, |request| {
-                let verb = request.split_whitespace().next().unwrap_or("status");
-                if verb == "status" {
+                if request == Request::Status {
                     return read(&snapshot);
                 }
                 let (tx, rx) = std::sync::mpsc::channel();
-                if requests.send((request.to_owned(), tx)).is_err() {
-                    return serde_json::json!({"ok": false, "message": "stopping"}).to_string();
+                if requests.send((request, tx)).is_err() {
+                    return Answer::refused("stopping").to_json();
                 }
-                rx.recv_timeout(Duration::from_secs(1)).unwrap_or_else(|_| {
-                    serde_json::json!({"ok": false, "message": "the control loop did not answer"}).to_string()
-                })
+                rx.recv_timeout(Duration::from_secs(1))
+                    .unwrap_or_else(|_| Answer::refused("the control loop did not answer").to_json())
             });
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -200,19 +200,19 @@ mod tests {
         );
         let client = std::thread::spawn({
             let path = path.clone();
-            move || request(&path, "drain").unwrap()
+            move || request(&path, &Request::Drain).unwrap()
         });
         let mut answered = Vec::new();
         while !client.is_finished() {
             serve(&l, |r| {
-                answered.push(r.to_owned());
+                answered.push(r);
                 "{\"ok\": true}".into()
             });
             std::thread::sleep(Duration::from_millis(5));
         }
         // The test runs as root or as the socket's owner: both may drain.
         assert_eq!(client.join().unwrap(), "{\"ok\": true}");
-        assert_eq!(answered, ["drain"]);
+        assert_eq!(answered, [Request::Drain]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
