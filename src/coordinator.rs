@@ -11,7 +11,7 @@ use crate::status;
 use crate::status::request::{Answer, Request};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use synshare_control::layout::MemberId;
 use synshare_control::wire::Role;
 use tracing::info;
@@ -58,22 +58,11 @@ pub fn run(c: CoordinatorConfig) -> Result<(), String> {
         socket.display()
     );
     // Metrics on a thread of their own, from what this loop publishes.
-    let metrics_text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let status_text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let route: crate::status::http::Route = {
-        let (metrics_text, status_text) = (
-            std::sync::Arc::clone(&metrics_text),
-            std::sync::Arc::clone(&status_text),
-        );
-        let read = |cell: &std::sync::Mutex<String>| cell.lock().map(|s| s.clone()).unwrap_or_default();
-        std::sync::Arc::new(move |path: &str| match path {
-            "/metrics" => Some((crate::status::metrics::CONTENT_TYPE, read(&metrics_text))),
-            "/status.json" => Some(("application/json", read(&status_text))),
-            _ => None,
-        })
-    };
-    let metrics = crate::status::http::listen(c.metrics)?
-        .map(|l| crate::status::http::MetricsServer::spawn(l, route))
+    let metrics_text = Arc::new(Mutex::new(String::new()));
+    let status_text = Arc::new(Mutex::new(String::new()));
+    let route = status::http::coordinator_route(Arc::clone(&metrics_text), Arc::clone(&status_text));
+    let metrics = status::http::listen(c.metrics)?
+        .map(|l| status::http::MetricsServer::spawn(l, route))
         .transpose()
         .map_err(|e| format!("metrics thread: {e}"))?;
     let started = std::time::Instant::now();
@@ -83,8 +72,7 @@ pub fn run(c: CoordinatorConfig) -> Result<(), String> {
         if metrics.is_some() && published.is_none_or(|t| t.elapsed() >= std::time::Duration::from_millis(100)) {
             published = Some(std::time::Instant::now());
             let x = ex.status();
-            let text =
-                crate::status::metrics::render_coordinator(&c.name, &c.cluster, started.elapsed().as_secs_f64(), &x);
+            let text = status::metrics::render_coordinator(&c.name, &c.cluster, started.elapsed().as_secs_f64(), &x);
             if let Ok(mut cell) = metrics_text.lock() {
                 *cell = text;
             }

@@ -152,16 +152,30 @@ fn answer(route: &Route, method: &hyper::Method, path: &str) -> hyper::Response<
     response
 }
 
-/// The metrics port's answers, from what the control loop last published:
-/// the metrics text, the status page, the status, the table, the history.
+/// What the control loop last published in `cell`.
+fn read(cell: &Mutex<String>) -> String {
+    cell.lock().map(|s| s.clone()).unwrap_or_default()
+}
+
+/// A node's metrics port, from what its control loop last published: the
+/// metrics text, the status page, the status, the table, the history.
 pub fn page_route(metrics_text: Arc<Mutex<String>>, snapshot: Arc<Mutex<String>>, page: PageData) -> Route {
-    let read = |cell: &Mutex<String>| cell.lock().map(|s| s.clone()).unwrap_or_default();
     Arc::new(move |path: &str| match path {
         "/metrics" => Some((CONTENT_TYPE, read(&metrics_text))),
         "/" | "/index.html" => Some(("text/html; charset=utf-8", STATUS_PAGE.to_owned())),
         "/status.json" => Some(("application/json", read(&snapshot))),
         "/table.json" => Some(("application/json", read(&page.table))),
         "/history.json" => Some(("application/json", read(&page.history))),
+        _ => None,
+    })
+}
+
+/// A coordinator's metrics port: the metrics text and the exchange's
+/// status, as its loop last published them (it has no status page).
+pub fn coordinator_route(metrics_text: Arc<Mutex<String>>, status: Arc<Mutex<String>>) -> Route {
+    Arc::new(move |path: &str| match path {
+        "/metrics" => Some((CONTENT_TYPE, read(&metrics_text))),
+        "/status.json" => Some(("application/json", read(&status))),
         _ => None,
     })
 }
