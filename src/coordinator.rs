@@ -8,9 +8,10 @@
 use crate::config::CoordinatorConfig;
 use crate::exchange::{self, AgentParams};
 use crate::status;
+use crate::status::request::{Answer, Request};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use synshare_control::layout::MemberId;
 use synshare_control::wire::Role;
 use tracing::info;
@@ -46,8 +47,9 @@ pub fn run(c: CoordinatorConfig) -> Result<(), String> {
         None,
     )?;
     let socket = socket_path(&c);
-    let group = c.status_group.as_deref().map(status::group_id).transpose()?;
-    let listener = status::listen(&socket, group).map_err(|e| format!("status socket {}: {e}", socket.display()))?;
+    let group = c.status_group.as_deref().map(status::server::group_id).transpose()?;
+    let listener =
+        status::server::listen(&socket, group).map_err(|e| format!("status socket {}: {e}", socket.display()))?;
     info!(name = %c.name, bind = %c.exchange.bind_addr(&[]), nodes = ?c.exchange.peers, "coordinator up");
     println!(
         "synshare coordinator {} up on {}, status {}",
@@ -56,22 +58,11 @@ pub fn run(c: CoordinatorConfig) -> Result<(), String> {
         socket.display()
     );
     // Metrics on a thread of their own, from what this loop publishes.
-    let metrics_text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let status_text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let route: crate::metrics::Route = {
-        let (metrics_text, status_text) = (
-            std::sync::Arc::clone(&metrics_text),
-            std::sync::Arc::clone(&status_text),
-        );
-        let read = |cell: &std::sync::Mutex<String>| cell.lock().map(|s| s.clone()).unwrap_or_default();
-        std::sync::Arc::new(move |path: &str| match path {
-            "/metrics" => Some((crate::metrics::CONTENT_TYPE, read(&metrics_text))),
-            "/status.json" => Some(("application/json", read(&status_text))),
-            _ => None,
-        })
-    };
-    let metrics = crate::metrics::listen(c.metrics)?
-        .map(|l| crate::metrics::MetricsServer::spawn(l, route))
+    let metrics_text = Arc::new(Mutex::new(String::new()));
+    let status_text = Arc::new(Mutex::new(String::new()));
+    let route = status::http::coordinator_route(Arc::clone(&metrics_text), Arc::clone(&status_text));
+    let metrics = status::http::listen(c.metrics)?
+        .map(|l| status::http::MetricsServer::spawn(l, route))
         .transpose()
         .map_err(|e| format!("metrics thread: {e}"))?;
     let started = std::time::Instant::now();
@@ -81,7 +72,7 @@ pub fn run(c: CoordinatorConfig) -> Result<(), String> {
         if metrics.is_some() && published.is_none_or(|t| t.elapsed() >= std::time::Duration::from_millis(100)) {
             published = Some(std::time::Instant::now());
             let x = ex.status();
-            let text = crate::metrics::render_coordinator(&c.name, &c.cluster, started.elapsed().as_secs_f64(), &x);
+            let text = status::metrics::render_coordinator(&c.name, &c.cluster, started.elapsed().as_secs_f64(), &x);
             if let Ok(mut cell) = metrics_text.lock() {
                 *cell = text;
             }
@@ -89,11 +80,12 @@ pub fn run(c: CoordinatorConfig) -> Result<(), String> {
                 *cell = serde_json::to_string(&x).unwrap_or_default();
             }
         }
-        status::serve(&listener, |request| match request.split_whitespace().next() {
-            Some("status") | None => serde_json::to_string(&ex.status()).unwrap_or_default(),
-            Some(other) => {
-                serde_json::json!({"ok": false, "message": format!("unknown request {other:?}")}).to_string()
-            }
+        status::server::serve(&listener, |request| match request {
+            Request::Status => serde_json::to_string(&ex.status()).unwrap_or_default(),
+            other => Answer::refused(format!(
+                "a coordinator answers status only, not {other:?}: ask the nodes"
+            ))
+            .to_json(),
         });
         std::thread::sleep(std::time::Duration::from_millis(20));
     }

@@ -7,7 +7,6 @@
 
 use crate::config::ExchangeConfig;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -357,7 +356,7 @@ struct Driver {
     io: NetIo,
     buf: Vec<u8>,
     rejected_unknown_source: u64,
-    events: BTreeMap<&'static str, u64>,
+    events: EventCounts,
     lease_valid: bool,
 }
 
@@ -380,7 +379,7 @@ impl Driver {
             },
             buf: vec![0u8; 65_536],
             rejected_unknown_source: 0,
-            events: BTreeMap::new(),
+            events: EventCounts::default(),
             lease_valid: false,
         }
     }
@@ -627,7 +626,7 @@ impl Driver {
                 _ => {}
             }
             self.log_event(&e);
-            *self.events.entry(event_name(&e)).or_default() += 1;
+            self.events.count(&e);
         }
     }
 
@@ -795,51 +794,45 @@ impl Driver {
     }
 
     /// The agent's statistics, the driver's own, and a count per event.
-    fn stats(&self) -> BTreeMap<String, u64> {
+    fn stats(&self) -> ExchangeCounters {
         let s = self.agent.stats();
-        let mut stats: BTreeMap<String, u64> = [
-            ("sent", s.sent),
-            ("consensus_sent", s.consensus_sent),
-            ("received", s.received),
-            ("accepted", s.accepted),
-            ("consensus_accepted", s.consensus_accepted),
-            ("rejected_unknown_source", self.rejected_unknown_source),
-            ("state_file_bytes", self.io.state_bytes),
-            ("log_entries", self.io.log_entries),
-            ("rejected_bad_length", s.rejected_bad_length),
-            ("rejected_not_heartbeat", s.rejected_not_heartbeat),
-            ("rejected_unknown_key", s.rejected_unknown_key),
-            ("rejected_bad_tag", s.rejected_bad_tag),
-            ("rejected_malformed", s.rejected_malformed),
-            ("rejected_replayed", s.rejected_replayed),
-            ("rejected_stale", s.rejected_stale),
-            ("rejected_foreign", s.rejected_foreign),
-            ("rejected_unknown_member", s.rejected_unknown_member),
-            ("rejected_own_id", s.rejected_own_id),
-            ("rejected_own_past", s.rejected_own_past),
-            ("rejected_settings", s.rejected_settings),
-            ("campaigns", s.campaigns),
-            ("epochs_adopted", s.epochs_adopted),
-            ("epochs_created", s.epochs_created),
-            ("buckets_released", s.buckets_released),
-            ("buckets_claimed", s.buckets_claimed),
-            ("failovers", s.failovers),
-            ("fenced", s.fenced),
-            ("joins", s.joins),
-            ("voter_changes", s.voter_changes),
-            ("directory_changes", s.directory_changes),
-            ("log_compactions", s.log_compactions),
-            ("snapshots_installed", s.snapshots_installed),
-            ("snapshots_sent", s.snapshots_sent),
-            ("send_errors", self.io.send_errors),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-        for (k, v) in &self.events {
-            stats.insert(format!("event_{k}"), *v);
+        ExchangeCounters {
+            sent: s.sent,
+            consensus_sent: s.consensus_sent,
+            received: s.received,
+            accepted: s.accepted,
+            consensus_accepted: s.consensus_accepted,
+            rejected_unknown_source: self.rejected_unknown_source,
+            state_file_bytes: self.io.state_bytes,
+            log_entries: self.io.log_entries,
+            rejected_bad_length: s.rejected_bad_length,
+            rejected_not_heartbeat: s.rejected_not_heartbeat,
+            rejected_unknown_key: s.rejected_unknown_key,
+            rejected_bad_tag: s.rejected_bad_tag,
+            rejected_malformed: s.rejected_malformed,
+            rejected_replayed: s.rejected_replayed,
+            rejected_stale: s.rejected_stale,
+            rejected_foreign: s.rejected_foreign,
+            rejected_unknown_member: s.rejected_unknown_member,
+            rejected_own_id: s.rejected_own_id,
+            rejected_own_past: s.rejected_own_past,
+            rejected_settings: s.rejected_settings,
+            campaigns: s.campaigns,
+            epochs_adopted: s.epochs_adopted,
+            epochs_created: s.epochs_created,
+            buckets_released: s.buckets_released,
+            buckets_claimed: s.buckets_claimed,
+            failovers: s.failovers,
+            fenced: s.fenced,
+            joins: s.joins,
+            voter_changes: s.voter_changes,
+            directory_changes: s.directory_changes,
+            log_compactions: s.log_compactions,
+            snapshots_installed: s.snapshots_installed,
+            snapshots_sent: s.snapshots_sent,
+            send_errors: self.io.send_errors,
+            events: self.events.clone(),
         }
-        stats
     }
 }
 
@@ -927,26 +920,6 @@ fn directory_members(a: &Agent) -> Vec<DirectoryMember> {
         .collect()
 }
 
-/// The counter an event adds to (`event_NAME` in the statistics).
-fn event_name(e: &Event) -> &'static str {
-    match e {
-        Event::Joined { .. } => "joined",
-        Event::Lost { .. } => "lost",
-        Event::NewEpoch { .. } => "new_epoch",
-        Event::Released { .. } => "released",
-        Event::Claimed { .. } => "claimed",
-        Event::LeaseLost => "fenced",
-        Event::LeaseRegained => "unfenced",
-        Event::DuplicateId { .. } => "duplicate_id",
-        Event::SettingsDiffer { .. } => "settings_differ",
-        Event::Campaign => "campaign",
-        Event::Leader { .. } => "leader_changed",
-        Event::Voters { .. } => "voters_changed",
-        Event::Directory { .. } => "directory_changed",
-        Event::ChangeRefused { .. } => "change_refused",
-    }
-}
-
 /// The workers' view of this node's rights.
 pub fn view_of(rights: &[BucketState], version: u64) -> OwnershipView {
     OwnershipView::from_states(rights.to_vec(), version)
@@ -1025,12 +998,239 @@ pub struct ExchangeStatus {
     /// Configured peers.
     pub peers: Vec<PeerStatus>,
     /// Counters.
-    pub stats: BTreeMap<String, u64>,
+    pub stats: ExchangeCounters,
+}
+
+/// Declares a struct of named `u64` counters whose JSON fields are their
+/// names, missing ones read as 0, and `entries()`: each (name, value), in
+/// the order declared. A struct after `flattened:` adds its fields to the
+/// same JSON object (and is not among the entries).
+macro_rules! counters {
+    (
+        $(#[$meta:meta])* pub struct $name:ident { $($(#[doc = $doc:literal])* $field:ident,)* }
+        $(flattened: $(#[doc = $xdoc:literal])* $extra:ident: $xty:ty)?
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+        #[serde(default)]
+        pub struct $name {
+            $($(#[doc = $doc])* pub $field: u64,)*
+            $($(#[doc = $xdoc])* #[serde(flatten)] pub $extra: $xty,)?
+        }
+
+        impl $name {
+            /// Each counter: (its name, its value), in the order declared.
+            pub fn entries(&self) -> Vec<(&'static str, u64)> {
+                vec![$((stringify!($field), self.$field)),*]
+            }
+        }
+    };
+}
+
+counters! {
+    /// The exchange's counters: the agent's, the driver's own, and one per
+    /// event (`synshare status --json` shows them under `exchange.stats`).
+    #[derive(Serialize)]
+    pub struct ExchangeCounters {
+        /// Heartbeats sent.
+        sent,
+        /// Consensus messages sent.
+        consensus_sent,
+        /// Datagrams received.
+        received,
+        /// Heartbeats accepted.
+        accepted,
+        /// Consensus messages accepted.
+        consensus_accepted,
+        /// Dropped: from an address that is no member.
+        rejected_unknown_source,
+        /// Size of the state file as last written.
+        state_file_bytes,
+        /// Consensus log entries held.
+        log_entries,
+        /// Rejected: length.
+        rejected_bad_length,
+        /// Rejected: not ours.
+        rejected_not_heartbeat,
+        /// Rejected: a key id not accepted.
+        rejected_unknown_key,
+        /// Rejected: authentication failed.
+        rejected_bad_tag,
+        /// Rejected: authentic but inconsistent or insane.
+        rejected_malformed,
+        /// Rejected: a sequence number already seen.
+        rejected_replayed,
+        /// Rejected: an older incarnation of the sender.
+        rejected_stale,
+        /// Rejected: another segment.
+        rejected_foreign,
+        /// Rejected: a member id not configured.
+        rejected_unknown_member,
+        /// Rejected: claims to be this member.
+        rejected_own_id,
+        /// Rejected: this member's own past (an earlier incarnation).
+        rejected_own_past,
+        /// Rejected: settings that must agree differ.
+        rejected_settings,
+        /// Elections started because the leader went silent.
+        campaigns,
+        /// Tables applied.
+        epochs_adopted,
+        /// Tables proposed as leader.
+        epochs_created,
+        /// Buckets released.
+        buckets_released,
+        /// Buckets claimed.
+        buckets_claimed,
+        /// Members that stopped being live.
+        failovers,
+        /// Times the lease ran out.
+        fenced,
+        /// Members heard for the first time, or with a new incarnation.
+        joins,
+        /// Voter set changes applied.
+        voter_changes,
+        /// Directory changes applied.
+        directory_changes,
+        /// Times the consensus log was compacted.
+        log_compactions,
+        /// Snapshots installed.
+        snapshots_installed,
+        /// Snapshots sent.
+        snapshots_sent,
+        /// Datagrams the socket would not send.
+        send_errors,
+    }
+    flattened:
+    /// A count per event: `exchange.stats.event_lost` and the like.
+    events: EventCounts
+}
+
+impl ExchangeCounters {
+    /// Every counter, the events' included: (name, value), in the order
+    /// declared.
+    pub fn all(&self) -> Vec<(&'static str, u64)> {
+        let mut all = self.entries();
+        all.extend(self.events.entries());
+        all
+    }
+
+    /// The datagrams rejected, by reason (the counter's name without
+    /// `rejected_`).
+    pub fn rejected(&self) -> Vec<(&'static str, u64)> {
+        self.entries()
+            .into_iter()
+            .filter_map(|(k, v)| k.strip_prefix("rejected_").map(|reason| (reason, v)))
+            .collect()
+    }
+}
+
+counters! {
+    /// A count per event of the agent, named `event_` and the event; in
+    /// JSON only those that happened, as they always were.
+    pub struct EventCounts {
+        /// A member joined.
+        event_joined,
+        /// A member stopped being live.
+        event_lost,
+        /// A new table.
+        event_new_epoch,
+        /// Buckets released.
+        event_released,
+        /// Buckets claimed.
+        event_claimed,
+        /// The lease ran out.
+        event_fenced,
+        /// The lease came back.
+        event_unfenced,
+        /// Another process uses this id.
+        event_duplicate_id,
+        /// A member's settings differ.
+        event_settings_differ,
+        /// An election started.
+        event_campaign,
+        /// The leader changed.
+        event_leader_changed,
+        /// The voters changed.
+        event_voters_changed,
+        /// The member directory changed.
+        event_directory_changed,
+        /// A membership change was refused.
+        event_change_refused,
+    }
+}
+
+impl EventCounts {
+    /// Counts `e`.
+    fn count(&mut self, e: &Event) {
+        let n = match e {
+            Event::Joined { .. } => &mut self.event_joined,
+            Event::Lost { .. } => &mut self.event_lost,
+            Event::NewEpoch { .. } => &mut self.event_new_epoch,
+            Event::Released { .. } => &mut self.event_released,
+            Event::Claimed { .. } => &mut self.event_claimed,
+            Event::LeaseLost => &mut self.event_fenced,
+            Event::LeaseRegained => &mut self.event_unfenced,
+            Event::DuplicateId { .. } => &mut self.event_duplicate_id,
+            Event::SettingsDiffer { .. } => &mut self.event_settings_differ,
+            Event::Campaign => &mut self.event_campaign,
+            Event::Leader { .. } => &mut self.event_leader_changed,
+            Event::Voters { .. } => &mut self.event_voters_changed,
+            Event::Directory { .. } => &mut self.event_directory_changed,
+            Event::ChangeRefused { .. } => &mut self.event_change_refused,
+        };
+        *n += 1;
+    }
+}
+
+impl Serialize for EventCounts {
+    /// Only the events that happened, as when they were a map.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let happened: Vec<_> = self.entries().into_iter().filter(|(_, v)| *v > 0).collect();
+        let mut map = serializer.serialize_map(Some(happened.len()))?;
+        for (k, v) in happened {
+            map.serialize_entry(k, &v)?;
+        }
+        map.end()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_counters_keep_their_json_names_and_events_show_once_they_happen() {
+        // The namespace tests read `exchange.stats.fenced`, `event_lost`...
+        let mut c = ExchangeCounters {
+            fenced: 2,
+            rejected_bad_tag: 3,
+            ..ExchangeCounters::default()
+        };
+        c.events.count(&Event::Lost { member: MemberId(2) });
+        let json = serde_json::to_value(&c).unwrap();
+        let keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys.len(), c.entries().len() + 1, "{keys:?}");
+        for k in [
+            "sent",
+            "rejected_unknown_source",
+            "state_file_bytes",
+            "log_entries",
+            "send_errors",
+        ] {
+            assert!(keys.contains(&k), "{k}");
+        }
+        assert_eq!(
+            (json["fenced"].as_u64(), json["rejected_bad_tag"].as_u64()),
+            (Some(2), Some(3))
+        );
+        assert_eq!(json["event_lost"].as_u64(), Some(1));
+        assert!(json.get("event_joined").is_none(), "an event that never happened");
+        assert_eq!(serde_json::from_value::<ExchangeCounters>(json).unwrap(), c);
+        assert_eq!(c.rejected().len(), 13);
+        assert!(c.rejected().contains(&("bad_tag", 3)));
+    }
 
     #[test]
     fn the_state_file_is_replaced_whole_and_read_back() {

@@ -17,7 +17,6 @@ mod keygen;
 mod logging;
 mod measure;
 mod membership;
-mod metrics;
 mod node;
 mod reload;
 mod status;
@@ -29,6 +28,7 @@ use cli::watch::{self, Reply};
 use cli::{Cli, Command, LogFormat, Target};
 use config::{CoordinatorConfig, NodeConfig};
 use serde::Serialize;
+use status::request::{Answer, MembersAction, Request};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -117,7 +117,7 @@ fn socket(target: &Target) -> Result<PathBuf, Failure> {
 
 /// Asks for the status: a node's or a coordinator's.
 fn query(socket: &Path) -> Result<Reply, String> {
-    let reply = status::request(socket, "status")?;
+    let reply = status::client::request(socket, &Request::Status)?;
     // A coordinator answers with the exchange's state only.
     if let Ok(x) = serde_json::from_str::<exchange::ExchangeStatus>(&reply) {
         return Ok(Reply::Coordinator(Box::new(x)));
@@ -135,8 +135,12 @@ fn query(socket: &Path) -> Result<Reply, String> {
 
 fn show(socket: &Path, reply: &Reply) -> String {
     match reply {
-        Reply::Node(s) => status::summary(s),
-        Reply::Coordinator(x) => format!("coordinator at {}\n{}", socket.display(), status::exchange_summary(x)),
+        Reply::Node(s) => status::text::summary(s),
+        Reply::Coordinator(x) => format!(
+            "coordinator at {}\n{}",
+            socket.display(),
+            status::text::exchange_summary(x)
+        ),
     }
 }
 
@@ -206,21 +210,14 @@ fn nodes_cmd(target: &Target, json: bool) -> Outcome {
     Ok(())
 }
 
-/// The node's answer to a request: `{"ok": bool, "message": "..."}`.
-#[derive(Serialize, serde::Deserialize)]
-struct Answer {
-    ok: bool,
-    message: String,
-}
-
-fn ask(socket: &Path, request: &str) -> Result<Answer, Failure> {
-    let reply = status::request(socket, request)?;
+fn ask(socket: &Path, request: &Request) -> Result<Answer, Failure> {
+    let reply = status::client::request(socket, request)?;
     serde_json::from_str(&reply)
         .map_err(|e| Failure::Other(format!("bad reply from {}: {e}: {reply}", socket.display())))
 }
 
 /// Sends drain, undrain or capacity; prints the answer.
-fn request_cmd(target: &Target, request: &str, json: bool) -> Outcome {
+fn request_cmd(target: &Target, request: &Request, json: bool) -> Outcome {
     let answer = ask(&socket(target)?, request)?;
     if json {
         cli::out::json(&answer);
@@ -234,8 +231,8 @@ fn request_cmd(target: &Target, request: &str, json: bool) -> Outcome {
     }
 }
 
-fn ask_members(socket: &Path, request: &str) -> Result<exchange::MembersReply, Failure> {
-    let reply = status::request(socket, request)?;
+fn ask_members(socket: &Path, request: &Request) -> Result<exchange::MembersReply, Failure> {
+    let reply = status::client::request(socket, request)?;
     serde_json::from_str(&reply)
         .map_err(|e| Failure::Other(format!("bad reply from {}: {e}: {reply}", socket.display())))
 }
@@ -278,16 +275,25 @@ fn members_cmd(
     json: bool,
 ) -> Outcome {
     let socket = socket(target)?;
-    let seg = segment.map_or(String::new(), |s| format!(" segment {s}"));
-    let list = format!("members{seg}");
-    let (request, id) = match (action, id, address) {
-        (None, _, _) => (list.clone(), None),
-        (Some(cli::MembersAction::Add), Some(id), Some(a)) => (
-            format!("members add {id} {a} weight {}{seg}", weight.unwrap_or(1.0)),
+    let segment = segment.unwrap_or(0);
+    let (action, id) = match (action, id, address) {
+        (None, _, _) => (MembersAction::List, None),
+        (Some(cli::MembersAction::Add), Some(id), Some(address)) => (
+            MembersAction::Add {
+                id,
+                address,
+                weight: weight.unwrap_or(1.0),
+            },
             Some(id),
         ),
-        (Some(cli::MembersAction::Remove), Some(id), _) => (format!("members remove {id}{seg}"), Some(id)),
+        (Some(cli::MembersAction::Remove), Some(id), _) => (MembersAction::Remove { id }, Some(id)),
         _ => return Err("members add ID ADDRESS, members remove ID".into()),
+    };
+    let adding = matches!(action, MembersAction::Add { .. });
+    let request = Request::Members { segment, action };
+    let list = Request::Members {
+        segment,
+        action: MembersAction::List,
     };
     let first = ask_members(&socket, &request)?;
     let Some(id) = id.filter(|_| first.ok) else {
@@ -304,7 +310,6 @@ fn members_cmd(
             Err(Failure::Other(String::new()))
         };
     };
-    let adding = action == Some(cli::MembersAction::Add);
     let started = Instant::now();
     let mut last = first.clone();
     let done = loop {
@@ -357,10 +362,10 @@ fn held_and_flows(s: &status::NodeStatus) -> (u64, u64) {
 
 fn drain_cmd(target: &Target, json: bool, wait: bool, timeout_s: f64) -> Outcome {
     if !wait {
-        return request_cmd(target, "drain", json);
+        return request_cmd(target, &Request::Drain, json);
     }
     let socket = socket(target)?;
-    let answer = ask(&socket, "drain")?;
+    let answer = ask(&socket, &Request::Drain)?;
     if !answer.ok {
         if json {
             cli::out::json(&answer);
@@ -377,7 +382,7 @@ fn drain_cmd(target: &Target, json: bool, wait: bool, timeout_s: f64) -> Outcome
     let mut last_said = None;
     loop {
         // The node said yes to "drain": it is a node, not a coordinator.
-        let s = status::query(&socket)?;
+        let s = status::client::query(&socket)?;
         let (held, flows) = held_and_flows(&s);
         let waited_s = started.elapsed().as_secs_f64();
         let drained = held == 0 && flows == 0;
@@ -619,8 +624,8 @@ fn run(cli: Cli) -> Outcome {
             wait,
             timeout,
         } => drain_cmd(&target, json, wait, timeout),
-        Command::Undrain { target, json } => request_cmd(&target, "undrain", json),
-        Command::Capacity { weight, target, json } => request_cmd(&target, &format!("capacity {weight}"), json),
+        Command::Undrain { target, json } => request_cmd(&target, &Request::Undrain, json),
+        Command::Capacity { weight, target, json } => request_cmd(&target, &Request::Capacity(weight), json),
         Command::Members {
             action,
             id,
@@ -752,14 +757,14 @@ mod tests {
     }
 
     impl FakeNode {
-        fn start(name: &str, mut answer: impl FnMut(&str) -> String + Send + 'static) -> FakeNode {
+        fn start(name: &str, mut answer: impl FnMut(Request) -> String + Send + 'static) -> FakeNode {
             let socket = temp_dir(name).join("node.sock");
-            let listener = status::listen(&socket, None).unwrap();
+            let listener = status::server::listen(&socket, None).unwrap();
             let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
             let flag = std::sync::Arc::clone(&stop);
             let thread = std::thread::spawn(move || {
                 while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                    status::serve(&listener, &mut answer);
+                    status::server::serve(&listener, &mut answer);
                     std::thread::sleep(Duration::from_millis(5));
                 }
             });
@@ -792,13 +797,13 @@ mod tests {
 
     /// A node that, once told to drain, lets one bucket and then one flow
     /// go per status request; `flows_stay` keeps one flow for ever.
-    fn draining_node(name: &str, flows_stay: bool) -> (FakeNode, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    fn draining_node(name: &str, flows_stay: bool) -> (FakeNode, std::sync::Arc<std::sync::Mutex<Vec<Request>>>) {
         let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let log = std::sync::Arc::clone(&requests);
         let (mut held, mut flows, mut draining) = (3u32, 2u64, false);
         let node = FakeNode::start(name, move |request| {
-            log.lock().unwrap().push(request.to_owned());
-            if request == "drain" {
+            log.lock().unwrap().push(request.clone());
+            if request == Request::Drain {
                 draining = true;
                 return serde_json::json!({"ok": true, "message": "n draining"}).to_string();
             }
@@ -830,9 +835,13 @@ mod tests {
         assert!(drain_cmd(&node.target(), true, true, 30.0).is_ok());
         assert!(started.elapsed() < Duration::from_secs(10));
         let requests = requests.lock().unwrap().clone();
-        assert_eq!(requests[0], "drain");
+        assert_eq!(requests[0], Request::Drain);
         // Polls see 2, 1, 0 buckets, then 1, 0 flows: it stops at the fifth.
-        assert_eq!(requests.iter().filter(|r| *r == "status").count(), 5, "{requests:?}");
+        assert_eq!(
+            requests.iter().filter(|r| **r == Request::Status).count(),
+            5,
+            "{requests:?}"
+        );
     }
 
     #[test]

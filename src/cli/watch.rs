@@ -47,8 +47,8 @@ pub fn counters(reply: &Reply) -> Reading {
                     c.insert(format!("{at}frames.{k}"), v);
                 }
                 if let Some(x) = &seg.exchange {
-                    for (k, v) in &x.stats {
-                        c.insert(format!("{at}exchange.{k}"), *v);
+                    for (k, v) in x.stats.all() {
+                        c.insert(format!("{at}exchange.{k}"), v);
                     }
                 }
             }
@@ -58,8 +58,8 @@ pub fn counters(reply: &Reply) -> Reading {
             }
         }
         Reply::Coordinator(x) => {
-            for (k, v) in &x.stats {
-                c.insert(format!("exchange.{k}"), *v);
+            for (k, v) in x.stats.all() {
+                c.insert(format!("exchange.{k}"), v);
             }
             Reading {
                 uptime_s: None,

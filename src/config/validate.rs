@@ -604,7 +604,7 @@ impl NodeConfig {
             );
         }
         if let Some(g) = &self.status_group {
-            if let Err(e) = crate::status::group_id(g) {
+            if let Err(e) = crate::status::server::group_id(g) {
                 f.error("status_group", e);
             }
         }
@@ -1066,7 +1066,7 @@ impl CoordinatorConfig {
             );
         }
         if let Some(g) = &self.status_group {
-            if let Err(e) = crate::status::group_id(g) {
+            if let Err(e) = crate::status::server::group_id(g) {
                 f.error("status_group", e);
             }
         }

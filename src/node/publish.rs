@@ -4,8 +4,9 @@
 //! loop nor the exchange.
 
 use super::Sharing;
-use crate::metrics::MetricsServer;
-use crate::status::{self, NodeStatus, PageData};
+use crate::status::http::{self, MetricsServer, PageData};
+use crate::status::server::{self, StatusListener};
+use crate::status::NodeStatus;
 use std::collections::VecDeque;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 use tracing::warn;
 
 /// A request of the status socket, and where its answer goes.
-pub(super) type Request = (String, mpsc::Sender<String>);
+pub(super) type Request = (crate::status::request::Request, mpsc::Sender<String>);
 
 /// The status socket's thread, the metrics server and what they serve.
 pub(super) struct Publishing {
@@ -37,7 +38,7 @@ pub(super) struct Publishing {
 impl Publishing {
     /// Spawns the status socket's thread and the metrics server.
     pub fn start(
-        listener: status::StatusListener,
+        listener: StatusListener,
         metrics_listener: Option<TcpListener>,
         metrics_addr: Option<SocketAddr>,
     ) -> Result<Publishing, String> {
@@ -46,9 +47,9 @@ impl Publishing {
         let metrics: Arc<Mutex<String>> = Arc::new(Mutex::new(String::new()));
         let (requests_tx, requests) = mpsc::channel::<Request>();
         let service_stop = Arc::new(AtomicBool::new(false));
-        let service = status::spawn_service(listener, Arc::clone(&snapshot), requests_tx, Arc::clone(&service_stop))
+        let service = server::spawn_service(listener, Arc::clone(&snapshot), requests_tx, Arc::clone(&service_stop))
             .map_err(|e| format!("status thread: {e}"))?;
-        let route = status::page_route(Arc::clone(&metrics), Arc::clone(&snapshot), page.data.clone());
+        let route = http::page_route(Arc::clone(&metrics), Arc::clone(&snapshot), page.data.clone());
         let metrics_server = metrics_listener
             .map(|l| MetricsServer::spawn(l, route))
             .transpose()
@@ -81,7 +82,7 @@ impl Publishing {
     /// `first`, the first segment's shares.
     pub fn publish(&mut self, snap: &NodeStatus, first: Option<&Sharing>) {
         if let Ok(mut cell) = self.metrics.lock() {
-            *cell = crate::metrics::render(snap);
+            *cell = crate::status::metrics::render(snap);
         }
         if let Ok(mut cell) = self.snapshot.lock() {
             *cell = serde_json::to_string(snap).unwrap_or_default();
@@ -101,12 +102,12 @@ impl Publishing {
         }
         // The old port is closed before the new one opens.
         drop(self.metrics_server.take());
-        let route = status::page_route(
+        let route = http::page_route(
             Arc::clone(&self.metrics),
             Arc::clone(&self.snapshot),
             self.page.data.clone(),
         );
-        match crate::metrics::listen(addr).and_then(|l| {
+        match http::listen(addr).and_then(|l| {
             l.map(|l| MetricsServer::spawn(l, route).map_err(|e| e.to_string()))
                 .transpose()
         }) {
@@ -166,13 +167,10 @@ impl StatusPage {
             return;
         }
         self.last_point = Some(Instant::now());
-        let stat = |k: &str| {
-            snap.exchange
-                .as_ref()
-                .and_then(|x| x.stats.get(k).copied())
-                .unwrap_or(0)
-        };
-        let (claimed, released) = (stat("buckets_claimed"), stat("buckets_released"));
+        let (claimed, released) = snap
+            .exchange
+            .as_ref()
+            .map_or((0, 0), |x| (x.stats.buckets_claimed, x.stats.buckets_released));
         let buckets = f64::from(snap.buckets.max(1));
         self.points.push_back(serde_json::json!({
             "t": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()),

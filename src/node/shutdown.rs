@@ -20,7 +20,7 @@ impl Node {
         self.measuring.stop.store(true, Ordering::Relaxed);
         dpdk::wait_all();
         let last = self.snapshot();
-        println!("{}", status::summary(&last));
+        println!("{}", status::text::summary(&last));
         let _ = std::fs::remove_file(&self.socket);
         if let Some(t) = self.measuring.thread.take() {
             let _ = t.join();

@@ -86,10 +86,10 @@ impl Node {
         let measuring = Measuring::start(&c, dynamic)?;
         signals.handle_reload()?;
         let socket = socket_path(&c);
-        let group = c.status_group.as_deref().map(status::group_id).transpose()?;
+        let group = c.status_group.as_deref().map(status::server::group_id).transpose()?;
         let listener =
-            status::listen(&socket, group).map_err(|e| format!("status socket {}: {e}", socket.display()))?;
-        let metrics_listener = crate::metrics::listen(c.metrics)?;
+            status::server::listen(&socket, group).map_err(|e| format!("status socket {}: {e}", socket.display()))?;
+        let metrics_listener = crate::status::http::listen(c.metrics)?;
         // Every fallible step is done: launch the workers.
         launch(pending, lcores, &settings.stop)?;
         let started = Instant::now();
