@@ -8,20 +8,30 @@ use std::path::Path;
 use std::time::Duration;
 
 /// Sends `request` to the node (or coordinator) at `path`; returns its
-/// reply.
+/// reply. A process of an older synshare refuses the JSON: the request is
+/// sent again in the words it takes (between a package upgrade and the
+/// restart, `synshare drain` still drains).
 pub fn request(path: &Path, request: &Request) -> Result<String, String> {
+    let line = serde_json::to_string(request).map_err(|e| format!("request {request:?}: {e}"))?;
+    let text = exchange(path, &line)?;
+    match older_node(&text) {
+        Some(why) => exchange(path, &request.to_words())
+            .ok()
+            .filter(|again| older_node(again).is_none())
+            .ok_or_else(|| format!("{}: {why}", path.display())),
+        None => Ok(text),
+    }
+}
+
+/// One request line to `path` and its whole reply.
+fn exchange(path: &Path, line: &str) -> Result<String, String> {
     let mut s = UnixStream::connect(path).map_err(|e| format!("cannot reach node at {}: {e}", path.display()))?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok();
-    let mut line = serde_json::to_string(request).map_err(|e| format!("request {request:?}: {e}"))?;
-    line.push('\n');
-    s.write_all(line.as_bytes()).map_err(|e| e.to_string())?;
+    s.write_all(format!("{line}\n").as_bytes()).map_err(|e| e.to_string())?;
     s.shutdown(std::net::Shutdown::Write).ok();
     let mut text = String::new();
     s.read_to_string(&mut text).map_err(|e| e.to_string())?;
-    match older_node(&text) {
-        Some(why) => Err(format!("{}: {why}", path.display())),
-        None => Ok(text),
-    }
+    Ok(text)
 }
 
 /// Why `reply` cannot be understood, when it comes from a process of an

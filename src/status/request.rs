@@ -58,12 +58,18 @@ impl Request {
         !matches!(self, Request::Status)
     }
 
-    /// The request in `text`, as the server reads it: JSON, or nothing at
-    /// all for the status.
+    /// The request in `text`, as the server reads it: JSON, nothing at
+    /// all for the status, or the words an older `synshare` sent (its
+    /// status socket took `status`, `drain`, `capacity 2`, `members add 4
+    /// 192.0.2.24:7946 weight 1 segment 0`, ...), so that a command of
+    /// either version reaches a node of either during an upgrade.
     pub fn parse(text: &str) -> Result<Request, String> {
         let text = text.trim();
         if text.is_empty() {
             return Ok(Request::Status);
+        }
+        if !text.starts_with(['{', '"']) {
+            return Request::from_words(text);
         }
         serde_json::from_str(text).map_err(|e| {
             format!(
@@ -72,6 +78,67 @@ impl Request {
                 text.chars().take(64).collect::<String>()
             )
         })
+    }
+
+    /// The request in words, as an older `synshare` sent it.
+    fn from_words(text: &str) -> Result<Request, String> {
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let number = |w: &str| w.parse::<f64>().map_err(|_| format!("{w:?}: not a number"));
+        let id = |w: &str| w.parse::<u32>().map_err(|_| format!("member id {w:?}: not a number"));
+        match words.as_slice() {
+            ["status"] => Ok(Request::Status),
+            ["drain"] => Ok(Request::Drain),
+            ["undrain"] => Ok(Request::Undrain),
+            ["capacity", c] => number(c).map(Request::Capacity),
+            ["members", rest @ ..] => {
+                let (rest, segment) = match rest {
+                    [rest @ .., "segment", n] => (
+                        rest,
+                        n.parse::<usize>().map_err(|_| format!("segment {n:?}: not a number"))?,
+                    ),
+                    all => (all, 0),
+                };
+                let action = match rest {
+                    [] | ["list"] => MembersAction::List,
+                    ["add", i, address] | ["add", i, address, "weight", _] => MembersAction::Add {
+                        id: id(i)?,
+                        address: address
+                            .parse()
+                            .map_err(|_| format!("{address:?}: not an address:port"))?,
+                        weight: match rest {
+                            [.., "weight", w] => number(w)?,
+                            _ => 1.0,
+                        },
+                    },
+                    ["remove", i] => MembersAction::Remove { id: id(i)? },
+                    _ => return Err("members [add ID ADDRESS [weight W] | remove ID] [segment N]".into()),
+                };
+                Ok(Request::Members { segment, action })
+            }
+            _ => Err(format!(
+                "unknown request {:?}: the status socket takes one line of JSON (or an older synshare's words: \
+                 status, drain, undrain, capacity W, members ...)",
+                text.chars().take(64).collect::<String>()
+            )),
+        }
+    }
+
+    /// The words an older `synshare`'s node takes for this request.
+    pub fn to_words(&self) -> String {
+        match self {
+            Request::Status => "status".into(),
+            Request::Drain => "drain".into(),
+            Request::Undrain => "undrain".into(),
+            Request::Capacity(c) => format!("capacity {c}"),
+            Request::Members { segment, action } => {
+                let action = match action {
+                    MembersAction::List => "list".to_owned(),
+                    MembersAction::Add { id, address, weight } => format!("add {id} {address} weight {weight}"),
+                    MembersAction::Remove { id } => format!("remove {id}"),
+                };
+                format!("members {action} segment {segment}")
+            }
+        }
     }
 }
 
@@ -148,16 +215,58 @@ mod tests {
     }
 
     #[test]
-    fn nothing_is_the_status_and_old_text_requests_get_a_clear_error() {
+    fn nothing_is_the_status_and_an_older_synshares_words_are_still_taken() {
         assert_eq!(Request::parse(" \n"), Ok(Request::Status));
-        for old in ["status", "drain", "capacity 2", "members add 4 10.0.0.4:7946 weight 1"] {
-            let e = Request::parse(old).unwrap_err();
-            assert!(
-                e.contains("takes one line of JSON") && e.contains(old.split(' ').next().unwrap()),
-                "{e}"
-            );
+        let requests = [
+            Request::Status,
+            Request::Drain,
+            Request::Undrain,
+            Request::Capacity(2.5),
+            Request::Members {
+                segment: 1,
+                action: MembersAction::Add {
+                    id: 4,
+                    address: "192.0.2.24:7946".parse().unwrap(),
+                    weight: 0.5,
+                },
+            },
+            Request::Members {
+                segment: 0,
+                action: MembersAction::Remove { id: 4 },
+            },
+            Request::Members {
+                segment: 0,
+                action: MembersAction::List,
+            },
+        ];
+        for r in requests {
+            assert_eq!(Request::parse(&r.to_words()), Ok(r.clone()), "{}", r.to_words());
         }
-        assert!(Request::parse("{\"capacity\":null}").is_err());
+        // As the older command wrote them.
+        assert_eq!(Request::parse("capacity 2"), Ok(Request::Capacity(2.0)));
+        assert_eq!(
+            Request::parse("members add 4 10.0.0.4:7946"),
+            Ok(Request::Members {
+                segment: 0,
+                action: MembersAction::Add {
+                    id: 4,
+                    address: "10.0.0.4:7946".parse().unwrap(),
+                    weight: 1.0
+                }
+            })
+        );
+        for bad in [
+            "capacity lots",
+            "reboot",
+            "members add x 1.2.3.4:1",
+            "members remove",
+            "drain now",
+        ] {
+            assert!(Request::parse(bad).is_err(), "{bad}");
+        }
+        assert!(Request::parse("{\"capacity\":null}")
+            .unwrap_err()
+            .contains("takes one line of JSON"));
         assert!(!Request::Status.changes_anything());
         assert!(Request::Capacity(1.0).changes_anything());
     }
