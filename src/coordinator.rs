@@ -42,6 +42,7 @@ pub fn run(c: CoordinatorConfig) -> Result<(), String> {
             // it leaves out of its tables a node whose rules differ from
             // the other nodes'.
             rules_digest: 0,
+            pins: Vec::new(),
         },
         0,
         None,
@@ -82,8 +83,14 @@ pub fn run(c: CoordinatorConfig) -> Result<(), String> {
         }
         status::server::serve(&listener, |request| match request {
             Request::Status => serde_json::to_string(&ex.status()).unwrap_or_default(),
+            // The coordinator is member 0 of its one segment: it lists the
+            // directory and forwards changes as any member does.
+            Request::Members { segment: 0, action } => match action.to_exchange() {
+                Ok(request) => ex.members(request),
+                Err(e) => Answer::refused(e).to_json(),
+            },
             other => Answer::refused(format!(
-                "a coordinator answers status only, not {other:?}: ask the nodes"
+                "a coordinator answers status and members only, not {other:?}: ask the nodes"
             ))
             .to_json(),
         });

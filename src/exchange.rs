@@ -114,6 +114,8 @@ pub struct AgentParams {
     pub name: String,
     /// The digest of the port rules (0 for a coordinator).
     pub rules_digest: u32,
+    /// Buckets pinned by single-host rules with a priority list.
+    pub pins: Vec<synshare_control::layout::Pin>,
 }
 
 /// Where the workers are reached (nodes only).
@@ -152,6 +154,20 @@ impl ExchangeHandle {
     /// Sends a command (never blocks).
     pub fn send(&self, c: Command) {
         let _ = self.commands.send(c);
+    }
+
+    /// Asks the exchange's thread a `members` request; its answer as the
+    /// status socket's JSON.
+    pub fn members(&self, request: MembersRequest) -> String {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.send(Command::Members(request, tx));
+        match rx.recv_timeout(std::time::Duration::from_secs(2)) {
+            Ok(reply) => serde_json::to_string(&reply)
+                .unwrap_or_else(|e| serde_json::json!({ "ok": false, "message": e.to_string() }).to_string()),
+            Err(_) => {
+                serde_json::json!({ "ok": false, "message": "the exchange did not answer within 2 s" }).to_string()
+            }
+        }
     }
 
     /// The latest status (at most 25 ms old).
@@ -321,6 +337,7 @@ fn start_agent(
     settings.layout = params.layout;
     settings.drain_ms = params.drain_ms;
     settings.rules_digest = params.rules_digest;
+    settings.pins = params.pins;
     let mut agent = Agent::start(
         me,
         bootstrap(c, me, bind),

@@ -5,8 +5,10 @@
 #              weights;
 #   port 443   shared, affinity none (the 4-tuple): one client's connections
 #              spread over the nodes;
-#   port 8080  single host: every connection on one node, and on another one
-#              once that node is killed;
+#   port 8080  single host with priority [3, 1]: every connection on node3,
+#              on node1 once node3 is killed, on node3 again once it is back
+#              (the rule's bucket is node2's by the layout: the priority
+#              list, not the table, places it);
 #   port 8081  disabled: refused (no answer) and counted on every node.
 #
 # Why so many addresses for the shares: with client affinity a whole address
@@ -27,7 +29,7 @@
 source "$(dirname "$0")/lib.sh"
 
 echo "== $TEST_NAME"
-RULES='(ports: "80", affinity: client), (ports: "8080", mode: single), (ports: "8081", mode: disabled)'
+RULES='(ports: "80", affinity: client), (ports: "8080", mode: single, priority: [3, 1]), (ports: "8081", mode: disabled)'
 "$CLUSTER" up --nodes 3 --weights 1,1,1 --mode peer --cpu off --ports 80,443,8080,8081 --rules "$RULES" \
   || { fail "cluster up"; finish; exit 1; }
 
@@ -165,10 +167,10 @@ client python3 "$ROOT/tests/affinity.py" --host 2001:db8::100 --port 8080 \
   --sources-file "$SS_TMP/five6.txt" --per-source 20 > "$SS_TMP/single6.json"
 read -r count ok nodes <<<"$(single_node "$SS_TMP/single.json")"
 check "port 8080 (single host): all $count connections from 5 addresses answered ($ok)" test "$ok" -eq "$count"
-check "and all on one node ($nodes)" bash -c "[[ '$nodes' =~ ^node[123]$ ]]"
+check "and all on node3, the first of its priority list ($nodes)" test "$nodes" = node3
 read -r count6 ok6 nodes6 <<<"$(single_node "$SS_TMP/single6.json")"
 check "IPv6 VIP port 8080: all $count6 connections answered ($ok6), all on one node ($nodes6)" \
-  bash -c "[ '$ok6' -eq '$count6' ] && [[ '$nodes6' =~ ^node[123]$ ]]"
+  bash -c "[ '$ok6' -eq '$count6' ] && [ '$nodes6' = node3 ]"
 if [[ $nodes =~ ^node([123])$ ]]; then
   dead=${BASH_REMATCH[1]}
   "$CLUSTER" kill-node "$dead"
@@ -185,7 +187,21 @@ if [[ $nodes =~ ^node([123])$ ]]; then
     --sources-file "$SS_TMP/five.txt" --per-source 20 > "$SS_TMP/single2.json"
   read -r count ok nodes2 <<<"$(single_node "$SS_TMP/single2.json")"
   check "port 8080 after the kill: all $count connections answered ($ok)" test "$ok" -eq "$count"
-  check "all on one other node ($nodes2, was node$dead)" bash -c "[[ '$nodes2' =~ ^node[123]$ && '$nodes2' != node$dead ]]"
+  check "all on node1, the next of its priority list ($nodes2, was node$dead)" test "$nodes2" = node1
+  "$CLUSTER" start-node "$dead" >/dev/null 2>&1
+  back=0
+  for _ in $(seq 100); do
+    [ "$(node_json "$dead" | python3 -c 'import json,sys; print(json.load(sys.stdin)["held"])')" -gt 0 ] && { back=1; break; }
+    sleep 0.1
+  done
+  check "node$dead restarted holds buckets again" test "$back" -eq 1
+  "$CLUSTER" wait-converged >/dev/null 2>&1
+  client python3 "$ROOT/tests/affinity.py" --host 192.0.2.100 --port 8080 \
+    --sources-file "$SS_TMP/five.txt" --per-source 20 > "$SS_TMP/single3.json"
+  read -r count ok nodes3 <<<"$(single_node "$SS_TMP/single3.json")"
+  check "node$dead back: port 8080 all on node3 again ($nodes3; $ok of $count answered)" \
+    bash -c "[ '$nodes3' = node3 ] && [ '$ok' -eq '$count' ]"
+  dead=""
 fi
 
 for i in 1 2 3; do

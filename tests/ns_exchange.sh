@@ -168,6 +168,9 @@ check "replays counted ($replay >= 5)" test "$replay" -ge 5
 check "foreign segment counted ($foreign >= 1)" test "$foreign" -ge 1
 
 if [ "$MODE" = coordinator ]; then
+  # The coordinator (member 0) lists the directory as any member does.
+  dir=$("$BIN" members --socket /run/synshare/ss-coord.sock --json 2>&1 | python3 -c 'import json,sys; print(",".join(str(m["id"]) for m in json.load(sys.stdin)["members"]))' 2>&1)
+  check "synshare members on the coordinator's socket lists the directory ($dir)" test "$dir" = 0,1,2,3
   # A node whose port rules differ: the coordinator has no rules of its
   # own, so it is the one that must leave it out of its tables (the
   # nodes refuse it too, but the coordinator's table is what they apply).

@@ -46,6 +46,10 @@ pub enum Layout {
     Rendezvous,
 }
 
+/// A pinned bucket and its members in priority order (the first with
+/// weight in the table owns it).
+pub type Pin = (u32, Vec<MemberId>);
+
 /// Bucket → owner. `None` when no member has any weight.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Table {
@@ -106,6 +110,21 @@ impl Table {
     /// Buckets owned by `id`.
     pub fn count(&self, id: MemberId) -> usize {
         self.owners.iter().filter(|o| **o == Some(id)).count()
+    }
+
+    /// Gives each pinned bucket to the first member of its priority list
+    /// that `weighted` says has weight in the table (none: the bucket keeps
+    /// the owner the layout gave it). A single-host port rule with a
+    /// priority list pins the one bucket all its connections fall in.
+    pub fn pin(&mut self, pins: &[Pin], weighted: impl Fn(MemberId) -> bool) {
+        for (bucket, priority) in pins {
+            if let (Some(owner), Some(m)) = (
+                self.owners.get_mut(*bucket as usize),
+                priority.iter().find(|m| weighted(**m)),
+            ) {
+                *owner = Some(*m);
+            }
+        }
     }
 
     /// Buckets whose owner differs between `self` and `other`.

@@ -232,6 +232,12 @@ impl Kind {
     }
 }
 
+/// The connection value of every connection of a single-host rule of
+/// `vip` whose first port is `first`: one value, so one bucket.
+pub fn single_value(vip: Addr, first: u16) -> ConnectionValue {
+    symmetric::of_folded(single_folded(vip, first))
+}
+
 /// The folded word of the client's network (/24, /48) and the VIP.
 #[inline]
 fn network_folded(addresses: &[u8]) -> u16 {

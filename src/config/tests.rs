@@ -771,6 +771,28 @@ pub const RULE_CASES: &[Case] = &[
         "affinity: client),",
     ),
     case(
+        "a priority list on a shared rule",
+        N,
+        &[(
+            "(addr: \"192.0.2.100\", tcp_ports: [80])",
+            "(addr: \"192.0.2.100\", tcp_ports: [80], rules: [\n        (ports: \"80\",\n         priority: [2, 1]),\n    ])",
+        )],
+        "vips[0].rules[0].priority",
+        "a priority list applies to single-host rules only",
+        "priority: [2, 1]),",
+    ),
+    case(
+        "a member twice in a priority list",
+        N,
+        &[(
+            "(addr: \"192.0.2.100\", tcp_ports: [80])",
+            "(addr: \"192.0.2.100\", tcp_ports: [80], rules: [\n        (ports: \"80\", mode: single,\n         priority: [2, 2]),\n    ])",
+        )],
+        "vips[0].rules[0].priority",
+        "member ids, each once",
+        "priority: [2, 2]),",
+    ),
+    case(
         "only disabled ports",
         N,
         &[(

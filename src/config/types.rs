@@ -201,6 +201,12 @@ pub struct PortRuleConfig {
     /// What a shared rule's connection value covers.
     #[serde(default)]
     pub affinity: RuleAffinity,
+    /// A single-host rule's members in priority order (ids): the first
+    /// whose weight is in the table takes every connection of the rule,
+    /// the next when it leaves or drains, and the first again when it
+    /// comes back. Empty: the owner of the rule's bucket, whoever it is.
+    #[serde(default)]
+    pub priority: Vec<u32>,
 }
 
 /// The protocol of a port rule.
@@ -918,7 +924,40 @@ impl SegmentView<'_> {
         for v in &vips {
             v.value_rules(&mut canonical);
         }
+        for (bucket, members) in self.pins() {
+            canonical.extend_from_slice(b"pin");
+            canonical.extend_from_slice(&bucket.to_be_bytes());
+            canonical.extend_from_slice(&(members.len() as u32).to_be_bytes());
+            for m in members {
+                canonical.extend_from_slice(&m.0.to_be_bytes());
+            }
+        }
         synshare_control::wire::rules_digest(&canonical)
+    }
+
+    /// The buckets single-host rules with a priority list pin: each
+    /// rule's one bucket (of this segment's bucket count) and its members
+    /// in priority order. Two rules whose buckets meet: the first written.
+    pub fn pins(&self) -> Vec<synshare_control::layout::Pin> {
+        use synshare_control::layout::MemberId;
+        let mask = self.sharing.buckets.saturating_sub(1);
+        let mut pins: Vec<synshare_control::layout::Pin> = Vec::new();
+        for v in self.vips {
+            for r in v
+                .rules
+                .iter()
+                .filter(|r| r.mode == RuleMode::Single && !r.priority.is_empty())
+            {
+                let Ok((first, _)) = r.range() else { continue };
+                let bucket = synshare_dataplane::rules::single_value(v.addr.into(), first)
+                    .bucket(mask)
+                    .0;
+                if !pins.iter().any(|(b, _)| *b == bucket) {
+                    pins.push((bucket, r.priority.iter().map(|&m| MemberId(m)).collect()));
+                }
+            }
+        }
+        pins
     }
 }
 

@@ -173,6 +173,23 @@ fn validate_rules(rules: &[PortRuleConfig], at: &str, f: &mut Findings) {
                 .to_lowercase(),
             );
         }
+        if !r.priority.is_empty() && r.mode != RuleMode::Single {
+            f.error(
+                format!("{at}[{j}].priority"),
+                format!(
+                    "a priority list applies to single-host rules only (this one is {:?})",
+                    r.mode
+                )
+                .to_lowercase(),
+            );
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        if r.priority.iter().any(|&m| m == 0 || !seen.insert(m)) {
+            f.error(
+                format!("{at}[{j}].priority"),
+                "member ids, each once (0 is a coordinator's, which takes no connection)",
+            );
+        }
         let overlaps = |p: RuleProtocol, q: RuleProtocol| p == q || p == RuleProtocol::Both || q == RuleProtocol::Both;
         if let Some((k, a, b, _)) =
             (ranges.iter()).find(|(_, a, b, p)| *a <= last && first <= *b && overlaps(*p, r.protocol))

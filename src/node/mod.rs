@@ -112,8 +112,10 @@ impl Sharing {
     }
 }
 
-/// The table of the configured members with their configured weights.
-fn static_table(sharing: &crate::config::SharingConfig) -> Table {
+/// The table of the configured members with their configured weights
+/// (and the buckets single-host rules pin).
+fn static_table(v: &crate::config::SegmentView) -> Table {
+    let sharing = v.sharing;
     let members: Vec<Weighted> = sharing
         .members
         .iter()
@@ -122,7 +124,9 @@ fn static_table(sharing: &crate::config::SharingConfig) -> Table {
             weight: m.weight,
         })
         .collect();
-    Table::build(sharing.layout, &members, sharing.buckets)
+    let mut table = Table::build(sharing.layout, &members, sharing.buckets);
+    table.pin(&v.pins(), |m| members.iter().any(|w| w.id == m && w.weight > 0.0));
+    table
 }
 
 /// This node's view of `table`: its own buckets settled, the rest foreign.

@@ -4,10 +4,8 @@
 
 use super::segment::Segment;
 use super::{Node, Sharing};
-use crate::exchange::{self, Command};
+use crate::exchange::Command;
 use crate::status::request::{Answer, MembersAction, Request};
-use std::sync::mpsc;
-use std::time::Duration;
 use tracing::info;
 
 impl Node {
@@ -69,28 +67,11 @@ impl Node {
 /// A `members` request of the status socket (list, add or remove, on a
 /// segment), asked of that segment's exchange.
 fn members_request(segment: usize, action: MembersAction, segments: &[Segment]) -> String {
-    let refuse = |message: String| Answer::refused(message).to_json();
-    let request = match action {
-        MembersAction::List => exchange::MembersRequest::List,
-        MembersAction::Add { id, address, weight } => {
-            if !(weight.is_finite() && (0.0..=1000.0).contains(&weight)) {
-                return refuse("weight: from 0 to 1000".into());
-            }
-            exchange::MembersRequest::Add {
-                id,
-                address,
-                weight_milli: (weight * 1000.0).round() as u32,
-            }
-        }
-        MembersAction::Remove { id } => exchange::MembersRequest::Remove { id },
-    };
     let Some(Sharing::Dynamic(h)) = segments.get(segment).map(|s| &s.sharing) else {
-        return refuse(format!("segment {segment}: no such segment with an exchange"));
+        return Answer::refused(format!("segment {segment}: no such segment with an exchange")).to_json();
     };
-    let (tx, rx) = mpsc::channel();
-    h.send(Command::Members(request, tx));
-    match rx.recv_timeout(Duration::from_secs(2)) {
-        Ok(reply) => serde_json::to_string(&reply).unwrap_or_else(|e| refuse(e.to_string())),
-        Err(_) => refuse("the exchange did not answer within 2 s".into()),
+    match action.to_exchange() {
+        Ok(request) => h.members(request),
+        Err(e) => Answer::refused(e).to_json(),
     }
 }

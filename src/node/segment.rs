@@ -312,7 +312,7 @@ impl Shares {
             .map(|_| Arc::new(FlowPresence::new(v.sharing.buckets)))
             .collect();
         let Some(x) = exchange else {
-            let table = static_table(v.sharing);
+            let table = static_table(v);
             let view = static_view(&table, me, 1);
             info!(segment = v.index, layout = ?v.sharing.layout, buckets = table.len(),
                   owned = view.count(BucketState::Settled), members = v.sharing.members.len(), "static bucket table");
@@ -334,6 +334,7 @@ impl Shares {
             drain_ms: u64::from(v.sharing.drain_ms),
             name: up.config.name.clone(),
             rules_digest: v.rules_digest(),
+            pins: v.pins(),
         };
         let link = WorkerLink {
             publisher,

@@ -49,6 +49,27 @@ pub enum MembersAction {
     },
 }
 
+impl MembersAction {
+    /// The exchange's request, or why this one cannot be asked.
+    pub fn to_exchange(&self) -> Result<crate::exchange::MembersRequest, String> {
+        use crate::exchange::MembersRequest;
+        Ok(match *self {
+            MembersAction::List => MembersRequest::List,
+            MembersAction::Add { id, address, weight } => {
+                if !(weight.is_finite() && (0.0..=1000.0).contains(&weight)) {
+                    return Err("weight: from 0 to 1000".into());
+                }
+                MembersRequest::Add {
+                    id,
+                    address,
+                    weight_milli: (weight * 1000.0).round() as u32,
+                }
+            }
+            MembersAction::Remove { id } => MembersRequest::Remove { id },
+        })
+    }
+}
+
 impl Request {
     /// Whether the request changes anything, so that only root, the
     /// socket's owner and its group may send it. Listing the members is

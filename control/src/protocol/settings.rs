@@ -1,7 +1,7 @@
 //! The exchange's settings, and the part of them every member must share.
 
 use super::lease::CLOCK_RATE_BOUND;
-use crate::layout::Layout;
+use crate::layout::{Layout, Pin};
 use crate::wire::{Agreed, Role};
 
 /// The exchange's settings, the same on every member. Their defaults are the
@@ -46,6 +46,10 @@ pub struct Settings {
     /// the state file) stays small, and a member further behind than this
     /// is sent a snapshot (the table in force) instead of the entries.
     pub log_keep: u64,
+    /// Buckets pinned to members in priority order (single-host port rules
+    /// with a priority list): part of the rules' digest, so every member
+    /// pins alike.
+    pub pins: Vec<Pin>,
 }
 
 impl Default for Settings {
@@ -67,6 +71,7 @@ impl Default for Settings {
             election_ticks: 20,
             remove_after_ms: 1_200,
             log_keep: 64,
+            pins: Vec::new(),
         }
     }
 }

@@ -7,7 +7,7 @@
 
 use super::raft_node::{election_offset, raft_id};
 use super::*;
-use crate::layout::MemberId;
+use crate::layout::{Layout, MemberId, Table, Weighted};
 use crate::sim::{Sim, KEY};
 use crate::wire::{self, DecodeError, Heard, Heartbeat, Keys, Role, Sender};
 use protobuf::Message as _;
@@ -1138,6 +1138,53 @@ fn a_coordinator_leaves_out_of_its_tables_a_node_whose_rules_differ() {
     assert!(c.epoch().members.iter().any(|(m, _)| *m == MemberId(3)));
     assert!(sim.agent(3).unwrap().held_count() > 0);
     assert_exclusive(&sim, "coordinator, rules agree again");
+}
+
+#[test]
+fn a_pinned_bucket_goes_to_the_first_live_member_of_its_priority_list() {
+    // A single-host rule with priority [3, 1] pins one bucket: member 3
+    // holds it while it lives, member 1 while 3 is gone (not the bucket's
+    // owner by the layout, member 2), member 3 again once it is back.
+    let natural = Table::build(
+        Layout::Rendezvous,
+        &(1..=3)
+            .map(|i| Weighted {
+                id: MemberId(i),
+                weight: 1000.0,
+            })
+            .collect::<Vec<_>>(),
+        settings().buckets,
+    );
+    let b = (0..settings().buckets)
+        .find(|&b| natural.owner(b) == Some(MemberId(2)))
+        .unwrap();
+    let pinned = Settings {
+        pins: vec![(b, vec![MemberId(3), MemberId(1)])],
+        ..settings()
+    };
+    let mut sim = Sim::new(&[1000, 1000, 1000], pinned, 53);
+    served(&mut sim, &[0, 1, 2]);
+    let holder = |sim: &Sim| (0..3).find(|&i| sim.nodes[i].open(b, sim.now));
+    assert_eq!(sim.agent(0).unwrap().table().owner(b), Some(MemberId(3)));
+    assert_eq!(holder(&sim), Some(2));
+    sim.kill(2);
+    fails_over(&mut sim, &[0, 1], "member 3 killed");
+    assert_eq!(sim.agent(0).unwrap().table().owner(b), Some(MemberId(1)));
+    assert_eq!(holder(&sim), Some(0));
+    sim.restart(2);
+    sim.run(sim.settings.drain_ms + 3_000);
+    served(&mut sim, &[0, 1, 2]);
+    assert_eq!(sim.agent(1).unwrap().table().owner(b), Some(MemberId(3)));
+    assert_eq!(holder(&sim), Some(2));
+    // The rest of the table is the layout's.
+    let t = sim.agent(1).unwrap().table();
+    assert_eq!(
+        (0..settings().buckets)
+            .filter(|&x| x != b && t.owner(x) != natural.owner(x))
+            .count(),
+        0
+    );
+    assert_exclusive(&sim, "pinned bucket");
 }
 
 #[test]

@@ -82,7 +82,11 @@ impl Agent {
             .collect();
         let holders: Vec<MemberId> = self.epoch.members.iter().map(|m| m.0).collect();
         self.replaced.push_back((now, holders));
-        self.prev_table = std::mem::replace(&mut self.table, Table::build(epoch.layout, &members, epoch.buckets));
+        let mut table = Table::build(epoch.layout, &members, epoch.buckets);
+        table.pin(&self.settings.pins, |m| {
+            epoch.members.iter().any(|(e, w)| *e == m && *w > 0)
+        });
+        self.prev_table = std::mem::replace(&mut self.table, table);
         self.raft.mut_store().table = Some((epoch.index, epoch.encode()));
         self.events.push_back(Event::NewEpoch {
             index: epoch.index,
