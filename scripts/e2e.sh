@@ -32,8 +32,9 @@
 # Options: --rounds R (3), --requests N (3000), --concurrency C (16),
 # --idle RON (SS_IDLE for cluster.sh: the workers' idle back-off),
 # --cpu-quota off (no CPU quota on either side's nginx; default: half a
-# core each, as cluster.sh gives its services), --profile, --keep (leave
-# both up; `scripts/e2e.sh --down` tears them down), --down.
+# core each, as cluster.sh gives its services), --profile, --perf DIR
+# (`perf record -a -g` of the whole machine during each round, into
+# DIR/perf-SIDE-ROUND.data), --down (tears down what a killed run left).
 # Addresses: 192.0.2.0/24 only. Takes the test-cluster lock as the
 # namespace tests do. Needs root, nginx and ab (scripts/setup.sh).
 set -uo pipefail
@@ -50,7 +51,7 @@ ROUNDS=3
 REQUESTS=3000
 CONC=16
 PROFILE=0
-KEEP=0
+PERF_DIR=""
 QUOTA=on
 IDLE=${SS_IDLE:-}
 NODES=3
@@ -66,7 +67,7 @@ while [ $# -gt 0 ]; do
     --idle) IDLE=$2; shift 2 ;;
     --cpu-quota) QUOTA=$2; shift 2 ;;
     --profile) PROFILE=1; shift ;;
-    --keep) KEEP=1; shift ;;
+    --perf) PERF_DIR=$2; shift 2 ;;
     --down) DOWN_ONLY=1; shift ;;
     -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
     *) log "unknown argument $1"; exit 2 ;;
@@ -141,7 +142,7 @@ down_all() {
 if [ "${DOWN_ONLY:-0}" = 1 ]; then down_all; log "down"; exit 0; fi
 command -v ab >/dev/null || { log "ab missing (apache2-utils): run scripts/setup.sh"; exit 1; }
 command -v nginx >/dev/null || { log "nginx missing: run scripts/setup.sh"; exit 1; }
-[ "$KEEP" = 1 ] || trap down_all EXIT
+trap down_all EXIT
 
 plug() {  # plug NS IF TMPNAME: a veth from ss-k-switch's br0 into NS as IF
   ip link add "$3" type veth peer name "$3-br"
@@ -200,8 +201,9 @@ EOF
     mkdir -p "$d/tmp"
     "$CLUSTER" nginx-conf "node$i" "$d" "$KSTATE/nginx$i.pid" \
       "    listen 80 backlog=4096; listen [::]:80 ipv6only=on backlog=4096;"$'\n' > "$d/nginx.conf"
+    # fd 9 (the lock) closed: nginx must not hold it.
     nsenter --net="/var/run/netns/$n" sh -c 'for d in $1; do echo $$ > "$d/cgroup.procs" 2>/dev/null; done; shift; exec "$@"' \
-      sh "$(cg_dirs "ss-k-node$i")" nginx -p "$d" -e "$d/error.log" -c "$d/nginx.conf" >"$KSTATE/nginx$i.log" 2>&1 &
+      sh "$(cg_dirs "ss-k-node$i")" nginx -p "$d" -e "$d/error.log" -c "$d/nginx.conf" >"$KSTATE/nginx$i.log" 2>&1 9>&- &
     echo $! > "$KSTATE/nginx$i.pid"
   done
   for i in $(seq 1 "$NODES"); do
@@ -274,9 +276,16 @@ run() {
   sleep 0.5
   [ "$PROFILE" = 1 ] && cpu_snapshot "$side" > "$KSTATE/cpu0"
   [ "$side" = synshare ] && for i in $(seq 1 "$NODES"); do "$BIN" status --socket "/run/synshare/ss-node$i.sock" --json > "$KSTATE/status0-$i.json" 2>/dev/null; done
+  local perf_pid=""
+  if [ -n "$PERF_DIR" ]; then
+    perf record -a -g -F 499 -o "$PERF_DIR/perf-$side-$r.data" >/dev/null 2>&1 9>&- &
+    perf_pid=$!
+    sleep 0.5
+  fi
   t0=$(date +%s.%N)
   ns "$(client_ns "$side")" ab -q -n "$REQUESTS" -c "$CONC" -s 10 "http://$VIP/" > "$out" 2>&1
   t1=$(date +%s.%N)
+  if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null; fi
   [ "$side" = synshare ] && for i in $(seq 1 "$NODES"); do "$BIN" status --socket "/run/synshare/ss-node$i.sock" --json > "$KSTATE/status1-$i.json" 2>/dev/null; done
   if [ "$PROFILE" = 1 ]; then
     cpu_snapshot "$side" > "$KSTATE/cpu1"
