@@ -274,7 +274,6 @@ run() {
   local side=$1 r=$2 out="$KSTATE/ab-$1-$2.txt" t0 t1 rps
   side_signal "$side" CONT
   sleep 0.5
-  [ "$PROFILE" = 1 ] && cpu_snapshot "$side" > "$KSTATE/cpu0"
   [ "$side" = synshare ] && for i in $(seq 1 "$NODES"); do "$BIN" status --socket "/run/synshare/ss-node$i.sock" --json > "$KSTATE/status0-$i.json" 2>/dev/null; done
   local perf_pid=""
   if [ -n "$PERF_DIR" ]; then
@@ -282,13 +281,16 @@ run() {
     perf_pid=$!
     sleep 0.5
   fi
+  # The CPU snapshots tightly around ab (the status queries and perf's
+  # start and stop outside).
+  [ "$PROFILE" = 1 ] && cpu_snapshot "$side" > "$KSTATE/cpu0"
   t0=$(date +%s.%N)
   ns "$(client_ns "$side")" ab -q -n "$REQUESTS" -c "$CONC" -s 10 "http://$VIP/" > "$out" 2>&1
   t1=$(date +%s.%N)
+  [ "$PROFILE" = 1 ] && cpu_snapshot "$side" > "$KSTATE/cpu1"
   if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null; fi
   [ "$side" = synshare ] && for i in $(seq 1 "$NODES"); do "$BIN" status --socket "/run/synshare/ss-node$i.sock" --json > "$KSTATE/status1-$i.json" 2>/dev/null; done
   if [ "$PROFILE" = 1 ]; then
-    cpu_snapshot "$side" > "$KSTATE/cpu1"
     profile_diff "$KSTATE/cpu0" "$KSTATE/cpu1" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" > "$KSTATE/profile-$side-$r.txt"
   fi
   side_signal "$side" STOP
