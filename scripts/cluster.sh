@@ -33,6 +33,8 @@
 # heartbeats (UDP 7946) and shares follow measured availability times the
 # weights; coordinator: the same, with a coordinator computing the table.
 # State (configs, logs, pids) lives in $SS_STATE (default /tmp/ss-cluster).
+# SS_IDLE='(empty_polls: N, sleep_us: U)' sets the workers' idle back-off of `up`
+# (default (empty_polls: 64, sleep_us: 100); scripts/e2e.sh --idle).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
