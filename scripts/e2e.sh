@@ -364,4 +364,4 @@ echo "e2e: median requests/s: synshare $ms, kernel $mk, ratio $(awk -v a="$ms" -
 for i in $(seq 1 "$NODES"); do
   printf "e2e: ss-k-node%s nft counters: %s\n" "$i" "$(ns "ss-k-node$i" nft list counters 2>/dev/null | awk '/counter/ { name = $2 } /packets/ { printf "%s %s packets; ", name, $2 }')"
 done
-echo "e2e: per-round figures in $results${PROFILE:+; ab outputs in $KSTATE}"
+echo "e2e: per-round figures in $results; ab outputs and the nodes' counters per synshare round (counters.txt) in $KSTATE"
