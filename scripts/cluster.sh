@@ -6,6 +6,8 @@
 #                         [--cpu on|off]   (off: availability ignores CPU load)
 #                         [--ports 80,443,...] (TCP ports of both VIPs, each with an HTTP server; default 80)
 #                         [--rules 'RULE, ...'] (the VIPs' port rules, RON: (ports: "80", affinity: client), ...)
+#                         [--service httpd|nginx] (the HTTP server on each node; default
+#                         httpd, scripts/httpd.py; nginx answers / the same way)
 #   scripts/cluster.sh up-segments [--weights w1,w2,w3]
 #                         two segments (patent Fig. 6): node1 on A, node2 on A and
 #                         B, node3 on B; peer mode, availability ignores CPU
@@ -23,13 +25,16 @@
 #               net_af_packet and kept from the kernel; TAP "ss-tap" as the
 #               exception path with the kernel's 192.0.2.2I/24, 2001:db8::2I/64
 #               and the VIPs 192.0.2.100, 2001:db8::100 on lo; a real HTTP
-#               server (scripts/httpd.py) on port 80 answering "nodeI", in its
-#               own CPU cgroup ss-nodeI (quota: half a core).
+#               server (scripts/httpd.py, or nginx with --service nginx) on
+#               port 80 answering "nodeI", in its own CPU cgroup ss-nodeI
+#               (quota: half a core).
 #   ss-coord    (--mode coordinator) 192.0.2.9, running `synshare coordinator`
 # Modes: static shares from --weights; peer: the nodes exchange authenticated
 # heartbeats (UDP 7946) and shares follow measured availability times the
 # weights; coordinator: the same, with a coordinator computing the table.
 # State (configs, logs, pids) lives in $SS_STATE (default /tmp/ss-cluster).
+# SS_IDLE='(empty_polls: N, sleep_us: U)' sets the workers' idle back-off of `up`
+# (default (empty_polls: 64, sleep_us: 100); scripts/e2e.sh --idle).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -100,7 +105,7 @@ down() {
   for f in "$STATE"/node*.pid; do
     [ -e "$f" ] && kill_pidfile "$f" INT
   done
-  for f in "$STATE"/httpd*.pid "$STATE"/coord.pid "$STATE"/burn*.pid; do
+  for f in "$STATE"/httpd*.pid "$STATE"/nginx*.pid "$STATE"/coord.pid "$STATE"/burn*.pid; do
     [ -e "$f" ] && kill_pidfile "$f"
   done
   # Anything still running inside our namespaces is ours.
@@ -128,6 +133,78 @@ fresh_state() {
   rm -rf "$STATE/state"
   echo "$1" > "$STATE/nodes"
   echo "$2" > "$STATE/mode"
+  echo "${3:-httpd}" > "$STATE/service"
+}
+
+# start_service I: node I's HTTP server on each of the VIPs' ports, in
+# its namespace and its CPU cgroup: scripts/httpd.py (one process per
+# port) or, with --service nginx, one nginx (a master and one worker)
+# answering every path as httpd.py answers /: "nodeI\n<client address>\n"
+# with an X-Node header. nginx's files are under $STATE/nginxI/.
+start_service() {
+  local i=$1 n=ss-node$1 port
+  if [ "$(cat "$STATE/service" 2>/dev/null)" = nginx ]; then
+    local d="$STATE/nginx$i" listen=""
+    mkdir -p "$d/tmp"
+    for port in ${PORTS//,/ }; do
+      listen+="    listen $port backlog=4096; listen [::]:$port ipv6only=on backlog=4096;"$'\n'
+    done
+    nginx_conf "node$i" "$d" "$STATE/nginx$i.pid" "$listen" > "$d/nginx.conf"
+    # Into the cgroup before exec: the worker nginx forks is born there.
+    # nsenter, not `ip netns exec`, which would hide the host's cgroup tree.
+    local dirs; dirs=$(cgroup_dirs "ss-node$i")
+    nsenter --net="/var/run/netns/$n" sh -c 'for d in $1; do echo $$ > "$d/cgroup.procs" 2>/dev/null; done; shift; exec "$@"' \
+      sh "$dirs" nginx -p "$d" -e "$d/error.log" -c "$d/nginx.conf" >"$STATE/nginx$i.log" 2>&1 &
+    echo $! > "$STATE/nginx$i.pid"
+    # Listening before the node starts (its service probe).
+    for _ in $(seq 50); do
+      ns "$n" ss -Hltn "sport = :${PORTS%%,*}" | grep -q . && return 0
+      kill -0 "$(cat "$STATE/nginx$i.pid")" 2>/dev/null || break
+      sleep 0.1
+    done
+    log "node$i: nginx did not start:"; tail -n 5 "$STATE/nginx$i.log" "$d/error.log" >&2 || true
+    return 1
+  fi
+  # Started directly (not through a shell function) so that $! is the
+  # server's own pid, the one that goes into the cgroup.
+  ip netns exec "$n" python3 "$ROOT/scripts/httpd.py" --name "node$i" --port 80 >"$STATE/httpd$i.log" 2>&1 &
+  echo $! > "$STATE/httpd$i.pid"
+  cgroup_add "ss-node$i" "$(cat "$STATE/httpd$i.pid")"
+  for port in ${PORTS//,/ }; do
+    [ "$port" = 80 ] && continue
+    ip netns exec "$n" python3 "$ROOT/scripts/httpd.py" --name "node$i" --port "$port" >"$STATE/httpd$i-$port.log" 2>&1 &
+    echo $! > "$STATE/httpd$i-$port.pid"
+    cgroup_add "ss-node$i" "$(cat "$STATE/httpd$i-$port.pid")"
+  done
+}
+
+# nginx_conf NAME DIR PIDFILE LISTEN: an nginx configuration (daemon off,
+# one worker, no access log, its files under DIR) answering every path
+# with "NAME\n<client address>\n" and an X-Node: NAME header, as
+# scripts/httpd.py answers /. LISTEN: its listen lines. scripts/e2e.sh
+# prints the same for the kernel-only peer (`cluster.sh nginx-conf`).
+nginx_conf() {
+  cat <<EOF
+# Generated by scripts/cluster.sh: $1's service.
+daemon off;
+worker_processes 1;
+pid $3;
+error_log $2/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $2/tmp/body;
+  proxy_temp_path $2/tmp/proxy;
+  fastcgi_temp_path $2/tmp/fastcgi;
+  uwsgi_temp_path $2/tmp/uwsgi;
+  scgi_temp_path $2/tmp/scgi;
+  server {
+$4    default_type text/plain;
+    add_header X-Node $1 always;
+    location / { return 200 "$1\n\$remote_addr\n"; }
+  }
+}
+EOF
 }
 
 write_config() {
@@ -172,7 +249,7 @@ write_config() {
         (addr: "$VIP6", tcp_ports: [$PORTS], udp_ports: [53], rules: [$RULES]),
     ],
     workers: $workers,
-    idle: (empty_polls: 64, sleep_us: 100),
+    idle: ${SS_IDLE:-(empty_polls: 64, sleep_us: 100)},
     flow_table: (capacity: 65536),
     sharing: (
         buckets: 65536,
@@ -275,7 +352,7 @@ start_node() {
 }
 
 up() {
-  local nodes=1 weights="" layout=rendezvous huge=auto workers=1 mode=static cpu=on mac=unicast
+  local nodes=1 weights="" layout=rendezvous huge=auto workers=1 mode=static cpu=on mac=unicast service=httpd
   while [ $# -gt 0 ]; do
     case $1 in
       --mode) mode=$2; shift 2 ;;
@@ -288,10 +365,16 @@ up() {
       --workers) workers=$2; shift 2 ;;
       --ports) PORTS=$2; shift 2 ;;
       --rules) RULES=$2; shift 2 ;;
+      --service) service=$2; shift 2 ;;
       *) log "unknown option $1"; exit 2 ;;
     esac
   done
-  fresh_state "$nodes" "$mode"
+  case $service in
+    httpd) ;;
+    nginx) command -v nginx >/dev/null || { log "nginx missing: run scripts/setup.sh"; exit 1; } ;;
+    *) log "--service: httpd or nginx"; exit 2 ;;
+  esac
+  fresh_state "$nodes" "$mode" "$service"
 
   ip netns add ss-switch
   ns ss-switch ip link add br0 type bridge
@@ -354,18 +437,7 @@ up() {
     ns "$n" ip addr add "$VIP6/128" dev lo
     write_config "$i" "$nodes" "${weights:-}" "$layout" "$huge" "$workers" "$mode" "$cpu"
     cgroup_create "ss-node$i"
-    # Started directly (not through a shell function) so that $! is the
-    # server's own pid, the one that goes into the cgroup.
-    ip netns exec "$n" python3 "$ROOT/scripts/httpd.py" --name "node$i" --port 80 >"$STATE/httpd$i.log" 2>&1 &
-    echo $! > "$STATE/httpd$i.pid"
-    cgroup_add "ss-node$i" "$(cat "$STATE/httpd$i.pid")"
-    local port
-    for port in ${PORTS//,/ }; do
-      [ "$port" = 80 ] && continue
-      ip netns exec "$n" python3 "$ROOT/scripts/httpd.py" --name "node$i" --port "$port" >"$STATE/httpd$i-$port.log" 2>&1 &
-      echo $! > "$STATE/httpd$i-$port.pid"
-      cgroup_add "ss-node$i" "$(cat "$STATE/httpd$i-$port.pid")"
-    done
+    start_service "$i" || exit 1
     start_node "$i"
   done
   if [ "$mode" != static ]; then wait_converged || exit 1; fi
@@ -516,9 +588,7 @@ add_node() {  # add_node I [JOIN]
   sed -i "s/peers: {[^}]*}, coordinator: None,/peers: {}, coordinator: None, join: \"$join\",/" "$STATE/node$i.ron"
   grep -q "join: \"$join\"" "$STATE/node$i.ron" || { log "node$i: no join in its configuration"; return 1; }
   cgroup_create "ss-node$i"
-  ip netns exec "$n" python3 "$ROOT/scripts/httpd.py" --name "node$i" --port 80 >"$STATE/httpd$i.log" 2>&1 &
-  echo $! > "$STATE/httpd$i.pid"
-  cgroup_add "ss-node$i" "$(cat "$STATE/httpd$i.pid")"
+  start_service "$i"
   start_node "$i"
 }
 
@@ -537,6 +607,7 @@ case ${1:-} in
   stop-node) kill_pidfile "$STATE/node$2.pid" TERM ;;
   kill-node) kill_pidfile "$STATE/node$2.pid" KILL ;;
   start-node) start_node "$2" ;;
+  nginx-conf) shift; nginx_conf "$@" ;;  # NAME DIR PIDFILE LISTEN (scripts/e2e.sh)
   add-node) shift; add_node "$@" ;;
   stop-coordinator) kill_pidfile "$STATE/coord.pid" TERM ;;
   start-coordinator) start_coordinator ;;

@@ -15,6 +15,7 @@ PACKAGES=(
   iproute2 nftables ethtool   # namespaces, veth, bridge; the wire kept from the kernel
   iputils-ping curl wrk       # real clients
   python3                     # the test cluster's HTTP service
+  nginx-light apache2-utils   # scripts/e2e.sh: nginx as the service, ab as the client
   procps kmod
   strace                      # a stalled control thread, in the fault tests
   systemd                     # systemd-analyze: the units' exposure, checked by a test
@@ -29,6 +30,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The test cluster runs nginx in its own namespaces (scripts/cluster.sh
+  # --service nginx): a host-wide nginx that the package just started is
+  # not wanted.
+  if [[ " ${missing[*]} " == *" nginx-light "* ]] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    systemctl disable --now nginx >/dev/null 2>&1 || true
+  fi
 fi
 
 # The TAP exception path needs /dev/net/tun.
