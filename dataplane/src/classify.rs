@@ -662,7 +662,7 @@ impl Classifier {
 
     /// The first look at a wire frame, for a whole burst before any of it
     /// is decided. A TCP segment to a served VIP port is placed first,
-    /// from fixed offsets ([`Classifier::quick`]): the connection value's
+    /// from fixed offsets (`Classifier::quick`): the connection value's
     /// bucket (the NIC's `rss` when given, else the bitmap indexed by the
     /// tuple's folded word), and a frame of a closed bucket is dropped
     /// there, unvalidated (see [`Look::is_closed_unvalidated`]). Frames

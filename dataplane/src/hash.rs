@@ -324,7 +324,7 @@ fn pack_addresses(input: &mut [u8; MAX_INPUT], src: Addr, dst: Addr) -> Option<u
 /// mbuf, is plain IPv4 or IPv6 (no options or extension headers, not a
 /// fragment, no tunnel) carrying TCP or UDP, and only for the types the
 /// port says it hashes on the 4-tuple with the cluster's key
-/// ([`RssTypes`]); for everything else, and wherever the driver reports
+/// ([`nic::RssTypes`]); for everything else, and wherever the driver reports
 /// no packet type, the value is computed.
 pub mod nic {
     /// DPDK's packet type bits (`RTE_PTYPE_*` of `rte_mbuf_ptype.h`, part

@@ -94,7 +94,15 @@ impl Node {
         launch(pending, lcores, &settings.stop)?;
         let started = Instant::now();
         announce(&c, &segments, &socket);
-        let publishing = Publishing::start(listener, metrics_listener, c.metrics)?;
+        let publishing = match Publishing::start(listener, metrics_listener, c.metrics) {
+            Ok(p) => p,
+            Err(e) => {
+                // The workers run already: stop them before giving up.
+                settings.stop.store(true, Ordering::Relaxed);
+                dpdk::wait_all();
+                return Err(e);
+            }
+        };
         // systemd: ready now; the watchdog is fed from the loop while every
         // exchange thread is alive (no-ops without NOTIFY_SOCKET).
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("serving")]);
