@@ -82,24 +82,8 @@ k_namespaces() {
   ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^ss-k-(switch|client|node[0-9]+)$' || true
 }
 
-# The CPU cgroup of a kernel-peer node's nginx (as cluster.sh's).
-cg_dirs() {
-  if [ -f /sys/fs/cgroup/cgroup.controllers ]; then echo "/sys/fs/cgroup/$1"
-  else echo "/sys/fs/cgroup/cpu/$1 /sys/fs/cgroup/cpuacct/$1"; fi
-}
-cg_create() {
-  local d
-  if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
-    grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control || echo +cpu > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || true
-  fi
-  for d in $(cg_dirs "$1"); do mkdir -p "$d" 2>/dev/null || true; done
-  if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
-    echo "50000 100000" > "/sys/fs/cgroup/$1/cpu.max" 2>/dev/null || true
-  else
-    echo 100000 > "/sys/fs/cgroup/cpu/$1/cpu.cfs_period_us" 2>/dev/null || true
-    echo 50000 > "/sys/fs/cgroup/cpu/$1/cpu.cfs_quota_us" 2>/dev/null || true
-  fi
-}
+# The CPU cgroup of a kernel-peer node's nginx, as cluster.sh's.
+source "$ROOT/scripts/cgroup.sh"
 # No quota on cgroup NAME (--cpu-quota off).
 cg_unlimit() {
   if [ -f /sys/fs/cgroup/cgroup.controllers ]; then echo "max 100000" > "/sys/fs/cgroup/$1/cpu.max" 2>/dev/null || true
@@ -127,7 +111,7 @@ kernel_down() {
     ip netns del "$n" 2>/dev/null || true
   done
   for i in $(seq 1 "$NODES"); do
-    for d in $(cg_dirs "ss-k-node$i"); do [ -d "$d" ] && rmdir "$d" 2>/dev/null || true; done
+    for d in $(cgroup_dirs "ss-k-node$i"); do [ -d "$d" ] && rmdir "$d" 2>/dev/null || true; done
   done
 }
 
@@ -195,7 +179,7 @@ table netdev ss_k {
   }
 }
 EOF
-    cg_create "ss-k-node$i"
+    cgroup_create "ss-k-node$i"
     [ "$QUOTA" = off ] && cg_unlimit "ss-k-node$i"
     local d="$KSTATE/nginx$i"
     mkdir -p "$d/tmp"
@@ -203,7 +187,7 @@ EOF
       "    listen 80 backlog=4096; listen [::]:80 ipv6only=on backlog=4096;"$'\n' > "$d/nginx.conf"
     # fd 9 (the lock) closed: nginx must not hold it.
     nsenter --net="/var/run/netns/$n" sh -c 'for d in $1; do echo $$ > "$d/cgroup.procs" 2>/dev/null; done; shift; exec "$@"' \
-      sh "$(cg_dirs "ss-k-node$i")" nginx -p "$d" -e "$d/error.log" -c "$d/nginx.conf" >"$KSTATE/nginx$i.log" 2>&1 9>&- &
+      sh "$(cgroup_dirs "ss-k-node$i")" nginx -p "$d" -e "$d/error.log" -c "$d/nginx.conf" >"$KSTATE/nginx$i.log" 2>&1 9>&- &
     echo $! > "$KSTATE/nginx$i.pid"
   done
   for i in $(seq 1 "$NODES"); do
